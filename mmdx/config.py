@@ -1,0 +1,263 @@
+"""Experiment configs: YAML files read in one place into validated, typed objects.
+
+A config file may start with ``base: other.yaml`` (a path relative to the file); its keys are merged over
+the base, recursively. Command-line overrides (``--set model.fusion.name=concat``) are applied last, with
+YAML typing of the value. Unknown or misspelled keys fail with their full path and a suggestion:
+``model.fusion.hiden_dim: unknown key; did you mean 'dim'?``. Configs are data: no expressions.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmdx.errors import ConfigError, did_you_mean
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageConfig(_Strict):
+    """Image preprocessing: orient to RAS, resample to ``spacing`` (mm) when given, pad/crop to ``shape``,
+    map the HU ``window`` linearly to [0, 1] (clipped)."""
+
+    dims: Literal[2, 3] = 2
+    shape: list[int] = Field(default_factory=lambda: [32, 32])
+    spacing: list[float] | None = None
+    window: tuple[float, float] = (-1000.0, 400.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageConfig:
+        if len(self.shape) != self.dims:
+            raise ValueError(f"shape {self.shape} has {len(self.shape)} axes but dims is {self.dims}")
+        if any(s < 8 for s in self.shape):
+            raise ValueError(f"shape {self.shape}: every axis must be at least 8 voxels")
+        if self.spacing is not None and (len(self.spacing) != self.dims or any(s <= 0 for s in self.spacing)):
+            raise ValueError(f"spacing {self.spacing} must have {self.dims} positive values (mm) or be null")
+        if self.window[1] <= self.window[0]:
+            raise ValueError(f"window {self.window}: the upper HU bound must exceed the lower")
+        return self
+
+
+class TabularConfig(_Strict):
+    """Which catalogue features (``all`` or a list of keys), numeric case columns and categorical columns."""
+
+    features: Literal["all"] | list[str] = "all"
+    numeric_columns: list[str] = Field(default_factory=lambda: ["age"])
+    categorical_columns: list[str] = Field(default_factory=lambda: ["sex", "site"])
+    clip: float = 8.0
+
+
+class TextConfig(_Strict):
+    """``wordpiece``: a tokenizer trained on the training split's notes; pretrained text encoders bring theirs."""
+
+    vocab_size: int = Field(default=3000, ge=100)
+    min_frequency: int = Field(default=2, ge=1)
+    max_length: int = Field(default=160, ge=8)
+
+
+class CacheConfig(_Strict):
+    """Decoded, preprocessed images are cached so later epochs never decode DICOM again.
+
+    ``disk``: ``.npy`` files under ``dir`` (default ``$MMDX_CACHE_DIR`` or ``~/.cache/mmdx``), keyed by the
+    image files and the preprocessing settings; ``memory``: the disk cache plus an in-process copy;
+    ``none``: decode every time (for debugging).
+    """
+
+    mode: Literal["disk", "memory", "none"] = "memory"
+    dir: str | None = None
+
+
+class LoaderConfig(_Strict):
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    workers: int = Field(default=0, ge=0)
+
+
+class DataConfig(_Strict):
+    cohort: str | None = None
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    tabular: TabularConfig = Field(default_factory=TabularConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    validate_workers: int = Field(default=1, ge=1)
+
+
+class ComponentConfig(BaseModel):
+    """A registry entry by ``name`` plus its keyword arguments (checked against the builder's signature)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(_Strict):
+    image: ComponentConfig | None = None
+    tabular: ComponentConfig | None = None
+    text: ComponentConfig | None = None
+    fusion: ComponentConfig = Field(default_factory=lambda: ComponentConfig(name="gated_attention"))
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ModelConfig:
+        if self.image is None and self.tabular is None and self.text is None:
+            raise ValueError("the model needs at least one of image, tabular, text")
+        return self
+
+
+class ThresholdConfig(_Strict):
+    """Operating threshold chosen on the validation split: Youden's J, or the lowest sensitivity target."""
+
+    rule: Literal["youden", "sensitivity", "fixed"] = "youden"
+    target: float = Field(default=0.9, gt=0, lt=1)
+    value: float = Field(default=0.5, gt=0, lt=1)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(default=30, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    modality_dropout: float = Field(default=0.15, ge=0, lt=1)
+    class_weighting: Literal["balanced", "none"] = "balanced"
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    patience: int = Field(default=6, ge=1)
+    min_epochs: int = Field(default=3, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    deterministic: bool = True
+    threads: int | None = Field(default=None, ge=1)
+    calibrate: bool = True
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+
+
+class Config(_Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\") or value.startswith("."):
+            raise ValueError(
+                f"name {value!r} must be a plain folder name (no slashes, not starting with '.')"
+            )
+        return value
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+# ------------------------------------------------------------------------------------------------------
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config_document(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The merged YAML document of a config file (``base:`` chains resolved), before validation."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} must hold a mapping, got {type(document).__name__}")
+    base = document.pop("base", None)
+    if base is None:
+        return document
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a path to another YAML file, got {base!r}")
+    return _merge(read_config_document(path.parent / base, (*_seen, path)), document)
+
+
+def apply_overrides(document: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (value parsed as YAML: numbers, lists, null, true)."""
+    out = copy.deepcopy(document)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value, e.g. train.epochs=5")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {item!r} has an empty key")
+        node = out
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise ConfigError(f"override {item!r}: '{part}' is a value, not a section")
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the config section at ``loc`` (for suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key{did_you_mean(str(loc[-1]), _fields_at(Config, loc))}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message} (got {error.get('input')!r})")
+    return f"invalid config {source}:\n  " + "\n  ".join(lines)
+
+
+def config_from_dict(document: dict, source: str = "(dict)") -> Config:
+    try:
+        return Config.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, merge, override and validate a config file."""
+    document = apply_overrides(read_config_document(path), overrides or [])
+    return config_from_dict(document, source=str(path))

@@ -1,0 +1,194 @@
+"""Reading a cohort directory (Contract 1): ``cohort.yaml``, the cases table, observations and notes.
+
+This module only reads and parses; judging the content (reason codes, statuses) is ``mmdx.data.validation``.
+Every path inside a cohort is relative to its root, and :func:`resolve_in_cohort` refuses one that escapes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from mmdx.data.schemas import schema_errors
+from mmdx.errors import CohortError
+
+CASES_FILES = ("cases.csv", "cases.parquet")
+OBSERVATIONS_FILES = ("observations.csv", "observations.parquet")
+NOTES_FILE = "notes.jsonl"
+COHORT_FILE = "cohort.yaml"
+GROUND_TRUTH_DIR = "ground_truth"
+
+CASE_COLUMNS = ("case_id", "patient_id", "label")
+OBSERVATION_COLUMNS = ("case_id", "code", "value", "unit")
+
+
+class PathEscapesCohort(ValueError):
+    """A path inside the cohort resolves outside the cohort root."""
+
+
+def resolve_in_cohort(root: Path, relative: str | Path) -> Path:
+    """Absolute path of ``relative`` inside ``root``; raises :class:`PathEscapesCohort` if it leaves ``root``.
+
+    Absolute paths, ``..`` components and symlinks that point outside the cohort are all refused.
+    """
+    root = root.resolve()
+    rel = Path(str(relative))
+    if rel.is_absolute():
+        raise PathEscapesCohort(f"'{relative}' is an absolute path; cohort paths must be relative to {root}")
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise PathEscapesCohort(f"'{relative}' resolves to {target}, outside the cohort directory {root}")
+    return target
+
+
+@dataclass
+class CohortFiles:
+    """The raw content of a cohort directory, before validation.
+
+    ``cases`` and ``observations`` hold every column as text (``None`` for empty cells) so that validation
+    sees exactly what was written; ``note_lines`` keeps each raw notes.jsonl line with its 1-based number.
+    """
+
+    root: Path
+    spec: dict
+    cases: pd.DataFrame
+    cases_file: str
+    observations: pd.DataFrame | None = None
+    observations_file: str | None = None
+    note_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", self.root.name))
+
+
+def _find_one(root: Path, names: tuple[str, ...], required: bool) -> Path | None:
+    found = [root / n for n in names if (root / n).is_file()]
+    if len(found) > 1:
+        raise CohortError(f"{root}: both {found[0].name} and {found[1].name} exist; keep exactly one")
+    if not found and required:
+        raise CohortError(
+            f"{root}: no cases table; expected one of {', '.join(names)} (see DESIGN Contract 1)"
+        )
+    return found[0] if found else None
+
+
+def _cell(value: object) -> str | None:
+    """A table cell as stripped text; empty cells and missing values become None."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column as Python ``str`` or ``None`` (object dtype, so None is not turned back into NaN)."""
+    return pd.DataFrame(
+        {col: pd.Series([_cell(v) for v in frame[col]], dtype=object) for col in frame.columns},
+        index=frame.index,
+    )
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            return _as_text(frame)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CohortError(
+            f"{path}: cannot read the table ({exc}); check that it is valid CSV/Parquet"
+        ) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return _as_text(frame)
+
+
+def load_cohort_spec(root: Path) -> dict:
+    """Parse and schema-check ``cohort.yaml``; raises :class:`CohortError` naming each bad key."""
+    path = root / COHORT_FILE
+    if not root.is_dir():
+        raise CohortError(f"cohort directory not found: {root}")
+    if not path.is_file():
+        raise CohortError(f"{path} is missing; a cohort needs cohort.yaml with name, version and task")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CohortError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise CohortError(f"{path} must hold a mapping (name, version, task), got {type(spec).__name__}")
+    errors = schema_errors("cohort", spec)
+    if errors:
+        raise CohortError(f"{path} does not match the cohort schema: " + "; ".join(errors))
+    return spec
+
+
+def read_cohort(root: str | Path) -> CohortFiles:
+    """Read a cohort directory's files. Raises :class:`CohortError` only when the cohort is unusable as a whole
+    (no cohort.yaml, an invalid one, no cases table, or a cases table without its required columns)."""
+    root = Path(root).resolve()
+    spec = load_cohort_spec(root)
+    cases_path = _find_one(root, CASES_FILES, required=True)
+    assert cases_path is not None
+    cases = _read_table(cases_path)
+    missing = [c for c in CASE_COLUMNS if c not in cases.columns]
+    if missing:
+        raise CohortError(
+            f"{cases_path}: required column(s) {', '.join(missing)} missing; found {', '.join(cases.columns)}"
+        )
+    obs_path = _find_one(root, OBSERVATIONS_FILES, required=False)
+    observations = None
+    if obs_path is not None:
+        observations = _read_table(obs_path)
+        missing = [c for c in OBSERVATION_COLUMNS if c not in observations.columns]
+        if missing:
+            raise CohortError(
+                f"{obs_path}: required column(s) {', '.join(missing)} missing; "
+                f"found {', '.join(observations.columns)}"
+            )
+    note_lines: list[tuple[int, str]] = []
+    notes_path = root / NOTES_FILE
+    if notes_path.is_file():
+        with notes_path.open(encoding="utf-8", errors="replace") as fh:
+            note_lines = [(i, line.rstrip("\n")) for i, line in enumerate(fh, start=1) if line.strip()]
+    return CohortFiles(
+        root=root,
+        spec=spec,
+        cases=cases,
+        cases_file=cases_path.name,
+        observations=observations,
+        observations_file=obs_path.name if obs_path else None,
+        note_lines=note_lines,
+    )
+
+
+def case_row_document(row: dict) -> dict:
+    """A cases-table row as typed JSON for schema validation (label and age parsed where they are numbers)."""
+    doc: dict = {}
+    for key, value in row.items():
+        if value is None:
+            doc[key] = None
+            continue
+        if key == "label":
+            doc[key] = int(value) if value in {"0", "1", "0.0", "1.0"} else value
+        elif key == "age":
+            try:
+                doc[key] = float(value)
+            except ValueError:
+                doc[key] = value
+        else:
+            doc[key] = value
+    return doc
+
+
+__all__ = [
+    "CohortFiles",
+    "PathEscapesCohort",
+    "case_row_document",
+    "load_cohort_spec",
+    "read_cohort",
+    "resolve_in_cohort",
+    "schema_errors",
+]

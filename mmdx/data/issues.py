@@ -1,0 +1,114 @@
+"""Typed validation issues: every problem found in a cohort has a reason code, a message and a file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    WARNING = "warning"  # the case is kept; the affected value/file may be dropped
+    ERROR = "error"  # the case, or the affected modality of the case, cannot be used
+
+
+class IssueCode(StrEnum):
+    """Reason codes of the validation report. Each code has one meaning; see ``describe``."""
+
+    # cohort / table level
+    SCHEMA_VIOLATION = "SCHEMA_VIOLATION"
+    DUPLICATE_CASE_ID = "DUPLICATE_CASE_ID"
+    PATIENT_IN_TWO_SPLITS = "PATIENT_IN_TWO_SPLITS"
+    LABEL_INVALID = "LABEL_INVALID"
+    PATH_ESCAPES_COHORT = "PATH_ESCAPES_COHORT"
+    UNKNOWN_CASE_ID = "UNKNOWN_CASE_ID"
+    NO_USABLE_MODALITY = "NO_USABLE_MODALITY"
+    # images
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
+    IMAGE_UNREADABLE = "IMAGE_UNREADABLE"
+    IMAGE_FORMAT_UNKNOWN = "IMAGE_FORMAT_UNKNOWN"
+    DICOM_INVALID = "DICOM_INVALID"
+    DICOM_TRUNCATED = "DICOM_TRUNCATED"
+    DICOM_NO_PIXEL_DATA = "DICOM_NO_PIXEL_DATA"
+    DICOM_MIXED_SERIES = "DICOM_MIXED_SERIES"
+    DICOM_GEOMETRY_MISSING = "DICOM_GEOMETRY_MISSING"
+    DICOM_INCONSISTENT_GEOMETRY = "DICOM_INCONSISTENT_GEOMETRY"
+    DICOM_UNSUPPORTED_IMAGE = "DICOM_UNSUPPORTED_IMAGE"
+    TRANSFER_SYNTAX_UNSUPPORTED = "TRANSFER_SYNTAX_UNSUPPORTED"
+    SLICE_SPACING_INCONSISTENT = "SLICE_SPACING_INCONSISTENT"
+    DUPLICATE_SLICE_POSITION = "DUPLICATE_SLICE_POSITION"
+    NIFTI_QFORM_SFORM_MISMATCH = "NIFTI_QFORM_SFORM_MISMATCH"
+    NIFTI_INVALID = "NIFTI_INVALID"
+    IMAGE_WRONG_DIMENSIONS = "IMAGE_WRONG_DIMENSIONS"
+    # observations
+    UNIT_UNKNOWN = "UNIT_UNKNOWN"
+    VALUE_IMPLAUSIBLE = "VALUE_IMPLAUSIBLE"
+    VALUE_NOT_NUMERIC = "VALUE_NOT_NUMERIC"
+    CODE_UNKNOWN = "CODE_UNKNOWN"
+    TIME_INVALID = "TIME_INVALID"
+    # notes
+    NOTE_MALFORMED = "NOTE_MALFORMED"
+    NOTE_EMPTY = "NOTE_EMPTY"
+
+
+DESCRIPTIONS: dict[IssueCode, str] = {
+    IssueCode.SCHEMA_VIOLATION: "a row or file does not match its JSON Schema",
+    IssueCode.DUPLICATE_CASE_ID: "the same case_id appears on more than one row; all but the first are rejected",
+    IssueCode.PATIENT_IN_TWO_SPLITS: "one patient's cases are assigned to different splits",
+    IssueCode.LABEL_INVALID: "label is neither 0, 1 nor empty",
+    IssueCode.PATH_ESCAPES_COHORT: "a path points outside the cohort directory",
+    IssueCode.UNKNOWN_CASE_ID: "an observation or note refers to a case_id missing from the cases table",
+    IssueCode.NO_USABLE_MODALITY: "after validation the case has no usable image, observation or note",
+    IssueCode.IMAGE_NOT_FOUND: "the image path does not exist",
+    IssueCode.IMAGE_UNREADABLE: "the image file exists but cannot be read",
+    IssueCode.IMAGE_FORMAT_UNKNOWN: "the image is neither DICOM nor NIfTI",
+    IssueCode.DICOM_INVALID: "the file is not a valid DICOM dataset",
+    IssueCode.DICOM_TRUNCATED: "the DICOM file ends before its pixel data is complete",
+    IssueCode.DICOM_NO_PIXEL_DATA: "the DICOM dataset has no pixel data (e.g. a structured report or RT structure)",
+    IssueCode.DICOM_MIXED_SERIES: "a DICOM folder holds slices of more than one series",
+    IssueCode.DICOM_GEOMETRY_MISSING: "position or orientation tags needed to stack slices are missing",
+    IssueCode.DICOM_INCONSISTENT_GEOMETRY: "slices of one series differ in orientation, size or pixel spacing",
+    IssueCode.DICOM_UNSUPPORTED_IMAGE: "the pixel data is not a greyscale image mmdx can use (e.g. colour, multi-frame)",
+    IssueCode.TRANSFER_SYNTAX_UNSUPPORTED: "no installed decoder handles the file's transfer syntax",
+    IssueCode.SLICE_SPACING_INCONSISTENT: "the gaps between slices are not uniform (a slice is missing)",
+    IssueCode.DUPLICATE_SLICE_POSITION: "two slices of one series share a position",
+    IssueCode.NIFTI_QFORM_SFORM_MISMATCH: "the NIfTI qform and sform disagree about where the image is",
+    IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid",
+    IssueCode.IMAGE_WRONG_DIMENSIONS: "the image is not 2D or 3D as the cohort requires",
+    IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
+    IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
+    IssueCode.VALUE_NOT_NUMERIC: "the value is not a number",
+    IssueCode.CODE_UNKNOWN: "the code is neither a LOINC code nor a key of the feature catalogue",
+    IssueCode.TIME_INVALID: "the time is not ISO 8601",
+    IssueCode.NOTE_MALFORMED: "a notes.jsonl line is not a JSON object with case_id and text",
+    IssueCode.NOTE_EMPTY: "a note has no text",
+}
+
+
+def describe(code: IssueCode | str) -> str:
+    """One-line meaning of a reason code."""
+    return DESCRIPTIONS[IssueCode(code)]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a cohort. ``file`` is relative to the cohort; ``row`` is 1-based where known."""
+
+    code: IssueCode
+    message: str
+    file: str | None = None
+    severity: Severity = Severity.ERROR
+    row: int | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["code"] = str(self.code)
+        out["severity"] = str(self.severity)
+        return out
+
+
+class ImageReadError(Exception):
+    """Raised by the image readers; carries a typed :class:`Issue` so validation can report it."""
+
+    def __init__(self, code: IssueCode, message: str, file: str | None = None) -> None:
+        super().__init__(f"{code}: {message}" + (f" ({file})" if file else ""))
+        self.issue = Issue(code=code, message=message, file=file)

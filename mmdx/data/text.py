@@ -1,0 +1,160 @@
+"""Clinical notes: parsing ``notes.jsonl``, joining a case's notes in time order, and tokenisation.
+
+The cohort tokenizer is a WordPiece model trained with the ``tokenizers`` library on the training split's
+notes only; pretrained text encoders bring their own ``tokenizer.json``. Both are saved in the model bundle
+and both give character offsets, so that token attributions map back to spans of the original note.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from mmdx.data.issues import Issue, IssueCode, Severity
+from mmdx.data.schemas import schema_errors
+
+NOTE_SEPARATOR = "\n\n"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    time: pd.Timestamp | None
+    note_type: str | None
+    line: int
+
+
+@dataclass
+class ParsedNotes:
+    """Notes per case plus the issues of lines that were not used."""
+
+    by_case: dict[str, list[Note]] = field(default_factory=dict)
+    case_issues: dict[str, list[Issue]] = field(default_factory=dict)
+    unattached: list[Issue] = field(default_factory=list)
+    n_lines: int = 0
+
+    def joined(self, case_id: str) -> str | None:
+        """The case's notes joined in time order (notes without a time first, in file order), or None."""
+        notes = self.by_case.get(case_id)
+        if not notes:
+            return None
+        return join_notes(notes)
+
+
+def join_notes(notes: list[Note]) -> str:
+    def key(note: Note) -> tuple:
+        return (note.time is not None, note.time or pd.Timestamp(0, tz="UTC"), note.line)
+
+    return NOTE_SEPARATOR.join(n.text.strip() for n in sorted(notes, key=key))
+
+
+def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: str) -> ParsedNotes:
+    """Parse raw ``notes.jsonl`` lines; every line that cannot be used gets an issue naming its line number."""
+    parsed = ParsedNotes(n_lines=len(lines))
+    for number, raw in lines:
+        try:
+            doc = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            parsed.unattached.append(
+                Issue(
+                    IssueCode.NOTE_MALFORMED, f"line {number}: not valid JSON ({exc.msg})", file, row=number
+                )
+            )
+            continue
+        errors = schema_errors("note", doc)
+        case_id = doc.get("case_id") if isinstance(doc, dict) else None
+        if errors:
+            issue = Issue(IssueCode.NOTE_MALFORMED, f"line {number}: " + "; ".join(errors), file, row=number)
+            if isinstance(case_id, str) and case_id in known_case_ids:
+                parsed.case_issues.setdefault(case_id, []).append(issue)
+            else:
+                parsed.unattached.append(issue)
+            continue
+        if case_id not in known_case_ids:
+            parsed.unattached.append(
+                Issue(
+                    IssueCode.UNKNOWN_CASE_ID,
+                    f"line {number}: case_id {case_id!r} is not in the cases table; note ignored",
+                    file,
+                    row=number,
+                )
+            )
+            continue
+        text = doc["text"]
+        if not text.strip():
+            parsed.case_issues.setdefault(case_id, []).append(
+                Issue(IssueCode.NOTE_EMPTY, f"line {number}: empty note", file, Severity.WARNING, row=number)
+            )
+            continue
+        time = pd.Timestamp(doc["time"]) if doc.get("time") else None
+        if time is not None and time.tzinfo is None:
+            time = time.tz_localize("UTC")
+        parsed.by_case.setdefault(case_id, []).append(Note(text, time, doc.get("note_type"), number))
+    return parsed
+
+
+def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4000, min_frequency: int = 2) -> Tokenizer:
+    """Train a lower-casing WordPiece tokenizer on ``texts`` (the training split's notes)."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tokenizer.train_from_iterator(texts or [""], trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    return Tokenizer.from_file(str(path))
+
+
+def pad_id(tokenizer: Tokenizer) -> int:
+    """The id of the padding token (``[PAD]`` or ``<pad>``), 0 if the vocabulary has neither."""
+    for token in ("[PAD]", "<pad>"):
+        idx = tokenizer.token_to_id(token)
+        if idx is not None:
+            return idx
+    return 0
+
+
+@dataclass
+class EncodedNotes:
+    """Token ids ``[N, T]``, attention mask ``[N, T]`` and character offsets ``[N, T, 2]`` (into each text)."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+    offsets: np.ndarray
+    tokens: list[list[str]]
+
+
+def encode_notes(tokenizer: Tokenizer, texts: list[str], max_length: int) -> EncodedNotes:
+    """Tokenise, truncate to ``max_length`` and pad. Empty texts give a row with only special tokens."""
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.enable_truncation(max_length=max_length)
+    tok.enable_padding(
+        length=max_length, pad_id=pad_id(tokenizer), pad_token=tokenizer.id_to_token(pad_id(tokenizer))
+    )
+    encodings = tok.encode_batch(texts) if texts else []
+    n = len(texts)
+    ids = np.zeros((n, max_length), dtype=np.int64)
+    mask = np.zeros((n, max_length), dtype=np.int64)
+    offsets = np.zeros((n, max_length, 2), dtype=np.int64)
+    tokens = []
+    for i, enc in enumerate(encodings):
+        ids[i] = enc.ids
+        mask[i] = enc.attention_mask
+        offsets[i] = enc.offsets
+        tokens.append(list(enc.tokens))
+    return EncodedNotes(ids=ids, mask=mask, offsets=offsets, tokens=tokens)

@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole suite: small synthetic cohorts written once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mmdx.data.synth import SynthOptions, synthesize_cohort
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the image cache of the test run out of the user's home."""
+    os.environ["MMDX_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmdx-cache"))
+
+
+@pytest.fixture(scope="session")
+def defect_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3D cohort (16³ volumes) with every kind of planted defect."""
+    out = tmp_path_factory.mktemp("cohorts") / "defects3d"
+    synthesize_cohort(out, SynthOptions(n_cases=48, seed=21, dims=3, size=16, defects=True, workers=2))
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_cohort_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean 2D cohort of 160 cases (32² slices), big enough to train a tiny model on."""
+    out = tmp_path_factory.mktemp("cohorts") / "clean2d"
+    synthesize_cohort(out, SynthOptions(n_cases=160, seed=4, dims=2, size=32, workers=2))
+    return out
