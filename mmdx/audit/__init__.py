@@ -1,0 +1,1 @@
+"""Audit: statistics with confidence intervals and the model audit report."""

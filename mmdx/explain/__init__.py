@@ -1,0 +1,1 @@
+"""Explanations: Captum attributions per modality, exact modality Shapley values, faithfulness checks."""

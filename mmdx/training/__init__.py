@@ -1,0 +1,1 @@
+"""Training: the trainer loop, metrics, temperature scaling and distributed set-up."""
