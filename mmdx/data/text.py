@@ -92,9 +92,22 @@ def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: st
                 Issue(IssueCode.NOTE_EMPTY, f"line {number}: empty note", file, Severity.WARNING, row=number)
             )
             continue
-        time = pd.Timestamp(doc["time"]) if doc.get("time") else None
-        if time is not None and time.tzinfo is None:
-            time = time.tz_localize("UTC")
+        time = None
+        if doc.get("time"):
+            try:
+                time = pd.Timestamp(doc["time"])
+            except (ValueError, TypeError):
+                parsed.case_issues.setdefault(case_id, []).append(
+                    Issue(
+                        IssueCode.TIME_INVALID,
+                        f"line {number}: time {doc['time']!r} is not ISO 8601; the note is kept without a time",
+                        file,
+                        Severity.WARNING,
+                        row=number,
+                    )
+                )
+            if time is not None and time.tzinfo is None:
+                time = time.tz_localize("UTC")
         parsed.by_case.setdefault(case_id, []).append(Note(text, time, doc.get("note_type"), number))
     return parsed
 

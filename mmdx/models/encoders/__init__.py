@@ -1,0 +1,1 @@
+"""Encoders, one module per modality: :mod:`.imaging`, :mod:`.tabular`, :mod:`.text`."""

@@ -1,0 +1,302 @@
+"""Imaging encoders: an image ``[B, C, H, W]`` or a volume ``[B, C, D, H, W]`` in, a vector ``[B, D]`` out.
+
+Two families share one contract (:class:`ImagingEncoder`): :class:`SmallCNN`, a compact residual network
+that trains in minutes on a CPU, and :class:`MonaiImageEncoder`, the feature extractor of a MONAI network
+(DenseNet-121, ResNet-10/18/34/50, EfficientNet-B0) with its classification layer removed. Every encoder
+checks its input in ``forward`` and says which shape it expected, including the smallest spatial size its
+down-sampling supports (``min_input_size``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmdx.errors import MmdxError
+from mmdx.models.hparams import (
+    HyperParameterError,
+    check_choice,
+    check_dropout,
+    check_positive_int,
+    check_spatial_dims,
+)
+
+
+class ImagingEncoder(nn.Module):
+    """Base of every imaging encoder: validates the input, then calls :meth:`extract`.
+
+    Attributes:
+        out_dim: width ``D`` of the output vector.
+        tokens: always ``False``; the output is one pooled vector per image.
+        spatial_dims: 2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``.
+        in_channels: ``C``, the number of input channels (1 for CT/MR intensities).
+        min_input_size: the smallest size, in pixels/voxels, accepted along each spatial axis.
+    """
+
+    tokens: bool = False
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_dim: int, min_input_size: int) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_dim = out_dim
+        self.min_input_size = min_input_size
+
+    def forward(self, image: Tensor) -> Tensor:
+        """``image``: ``[B, C, H, W]`` or ``[B, C, D, H, W]``, intensity-normalised -> ``[B, out_dim]``."""
+        self.check_input(image)
+        return self.extract(image)
+
+    def extract(self, image: Tensor) -> Tensor:
+        """The network itself, on an input already checked by :meth:`check_input`."""
+        raise NotImplementedError
+
+    def check_input(self, image: Tensor) -> None:
+        """Raise :class:`~mmdx.errors.MmdxError` when ``image`` does not have the shape this encoder needs."""
+        name = type(self).__name__
+        expected = "[B, C, H, W]" if self.spatial_dims == 2 else "[B, C, D, H, W]"
+        if image.ndim != self.spatial_dims + 2:
+            hint = (
+                f"; build the encoder with spatial_dims={image.ndim - 2} or resample the images"
+                if image.ndim in (4, 5)
+                else ""
+            )
+            raise MmdxError(
+                f"{name} (spatial_dims={self.spatial_dims}) expects images {expected}, "
+                f"got shape {tuple(image.shape)}{hint}"
+            )
+        if image.shape[1] != self.in_channels:
+            raise MmdxError(
+                f"{name} expects {self.in_channels} input channel(s) on axis 1, "
+                f"got shape {tuple(image.shape)}"
+            )
+        spatial = tuple(image.shape[2:])
+        if min(spatial) < self.min_input_size:
+            raise MmdxError(
+                f"{name} needs at least {self.min_input_size} pixels along each spatial axis (its "
+                f"down-sampling shrinks the image below one pixel otherwise), got spatial size {spatial}; "
+                "resample the images to a larger grid"
+            )
+
+
+# --------------------------------------------------------------------------------------------------------
+# SmallCNN
+
+
+def _norm(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    if kind == "batch":
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    if kind == "instance":
+        return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+    return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
+
+
+class _ResidualStage(nn.Module):
+    """conv-norm-act-conv-norm plus a shortcut; the first convolution down-samples when ``stride`` is 2."""
+
+    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, stride: int, norm: str) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.body = nn.Sequential(
+            conv(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False),
+            _norm(norm, spatial_dims, out_ch),
+            nn.ReLU(),
+            conv(out_ch, out_ch, kernel_size=3, padding=1, bias=False),
+            _norm(norm, spatial_dims, out_ch),
+        )
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(
+                conv(in_ch, out_ch, kernel_size=1, stride=stride, bias=False),
+                _norm(norm, spatial_dims, out_ch),
+            )
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class SmallCNN(ImagingEncoder):
+    """A compact residual CNN for 2D images or 3D volumes, small enough to train on a CPU.
+
+    A stem convolution is followed by one residual stage per entry of ``channels`` (He et al., "Deep
+    Residual Learning for Image Recognition", CVPR 2016); every stage after the first halves the spatial
+    size. The last feature map is summarised by global average *and* global max pooling: the max keeps a
+    small bright lesion visible where the average would dilute it over the whole field of view. A linear
+    layer maps the ``2 * channels[-1]`` pooled features to ``out_dim``.
+
+    Args:
+        spatial_dims: 2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``.
+        in_channels: ``C``, channels of the input image.
+        channels: width of each stage; ``len(channels)`` stages, ``len(channels) - 1`` down-samplings.
+        out_dim: width ``D`` of the output ``[B, D]``.
+        norm: ``"batch"`` (default), ``"instance"`` or ``"group"``. Batch norm is an affine map in
+            evaluation mode and keeps absolute intensities (Hounsfield units mean something), which suits
+            Integrated Gradients along a path from a black image; instance and group norm make the network
+            nearly blind to intensity scale, so such a path concentrates all attribution near the black
+            image. Instance norm never mixes the cases of a batch, even in training.
+        dropout: dropout probability on the pooled features, in ``[0, 1)``.
+
+    Input ``image``: ``[B, C, H, W]`` or ``[B, C, D, H, W]``, each spatial side at least
+    ``2 ** len(channels)``. Output: ``[B, out_dim]``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        out_dim: int = 128,
+        norm: str = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        owner = "SmallCNN"
+        spatial_dims = check_spatial_dims(owner, spatial_dims)
+        check_positive_int(owner, "in_channels", in_channels)
+        check_positive_int(owner, "out_dim", out_dim)
+        channels = tuple(channels)
+        if not channels:
+            raise HyperParameterError(f"{owner}: channels must list at least one stage width, got ()")
+        for width in channels:
+            check_positive_int(owner, "each entry of channels", width)
+        norm = check_choice(owner, "norm", norm, ("batch", "instance", "group"))
+        dropout = check_dropout(owner, "dropout", dropout)
+        # Instance norm needs more than one voxel per channel in training (batch norm too, with a batch of
+        # one), so the last stage must keep at least two voxels per axis.
+        super().__init__(spatial_dims, in_channels, out_dim, min_input_size=2 ** len(channels))
+        self.channels = channels
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.stem = nn.Sequential(
+            conv(in_channels, channels[0], kernel_size=3, padding=1, bias=False),
+            _norm(norm, spatial_dims, channels[0]),
+            nn.ReLU(),
+        )
+        stages = []
+        previous = channels[0]
+        for index, width in enumerate(channels):
+            stages.append(_ResidualStage(spatial_dims, previous, width, 1 if index == 0 else 2, norm))
+            previous = width
+        self.stages = nn.Sequential(*stages)
+        self.dropout = nn.Dropout(dropout)
+        self.project = nn.Linear(2 * channels[-1], out_dim)
+
+    def extract(self, image: Tensor) -> Tensor:
+        x = self.stages(self.stem(image))
+        flat = x.flatten(2)  # [B, C, voxels]
+        pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
+        return self.project(self.dropout(pooled))
+
+
+# --------------------------------------------------------------------------------------------------------
+# MONAI networks
+
+
+@dataclass(frozen=True)
+class _MonaiArchitecture:
+    build: Callable[[int, int], nn.Module]  # (spatial_dims, in_channels) -> network returning [B, out_dim]
+    out_dim: int
+    min_input_size: int
+    paper: str
+
+
+def _densenet121(spatial_dims: int, in_channels: int) -> nn.Module:
+    from monai.networks.nets import DenseNet121
+
+    net = DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1)
+    net.class_layers.out = nn.Identity()  # keep relu -> global average pool -> flatten: [B, 1024]
+    return net
+
+
+def _resnet(depth: int) -> Callable[[int, int], nn.Module]:
+    def build(spatial_dims: int, in_channels: int) -> nn.Module:
+        from monai.networks.nets import resnet10, resnet18, resnet34, resnet50
+
+        factory = {10: resnet10, 18: resnet18, 34: resnet34, 50: resnet50}[depth]
+        # feed_forward=False drops the fully connected layer and returns the pooled features; a stride-2
+        # stem is the original ResNet's (MONAI defaults to stride 1, four times the cost in 2D, eight in 3D).
+        return factory(
+            spatial_dims=spatial_dims,
+            n_input_channels=in_channels,
+            feed_forward=False,
+            conv1_t_stride=2,
+        )
+
+    return build
+
+
+def _efficientnet_b0(spatial_dims: int, in_channels: int) -> nn.Module:
+    from monai.networks.nets import EfficientNetBN
+
+    net = EfficientNetBN(
+        "efficientnet-b0", pretrained=False, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=1
+    )
+    net._fc = nn.Identity()  # the head ends in pooled, dropped-out features [B, 1280]
+    return net
+
+
+_HE_2016 = "He et al., 'Deep Residual Learning for Image Recognition', CVPR 2016"
+_HARA_2018 = (
+    "Hara et al., 'Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs and ImageNet?', CVPR 2018"
+)
+
+MONAI_ARCHITECTURES: dict[str, _MonaiArchitecture] = {
+    "densenet121": _MonaiArchitecture(
+        _densenet121, 1024, 32, "Huang et al., 'Densely Connected Convolutional Networks', CVPR 2017"
+    ),
+    "resnet10": _MonaiArchitecture(_resnet(10), 512, 1, f"{_HE_2016}; {_HARA_2018}"),
+    "resnet18": _MonaiArchitecture(_resnet(18), 512, 1, f"{_HE_2016}; {_HARA_2018}"),
+    "resnet34": _MonaiArchitecture(_resnet(34), 512, 1, f"{_HE_2016}; {_HARA_2018}"),
+    "resnet50": _MonaiArchitecture(_resnet(50), 2048, 1, f"{_HE_2016}; {_HARA_2018}"),
+    "efficientnet_b0": _MonaiArchitecture(
+        _efficientnet_b0,
+        1280,
+        32,
+        "Tan and Le, 'EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks', ICML 2019",
+    ),
+}
+
+
+class MonaiImageEncoder(ImagingEncoder):
+    """The feature extractor of a MONAI network, randomly initialised, classification layer removed.
+
+    Architectures (``out_dim``, smallest spatial side accepted, paper):
+
+    - ``densenet121``: 1024, 32 (five 2x down-samplings; a smaller side pools to nothing) — Huang et al.,
+      "Densely Connected Convolutional Networks", CVPR 2017.
+    - ``resnet10``, ``resnet18``, ``resnet34``: 512; ``resnet50``: 2048; any size — He et al., "Deep Residual
+      Learning for Image Recognition", CVPR 2016, in the 3D form of Hara et al., CVPR 2018. The stem
+      convolution has stride 2, as in the original ResNet. With batch norm in training, the last stage must
+      keep more than one value per channel: use a batch of two or more, or sides of 64 and more.
+    - ``efficientnet_b0``: 1280, 32 (its padding is fixed for a 224 grid) — Tan and Le, "EfficientNet:
+      Rethinking Model Scaling for Convolutional Neural Networks", ICML 2019.
+
+    Args:
+        architecture: one of the names above.
+        spatial_dims: 2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``.
+        in_channels: ``C``, channels of the input image.
+
+    Input ``image``: ``[B, C, H, W]`` or ``[B, C, D, H, W]``. Output: ``[B, out_dim]``.
+    """
+
+    def __init__(self, architecture: str, spatial_dims: int = 2, in_channels: int = 1) -> None:
+        owner = "MonaiImageEncoder"
+        architecture = check_choice(owner, "architecture", architecture, MONAI_ARCHITECTURES)
+        spatial_dims = check_spatial_dims(owner, spatial_dims)
+        check_positive_int(owner, "in_channels", in_channels)
+        spec = MONAI_ARCHITECTURES[architecture]
+        super().__init__(spatial_dims, in_channels, spec.out_dim, spec.min_input_size)
+        self.architecture = architecture
+        self.network = spec.build(spatial_dims, in_channels)
+        # MONAI's activations are in place (some hard-coded inside blocks); in-place operations break the
+        # module hooks that Captum's layer attributions rely on.
+        for module in self.network.modules():
+            if getattr(module, "inplace", False) is True:
+                module.inplace = False
+
+    def extract(self, image: Tensor) -> Tensor:
+        return self.network(image)

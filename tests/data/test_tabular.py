@@ -1,0 +1,81 @@
+"""Observations: harmonisation to canonical units, latest-by-time aggregation, the fitted normaliser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmdx.data.catalogue import FeatureCatalogue
+from mmdx.data.issues import IssueCode
+from mmdx.data.tabular import TabularNormaliser, aggregate_latest, harmonise_observations
+
+CATALOGUE = FeatureCatalogue.load()
+
+
+def _rows(*rows: tuple) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["case_id", "code", "value", "unit", "time"]).astype(object)
+
+
+def test_units_converted_and_codes_or_keys_accepted() -> None:
+    raw = _rows(
+        ("a", "2160-0", "88.4", "umol/L", "2024-01-01T10:00:00Z"),
+        ("a", "creatinine", "1.5", "mg/dL", "2024-01-01T09:00:00Z"),
+        ("b", "8310-5", "98.6", "[degF]", None),
+        ("b", "glucose", "5", "mmol/L", "2024-01-02T00:00:00+01:00"),
+    )
+    out = harmonise_observations(raw, CATALOGUE, {"a", "b"}, "observations.csv")
+    assert not out.case_issues and not out.unattached
+    values = {(r.case_id, r.feature): r.value for r in out.table.itertuples()}
+    assert values[("b", "temperature")] == pytest.approx(37.0)
+    assert values[("b", "glucose")] == pytest.approx(90.08)
+    latest = aggregate_latest(out.table, ["a", "b", "c"], ["creatinine", "temperature"])
+    assert latest.loc["a", "creatinine"] == pytest.approx(1.0)  # 10:00 is later than 09:00
+    assert np.isnan(latest.loc["c"]).all()
+
+
+@pytest.mark.parametrize(
+    ("row", "code"),
+    [
+        (("a", "2823-3", "4", "mg/dL", None), IssueCode.UNIT_UNKNOWN),
+        (("a", "2823-3", "4", None, None), IssueCode.UNIT_UNKNOWN),
+        (("a", "8867-4", "900", "/min", None), IssueCode.VALUE_IMPLAUSIBLE),
+        (("a", "8867-4", "n/a", "/min", None), IssueCode.VALUE_NOT_NUMERIC),
+        (("a", "99999-9", "1", "mg", None), IssueCode.CODE_UNKNOWN),
+        (("a", "8867-4", "80", "/min", "last tuesday"), IssueCode.TIME_INVALID),
+    ],
+)
+def test_each_bad_row_has_its_code_and_row_number(row: tuple, code: IssueCode) -> None:
+    raw = _rows(("a", "8867-4", "70", "/min", None), row)
+    out = harmonise_observations(raw, CATALOGUE, {"a"}, "observations.csv")
+    issues = out.case_issues["a"]
+    assert [i.code for i in issues] == [code]
+    assert issues[0].row == 2 and issues[0].file == "observations.csv"
+    assert len(out.table) == 1  # the good row survives
+
+
+def test_unknown_case_is_unattached() -> None:
+    out = harmonise_observations(_rows(("ghost", "8867-4", "70", "/min", None)), CATALOGUE, {"a"}, "o.csv")
+    assert [i.code for i in out.unattached] == [IssueCode.UNKNOWN_CASE_ID]
+
+
+def test_latest_without_times_uses_file_order() -> None:
+    raw = _rows(("a", "8867-4", "70", "/min", None), ("a", "8867-4", "90", "/min", None))
+    table = harmonise_observations(raw, CATALOGUE, {"a"}, "o.csv").table
+    assert aggregate_latest(table, ["a"], ["heart_rate"]).loc["a", "heart_rate"] == 90
+
+
+def test_normaliser_fitted_on_training_data_only() -> None:
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, np.nan], "c": [5.0, 5.0, 5.0, 5.0, 5.0]})
+    cats = pd.DataFrame({"sex": ["F", "M", "F", None, "M"]})
+    norm = TabularNormaliser(clip=3.0).fit(train, cats)
+    assert norm.median_["x"] == 2.5 and norm.scale_["c"] == 1.0
+    values, missing = norm.transform_numeric(pd.DataFrame({"x": [2.5, np.nan, 1e9], "c": [5.0, 5.0, 5.0]}))
+    assert values[0, 0] == 0 and missing[1, 0] == 1 and values[1, 0] == 0
+    assert values[2, 0] == 3.0  # clipped
+    assert norm.cardinalities == [3]
+    codes = norm.transform_categorical(pd.DataFrame({"sex": ["M", "X", None]}))
+    assert codes[:, 0].tolist() == [2, 0, 0]
+    restored = TabularNormaliser.from_dict(norm.to_dict())
+    np.testing.assert_array_equal(restored.transform_numeric(train)[0], norm.transform_numeric(train)[0])
+    np.testing.assert_allclose(norm.inverse_numeric(values[:1])[0, 0], 2.5)

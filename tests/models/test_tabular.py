@@ -1,0 +1,149 @@
+"""Tabular encoders: a missing value is not a zero, categorical indices are checked, shapes are explained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmdx.errors import MmdxError
+from mmdx.models.encoders.tabular import FTTransformer, TabularMLP
+from mmdx.models.hparams import HyperParameterError
+
+CARDINALITIES = (3, 5)
+
+
+def build(kind: str, n_features: int = 6, cardinalities=CARDINALITIES):
+    torch.manual_seed(0)
+    if kind == "ft_transformer":
+        return FTTransformer(n_features, cardinalities, dim=16, heads=2, depth=2).eval()
+    return TabularMLP(n_features, cardinalities, dim=16, hidden_dim=32).eval()
+
+
+def inputs(batch: int = 4, n_features: int = 6, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    missing = (torch.rand(batch, n_features, generator=generator) < 0.4).float()
+    values = torch.randn(batch, n_features, generator=generator) * (1 - missing)
+    categorical = torch.stack([torch.randint(0, c, (batch,), generator=generator) for c in CARDINALITIES], 1)
+    return values, missing, categorical
+
+
+KINDS = ["ft_transformer", "mlp"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 1e3, -50.0]))
+def test_the_value_of_a_missing_feature_is_ignored(kind: str, seed: int, scale: float) -> None:
+    encoder = build(kind)
+    values, missing, categorical = inputs(seed=seed)
+    noise = torch.randn(values.shape, generator=torch.Generator().manual_seed(seed + 1)) * scale
+    garbage = torch.where(missing.bool(), noise, values)
+    with torch.no_grad():
+        assert torch.equal(encoder(values, missing, categorical), encoder(garbage, missing, categorical))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_missing_is_not_the_same_as_zero(kind: str) -> None:
+    encoder = build(kind)
+    values = torch.zeros(1, 6)
+    categorical = torch.zeros(1, 2, dtype=torch.long)
+    with torch.no_grad():
+        measured_zero = encoder(values, torch.zeros(1, 6), categorical)
+        missing = encoder(values, torch.ones(1, 6), categorical)
+    assert not torch.allclose(measured_zero, missing)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_feature_and_category_matters(kind: str) -> None:
+    encoder = build(kind)
+    values, missing, categorical = inputs(batch=1)
+    missing.zero_()
+    with torch.no_grad():
+        reference = encoder(values, missing, categorical)
+        for feature in range(6):
+            changed = values.clone()
+            changed[0, feature] += 1.0
+            assert not torch.allclose(encoder(changed, missing, categorical), reference)
+        for column, cardinality in enumerate(CARDINALITIES):
+            changed = categorical.clone()
+            changed[0, column] = (changed[0, column] + 1) % cardinality
+            assert not torch.allclose(encoder(values, missing, changed), reference)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_defaults_without_values_mean_all_missing(kind: str) -> None:
+    encoder = build(kind)
+    _, _, categorical = inputs()
+    with torch.no_grad():
+        assert torch.equal(
+            encoder(None, None, categorical), encoder(torch.zeros(4, 6), torch.ones(4, 6), categorical)
+        )
+        values = torch.randn(4, 6)
+        assert torch.equal(
+            encoder(values), encoder(values, torch.zeros(4, 6), torch.zeros(4, 2, dtype=torch.long))
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cases_are_encoded_independently(kind: str) -> None:
+    encoder = build(kind)
+    values, missing, categorical = inputs(batch=5)
+    with torch.no_grad():
+        together = encoder(values, missing, categorical)
+        alone = encoder(values[2:3], missing[2:3], categorical[2:3])
+    assert torch.allclose(together[2:3], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_numeric_or_only_categorical_columns(kind: str) -> None:
+    numeric = build(kind, n_features=4, cardinalities=())
+    assert numeric(torch.randn(3, 4), torch.zeros(3, 4)).shape == (3, 16)
+    categorical = build(kind, n_features=0, cardinalities=(4,))
+    assert categorical(None, None, torch.tensor([[0], [3]])).shape == (2, 16)
+
+
+def test_ft_transformer_tokens() -> None:
+    encoder = FTTransformer(6, CARDINALITIES, dim=16, heads=2, return_tokens=True).eval()
+    assert encoder.tokens is True
+    values, missing, categorical = inputs()
+    tokens = encoder(values, missing, categorical)
+    assert tokens.shape == (4, 1 + 6 + 2, 16)
+    pooled = FTTransformer(6, CARDINALITIES, dim=16, heads=2)
+    pooled.load_state_dict(encoder.state_dict())
+    assert torch.equal(pooled.eval()(values, missing, categorical), tokens[:, 0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_inputs_are_explained(kind: str) -> None:
+    encoder = build(kind)
+    values, missing, categorical = inputs()
+    with pytest.raises(MmdxError, match=r"values must have shape \[B=4, 6\], got \(4, 5\)"):
+        encoder(values[:, :5], missing, categorical)
+    with pytest.raises(MmdxError, match=r"categorical column 1 holds index 5, outside 0..4"):
+        encoder(values, missing, torch.tensor([[0, 5]] * 4))
+    with pytest.raises(MmdxError, match="outside 0..2"):
+        encoder(values, missing, torch.tensor([[-1, 0]] * 4))
+    with pytest.raises(MmdxError, match="integer category indices"):
+        encoder(values, missing, categorical.float())
+
+
+@pytest.mark.parametrize("cls", [FTTransformer, TabularMLP])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_features": 0, "categorical_cardinalities": ()}, "nothing to encode"),
+        ({"n_features": -2}, "n_features must be a non-negative integer"),
+        ({"n_features": 3, "categorical_cardinalities": [3, 0]}, "categorical cardinality"),
+        ({"n_features": 3, "dim": 0}, "dim must be a positive integer"),
+        ({"n_features": 3, "dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_hyper_parameters(cls, kwargs: dict, message: str) -> None:
+    with pytest.raises(HyperParameterError, match=message):
+        cls(**kwargs)
+
+
+def test_ft_transformer_heads_must_divide_dim() -> None:
+    with pytest.raises(HyperParameterError, match="heads=3 does not divide dim=16"):
+        FTTransformer(3, dim=16, heads=3)
