@@ -18,6 +18,10 @@ demographics, per-case missing modalities, lesion masks and the exact Bayes post
 (ground_truth/truth.jsonl; bayes_auroc in cohort.yaml). --defects plants broken inputs (missing, truncated
 and mixed DICOM, a missing slice, a path escaping the cohort, duplicate IDs, implausible values, unknown
 units, a NIfTI qform/sform mismatch, a malformed notes line, ...) listed in ground_truth/defects.json.
+--phi writes an *identified* cohort for testing de-identification: patient names, MRNs, dates of birth,
+addresses, phone numbers and e-mails in every identifying DICOM attribute (nested sequences and a private
+block included), in extra columns of cases.csv and in the notes, all recognisable canary values listed in
+ground_truth/phi_canaries.json. Run 'mmdx deid' on it before anything else.
 """
 
 
@@ -30,6 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=32, help="voxels per image axis (default 32)")
     p.add_argument("--defects", action="store_true", help="plant broken inputs, each with its reason code")
     p.add_argument("--workers", type=int, default=2, help="processes writing images (default 2)")
+    p.add_argument(
+        "--phi",
+        action="store_true",
+        help="fill identifying fields with canary PHI values (for de-identification tests)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             defects=args.defects,
             workers=max(1, args.workers),
+            phi=args.phi,
         )
     except ValueError as exc:
         raise MmdxError(str(exc)) from None
@@ -63,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         f"Bayes-optimal test AUROC {summary['bayes_auroc']:.3f}; one modality alone: image {auroc['image']:.3f}, "
         f"tabular {auroc['tabular']:.3f}, text {auroc['text']:.3f}"
     )
+    if args.phi:
+        print(
+            "identified cohort: canary PHI listed in ground_truth/phi_canaries.json; de-identify it with 'mmdx deid'"
+        )
     if summary["defects"]:
         print(f"planted {summary['defects']} defects (see ground_truth/defects.json)")
     return 0

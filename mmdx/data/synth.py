@@ -20,6 +20,13 @@ from the files alone):
   drops its term.
 
 The posterior log-odds is ``logit(prevalence)`` plus one log-likelihood ratio per present modality.
+
+With ``phi=True`` the cohort is *identified*: every identifying DICOM attribute (nested sequences and a private
+block included), extra columns of the cases table and the notes carry recognisable canary values
+(``CANARY_NAME_00012``, ``CANARYMRN000012``, phone numbers, e-mails, addresses, dates of birth), and the patient
+and case IDs are themselves canaries. The list of canaries is written to ``ground_truth/phi_canaries.json`` so
+that tests can prove that de-identification removed every one. The random streams are the same as without
+``phi``: the PHI is added on top, so labels, images, observations and posteriors do not change.
 """
 
 from __future__ import annotations
@@ -526,8 +533,91 @@ def _dicom_datasets(
         ds.RescaleType = "HU"
         # pixel rows run along J (the column direction), columns along I: store the transpose
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T.astype(dtype)).tobytes()
+        if "phi" in ids:
+            _add_phi_attributes(ds, ids, k)
         out.append(ds)
     return out
+
+
+PHI_PRIVATE_GROUP = 0x0011
+PHI_PRIVATE_CREATOR = "MMDX SYNTH PHI"
+
+
+def _add_phi_attributes(ds, ids: dict, k: int) -> None:
+    """Fill every identifying attribute of one slice with canary values (``ids["phi"]``, see ``phi_identity``).
+
+    Covers the patient, physician, operator, institution and device attributes, dates and date-times, a
+    request sequence nesting a physician's name and a study reference, a physician identification sequence
+    nested two levels deep, other patient IDs, a reference to the previous slice (so UID remapping can be
+    checked to keep references resolvable) and a private block with its creator.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import CTImageStorage
+
+    phi = ids["phi"]
+    study_uid = ds.StudyInstanceUID
+    ds.PatientBirthDate = phi["birth_date"].replace("-", "")
+    ds.PatientAddress = phi["address"]
+    ds.PatientTelephoneNumbers = phi["phone"]
+    ds.OtherPatientNames = f"{phi['given']}^{phi['family']}"
+    ds.PatientMotherBirthName = phi["family"]
+    ds.ReferringPhysicianName = f"{phi['doctor']}^DR"
+    ds.PerformingPhysicianName = f"{phi['doctor']}^DR"
+    ds.OperatorsName = phi["operator"]
+    ds.InstitutionAddress = phi["address"]
+    ds.StationName = phi["station"]
+    ds.DeviceSerialNumber = phi["device_serial"]
+    ds.StudyID = phi["study_id"]
+    ds.AdditionalPatientHistory = f"Patient {phi['given']} {phi['family']} referred by Dr {phi['doctor']}"
+    ds.ImageComments = f"{phi['family']} {phi['mrn']} {phi['phone']}"
+    ds.PatientComments = f"Contact {phi['email']}"
+    ds.AcquisitionDate = ids["study_date"]
+    ds.ContentDate = ids["study_date"]
+    ds.InstanceCreationDate = ids["study_date"]
+    ds.AcquisitionDateTime = f"{ids['study_date']}0830{k % 60:02d}.000000"
+    ds.BurnedInAnnotation = "NO"
+
+    other = Dataset()
+    other.PatientID = phi["other_id"]
+    other.IssuerOfPatientID = "CANARY_ISSUER"
+    other.TypeOfPatientID = "TEXT"
+    ds.OtherPatientIDsSequence = Sequence([other])
+
+    study_ref = Dataset()
+    study_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired)
+    study_ref.ReferencedSOPInstanceUID = study_uid
+    request = Dataset()
+    request.RequestedProcedureID = phi["request_id"]
+    request.ScheduledProcedureStepID = phi["request_id"]
+    request.RequestingPhysician = f"{phi['doctor']}^DR"
+    request.ReferencedStudySequence = Sequence([study_ref])
+    ds.RequestAttributesSequence = Sequence([request])
+
+    code = Dataset()
+    code.CodeValue = phi["mrn"]
+    code.CodingSchemeDesignator = "L"
+    code.CodeMeaning = f"Dr {phi['doctor']}"
+    physician = Dataset()
+    physician.PersonIdentificationCodeSequence = Sequence([code])
+    physician.PersonAddress = phi["address"]
+    physician.InstitutionName = f"{phi['family']} Clinic"
+    ds.ReferringPhysicianIdentificationSequence = Sequence([physician])
+
+    patient_ref = Dataset()
+    patient_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.1.1"  # Detached Patient Management (retired)
+    patient_ref.ReferencedSOPInstanceUID = _uid(ids["seed_uid"], "patient", 0)
+    ds.ReferencedPatientSequence = Sequence([patient_ref])
+    if k > 0:
+        image_ref = Dataset()
+        image_ref.ReferencedSOPClassUID = CTImageStorage
+        image_ref.ReferencedSOPInstanceUID = _uid(ids["seed_uid"], "sop", k - 1)
+        ds.ReferencedImageSequence = Sequence([image_ref])
+
+    block = ds.private_block(PHI_PRIVATE_GROUP, PHI_PRIVATE_CREATOR, create=True)
+    block.add_new(0x10, "LO", f"{phi['family']}^{phi['given']}")
+    block.add_new(0x11, "LO", phi["mrn"])
+    block.add_new(0x12, "LT", f"{phi['private']} {phi['email']}")
 
 
 def _uid(seed_uid: str, kind: str, index: int) -> str:
@@ -562,6 +652,89 @@ def parse_finding_statuses(text: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Identified cohorts (--phi): canary values that de-identification must remove
+# ---------------------------------------------------------------------------------------------------------
+PHI_CANARIES_FILE = "ground_truth/phi_canaries.json"
+
+
+def phi_identity(plan: CasePlan) -> dict[str, str]:
+    """The canary identity of a case's patient: names, identifiers, contact details and dates.
+
+    Every value is recognisable (``CANARY_...``, ``CANARYMRN...``, a fixed phone pattern, an example.org
+    e-mail), so a byte scan can tell whether any of them survived. Values depend only on the patient number
+    and the case index, never on a random stream.
+    """
+    n, i = plan.patient_number, plan.index + 1
+    birth = pd.Timestamp(year=2024 - plan.age, month=1 + n % 12, day=1 + n % 28)
+    return {
+        "family": f"CANARY_NAME_{n:05d}",
+        "given": f"CANARY_GIVEN_{n:05d}",
+        "mrn": f"CANARYMRN{n:06d}",
+        "other_id": f"CANARYOPID{n:06d}",
+        "birth_date": birth.strftime("%Y-%m-%d"),
+        "birth_date_written": birth.strftime("%d/%m/%Y"),
+        "address": f"{10 + n % 890} CANARY_STREET_{n:05d} Road, Springfield",
+        "phone": f"(555) {100 + n % 900:03d}-{n % 10000:04d}",
+        "email": f"canary.name.{n:05d}@example.org",
+        "doctor": f"CANARY_DOC_{n:05d}",
+        "operator": f"CANARY_OP_{n:05d}",
+        "accession": f"CANARYACC{i:06d}",
+        "study_id": f"CANARYSTD{i:06d}",
+        "request_id": f"CANARYREQ{i:06d}",
+        "station": f"CANARYSTN{n:05d}",
+        "device_serial": f"CANARYSN{n:06d}",
+        "private": f"CANARY_PRIVATE_{n:05d}",
+        "visit_date": plan.admit.strftime("%m/%d/%Y"),
+        "appointment_date": (plan.admit + pd.Timedelta(days=14)).strftime("%d %B %Y"),
+    }
+
+
+def _phi_sentences(identity: dict[str, str], j: int) -> list[str]:
+    """Sentences naming the patient, written at the start of the ``j``-th note of a case."""
+    if j == 0:
+        return [
+            f"Patient {identity['given']} {identity['family']} (MRN {identity['mrn']}), date of birth "
+            f"{identity['birth_date_written']}, seen by Dr {identity['doctor']} on {identity['visit_date']}.",
+            f"Contact: {identity['phone']}, {identity['email']}.",
+            f"Home address: {identity['address']}.",
+        ]
+    return [
+        f"Reviewed with Dr. {identity['doctor']}; {identity['family']} is aware of the plan.",
+        f"Next appointment {identity['appointment_date']}, call {identity['phone']} to rearrange.",
+    ]
+
+
+def _phi_canaries(plans: list[CasePlan], opts: SynthOptions) -> list[dict]:
+    """Every canary of an identified cohort: ``{"value", "kind"}``, one entry per distinct value."""
+    found: dict[str, str] = {}
+    for plan in plans:
+        identity = phi_identity(plan)
+        for kind, value in identity.items():
+            if kind == "address":
+                value = value.split()[1]  # the street name: the house number alone is not distinctive
+            found.setdefault(value, kind)
+        found.setdefault(identity["birth_date"].replace("-", ""), "birth_date_dicom")
+        found.setdefault(plan.case_id, "case_id")
+        found.setdefault(plan.patient_id, "patient_id")
+        if plan.has_image and plan.image_format == "dicom":
+            seed_uid = f"{opts.seed}/{plan.case_id}"
+            for kind in ("study", "series", "frame", "patient"):
+                found.setdefault(_uid(seed_uid, kind, 0), f"{kind}_uid")
+    return [{"value": value, "kind": kind} for value, kind in sorted(found.items())]
+
+
+def phi_canaries(root: str | Path) -> list[dict]:
+    """The canaries of an identified cohort written with ``phi=True`` (``[{"value", "kind"}]``).
+
+    Raises :class:`MmdxError` when the cohort has no canary list (it was not written with ``--phi``).
+    """
+    path = Path(root) / PHI_CANARIES_FILE
+    if not path.is_file():
+        raise MmdxError(f"{path} not found: only a cohort written by 'mmdx synth --phi' lists its canaries")
+    return list(json.loads(path.read_text(encoding="utf-8"))["canaries"])
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The generator
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
@@ -572,6 +745,7 @@ class SynthOptions:
     size: int = 32
     defects: bool = False
     workers: int = 1
+    phi: bool = False
     split_fractions: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
 
     def __post_init__(self) -> None:
@@ -603,6 +777,7 @@ class CasePlan:
     lesion: bool
     image_format: str  # "dicom" | "nifti"
     admit: pd.Timestamp
+    patient_number: int = 0  # 1-based patient index; names the canaries of an identified (--phi) cohort
 
 
 def _plan_cases(opts: SynthOptions) -> list[CasePlan]:
@@ -630,8 +805,8 @@ def _plan_cases(opts: SynthOptions) -> list[CasePlan]:
         plans.append(
             CasePlan(
                 index=i,
-                case_id=f"C{i + 1:05d}",
-                patient_id=f"P{p + 1:05d}",
+                case_id=f"CANARYENC{i + 1:06d}" if opts.phi else f"C{i + 1:05d}",
+                patient_id=f"CANARYMRN{p + 1:06d}" if opts.phi else f"P{p + 1:05d}",
                 site=site,
                 sex=str(patient_sex[p]),
                 age=int(patient_age[p]),
@@ -642,6 +817,7 @@ def _plan_cases(opts: SynthOptions) -> list[CasePlan]:
                 lesion=bool(lesion_u[i] < LESION_PROB[label]),
                 image_format="dicom" if fmt_u[i] < SITES[site]["dicom_share"] else "nifti",
                 admit=base + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 360))),
+                patient_number=p + 1,
             )
         )
     return plans
@@ -696,8 +872,14 @@ def _truncated_normal(rng: np.random.Generator, mean: float, sd: float, low: flo
     return float(np.clip(mean + sd * ndtri(u), low, high))
 
 
-def _notes(plan: CasePlan, rng: np.random.Generator) -> tuple[list[dict], dict[str, str], list[dict]]:
-    """Note lines, finding statuses and the planted phrases (with character spans in the joined text)."""
+def _notes(
+    plan: CasePlan, rng: np.random.Generator, phi: bool = False
+) -> tuple[list[dict], dict[str, str], list[dict]]:
+    """Note lines, finding statuses and the planted phrases (with character spans in the joined text).
+
+    With ``phi`` each note also gets sentences naming the patient, the physician, the MRN, a phone number, an
+    e-mail, a street address and dates; they draw nothing from ``rng``, so the findings stay the same.
+    """
     if not plan.has_text:
         return [], {}, []
     statuses: dict[str, str] = {}
@@ -721,6 +903,10 @@ def _notes(plan: CasePlan, rng: np.random.Generator) -> tuple[list[dict], dict[s
     times = sorted(rng.choice(np.arange(1, 72), size=n_notes, replace=False))
     notes = []
     lines = []
+    if phi:
+        identity = phi_identity(plan)
+        for j, sentences in enumerate(note_sentences):
+            sentences[:0] = _phi_sentences(identity, j)
     for j, sentences in enumerate(note_sentences):
         text = " ".join(sentences)
         time = plan.admit + pd.Timedelta(hours=int(times[j]))
@@ -777,6 +963,13 @@ def _write_case_image(args: tuple) -> dict:
             "sex": plan.sex,
             "age": plan.age,
         }
+        if opts.phi:
+            identity = phi_identity(plan)
+            ids.update(
+                accession=identity["accession"],
+                patient_name=f"{identity['family']}^{identity['given']}",
+                phi=identity,
+            )
         order = str(rng.choice(["ascending", "descending", "shuffled"], p=[0.5, 0.2, 0.3]))
         datasets = _dicom_datasets(hu, geometry, site, rng, ids, order)
         if opts.dims == 2:
@@ -805,7 +998,9 @@ def synthesize_cohort(
 
     # images (the slow part) in worker processes; every case has its own random stream
     image_plans = [p for p in plans if p.has_image]
-    opts_dict = {k: getattr(opts, k) for k in ("n_cases", "seed", "dims", "size", "defects", "workers")}
+    opts_dict = {
+        k: getattr(opts, k) for k in ("n_cases", "seed", "dims", "size", "defects", "workers", "phi")
+    }
     jobs = [(p, opts_dict, str(out)) for p in image_plans]
     images: dict[str, dict] = {}
     if opts.workers > 1 and len(jobs) > 8:
@@ -828,7 +1023,7 @@ def synthesize_cohort(
     for plan, split_name in zip(plans, split, strict=True):
         rng = np.random.default_rng([opts.seed, 2, plan.index])
         rows, latest = _observation_rows(plan, catalogue, rng)
-        lines, statuses, phrases = _notes(plan, rng)
+        lines, statuses, phrases = _notes(plan, rng, phi=opts.phi)
         obs_rows.extend(rows)
         note_lines.extend(lines)
         case_rows.append(
@@ -844,6 +1039,16 @@ def synthesize_cohort(
                 "site": plan.site,
             }
         )
+        if opts.phi:
+            identity = phi_identity(plan)
+            case_rows[-1].update(
+                patient_name=f"{identity['given']} {identity['family']}",
+                mrn=identity["mrn"],
+                birth_date=identity["birth_date"],
+                address=identity["address"],
+                phone=identity["phone"],
+                email=identity["email"],
+            )
         terms = {
             "prior": _logit(PREVALENCE),
             "image": image_llr(plan.lesion) if plan.has_image else 0.0,
@@ -890,6 +1095,9 @@ def synthesize_cohort(
             fh.write(json.dumps(record) + "\n")
     if defects:
         (out / "ground_truth" / "defects.json").write_text(json.dumps(defects, indent=1), encoding="utf-8")
+    if opts.phi:
+        canaries = _phi_canaries(plans, opts)
+        (out / PHI_CANARIES_FILE).write_text(json.dumps({"canaries": canaries}, indent=1), encoding="utf-8")
 
     aurocs = _test_aurocs(truth)
     spec = {
@@ -911,6 +1119,7 @@ def synthesize_cohort(
             "dims": opts.dims,
             "size": opts.size,
             "defects": opts.defects,
+            **({"phi": True} if opts.phi else {}),
             **generator_parameters(),
         },
     }
