@@ -1,7 +1,8 @@
 """Experiment configs: YAML files read in one place into validated, typed objects.
 
 A config file may start with ``base: other.yaml`` (a path relative to the file); its keys are merged over
-the base, recursively. Command-line overrides (``--set model.fusion.name=concat``) are applied last, with
+the base, recursively -- except that a component given another ``name`` (an encoder or fusion) replaces
+the base's entry instead of inheriting its arguments. Command-line overrides (``--set model.fusion.name=concat``) are applied last, with
 YAML typing of the value. Unknown or misspelled keys fail with their full path and a suggestion:
 ``model.fusion.hiden_dim: unknown key; did you mean 'dim'?``. Configs are data: no expressions.
 """
@@ -54,7 +55,8 @@ class TabularConfig(_Strict):
 
 
 class TextConfig(_Strict):
-    """``wordpiece``: a tokenizer trained on the training split's notes; pretrained text encoders bring theirs."""
+    """Notes are tokenised by a BPE tokenizer trained on the training split's notes (``vocab_size``,
+    ``min_frequency``) -- pretrained text encoders bring their own -- and cut to ``max_length`` tokens."""
 
     vocab_size: int = Field(default=3000, ge=100)
     min_frequency: int = Field(default=2, ge=1)
@@ -129,6 +131,7 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(default=1.0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     modality_dropout: float = Field(default=0.15, ge=0, lt=1)
+    aux_loss_weight: float = Field(default=0.5, ge=0)
     class_weighting: Literal["balanced", "none"] = "balanced"
     grad_clip: float | None = Field(default=1.0, gt=0)
     patience: int = Field(default=6, ge=1)
@@ -165,8 +168,14 @@ class Config(_Strict):
 def _merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        base_value = out.get(key)
+        switched = (
+            isinstance(value, dict)
+            and isinstance(base_value, dict)
+            and value.get("name", base_value.get("name")) != base_value.get("name")
+        )
+        if isinstance(value, dict) and isinstance(base_value, dict) and not switched:
+            out[key] = _merge(base_value, value)
         else:
             out[key] = copy.deepcopy(value)
     return out

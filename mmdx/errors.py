@@ -24,7 +24,12 @@ class BundleError(MmdxError):
 
 def did_you_mean(value: str, options: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest option, or ``""`` when nothing is close."""
-    matches = difflib.get_close_matches(str(value), [str(o) for o in options], n=1, cutoff=0.6)
+    options = [str(o) for o in options]
+    matches = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
+    if not matches:
+        # a misspelled compound key often still contains the right one ("hiden_dim" -> "dim")
+        parts = [o for o in options if len(o) >= 3 and (o in str(value) or str(value) in o)]
+        matches = sorted(parts, key=lambda o: -len(o))[:1]
     return f"; did you mean '{matches[0]}'?" if matches else ""
 
 

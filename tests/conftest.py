@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mmdx.config import load_config
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,4 +33,39 @@ def small_cohort_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean 2D cohort of 160 cases (32² slices), big enough to train a tiny model on."""
     out = tmp_path_factory.mktemp("cohorts") / "clean2d"
     synthesize_cohort(out, SynthOptions(n_cases=160, seed=4, dims=2, size=32, workers=2))
+    return out
+
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+#: the demo architecture shrunk so that an epoch on 160 cases takes about a second
+TINY = [
+    "data.loader.batch_size=16",
+    "data.text.max_length=48",
+    "model.image.channels=[8, 16]",
+    "model.image.out_dim=16",
+    "model.tabular={name: mlp, dim: 16, hidden_dim: 32}",
+    "model.text={name: text_cnn, dim: 16, channels: 16, embedding_dim: 16}",
+    "model.fusion.dim=16",
+    "train.threads=1",
+]
+
+
+def tiny_config(*overrides: str):
+    """The demo config with the TINY overrides and ``overrides`` applied."""
+    return load_config(CONFIG, [*TINY, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``(overrides, make_config)``: the TINY override list and :func:`tiny_config`."""
+    return TINY, tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    from pipelines.train import train_run
+
+    train_run(tiny_config("train.epochs=2"), small_cohort_2d, out, progress=False)
     return out

@@ -1,6 +1,6 @@
 """Clinical notes: parsing ``notes.jsonl``, joining a case's notes in time order, and tokenisation.
 
-The cohort tokenizer is a WordPiece model trained with the ``tokenizers`` library on the training split's
+The cohort tokenizer is a BPE model trained with the ``tokenizers`` library on the training split's
 notes only; pretrained text encoders bring their own ``tokenizer.json``. Both are saved in the model bundle
 and both give character offsets, so that token attributions map back to spans of the original note.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from mmdx.data.issues import Issue, IssueCode, Severity
 from mmdx.data.schemas import schema_errors
@@ -112,13 +112,18 @@ def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: st
     return parsed
 
 
-def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4000, min_frequency: int = 2) -> Tokenizer:
-    """Train a lower-casing WordPiece tokenizer on ``texts`` (the training split's notes)."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+def train_note_tokenizer(texts: list[str], vocab_size: int = 4000, min_frequency: int = 2) -> Tokenizer:
+    """Train a lower-casing BPE tokenizer on ``texts`` (the training split's notes).
+
+    BPE is trained without a continuing-subword prefix on purpose: the library's trainer numbers prefixed
+    pieces in hash-map order, which makes WordPiece vocabularies differ from run to run; without the prefix
+    every piece comes from the sorted alphabet, so the same notes always give the same vocabulary -- and the
+    same seed the same model.
+    """
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
+    trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
     )
     tokenizer.train_from_iterator(texts or [""], trainer=trainer)

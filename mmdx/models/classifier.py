@@ -43,11 +43,14 @@ class ModelOutput(NamedTuple):
         gates: ``[B, M]`` per-modality weight in the order of :data:`~mmdx.keys.MODALITIES`, 0 for a modality
             the case lacks; see :class:`~mmdx.models.fusion.FusionOutput`.
         modality_logits: ``[B, M]`` per-modality logits for late fusion, else ``None``.
+        aux_logits: ``[B, M]`` logits of the unimodal auxiliary heads (0 for modalities the model lacks),
+            or ``None`` when the model has none; used only by the training loss.
     """
 
     logits: Tensor
     gates: Tensor
     modality_logits: Tensor | None
+    aux_logits: Tensor | None = None
 
 
 class MultimodalClassifier(nn.Module):
@@ -58,6 +61,8 @@ class MultimodalClassifier(nn.Module):
             the text encoder must be a :class:`~mmdx.models.encoders.text.TextEncoder`.
         fusion: a :class:`~mmdx.models.fusion.Fusion` built for exactly these modalities, with
             ``modality_dims[m] == encoders[m].out_dim``.
+        aux_heads: add a linear head per encoder whose logits (``ModelOutput.aux_logits``) the trainer can
+            supervise with an auxiliary unimodal loss.
 
     Attributes:
         modalities: the model's modalities, in the order of :data:`~mmdx.keys.MODALITIES`.
@@ -66,7 +71,9 @@ class MultimodalClassifier(nn.Module):
             architecture.
     """
 
-    def __init__(self, encoders: Mapping[Modality, nn.Module], fusion: Fusion) -> None:
+    def __init__(
+        self, encoders: Mapping[Modality, nn.Module], fusion: Fusion, aux_heads: bool = False
+    ) -> None:
         super().__init__()
         if not encoders:
             raise MmdxError("MultimodalClassifier needs at least one encoder, got none")
@@ -102,6 +109,14 @@ class MultimodalClassifier(nn.Module):
                 )
         self.encoders = nn.ModuleDict({str(m): encoders[m] for m in self.modalities})
         self.fusion = fusion
+        # Unimodal heads for an auxiliary loss: each encoder must be informative on its own, so the fusion
+        # cannot lean on the easiest modality and leave the others untrained (the "greedy" failure of
+        # multimodal training; Wu et al., ICML 2022). They never enter the fused prediction.
+        self.aux_heads: nn.ModuleDict | None = None
+        if aux_heads:
+            self.aux_heads = nn.ModuleDict(
+                {str(m): nn.Linear(encoders[m].out_dim, 1) for m in self.modalities}
+            )
         self.config: dict[str, Any] | None = None
 
     @property
@@ -158,7 +173,13 @@ class MultimodalClassifier(nn.Module):
         if presence is None:
             presence = self._infer_presence(features)
         fused = self.fusion(features, presence)
-        return ModelOutput(fused.logits, fused.gates, fused.modality_logits)
+        aux = None
+        if self.aux_heads is not None and features:
+            first = next(iter(features.values()))
+            aux = torch.zeros(first.shape[0], len(MODALITIES), dtype=first.dtype, device=first.device)
+            for modality, feature in features.items():
+                aux[:, MODALITIES.index(modality)] = self.aux_heads[str(modality)](feature).squeeze(-1)
+        return ModelOutput(fused.logits, fused.gates, fused.modality_logits, aux)
 
     def encode(self, batch: Mapping[str, Any]) -> dict[Modality, Tensor]:
         """Per-modality encoder outputs ``[B, out_dim]`` for the modalities whose input is in ``batch``."""
@@ -250,6 +271,7 @@ def build_model(
     tabular: Mapping[str, Any] | str | None = None,
     text: Mapping[str, Any] | str | None = None,
     fusion: Mapping[str, Any] | str | None = None,
+    aux_heads: bool = False,
 ) -> MultimodalClassifier:
     """Build a classifier from plain, config-like arguments.
 
@@ -263,6 +285,9 @@ def build_model(
             text={"name": "transformer", "vocab_size": 2000},
             fusion={"name": "gated_attention", "dim": 64},
         )
+
+    ``aux_heads`` adds a unimodal head per encoder for the trainer's auxiliary loss (see
+    :class:`MultimodalClassifier`).
 
     Raises :class:`~mmdx.errors.MmdxError` for an unknown name or argument, an encoder of the wrong
     modality, a bad hyper-parameter, or no modality at all.
@@ -282,6 +307,10 @@ def build_model(
         raise MmdxError("build_model needs at least one of image, tabular or text; all were None")
     fusion_name, fusion_arguments = _part("model.fusion", fusion or {}, default_name=DEFAULT_FUSION)
     fusion_module = build_fusion(fusion_name, {m: e.out_dim for m, e in encoders.items()}, **fusion_arguments)
-    model = MultimodalClassifier(encoders, fusion_module)
-    model.config = {**config, "fusion": {"name": fusion_name, **_plain(fusion_arguments)}}
+    model = MultimodalClassifier(encoders, fusion_module, aux_heads=aux_heads)
+    model.config = {
+        **config,
+        "fusion": {"name": fusion_name, **_plain(fusion_arguments)},
+        "aux_heads": bool(aux_heads),
+    }
     return model

@@ -10,11 +10,67 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmdx.config import ModelConfig
+import inspect
+
+from mmdx.config import ComponentConfig, ModelConfig
 from mmdx.data.dataset import Preprocessing
 from mmdx.data.text import pad_id
 from mmdx.keys import Modality
+from mmdx.errors import ConfigError, MmdxError, did_you_mean
+from mmdx.models.fusion import FUSIONS
 from mmdx.models.registry import get_encoder_spec
+
+#: arguments filled in from the fitted preprocessing, never from the config
+DATA_DERIVED = {
+    "spatial_dims",
+    "n_features",
+    "categorical_cardinalities",
+    "vocab_size",
+    "max_length",
+    "pad_id",
+}
+
+
+def _accepted(builder) -> list[str]:
+    parameters = inspect.signature(builder).parameters
+    return [
+        n
+        for n, p in parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
+def check_model_config(model: ModelConfig) -> None:
+    """Fail early, with the key's path and a suggestion, on an unknown encoder/fusion name or argument.
+
+    ``model.fusion.hiden_dim: unknown key; did you mean 'dim'?``
+    """
+    parts: list[tuple[str, ComponentConfig, object]] = []
+    for modality in (Modality.IMAGE, Modality.TABULAR, Modality.TEXT):
+        component = getattr(model, modality.value)
+        if component is None:
+            continue
+        try:
+            spec = get_encoder_spec(component.name, modality)
+        except MmdxError as exc:
+            raise ConfigError(f"model.{modality.value}.name: {exc}") from None
+        parts.append((f"model.{modality.value}", component, spec.builder))
+    if model.fusion.name not in FUSIONS:
+        raise ConfigError(
+            f"model.fusion.name: unknown fusion '{model.fusion.name}'{did_you_mean(model.fusion.name, FUSIONS)} "
+            f"(choose from: {', '.join(FUSIONS)})"
+        )
+    parts.append(("model.fusion", model.fusion, FUSIONS[model.fusion.name]))
+    for where, component, builder in parts:
+        accepted = [a for a in _accepted(builder) if a not in {"modality_dims", "architecture"}]
+        for key in component.params:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{where}.{key}: unknown key{did_you_mean(key, accepted)} "
+                    f"('{component.name}' accepts: {', '.join(a for a in accepted if a not in DATA_DERIVED)})"
+                )
+            if key in DATA_DERIVED and where != "model.fusion":
+                raise ConfigError(f"{where}.{key}: set from the data by mmdx; remove it from the config")
 
 
 def pretrained_tokenizer(model: ModelConfig) -> Path | None:
@@ -25,9 +81,12 @@ def pretrained_tokenizer(model: ModelConfig) -> Path | None:
     return spec.tokenizer(**model.text.params) if spec.tokenizer is not None else None
 
 
-def model_arguments(model: ModelConfig, prep: Preprocessing) -> dict[str, Any]:
-    """Keyword arguments of :func:`mmdx.models.classifier.build_model` for this config and data."""
-    args: dict[str, Any] = {"image": None, "tabular": None, "text": None}
+def model_arguments(model: ModelConfig, prep: Preprocessing, aux_heads: bool = False) -> dict[str, Any]:
+    """Keyword arguments of :func:`mmdx.models.classifier.build_model` for this config and data.
+
+    ``aux_heads``: give each encoder a unimodal head for the auxiliary loss (``train.aux_loss_weight > 0``).
+    """
+    args: dict[str, Any] = {"image": None, "tabular": None, "text": None, "aux_heads": aux_heads}
     if model.image is not None:
         image = prep.image_config
         args["image"] = {

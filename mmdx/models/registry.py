@@ -23,6 +23,7 @@ from mmdx.models.encoders.imaging import MonaiImageEncoder, SmallCNN
 from mmdx.models.encoders.tabular import FTTransformer, TabularMLP
 from mmdx.models.encoders.text import (
     PretrainedTextEncoder,
+    TextCNN,
     TextTransformer,
     hf_local_tokenizer,
     minilm_encoder,
@@ -88,6 +89,12 @@ ENCODERS: dict[str, EncoderSpec] = {
             Modality.TEXT,
             TextTransformer,
             "small Transformer over a tokenizer trained on the cohort's notes",
+        ),
+        EncoderSpec(
+            "text_cnn",
+            Modality.TEXT,
+            TextCNN,
+            "convolutional n-gram detectors with max pooling over a tokenizer trained on the cohort",
         ),
         EncoderSpec(
             "minilm",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from mmdx.data.issues import IssueCode
-from mmdx.data.text import encode_notes, parse_notes, train_wordpiece_tokenizer
+from mmdx.data.text import encode_notes, parse_notes, train_note_tokenizer
 
 
 def _lines(*docs) -> list[tuple[int, str]]:
@@ -36,11 +36,13 @@ def test_notes_joined_in_time_order_and_bad_lines_reported() -> None:
 
 def test_tokenizer_offsets_map_back_to_the_text() -> None:
     texts = ["No evidence of consolidation.", "Consolidation is present. Rigors noted."] * 5
-    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=200, min_frequency=1)
+    tokenizer = train_note_tokenizer(texts, vocab_size=200, min_frequency=1)
     encoded = encode_notes(tokenizer, texts[:2], max_length=16)
     assert encoded.ids.shape == (2, 16) and encoded.mask.sum(1).min() > 2
     for row, text in enumerate(texts[:2]):
-        for token, (start, end), real in zip(encoded.tokens[row], encoded.offsets[row], encoded.mask[row], strict=False):
+        for token, (start, end), real in zip(
+            encoded.tokens[row], encoded.offsets[row], encoded.mask[row], strict=False
+        ):
             if real and token not in ("[CLS]", "[SEP]"):
                 assert text[start:end].lower() == token.removeprefix("##")
     truncated = encode_notes(tokenizer, ["word " * 100], max_length=8)

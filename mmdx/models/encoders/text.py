@@ -8,6 +8,9 @@ embeddings themselves); ``forward(ids, mask)`` is *defined* as
 
 - :class:`TextTransformer`: a small Transformer trained from scratch on the ids of a tokenizer fitted on
   the cohort's notes.
+- :class:`TextCNN`: convolutions over token embeddings with max pooling over time: n-gram detectors that
+  find a short phrase ("no evidence of consolidation") wherever it sits in a long note; learns from a few
+  hundred notes where a Transformer needs thousands.
 - :class:`PretrainedTextEncoder`: a local Hugging Face checkpoint (no network), e.g. the packaged
   all-MiniLM-L6-v2 (:func:`minilm_encoder`) or a clinical BERT folder.
 
@@ -198,6 +201,86 @@ class TextTransformer(TextEncoder):
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=padding)
         return masked_mean(self.norm(x), mask)
+
+
+class TextCNN(TextEncoder):
+    """Convolutions of several widths over token embeddings, max-pooled over the note.
+
+    After Kim, "Convolutional Neural Networks for Sentence Classification", EMNLP 2014. Each filter of width
+    ``k`` is a detector of a ``k``-token phrase; max pooling over time keeps its strongest match anywhere in
+    the note, so a negated finding is recognised as a phrase rather than as a bag of its words.
+
+    Args:
+        vocab_size: number of token ids of the tokenizer.
+        max_length: the longest sequence ``T`` accepted.
+        pad_id: id of the padding token.
+        embedding_dim: width ``E`` of the token embeddings.
+        kernel_sizes: filter widths in tokens (each at least 1).
+        channels: filters per width.
+        dim: output width ``D``.
+        dropout: dropout on the pooled features, in ``[0, 1)``.
+
+    Inputs: ``ids`` ``[B, T]`` int64, ``mask`` ``[B, T]``. Output: ``[B, dim]``. A row without real tokens
+    gives the output of an all-zero pooled vector (finite).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 512,
+        pad_id: int = 0,
+        embedding_dim: int = 64,
+        kernel_sizes: tuple[int, ...] | list[int] = (1, 2, 3, 4),
+        channels: int = 64,
+        dim: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        owner = "TextCNN"
+        check_positive_int(owner, "vocab_size", vocab_size)
+        check_positive_int(owner, "max_length", max_length)
+        check_non_negative_int(owner, "pad_id", pad_id)
+        if pad_id >= vocab_size:
+            raise HyperParameterError(
+                f"{owner}: pad_id={pad_id} must be a token id below vocab_size={vocab_size}"
+            )
+        check_positive_int(owner, "embedding_dim", embedding_dim)
+        kernel_sizes = tuple(kernel_sizes)
+        if not kernel_sizes:
+            raise HyperParameterError(f"{owner}: kernel_sizes must list at least one width, got ()")
+        for k in kernel_sizes:
+            check_positive_int(owner, "kernel_sizes[i]", k)
+        check_positive_int(owner, "channels", channels)
+        check_positive_int(owner, "dim", dim)
+        dropout = check_dropout(owner, "dropout", dropout)
+        super().__init__()
+        self.out_dim = dim
+        self.max_length = max_length
+        self.pad_id = pad_id
+        self.embedding_layer = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        nn.init.normal_(self.embedding_layer.weight, std=0.1)
+        with torch.no_grad():
+            self.embedding_layer.weight[pad_id].zero_()
+        self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, channels, k) for k in kernel_sizes)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Sequential(nn.Linear(channels * len(kernel_sizes), dim), nn.LayerNorm(dim))
+
+    def encode_embeddings(self, embeds: Tensor, mask: Tensor) -> Tensor:
+        real = mask.to(embeds.dtype)
+        x = (embeds * real.unsqueeze(-1)).transpose(1, 2)  # [B, E, T]
+        pooled = []
+        for conv in self.convs:
+            k = conv.kernel_size[0]
+            if x.shape[-1] < k:
+                x_k = nn.functional.pad(x, (0, k - x.shape[-1]))
+                valid = nn.functional.pad(real, (0, k - real.shape[-1]))
+            else:
+                x_k, valid = x, real
+            h = torch.relu(conv(x_k))  # [B, C, T - k + 1]
+            # a window counts only when all its tokens are real
+            window_ok = valid.unfold(1, k, 1).amin(dim=-1) > 0  # [B, T - k + 1]
+            h = h.masked_fill(~window_ok.unsqueeze(1), 0.0)  # ReLU outputs are >= 0, so 0 is neutral for max
+            pooled.append(h.amax(dim=-1))
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
 
 class PretrainedTextEncoder(TextEncoder):

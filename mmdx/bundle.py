@@ -1,0 +1,184 @@
+"""The model bundle (Contract 2): everything needed to rebuild a trained model exactly, and no pickle.
+
+A bundle is a directory:
+
+=====================  ===============================================================================
+``model.safetensors``  the weights
+``config.yaml``        the fully resolved experiment config plus the exact encoder/fusion arguments
+``preprocessing.json`` tabular features, units and normaliser statistics, image settings, text settings
+``tokenizer.json``     the note tokenizer (when the model reads text)
+``calibration.json``   the temperature fitted on the validation split
+``card.json``          data fingerprint, metrics, versions, seed, operating threshold, intended use
+``manifest.json``      bundle schema version and the SHA-256 of every file above
+=====================  ===============================================================================
+
+:func:`load_bundle` verifies every checksum before it reads anything, so a tampered or replaced file (a
+pickle renamed to ``model.safetensors``, say) is refused without being parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmdx import __version__
+from mmdx.config import Config, config_from_dict
+from mmdx.data.dataset import Preprocessing
+from mmdx.errors import BundleError
+from mmdx.training.calibration import TemperatureScaler
+
+BUNDLE_SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle. ``model`` is in eval mode on the CPU."""
+
+    path: Path
+    model: torch.nn.Module
+    config: Config
+    architecture: dict
+    preprocessing: Preprocessing
+    calibration: TemperatureScaler
+    card: dict
+
+    @property
+    def threshold(self) -> float:
+        """The operating threshold on calibrated probabilities, chosen on the validation split."""
+        return float(self.card.get("operating_point", {}).get("threshold", 0.5))
+
+    @property
+    def version(self) -> str:
+        """A short identifier of this exact model (the weights' checksum)."""
+        return str(self.card.get("model_version", "unknown"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    directory: str | Path,
+    model: torch.nn.Module,
+    config: Config,
+    preprocessing: Preprocessing,
+    calibration: TemperatureScaler,
+    card: dict,
+) -> Path:
+    """Write a bundle to ``directory`` (created owner-only); returns its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    architecture = getattr(model, "config", None)
+    if not architecture:
+        raise BundleError("the model carries no build arguments (model.config); build it with build_model")
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(directory / WEIGHTS), metadata={"format": "pt", "mmdx": __version__})
+    document = {"schema_version": BUNDLE_SCHEMA_VERSION, **config.to_dict(), "architecture": architecture}
+    (directory / "config.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    preprocessing.save(directory)
+    calibration.save(directory / "calibration.json")
+    card = {**card, "model_version": sha256_file(directory / WEIGHTS)[:16], "mmdx_version": __version__}
+    (directory / "card.json").write_text(json.dumps(card, indent=1, default=str), encoding="utf-8")
+    files = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+    manifest = {
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "mmdx_version": __version__,
+        "files": {name: sha256_file(directory / name) for name in files},
+    }
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+    return directory
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{directory} is not an mmdx bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != BUNDLE_SCHEMA_VERSION:
+        raise BundleError(
+            f"{directory} is a bundle of schema version {version!r}, made by mmdx "
+            f"{manifest.get('mmdx_version', '?') if isinstance(manifest, dict) else '?'}; this mmdx ({__version__}) "
+            f"reads schema version {BUNDLE_SCHEMA_VERSION} only. Load it with the mmdx version that wrote it, "
+            "or retrain."
+        )
+    return manifest
+
+
+def verify_bundle(directory: str | Path) -> dict:
+    """Check the manifest and every file's SHA-256; returns the manifest or raises :class:`BundleError`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"bundle not found: {directory}")
+    manifest = _read_manifest(directory)
+    files = manifest.get("files", {})
+    for required in (WEIGHTS, "config.yaml", "preprocessing.json", "calibration.json", "card.json"):
+        if required not in files:
+            raise BundleError(f"{directory}: the manifest does not list {required}; the bundle is incomplete")
+    for name, expected in files.items():
+        path = directory / name
+        if Path(name).name != name or not path.is_file():
+            raise BundleError(f"{directory}: {name} is listed in the manifest but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"{path} does not match its checksum in {MANIFEST} (expected {expected[:12]}…, found "
+                f"{actual[:12]}…): the file was modified or replaced after the bundle was written. "
+                "Refusing to load it; restore the original bundle."
+            )
+    return manifest
+
+
+def resolve_bundle_dir(path: str | Path) -> Path:
+    """A bundle directory, or a run directory holding one in ``bundle/``."""
+    path = Path(path)
+    if (path / "bundle" / MANIFEST).is_file() and not (path / MANIFEST).is_file():
+        return path / "bundle"
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Rebuild the exact model, preprocessing and calibration of a bundle (or of a run's ``bundle/``)."""
+    from mmdx.models.classifier import build_model
+
+    directory = resolve_bundle_dir(path)
+    verify_bundle(directory)
+    try:
+        document = yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8"))
+        architecture = document.pop("architecture")
+        document.pop("schema_version", None)
+        config = config_from_dict(document, source=str(directory / "config.yaml"))
+        preprocessing = Preprocessing.load(directory)
+        calibration = TemperatureScaler.from_dict(json.loads((directory / "calibration.json").read_text()))
+        card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
+        model = build_model(**architecture)
+        state = load_file(str(directory / WEIGHTS))
+    except (KeyError, ValueError, TypeError, yaml.YAMLError, SafetensorError, OSError) as exc:
+        raise BundleError(f"{directory}: cannot rebuild the model ({type(exc).__name__}: {exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BundleError(
+            f"{directory}: the weights do not fit the architecture in config.yaml "
+            f"(missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})"
+        )
+    model.eval()
+    return Bundle(directory, model, config, architecture, preprocessing, calibration, card)

@@ -1,0 +1,426 @@
+"""From a validated cohort to model-ready samples.
+
+Preprocessing is *fitted* on the training split (the tabular normaliser, the categorical vocabularies and the
+note tokenizer) and saved with the model, so prediction applies exactly what training learned.
+
+A sample is a dict keyed by :class:`mmdx.keys.Keys`:
+
+* ``image``: ``[1, H, W]`` or ``[1, D, H, W]`` float32 in [0, 1] -- oriented to RAS, optionally resampled to a
+  fixed spacing (mm), HU window mapped to [0, 1], padded/cropped to the configured shape;
+* ``tabular`` / ``tabular_missing``: ``[F]`` normalised canonical values and missingness indicators;
+  ``categorical``: ``[C]`` int64 indices (0 = unknown);
+* ``text_ids`` / ``text_mask``: ``[T]`` token ids of the case's notes joined in time order;
+* ``presence``: ``[3]`` bool, one per modality (image, tabular, text);
+* ``label``: float (NaN when unlabelled), ``case_id``.
+
+Only images are loaded per sample; everything else is computed once per cohort into arrays
+(:class:`CaseTable`). Decoded images go through :class:`ImageCache` so that DICOM is decoded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tokenizers import Tokenizer
+
+from mmdx.config import Config, ImageConfig
+from mmdx.data.tabular import TabularNormaliser, aggregate_latest
+from mmdx.data.text import encode_notes, train_note_tokenizer
+from mmdx.data.validation import ValidatedCohort
+from mmdx.keys import MODALITIES, Keys, Modality
+
+CACHE_VERSION = 1
+TOKENIZER_FILE = "tokenizer.json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------------------
+def _spatial_affine(affine: np.ndarray, dims: int) -> np.ndarray:
+    """The 4x4 voxel->RAS affine reduced to ``dims`` spatial axes (a 3x3 affine for 2D images)."""
+    if dims == 3:
+        return affine
+    keep = [0, 1, 3]
+    return affine[np.ix_(keep, keep)]
+
+
+def preprocess_volume(array: np.ndarray, affine: np.ndarray, config: ImageConfig, is_mask: bool = False):
+    """Apply the configured image preprocessing to one image (or, with ``is_mask``, to a label mask).
+
+    ``array``: ``[I, J]`` or ``[I, J, K]`` in HU (or mask values); ``affine``: 4x4 voxel -> RAS mm.
+    Returns ``(image [1, *shape] float32, affine of the output grid [dims+1, dims+1])``.
+    """
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation, ResizeWithPadOrCrop, ScaleIntensityRange, Spacing
+
+    dims = config.dims
+    if array.ndim == 3 and dims == 2 and array.shape[2] == 1:
+        array = array[..., 0]
+    tensor = MetaTensor(
+        torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)[None],
+        affine=torch.as_tensor(_spatial_affine(np.asarray(affine, dtype=np.float64), dims)),
+    )
+    # our affines are RAS (nibabel convention); naming the labels keeps MONAI from guessing the space
+    tensor = Orientation(axcodes="RAS"[:dims], labels=(("L", "R"), ("P", "A"), ("I", "S")))(tensor)
+    if not is_mask:
+        low, high = config.window
+        tensor = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(tensor)
+    if config.spacing is not None:
+        mode = "nearest" if is_mask else "bilinear"
+        tensor = Spacing(pixdim=config.spacing, mode=mode, padding_mode="zeros")(tensor)
+    else:
+        from monai.transforms import Resize
+
+        tensor = Resize(spatial_size=config.shape, mode="nearest" if is_mask else "area")(tensor)
+    tensor = ResizeWithPadOrCrop(spatial_size=config.shape, mode="constant")(tensor)
+    out_affine = np.asarray(tensor.affine, dtype=np.float64)
+    return np.asarray(tensor.as_tensor(), dtype=np.float32), out_affine
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MMDX_CACHE_DIR") or Path.home() / ".cache" / "mmdx") / "images"
+
+
+class ImageCache:
+    """Preprocessed images on disk (``.npz`` without pickle), optionally mirrored in memory.
+
+    The key hashes the image file(s) (path, size, modification time) and the preprocessing settings, so
+    changing the window, shape or spacing -- or touching the file -- yields a fresh entry.
+    """
+
+    def __init__(
+        self, config: ImageConfig, mode: str = "memory", directory: str | Path | None = None
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.directory = Path(directory) if directory else default_cache_dir()
+        self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.hits = 0
+        self.misses = 0
+        if mode != "none":
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def key(self, path: str | Path, is_mask: bool = False) -> str:
+        path = Path(path)
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        settings = self.config.model_dump(mode="json")
+        blob = json.dumps([CACHE_VERSION, str(path.resolve()), stamp, settings, is_mask], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _file(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npz"
+
+    def load(self, path: str | Path, is_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(image [1, *shape] float32, output affine)`` for an image file or DICOM folder."""
+        from mmdx.data.imaging import read_image
+
+        if self.mode == "none":
+            volume = read_image(path)
+            return preprocess_volume(volume.array, volume.affine, self.config, is_mask)
+        key = self.key(path, is_mask)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        file = self._file(key)
+        entry = None
+        if file.is_file():
+            try:
+                with np.load(file, allow_pickle=False) as data:
+                    entry = (data["image"], data["affine"])
+                self.hits += 1
+            except (OSError, ValueError, KeyError):
+                entry = None  # a damaged cache file is rebuilt
+        if entry is None:
+            self.misses += 1
+            volume = read_image(path)
+            entry = preprocess_volume(volume.array, volume.affine, self.config, is_mask)
+            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = file.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, image=entry[0], affine=entry[1])
+            os.replace(tmp, file)
+        if self.mode == "memory":
+            self._memory[key] = entry
+        return entry
+
+    def warm(self, paths: list[str], workers: int = 1, progress=None) -> int:
+        """Decode and cache every image not cached yet, with ``workers`` processes; returns how many were new.
+
+        Training calls this once before the first epoch, so no epoch waits on DICOM decoding.
+        """
+        if self.mode == "none":
+            return 0
+        todo = sorted({p for p in paths if p and not self._file(self.key(p)).is_file()})
+        if workers > 1 and len(todo) > 8:
+            from concurrent.futures import ProcessPoolExecutor
+
+            settings = (self.config.model_dump(mode="json"), str(self.directory))
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for done, _ in enumerate(pool.map(_warm_one, [(p, *settings) for p in todo], chunksize=4), 1):
+                    if progress:
+                        progress(done, len(todo))
+        else:
+            for done, path in enumerate(todo, 1):
+                self.load(path)
+                if progress:
+                    progress(done, len(todo))
+        if self.mode == "memory":
+            for path in paths:
+                if path:
+                    self.load(path)
+        return len(todo)
+
+
+def _warm_one(args: tuple[str, dict, str]) -> None:
+    path, config, directory = args
+    ImageCache(ImageConfig(**config), mode="disk", directory=directory).load(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fitted preprocessing
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Preprocessing:
+    """Everything learned from the training split and needed to turn a case into tensors.
+
+    Saved as ``preprocessing.json`` (plus the tokenizer file) in the model bundle.
+    """
+
+    modalities: list[str]
+    image: dict | None
+    features: list[str]
+    units: dict[str, str]
+    numeric_columns: list[str]
+    normaliser: TabularNormaliser
+    text_max_length: int
+    tokenizer: Tokenizer | None
+
+    @property
+    def image_config(self) -> ImageConfig | None:
+        return ImageConfig(**self.image) if self.image else None
+
+    @property
+    def tabular_columns(self) -> list[str]:
+        """Names of the ``tabular`` tensor's columns: catalogue features, then numeric case columns."""
+        return self.features + self.numeric_columns
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": 1,
+            "modalities": self.modalities,
+            "image": self.image,
+            "features": self.features,
+            "units": self.units,
+            "numeric_columns": self.numeric_columns,
+            "normaliser": self.normaliser.to_dict(),
+            "text": {
+                "max_length": self.text_max_length,
+                "tokenizer": TOKENIZER_FILE if self.tokenizer else None,
+            },
+        }
+
+    def save(self, directory: Path) -> None:
+        (directory / "preprocessing.json").write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        if self.tokenizer is not None:
+            self.tokenizer.save(str(directory / TOKENIZER_FILE))
+
+    @classmethod
+    def load(cls, directory: Path) -> Preprocessing:
+        state = json.loads((directory / "preprocessing.json").read_text(encoding="utf-8"))
+        tokenizer = None
+        if state["text"]["tokenizer"]:
+            tokenizer = Tokenizer.from_file(str(directory / state["text"]["tokenizer"]))
+        return cls(
+            modalities=list(state["modalities"]),
+            image=state["image"],
+            features=list(state["features"]),
+            units=dict(state["units"]),
+            numeric_columns=list(state["numeric_columns"]),
+            normaliser=TabularNormaliser.from_dict(state["normaliser"]),
+            text_max_length=int(state["text"]["max_length"]),
+            tokenizer=tokenizer,
+        )
+
+
+def model_modalities(config: Config) -> list[str]:
+    return [m.value for m in MODALITIES if getattr(config.model, m.value) is not None]
+
+
+def fit_preprocessing(
+    cohort: ValidatedCohort, config: Config, pretrained_tokenizer: str | Path | None = None
+) -> Preprocessing:
+    """Fit the normaliser, vocabularies and tokenizer on the cohort's training split."""
+    train = cohort.split("train")
+    if train.empty:
+        raise ValueError(f"cohort {cohort.name} has no usable training case; check the split column")
+    modalities = model_modalities(config)
+    tab = config.data.tabular
+    features = cohort.catalogue.keys if tab.features == "all" else list(tab.features)
+    unknown = [f for f in features if f not in cohort.catalogue.keys]
+    if unknown:
+        raise ValueError(f"data.tabular.features: {', '.join(unknown)} not in the feature catalogue")
+    numeric_columns = [c for c in tab.numeric_columns if c in cohort.cases.columns]
+    categorical_columns = [c for c in tab.categorical_columns if c in cohort.cases.columns]
+    numeric = _numeric_frame(cohort, train["case_id"].tolist(), features, numeric_columns)
+    normaliser = TabularNormaliser(clip=tab.clip).fit(
+        numeric, train.set_index("case_id")[categorical_columns]
+    )
+    tokenizer = None
+    if Modality.TEXT.value in modalities:
+        if pretrained_tokenizer is not None:
+            tokenizer = Tokenizer.from_file(str(pretrained_tokenizer))
+        else:
+            texts = [cohort.notes[c] for c in train["case_id"] if c in cohort.notes]
+            tokenizer = train_note_tokenizer(
+                texts, config.data.text.vocab_size, config.data.text.min_frequency
+            )
+    return Preprocessing(
+        modalities=modalities,
+        image=config.data.image.model_dump(mode="json") if Modality.IMAGE.value in modalities else None,
+        features=features,
+        units={f: cohort.catalogue[f].unit for f in features},
+        numeric_columns=numeric_columns,
+        normaliser=normaliser,
+        text_max_length=config.data.text.max_length,
+        tokenizer=tokenizer,
+    )
+
+
+def _numeric_frame(cohort: ValidatedCohort, case_ids: list[str], features: list[str], columns: list[str]):
+    wide = aggregate_latest(cohort.observations, case_ids, features)
+    if columns:
+        extra = cohort.cases.set_index("case_id").loc[case_ids, columns].apply(pd.to_numeric, errors="coerce")
+        wide = pd.concat([wide, extra.astype(float)], axis=1)
+    return wide
+
+
+@dataclass
+class CaseTable:
+    """Non-image inputs of a list of cases as arrays (computed once per cohort and split).
+
+    ``canonical``: ``[N, F]`` the raw canonical values (NaN = missing), kept for explanations and the UI.
+    """
+
+    case_ids: list[str]
+    labels: np.ndarray  # [N] float32, NaN = unlabelled
+    image_paths: list[str | None]
+    tabular: np.ndarray  # [N, F] float32
+    tabular_missing: np.ndarray  # [N, F] float32
+    categorical: np.ndarray  # [N, C] int64
+    canonical: np.ndarray  # [N, F] float64
+    text_ids: np.ndarray  # [N, T] int64
+    text_mask: np.ndarray  # [N, T] int64
+    text_offsets: np.ndarray  # [N, T, 2] int64
+    texts: list[str | None]
+    presence: np.ndarray  # [N, 3] bool
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def subset(self, index: np.ndarray | list[int]) -> CaseTable:
+        index = np.asarray(index, dtype=int)
+        return CaseTable(
+            case_ids=[self.case_ids[i] for i in index],
+            labels=self.labels[index],
+            image_paths=[self.image_paths[i] for i in index],
+            tabular=self.tabular[index],
+            tabular_missing=self.tabular_missing[index],
+            categorical=self.categorical[index],
+            canonical=self.canonical[index],
+            text_ids=self.text_ids[index],
+            text_mask=self.text_mask[index],
+            text_offsets=self.text_offsets[index],
+            texts=[self.texts[i] for i in index],
+            presence=self.presence[index],
+        )
+
+
+def build_case_table(
+    cohort: ValidatedCohort, prep: Preprocessing, case_ids: list[str] | None = None
+) -> CaseTable:
+    """Arrays for ``case_ids`` (default: every usable case of the cohort, in cohort order)."""
+    cases = cohort.cases.set_index("case_id")
+    case_ids = list(cases.index) if case_ids is None else list(case_ids)
+    cases = cases.loc[case_ids]
+    numeric = _numeric_frame(cohort, case_ids, prep.features, prep.numeric_columns)
+    values, missing = prep.normaliser.transform_numeric(numeric)
+    categorical = prep.normaliser.transform_categorical(cases.reset_index())
+    texts = [cohort.notes.get(c) for c in case_ids]
+    if prep.tokenizer is not None:
+        encoded = encode_notes(prep.tokenizer, [t or "" for t in texts], prep.text_max_length)
+        ids, mask, offsets = encoded.ids, encoded.mask, encoded.offsets
+    else:
+        ids = np.zeros((len(case_ids), 1), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        offsets = np.zeros((len(case_ids), 1, 2), dtype=np.int64)
+    has = {m: cases[f"has_{m.value}"].to_numpy(dtype=bool) for m in MODALITIES}
+    presence = np.stack([has[m] & (m.value in prep.modalities) for m in MODALITIES], axis=1)
+    image_paths = [p if isinstance(p, str) else None for p in cases["image_path"].tolist()]
+    return CaseTable(
+        case_ids=case_ids,
+        labels=cases["label"].to_numpy(dtype=np.float32),
+        image_paths=image_paths,
+        tabular=values,
+        tabular_missing=missing,
+        categorical=categorical,
+        canonical=numeric.to_numpy(dtype=np.float64),
+        text_ids=ids,
+        text_mask=mask,
+        text_offsets=offsets,
+        texts=texts,
+        presence=presence,
+    )
+
+
+class MultimodalDataset(torch.utils.data.Dataset):
+    """Samples of a :class:`CaseTable`; images are read through an :class:`ImageCache`."""
+
+    def __init__(self, table: CaseTable, prep: Preprocessing, cache: ImageCache | None) -> None:
+        self.table = table
+        self.prep = prep
+        self.cache = cache
+        self.image_config = prep.image_config
+        self.with_image = self.image_config is not None and cache is not None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def image(self, index: int) -> torch.Tensor:
+        assert self.image_config is not None and self.cache is not None
+        path = self.table.image_paths[index]
+        if path is None or not self.table.presence[index, 0]:
+            return torch.zeros((1, *self.image_config.shape), dtype=torch.float32)
+        array, _ = self.cache.load(path)
+        return torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+
+    def __getitem__(self, index: int) -> dict:
+        t = self.table
+        sample = {
+            Keys.CASE_ID: t.case_ids[index],
+            Keys.LABEL: torch.tensor(t.labels[index], dtype=torch.float32),
+            Keys.TABULAR: torch.from_numpy(t.tabular[index]),
+            Keys.TABULAR_MISSING: torch.from_numpy(t.tabular_missing[index]),
+            Keys.CATEGORICAL: torch.from_numpy(t.categorical[index]),
+            Keys.TEXT_IDS: torch.from_numpy(t.text_ids[index]),
+            Keys.TEXT_MASK: torch.from_numpy(t.text_mask[index]),
+            Keys.PRESENCE: torch.from_numpy(t.presence[index]),
+        }
+        if self.with_image:
+            sample[Keys.IMAGE] = self.image(index)
+        return sample
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors, keep strings as lists."""
+    out: dict = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out

@@ -1,0 +1,93 @@
+"""Applying a trained bundle to a cohort: validated inputs, calibrated predictions, the predictions table."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmdx.bundle import Bundle
+from mmdx.data.dataset import CaseTable, ImageCache, MultimodalDataset, build_case_table
+from mmdx.data.validation import ValidatedCohort, validate_cohort
+from mmdx.errors import MmdxError
+from mmdx.keys import MODALITIES
+from mmdx.training.inference import Predictions, predict_dataset
+
+
+@dataclass
+class CohortInputs:
+    """A cohort validated and turned into the bundle's inputs."""
+
+    cohort: ValidatedCohort
+    table: CaseTable
+    dataset: MultimodalDataset
+    cache: ImageCache | None
+
+    def split_of(self) -> np.ndarray:
+        return self.cohort.cases.set_index("case_id").loc[self.table.case_ids, "split"].to_numpy()
+
+
+def prepare_inputs(
+    bundle: Bundle, cohort_dir: str | Path, workers: int = 1, progress=None, check_images: bool = True
+) -> CohortInputs:
+    """Validate ``cohort_dir`` and build the bundle's inputs for every usable case."""
+    cohort = validate_cohort(cohort_dir, workers=workers, check_images=check_images)
+    if not cohort.report.usable:
+        raise MmdxError(f"no usable case in {cohort_dir}; run 'mmdx validate {cohort_dir}' for the reasons")
+    prep = bundle.preprocessing
+    table = build_case_table(cohort, prep)
+    cache = None
+    if prep.image_config is not None:
+        data = bundle.config.data.cache
+        cache = ImageCache(prep.image_config, data.mode, data.dir)
+        cache.warm(table.image_paths, workers=max(1, workers), progress=progress)
+    return CohortInputs(cohort, table, MultimodalDataset(table, prep, cache), cache)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def presence_pattern(presence: np.ndarray) -> list[str]:
+    """``[N, M]`` bool -> "image+tabular+text"-style labels ("none" when nothing is present)."""
+    return [
+        "+".join(m.value for m, p in zip(MODALITIES, row, strict=True) if p) or "none" for row in presence
+    ]
+
+
+def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) -> pd.DataFrame:
+    """The predictions table of Contract 3: one row per case.
+
+    Columns: ``case_id, patient_id, split, label, logit, probability`` (calibrated), ``probability_uncalibrated``,
+    ``predicted`` (at the bundle's threshold), ``gate_<modality>`` and ``has_<modality>`` for each modality,
+    ``modalities`` (the presence pattern), and the cohort's subgroup columns.
+    """
+    cases = inputs.cohort.cases.set_index("case_id").loc[preds.case_ids]
+    probability = bundle.calibration.transform(preds.logits)
+    frame = pd.DataFrame(
+        {
+            "case_id": preds.case_ids,
+            "patient_id": cases["patient_id"].to_numpy(),
+            "split": cases["split"].to_numpy(),
+            "label": preds.labels.astype(float),
+            "logit": preds.logits.astype(float),
+            "probability": probability,
+            "probability_uncalibrated": 1.0 / (1.0 + np.exp(-preds.logits.astype(float))),
+            "predicted": (probability >= bundle.threshold).astype(int),
+        }
+    )
+    for j, modality in enumerate(MODALITIES):
+        frame[f"gate_{modality.value}"] = preds.gates[:, j].astype(float)
+        frame[f"has_{modality.value}"] = preds.presence[:, j].astype(bool)
+    frame["modalities"] = presence_pattern(preds.presence)
+    for column in inputs.cohort.spec.get("subgroups", []) or []:
+        if column in cases.columns:
+            frame[column] = cases[column].astype(str).to_numpy()
+    return frame
+
+
+def run_predictions(bundle: Bundle, inputs: CohortInputs, batch_size: int = 64) -> Predictions:
+    return predict_dataset(bundle.model, inputs.dataset, batch_size=batch_size, device="cpu")

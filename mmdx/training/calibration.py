@@ -1,0 +1,71 @@
+"""Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+
+One scalar ``T > 0`` divides every logit; it is fitted on the validation split by minimising the binary
+negative log-likelihood, so it changes calibration but never the ranking (AUROC is unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_expit
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = logits / temperature
+    return float(-(labels * log_expit(z) + (1 - labels) * log_expit(-z)).mean())
+
+
+@dataclass
+class TemperatureScaler:
+    """``probability = sigmoid(logit / temperature_)``; ``temperature_ = 1`` before fitting."""
+
+    temperature_: float = 1.0
+    nll_before_: float | None = None
+    nll_after_: float | None = None
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureScaler:
+        """Fit on validation logits ``[N]`` and 0/1 labels ``[N]`` (unlabelled rows must be removed)."""
+        logits = np.asarray(logits, dtype=np.float64)
+        labels = np.asarray(labels, dtype=np.float64)
+        if logits.shape != labels.shape or logits.ndim != 1:
+            raise ValueError(
+                f"logits {logits.shape} and labels {labels.shape} must be 1-D and of equal length"
+            )
+        if len(np.unique(labels)) < 2:
+            # one class only: any temperature sharpens towards it; keep the model's own scale
+            self.temperature_ = 1.0
+            return self
+        # search log T in [-4, 4]: T between 0.018 and 55
+        result = minimize_scalar(
+            lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=(-4.0, 4.0), method="bounded"
+        )
+        self.nll_before_ = _nll(logits, labels, 1.0)
+        self.temperature_ = float(np.exp(result.x))
+        self.nll_after_ = _nll(logits, labels, self.temperature_)
+        return self
+
+    def transform(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``[N]``."""
+        return expit(np.asarray(logits, dtype=np.float64) / self.temperature_)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": "temperature",
+            "temperature": self.temperature_,
+            "nll_before": self.nll_before_,
+            "nll_after": self.nll_after_,
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TemperatureScaler:
+        if state.get("method") != "temperature" or not float(state["temperature"]) > 0:
+            raise ValueError(f"calibration.json: expected a positive temperature, got {state!r}")
+        return cls(float(state["temperature"]), state.get("nll_before"), state.get("nll_after"))

@@ -1,0 +1,351 @@
+"""The training loop: plain PyTorch, one code path for CPU, CUDA (bf16 autocast) and DistributedDataParallel.
+
+What it does each epoch: shuffle with a seed derived from (seed, epoch); drop present modalities at random
+(modality dropout, never all of a case's modalities) so the fusion learns to cope with missing ones;
+weight the positive class by the training prevalence; clip gradients; warm up then follow a cosine learning
+rate; evaluate AUROC on the validation split; keep the best weights; write a checkpoint; stop early when
+validation AUROC has not improved for ``patience`` epochs.
+
+Resuming: every random stream is re-seeded from (seed, epoch) at the start of an epoch, and the checkpoint
+holds model, optimizer and counters, so a run killed at any point and resumed from its last checkpoint
+ends exactly where an uninterrupted run ends (on the CPU, where kernels are deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from mmdx.config import LoaderConfig, TrainConfig
+from mmdx.data.dataset import collate
+from mmdx.errors import MmdxError
+from mmdx.keys import Keys
+from mmdx.training.checkpoint import load_checkpoint, save_checkpoint
+from mmdx.training.distributed import DistContext, autocast
+from mmdx.training.inference import predict_dataset, to_device
+from mmdx.training.metrics import auroc
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/last"
+BEST_WEIGHTS = "checkpoints/best.safetensors"
+
+
+class TrainingDiverged(MmdxError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_auroc: float
+    val_loss: float
+    lr: float
+    seconds: float
+    samples_per_second: float
+    data_wait_share: float
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_auroc: float
+    epochs_run: int
+    stopped: str  # "early_stopping" | "epochs" | "max_steps"
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "history": [asdict(h) for h in self.history]}
+
+
+def modality_dropout(presence: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Drop each present modality with probability ``p``; a case never loses all of them.
+
+    ``presence``: ``[B, M]`` bool. Cases where every present modality was drawn for dropping keep their
+    original presence, so no training case is left without evidence.
+    """
+    if p <= 0:
+        return presence
+    drop = torch.rand(presence.shape, generator=generator) < p
+    kept = presence & ~drop.to(presence.device)
+    emptied = kept.sum(dim=1) == 0
+    return torch.where(emptied[:, None], presence, kept)
+
+
+def auxiliary_loss(
+    aux_logits: torch.Tensor, labels: torch.Tensor, presence: torch.Tensor, pos_weight
+) -> torch.Tensor:
+    """Mean BCE of the unimodal heads over the (case, modality) pairs present: ``aux_logits [B, M]``,
+    ``labels [B]``, ``presence [B, M]``. Zero when nothing is present."""
+    per_pair = torch.nn.functional.binary_cross_entropy_with_logits(
+        aux_logits, labels[:, None].expand_as(aux_logits), pos_weight=pos_weight, reduction="none"
+    )
+    weight = presence.to(per_pair.dtype)
+    return (per_pair * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def balanced_pos_weight(labels: np.ndarray) -> float:
+    """``n_negative / n_positive`` of the labelled cases (1 when a class is absent)."""
+    labels = labels[~np.isnan(labels)]
+    n_pos = float((labels == 1).sum())
+    n_neg = float((labels == 0).sum())
+    return n_neg / n_pos if n_pos > 0 and n_neg > 0 else 1.0
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Fit a :class:`~mmdx.models.classifier.MultimodalClassifier` on a training and a validation dataset.
+
+    Args:
+        model: the classifier (on any device; it is moved to ``dist.device``).
+        config: the ``train`` section of the config.
+        loader: the ``data.loader`` section (batch sizes, workers).
+        train_set, val_set: datasets yielding sample dicts (:mod:`mmdx.data.dataset`); unlabelled cases
+            must already be excluded.
+        out_dir: the run directory; checkpoints go to ``out_dir/checkpoints``.
+        seed: the run's seed.
+        dist: the process's place in a distributed run (a world of one by default).
+        progress: show a progress bar (main process only).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        loader: LoaderConfig,
+        train_set: Dataset,
+        val_set: Dataset,
+        out_dir: Path,
+        seed: int = 0,
+        dist: DistContext | None = None,
+        progress: bool = True,
+        pos_weight: float | None = None,
+    ) -> None:
+        self.config = config
+        self.loader_config = loader
+        self.dist = dist or DistContext()
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.train_set = train_set
+        self.val_set = val_set
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.progress = progress and self.dist.is_main
+        self.pos_weight = 1.0 if config.class_weighting == "none" else (pos_weight or 1.0)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
+        self.sampler = DistributedSampler(
+            train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=seed
+        )
+        self.train_loader = DataLoader(
+            train_set,
+            batch_size=loader.batch_size,
+            sampler=self.sampler,
+            num_workers=loader.workers,
+            collate_fn=collate,
+            persistent_workers=loader.workers > 0,
+            pin_memory=self.device.type == "cuda",
+            drop_last=len(train_set) // max(1, self.dist.world_size) > loader.batch_size,
+        )
+        self.steps_per_epoch = max(1, len(self.train_loader))
+        total = config.epochs * self.steps_per_epoch
+        self.total_steps = min(total, config.max_steps) if config.max_steps else total
+        self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
+        self.network: torch.nn.Module = self.model
+        if self.dist.distributed:
+            self.network = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+
+    # -------------------------------------------------------------------------------------------------
+    def _state(self, epoch: int, step: int, best: tuple[float, int], bad_epochs: int, history: list) -> dict:
+        return {
+            "epoch": epoch,
+            "step": step,
+            "best_auroc": best[0],
+            "best_epoch": best[1],
+            "bad_epochs": bad_epochs,
+            "history": json.dumps([asdict(h) for h in history]),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def _restore(self, state: dict) -> tuple[int, int, tuple[float, int], int, list[EpochRecord]]:
+        self.model.load_state_dict(state["model"])
+        optim_state = state["optimizer"]
+        # JSON turns integer keys of the optimizer's per-parameter state into strings
+        optim_state["state"] = {int(k): v for k, v in optim_state["state"].items()}
+        for group in optim_state["param_groups"]:
+            group["params"] = [int(p) for p in group["params"]]
+        self.optimizer.load_state_dict(optim_state)
+        history = [EpochRecord(**h) for h in json.loads(state["history"])]
+        best = (float(state["best_auroc"]), int(state["best_epoch"]))
+        return int(state["epoch"]), int(state["step"]), best, int(state["bad_epochs"]), history
+
+    def _save_best(self) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        path = self.out_dir / BEST_WEIGHTS
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_file(state, str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").replace(path)
+
+    def _validate(self) -> tuple[float, float]:
+        preds = predict_dataset(
+            self.model,
+            self.val_set,
+            batch_size=self.loader_config.eval_batch_size,
+            device=self.device,
+            precision=self.config.precision,
+        )
+        labelled = ~np.isnan(preds.labels)
+        y, z = preds.labels[labelled], preds.logits[labelled]
+        if y.size == 0:
+            return float("nan"), float("nan")
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        score = auroc(y, 1.0 / (1.0 + np.exp(-z))) if len(np.unique(y)) == 2 else float("nan")
+        return score, loss
+
+    # -------------------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        start_epoch, step, best, bad_epochs, history = 0, 0, (-math.inf, -1), 0, []
+        checkpoint = self.out_dir / CHECKPOINT
+        if resume:
+            state = load_checkpoint(checkpoint)
+            if state is None:
+                log.warning("no complete checkpoint in %s; starting from scratch", checkpoint.parent)
+            else:
+                start_epoch, step, best, bad_epochs, history = self._restore(state)
+                log.info("resumed after epoch %d (step %d)", start_epoch, step)
+        stopped = "epochs"
+        if start_epoch > 0 and bad_epochs >= cfg.patience and start_epoch >= cfg.min_epochs:
+            stopped = "early_stopping"
+        elif cfg.max_steps and step >= cfg.max_steps:
+            stopped = "max_steps"
+        pos_weight = torch.tensor(self.pos_weight, device=self.device)
+        for epoch in range(start_epoch, cfg.epochs):
+            if stopped != "epochs":
+                break
+            torch.manual_seed(self.seed * 100_003 + epoch)
+            dropout_rng = torch.Generator().manual_seed(self.seed * 7_919 + epoch * 31 + self.dist.rank)
+            self.sampler.set_epoch(epoch)
+            self.network.train()
+            losses: list[float] = []
+            wait = 0.0
+            seen = 0
+            t_epoch = time.perf_counter()
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not self.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            t_ready = time.perf_counter()
+            for batch in self.train_loader:
+                wait += time.perf_counter() - t_ready
+                batch = to_device(batch, self.device)
+                labels = batch[Keys.LABEL].float()
+                batch[Keys.PRESENCE] = modality_dropout(
+                    batch[Keys.PRESENCE], cfg.modality_dropout, dropout_rng
+                )
+                lr = cfg.lr * _lr_factor(step, self.total_steps, self.warmup_steps, cfg.schedule)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast(self.device, cfg.precision):
+                    out = self.network(batch)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    out.logits.float(), labels, pos_weight=pos_weight
+                )
+                if out.aux_logits is not None and cfg.aux_loss_weight > 0:
+                    loss = loss + cfg.aux_loss_weight * auxiliary_loss(
+                        out.aux_logits.float(), labels, batch[Keys.PRESENCE], pos_weight
+                    )
+                if not torch.isfinite(loss):
+                    bar.close()
+                    kept = load_checkpoint(checkpoint)
+                    where = f"epoch {kept['epoch']}" if kept else "none yet"
+                    raise TrainingDiverged(
+                        f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training "
+                        f"stopped. The last good checkpoint ({where}) is kept in {checkpoint.parent}. Lower "
+                        "train.lr, keep train.grad_clip on, or check the inputs for extreme values."
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                losses.append(float(loss.detach()))
+                seen += int(labels.shape[0])
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
+                if cfg.max_steps and step >= cfg.max_steps:
+                    stopped = "max_steps"
+                    break
+                t_ready = time.perf_counter()
+            seconds = time.perf_counter() - t_epoch
+            val_auroc, val_loss = self._validate()
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}", val_auroc=f"{val_auroc:.4f}")
+            bar.close()
+            record = EpochRecord(
+                epoch=epoch + 1,
+                train_loss=float(np.mean(losses)) if losses else float("nan"),
+                val_auroc=val_auroc,
+                val_loss=val_loss,
+                lr=lr if losses else cfg.lr,
+                seconds=seconds,
+                samples_per_second=seen * self.dist.world_size / max(seconds, 1e-9),
+                data_wait_share=wait / max(seconds, 1e-9),
+            )
+            history.append(record)
+            if self.progress:
+                tqdm.write(
+                    f"epoch {epoch + 1}: loss {record.train_loss:.4f}  val AUROC {val_auroc:.4f}  "
+                    f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s"
+                )
+            improved = not math.isnan(val_auroc) and val_auroc > best[0] + 1e-6
+            if improved or best[1] < 0:
+                best = (val_auroc if not math.isnan(val_auroc) else -math.inf, epoch + 1)
+                bad_epochs = 0
+                if self.dist.is_main:
+                    self._save_best()
+            else:
+                bad_epochs += 1
+            if self.dist.is_main:
+                save_checkpoint(self._state(epoch + 1, step, best, bad_epochs, history), checkpoint)
+            self.dist.barrier()
+            if stopped == "epochs" and bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+                stopped = "early_stopping"
+        return TrainResult(
+            best_epoch=best[1],
+            best_val_auroc=best[0],
+            epochs_run=len(history),
+            stopped=stopped,
+            history=history,
+        )

@@ -1,0 +1,82 @@
+"""The dataset: fitted on the training split only, images cached once, samples with the right shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmdx.config import ImageConfig, load_config
+from mmdx.data.dataset import ImageCache, MultimodalDataset, build_case_table, collate, fit_preprocessing
+from mmdx.data.validation import validate_cohort
+from mmdx.keys import Keys
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def cohort(small_cohort_2d: Path):
+    return validate_cohort(small_cohort_2d, check_images=False)
+
+
+def test_preprocessing_is_fitted_on_training_cases_only(cohort) -> None:
+    config = load_config(CONFIG)
+    prep = fit_preprocessing(cohort, config)
+    train_ids = set(cohort.split("train")["case_id"])
+    train_obs = cohort.observations[cohort.observations["case_id"].isin(train_ids)]
+    from mmdx.data.tabular import aggregate_latest
+
+    latest = aggregate_latest(train_obs, sorted(train_ids), ["heart_rate"])
+    assert prep.normaliser.median_["heart_rate"] == pytest.approx(np.nanmedian(latest["heart_rate"]))
+    assert prep.tabular_columns == prep.features + ["age"]
+    assert set(prep.normaliser.vocab_["site"]) <= set(cohort.split("train")["site"])
+
+
+def test_samples_have_contract_shapes_and_presence(cohort, tmp_path: Path) -> None:
+    config = load_config(CONFIG)
+    prep = fit_preprocessing(cohort, config)
+    table = build_case_table(cohort, prep)
+    cache = ImageCache(prep.image_config, "memory", tmp_path)
+    dataset = MultimodalDataset(table, prep, cache)
+    batch = collate([dataset[i] for i in range(8)])
+    assert batch[Keys.IMAGE].shape == (8, 1, 32, 32)
+    assert batch[Keys.TABULAR].shape == batch[Keys.TABULAR_MISSING].shape == (8, len(prep.tabular_columns))
+    assert batch[Keys.TEXT_IDS].shape == (8, config.data.text.max_length)
+    assert batch[Keys.PRESENCE].dtype == torch.bool
+    assert 0.0 <= float(batch[Keys.IMAGE].min()) and float(batch[Keys.IMAGE].max()) <= 1.0
+    cases = cohort.cases.set_index("case_id")
+    for i, case_id in enumerate(batch[Keys.CASE_ID]):
+        assert bool(batch[Keys.PRESENCE][i, 0]) == bool(cases.loc[case_id, "has_image"])
+        if not batch[Keys.PRESENCE][i, 0]:
+            assert float(batch[Keys.IMAGE][i].abs().sum()) == 0.0
+
+
+def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -> None:
+    path = cohort.cases["image_path"].dropna().iloc[0]
+    config = ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0])
+    cache = ImageCache(config, "disk", tmp_path)
+    first, affine = cache.load(path)
+    again, _ = ImageCache(config, "disk", tmp_path).load(path)
+    assert cache.misses == 1 and np.array_equal(first, again)
+    assert affine.shape == (3, 3)
+    files = list(tmp_path.rglob("*.npz"))
+    assert len(files) == 1 and oct(tmp_path.stat().st_mode & 0o777) == "0o700"
+    with np.load(files[0], allow_pickle=False) as data:
+        assert data["image"].shape == (1, 32, 32)
+    other = ImageCache(
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], window=(-160.0, 240.0)), "disk", tmp_path
+    )
+    assert other.key(path) != cache.key(path)
+    windowed, _ = other.load(path)
+    assert not np.array_equal(windowed, first) and len(list(tmp_path.rglob("*.npz"))) == 2
+
+
+def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
+    paths = cohort.cases["image_path"].dropna().tolist()[:12]
+    cache = ImageCache(ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0]), "memory", tmp_path)
+    assert cache.warm(paths, workers=2) == 12
+    assert cache.warm(paths, workers=2) == 0
+    cache.load(paths[0])
+    assert cache.misses == 0

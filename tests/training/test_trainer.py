@@ -1,0 +1,152 @@
+"""The trainer: modality dropout, determinism, resuming a killed run, stopping on a diverging loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from mmdx.training.checkpoint import load_checkpoint, save_checkpoint
+from mmdx.training.trainer import TrainingDiverged, auxiliary_loss, balanced_pos_weight, modality_dropout
+from pipelines.train import train_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    presence=st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=1, max_size=32),
+    p=st.floats(min_value=0.0, max_value=0.99),
+    seed=st.integers(0, 1000),
+)
+def test_modality_dropout_only_removes_and_never_empties(presence, p, seed) -> None:
+    before = torch.tensor(presence, dtype=torch.bool)
+    after = modality_dropout(before, p, torch.Generator().manual_seed(seed))
+    assert not (after & ~before).any()  # nothing appears
+    assert (after.sum(1) > 0)[before.sum(1) > 0].all()  # no case loses all its modalities
+
+
+def test_modality_dropout_rate() -> None:
+    before = torch.ones(20_000, 3, dtype=torch.bool)
+    after = modality_dropout(before, 0.3, torch.Generator().manual_seed(0))
+    assert 1 - after.float().mean().item() == pytest.approx(0.3 - 0.3**3, abs=0.01)
+
+
+def test_auxiliary_loss_ignores_absent_modalities() -> None:
+    logits = torch.tensor([[5.0, -5.0, 1e6]])
+    labels = torch.tensor([1.0])
+    presence = torch.tensor([[True, False, False]])
+    loss = auxiliary_loss(logits, labels, presence, torch.tensor(1.0))
+    assert loss.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(-5.0)).item(), rel=1e-5)
+    assert balanced_pos_weight(np.array([1, 0, 0, 0, np.nan])) == 3.0
+
+
+def test_checkpoint_round_trip_and_damage_detection(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "history": "[]"}
+    save_checkpoint(state, tmp_path / "ck")
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded["epoch"] == 3
+    assert torch.equal(loaded["model"]["weight"], model.weight)
+    fresh = torch.optim.AdamW(model.parameters())
+    fresh.load_state_dict(loaded["optimizer"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    data = (tmp_path / "ck.safetensors").read_bytes()
+    (tmp_path / "ck.safetensors").write_bytes(data[:-10])
+    assert load_checkpoint(tmp_path / "ck") is None  # a checkpoint cut short is never used
+
+
+def _weights(run: Path) -> dict:
+    return load_file(str(run / "bundle" / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_same_seed_same_model(small_cohort_2d: Path, tmp_path: Path, tiny_run: Path, tiny) -> None:
+    _, tiny_config = tiny
+    again = tmp_path / "again"
+    train_run(tiny_config("train.epochs=2"), small_cohort_2d, again, progress=False)
+    a, b = _weights(tiny_run), _weights(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((again / "training.json").read_text())["result"]["history"]
+    assert len(history) == 2 and all(h["data_wait_share"] >= 0 for h in history)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(small_cohort_2d: Path, tmp_path: Path, tiny) -> None:
+    TINY, tiny_config = tiny
+    overrides = [*TINY, "train.epochs=4", "train.patience=10"]
+    args = ["--config", str(REPO / "configs/demo.yaml"), "--cohort", str(small_cohort_2d), "--quiet"]
+    for o in overrides:
+        args += ["--set", o]
+    reference = tmp_path / "reference"
+    train_run(tiny_config("train.epochs=4", "train.patience=10"), small_cohort_2d, reference, progress=False)
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cmd = [sys.executable, "-m", "pipelines.cli", "train", *args, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = killed / "checkpoints" / "last.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if marker.is_file() and json.loads(marker.read_text())["state"]["__dict__"][0][1] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "bundle").exists()
+
+    resumed = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(reference), _weights(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((killed / "training.json").read_text())["result"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+
+def test_existing_run_needs_resume(tiny_run: Path, small_cohort_2d: Path, tiny) -> None:
+    _, tiny_config = tiny
+    from mmdx.errors import MmdxError
+
+    with pytest.raises(MmdxError, match="--resume"):
+        train_run(tiny_config(), small_cohort_2d, tiny_run, progress=False)
+
+
+@pytest.mark.slow
+def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
+    small_cohort_2d: Path, tmp_path: Path, monkeypatch, tiny
+) -> None:
+    _, tiny_config = tiny
+    import mmdx.training.trainer as trainer_module
+
+    calls = {"n": 0}
+    original = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = original(*args, **kwargs)
+        return (
+            loss * float("nan") if calls["n"] > 9 else loss
+        )  # diverge during the second epoch (7 steps each)
+
+    monkeypatch.setattr(trainer_module.torch.nn.functional, "binary_cross_entropy_with_logits", poisoned)
+    run = tmp_path / "diverged"
+    with pytest.raises(TrainingDiverged, match="last good checkpoint \\(epoch 1\\)"):
+        train_run(
+            tiny_config("train.epochs=3", "train.aux_loss_weight=0"), small_cohort_2d, run, progress=False
+        )
+    assert load_checkpoint(run / "checkpoints" / "last")["epoch"] == 1
