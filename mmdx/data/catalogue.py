@@ -74,7 +74,7 @@ class Feature:
         except (TypeError, ValueError):
             raise ObservationError(
                 IssueCode.VALUE_NOT_NUMERIC, f"{self.key}: value {value!r} is not a number"
-            )
+            ) from None
         if not math.isfinite(number):
             raise ObservationError(IssueCode.VALUE_NOT_NUMERIC, f"{self.key}: value {value!r} is not finite")
         canonical = self.to_canonical(number, unit)

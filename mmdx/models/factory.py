@@ -7,16 +7,15 @@ preprocessing fitted on the training split.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
-
-import inspect
 
 from mmdx.config import ComponentConfig, ModelConfig
 from mmdx.data.dataset import Preprocessing
 from mmdx.data.text import pad_id
-from mmdx.keys import Modality
 from mmdx.errors import ConfigError, MmdxError, did_you_mean
+from mmdx.keys import Modality
 from mmdx.models.fusion import FUSIONS
 from mmdx.models.registry import get_encoder_spec
 
