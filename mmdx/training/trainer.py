@@ -324,11 +324,15 @@ class Trainer:
                 data_wait_share=wait / max(seconds, 1e-9),
             )
             history.append(record)
+            summary = (
+                f"epoch {epoch + 1}: loss {record.train_loss:.4f}  val AUROC {val_auroc:.4f}  "
+                f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s  "
+                f"data wait {100 * record.data_wait_share:.0f}%"
+            )
             if self.progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}: loss {record.train_loss:.4f}  val AUROC {val_auroc:.4f}  "
-                    f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s"
-                )
+                tqdm.write(summary)
+            elif self.dist.is_main:
+                log.info(summary)
             improved = not math.isnan(val_auroc) and val_auroc > best[0] + 1e-6
             if improved or best[1] < 0:
                 best = (val_auroc if not math.isnan(val_auroc) else -math.inf, epoch + 1)
