@@ -1,0 +1,125 @@
+"""Deletion curves, model randomisation and convergence summaries behave as their definitions say."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mmdx.explain.attribution import explain
+from mmdx.explain.faithfulness import (
+    convergence_summary,
+    deletion_curves,
+    randomisation_check,
+    randomised_copy,
+)
+from mmdx.explain.inputs import ExplainInputs
+from mmdx.keys import Keys
+
+from .toys import linear_model, random_batch, tiny_model
+
+WEIGHTS = torch.tensor([3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.25, 0.1, -0.5, -1.0])
+
+
+def linear_tabular_cases(n: int = 4):
+    """Only tabular, logit = 0.3 + w . x with every value 1: the most useful features are known."""
+    model = linear_model(None, WEIGHTS, None, text=None)
+    presence = torch.tensor([[False, True, False]] * n)
+    batch = random_batch(n, 0, n_features=len(WEIGHTS), cardinalities=(), presence=presence)
+    batch[Keys.TABULAR] = torch.ones(n, len(WEIGHTS))
+    batch[Keys.TABULAR_MISSING] = torch.zeros(n, len(WEIGHTS))
+    return model, ExplainInputs.from_batch(batch)
+
+
+def test_deletion_by_integrated_gradients_beats_random_on_a_known_linear_model():
+    model, inputs = linear_tabular_cases()
+    explanations = explain(model, inputs, n_steps=4)
+    np.testing.assert_allclose(explanations[0].tabular_attributions, WEIGHTS.numpy(), atol=1e-6)
+    curves = deletion_curves(model, inputs, explanations, seed=3)["tabular"]
+    ours, chance = curves.auc()
+    assert np.all(ours < chance)
+    # removing the largest contributions first is optimal for an additive model: pointwise below random
+    assert np.all(curves.attribution <= curves.random + 1e-9)
+    assert np.all(np.diff(curves.attribution[:, :8], axis=1) <= 1e-12)  # positives go first: falling
+    # both orders start from the prediction and end at the all-baseline prediction
+    probability = torch.sigmoid(model(inputs.batch).logits).detach().numpy()
+    np.testing.assert_allclose(curves.attribution[:, 0], probability, atol=1e-6)
+    np.testing.assert_allclose(curves.attribution[:, -1], curves.random[:, -1], atol=1e-9)
+    np.testing.assert_allclose(curves.attribution[:, -1], 1 / (1 + np.exp(-0.3)), atol=1e-6)
+    summary = curves.summary()
+    assert summary["auc_difference"] > 0 and summary["share_faster_than_random"] == 1.0
+
+
+def test_reversed_attributions_do_worse_than_random():
+    model, inputs = linear_tabular_cases()
+    explanations = explain(model, inputs, n_steps=4)
+    reversed_ = [replace(e, tabular_attributions=-e.tabular_attributions) for e in explanations]
+    ours, chance = deletion_curves(model, inputs, reversed_, seed=3)["tabular"].auc()
+    assert np.all(ours > chance)
+
+
+def test_deletion_curves_of_every_modality_of_a_real_model():
+    model = tiny_model("gated_attention", seed=1)
+    presence = torch.tensor([[True, True, True], [False, True, True], [True, False, True]])
+    inputs = ExplainInputs.from_batch(random_batch(3, 2, presence=presence))
+    explanations = explain(model, inputs, n_steps=8)
+    curves = deletion_curves(model, inputs, explanations, fractions=(0.0, 0.5, 1.0))
+    assert curves["image"].case_ids == ["case0", "case2"]
+    assert curves["tabular"].case_ids == ["case0", "case1"]
+    assert curves["text"].attribution.shape == (3, 3)
+    for curve in curves.values():
+        np.testing.assert_allclose(curve.attribution[:, 0], curve.random[:, 0])
+        np.testing.assert_allclose(curve.attribution[:, -1], curve.random[:, -1], atol=1e-7)
+        assert np.all((curve.attribution >= 0) & (curve.attribution <= 1))
+
+
+def test_randomised_copy_redraws_every_weight_and_leaves_the_model_alone():
+    model = tiny_model("gated_attention", seed=6)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clone = randomised_copy(model, seed=1)
+    for name, parameter in clone.named_parameters():
+        original = dict(model.named_parameters())[name]
+        if float(original.detach().std() if original.numel() > 1 else 1.0) > 0:
+            assert not torch.equal(parameter, original), name
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+    batch = random_batch(2, 1)
+    assert not torch.allclose(clone(batch).logits, model(batch).logits)
+    torch.testing.assert_close(randomised_copy(model, seed=1)(batch).logits, clone(batch).logits)
+
+
+def test_randomisation_changes_the_attributions():
+    model = tiny_model("gated_attention", seed=4)
+    inputs = ExplainInputs.from_batch(random_batch(4, 5))
+    explanations = explain(model, inputs, n_steps=8)
+    result = randomisation_check(model, inputs, explanations, seed=2, n_steps=8)
+    summary = result.summary()
+    for modality in ("image", "tabular", "text"):
+        values = np.asarray(result.absolute[modality])
+        assert values.size >= 3 and np.all(np.abs(values) <= 1.0)
+    assert summary["text"]["spearman_abs_mean"] < 0.8
+    assert summary["tabular"]["spearman_abs_mean"] < 0.8
+
+
+def test_a_model_randomisation_cannot_touch_keeps_its_attributions():
+    # constant weights are left alone by the re-initialisation: the check must then report agreement
+    model = linear_model(None, torch.full((10,), 2.0), None, text=None)
+    _, inputs = linear_tabular_cases()
+    inputs.tabular = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    explanations = explain(model, inputs, n_steps=4)
+    result = randomisation_check(model, inputs, explanations, n_steps=4)
+    assert result.absolute["tabular"] == pytest.approx([1.0] * 4)
+
+
+def test_convergence_summary():
+    model = tiny_model("late", seed=0)
+    explanations = explain(model, ExplainInputs.from_batch(random_batch(3, 0)), n_steps=4)
+    summary = convergence_summary(explanations)
+    deltas = np.abs([e.convergence_delta for e in explanations])
+    assert summary["n_cases"] == 3
+    assert summary["abs_max"] == pytest.approx(deltas.max())
+    assert summary["abs_median"] == pytest.approx(np.median(deltas))
+    occlusion = explain(model, ExplainInputs.from_batch(random_batch(2, 0)), method="occlusion")
+    assert convergence_summary(occlusion) == {"n_cases": 0}

@@ -1,0 +1,130 @@
+"""``mmdx explain``: case selection, clear errors, and one end-to-end run on a tiny trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmdx.data.imaging import read_image
+from mmdx.errors import MmdxError
+from pipelines.explain import explain_run, select_cases
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PREDICTIONS = pd.DataFrame(
+    {
+        "case_id": ["A1", "A2", "B1", "B2", "B3"],
+        "split": ["train", "test", "test", "val", "test"],
+        "label": [1.0, 0.0, 1.0, np.nan, 0.0],
+        "probability": [0.9, 0.2, 0.6, 0.5, 0.1],
+        "predicted": [1, 0, 1, 1, 0],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("cases", "split", "limit", "expected"),
+    [
+        (None, "test", None, ["A2", "B1", "B3"]),
+        (None, "test", 2, ["A2", "B1"]),
+        (None, "all", None, ["A1", "A2", "B1", "B2", "B3"]),
+        (["B3", "A1", "B3"], "test", None, ["B3", "A1"]),
+    ],
+)
+def test_select_cases(cases, split, limit, expected):
+    assert select_cases(PREDICTIONS, cases, split, limit)["case_id"].tolist() == expected
+
+
+def test_select_cases_errors():
+    with pytest.raises(MmdxError, match="did you mean 'B1'"):
+        select_cases(PREDICTIONS, ["B11"], "test", None)
+    with pytest.raises(MmdxError, match=r"splits present: test, train\); use --split"):
+        select_cases(PREDICTIONS[PREDICTIONS["split"] != "val"], None, "val", None)
+    with pytest.raises(MmdxError, match="--limit"):
+        select_cases(PREDICTIONS, None, "test", 0)
+
+
+def test_a_run_without_predictions_names_the_file_and_the_command(tmp_path):
+    with pytest.raises(MmdxError, match="run directory not found"):
+        explain_run(tmp_path / "nowhere")
+    (tmp_path / "run" / "bundle").mkdir(parents=True)
+    with pytest.raises(MmdxError, match=r"predictions\.parquet is missing.*mmdx evaluate RUN"):
+        explain_run(tmp_path / "run")
+    with pytest.raises(MmdxError, match="--steps"):
+        explain_run(tmp_path / "run", n_steps=0)
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_cohort_2d, tmp_path_factory) -> Path:
+    from mmdx.config import load_config
+    from pipelines.evaluate import evaluate_run
+    from pipelines.train import train_run
+
+    config = load_config(
+        ROOT / "configs" / "demo.yaml",
+        ["train.epochs=1", "data.loader.batch_size=64"],
+    )
+    run = tmp_path_factory.mktemp("runs") / "explain"
+    train_run(config, small_cohort_2d, run, progress=False)
+    evaluate_run(run, progress=False)
+    return run
+
+
+@pytest.mark.slow
+def test_mmdx_explain_end_to_end(trained_run, small_cohort_2d, capsys):
+    from pipelines.cli import main
+
+    code = main(
+        [
+            "explain",
+            str(trained_run),
+            "--limit",
+            "5",
+            "--method",
+            "both",
+            "--steps",
+            "8",
+            "--check-cases",
+            "3",
+            "--batch-size",
+            "3",
+            "--internal-batch-size",
+            "16",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "explanations:" in capsys.readouterr().out
+    folder = trained_run / "explanations"
+    index = json.loads((folder / "index.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert len(index["cases"]) == 5 and index["methods"] == ["integrated_gradients", "occlusion"]
+    assert summary["explanation_version"] == index["explanation_version"]
+    ig = summary["methods"]["integrated_gradients"]
+    assert ig["convergence_delta"]["n_cases"] == 5
+    assert summary["ground_truth_available"] is True and "ground_truth" in ig
+    assert set(ig["deletion"]) == {"image", "tabular", "text"} and "randomisation" in ig
+    cases = pd.read_csv(small_cohort_2d / "cases.csv").set_index("case_id")
+    for entry in index["cases"]:
+        document = json.loads((folder / entry["folder"] / "explanation.json").read_text())
+        shapley = document["shapley"]
+        present = sum(shapley[m] for m in ("image", "tabular", "text"))
+        assert present == pytest.approx(shapley["full_value"] - shapley["base_value"], abs=1e-9)
+        assert document["probability"] == pytest.approx(entry["probability"], abs=1e-5)
+        for token in document["tokens"] or []:
+            assert len(token["text"]) == token["end"] - token["start"]
+        if document["presence"]["image"]:
+            image = read_image(small_cohort_2d / cases.loc[entry["case_id"], "image"])
+            overlay = nib.load(str(folder / entry["folder"] / "image_attribution.nii.gz"))
+            assert overlay.shape == image.array.shape
+            np.testing.assert_allclose(overlay.affine, image.affine, atol=1e-4)
+            grid = np.load(folder / entry["folder"] / "image_attribution_model_grid.npy")
+            assert grid.shape == (32, 32)
+            assert (folder / entry["folder"] / "image_attribution_occlusion.nii.gz").is_file()
+        else:
+            assert document["modality_totals"]["image"] is None and "image" in document["missing_modalities"]
