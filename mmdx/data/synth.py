@@ -44,6 +44,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
+from pydicom import config as pydicom_config
 from scipy.special import log_ndtr, ndtr
 from sklearn.metrics import roc_auc_score
 
@@ -971,15 +972,17 @@ def _write_case_image(args: tuple) -> dict:
                 phi=identity,
             )
         order = str(rng.choice(["ascending", "descending", "shuffled"], p=[0.5, 0.2, 0.3]))
-        datasets = _dicom_datasets(hu, geometry, site, rng, ids, order)
-        if opts.dims == 2:
-            rel = f"images/{plan.case_id}.dcm"
-            _save_dicom(datasets[0], out / rel)
-        else:
-            rel = f"images/{plan.case_id}"
-            names = rng.permutation(len(datasets))
-            for ds, name in zip(datasets, names, strict=True):
-                _save_dicom(ds, out / rel / f"IM{int(name):04d}_{ds.SOPInstanceUID[-8:]}.dcm")
+        # the values are built valid by construction; pydicom's per-value checks would double the run time
+        with pydicom_config.disable_value_validation():
+            datasets = _dicom_datasets(hu, geometry, site, rng, ids, order)
+            if opts.dims == 2:
+                rel = f"images/{plan.case_id}.dcm"
+                _save_dicom(datasets[0], out / rel)
+            else:
+                rel = f"images/{plan.case_id}"
+                names = rng.permutation(len(datasets))
+                for ds, name in zip(datasets, names, strict=True):
+                    _save_dicom(ds, out / rel / f"IM{int(name):04d}_{ds.SOPInstanceUID[-8:]}.dcm")
     return {"case_id": plan.case_id, "image": rel, "mask": mask_rel, "affine": geometry.affine.tolist()}
 
 
