@@ -36,7 +36,7 @@ from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.data.validation import ValidatedCohort
 from mmdx.keys import MODALITIES, Keys, Modality
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -51,37 +51,57 @@ def _spatial_affine(affine: np.ndarray, dims: int) -> np.ndarray:
     return affine[np.ix_(keep, keep)]
 
 
+def model_grid(affine: np.ndarray, shape: tuple[int, ...], config: ImageConfig) -> np.ndarray:
+    """The affine of the model's voxel grid for an image with voxel->RAS ``affine`` and array ``shape``.
+
+    The grid is axis-aligned in RAS, centred on the image's centre, ``config.shape`` voxels of
+    ``config.spacing`` mm -- or, without a spacing, stretched so its first and last voxel centres meet the
+    image's bounding box. Returns a ``[dims+1, dims+1]`` affine.
+    """
+    dims = config.dims
+    spatial = _spatial_affine(np.asarray(affine, dtype=np.float64), dims)
+    n = np.asarray(shape[:dims], dtype=np.float64)
+    centre = spatial @ np.append((n - 1) / 2, 1.0)
+    out = np.asarray(config.shape, dtype=np.float64)
+    if config.spacing is not None:
+        spacing = np.asarray(config.spacing, dtype=np.float64)
+    else:
+        corners = np.array(np.meshgrid(*[[0.0, m - 1] for m in n], indexing="ij")).reshape(dims, -1)
+        world = spatial[:dims, :dims] @ corners + spatial[:dims, dims : dims + 1]
+        spacing = (world.max(axis=1) - world.min(axis=1)) / np.maximum(out - 1, 1)
+        spacing[spacing <= 0] = 1.0
+    grid = np.eye(dims + 1)
+    grid[:dims, :dims] = np.diag(spacing)
+    grid[:dims, dims] = centre[:dims] - spacing * (out - 1) / 2
+    return grid
+
+
 def preprocess_volume(array: np.ndarray, affine: np.ndarray, config: ImageConfig, is_mask: bool = False):
     """Apply the configured image preprocessing to one image (or, with ``is_mask``, to a label mask).
 
     ``array``: ``[I, J]`` or ``[I, J, K]`` in HU (or mask values); ``affine``: 4x4 voxel -> RAS mm.
+    The HU ``window`` is mapped to [0, 1] (clipped), then one resampling (MONAI's ``SpatialResample``:
+    bilinear, or nearest for masks) puts the image on :func:`model_grid` -- oriented to RAS, at the
+    configured spacing, cropped or padded (with air = 0) to the configured shape, in a single interpolation.
     Returns ``(image [1, *shape] float32, affine of the output grid [dims+1, dims+1])``.
     """
     from monai.data import MetaTensor
-    from monai.transforms import Orientation, ResizeWithPadOrCrop, ScaleIntensityRange, Spacing
+    from monai.transforms import SpatialResample
 
     dims = config.dims
     if array.ndim == 3 and dims == 2 and array.shape[2] == 1:
         array = array[..., 0]
-    tensor = MetaTensor(
-        torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)[None],
-        affine=torch.as_tensor(_spatial_affine(np.asarray(affine, dtype=np.float64), dims)),
-    )
-    # our affines are RAS (nibabel convention); naming the labels keeps MONAI from guessing the space
-    tensor = Orientation(axcodes="RAS"[:dims], labels=(("L", "R"), ("P", "A"), ("I", "S")))(tensor)
+    values = np.asarray(array, dtype=np.float32)
     if not is_mask:
         low, high = config.window
-        tensor = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(tensor)
-    if config.spacing is not None:
-        mode = "nearest" if is_mask else "bilinear"
-        tensor = Spacing(pixdim=config.spacing, mode=mode, padding_mode="zeros")(tensor)
-    else:
-        from monai.transforms import Resize
-
-        tensor = Resize(spatial_size=config.shape, mode="nearest" if is_mask else "area")(tensor)
-    tensor = ResizeWithPadOrCrop(spatial_size=config.shape, mode="constant")(tensor)
-    out_affine = np.asarray(tensor.affine, dtype=np.float64)
-    return np.asarray(tensor.as_tensor(), dtype=np.float32), out_affine
+        values = np.clip((values - low) / (high - low), 0.0, 1.0)
+    spatial = _spatial_affine(np.asarray(affine, dtype=np.float64), dims)
+    grid = model_grid(affine, values.shape, config)
+    tensor = MetaTensor(torch.from_numpy(np.ascontiguousarray(values))[None], affine=torch.as_tensor(spatial))
+    resampled = SpatialResample(mode="nearest" if is_mask else "bilinear", padding_mode="zeros")(
+        tensor, dst_affine=torch.as_tensor(grid), spatial_size=tuple(config.shape)
+    )
+    return np.asarray(resampled.as_tensor(), dtype=np.float32), grid
 
 
 def default_cache_dir() -> Path:
