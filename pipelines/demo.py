@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_review or not _has("review"):
         return 0
     _step("7. clinician review dashboard")
-    from mmdx.review.demo import ensure_demo_account  # noqa: PLC0415 - only needed here
-
+    from mmdx.review.accounts import ensure_demo_account
     from mmdx.store import default_store_url
 
     store = default_store_url(out)
