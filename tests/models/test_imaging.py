@@ -116,3 +116,18 @@ def test_small_cnn_rejects_bad_hyper_parameters(kwargs: dict, message: str) -> N
 def test_unknown_monai_architecture() -> None:
     with pytest.raises(HyperParameterError, match="did you mean 'resnet18'"):
         MonaiImageEncoder("resnet19")
+
+
+def test_stem_stride_halves_the_first_feature_map() -> None:
+    import torch
+
+    from mmdx.models.registry import build_encoder
+
+    plain = build_encoder("small_cnn", spatial_dims=3, channels=[4, 8], out_dim=8)
+    strided = build_encoder("small_cnn", spatial_dims=3, channels=[4, 8], out_dim=8, stem_stride=2)
+    x = torch.rand(2, 1, 16, 16, 16)
+    assert plain.stem(x).shape[-1] == 16 and strided.stem(x).shape[-1] == 8
+    assert strided(x).shape == (2, 8)
+    assert strided.min_input_size == 2 * plain.min_input_size
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_encoder("small_cnn", spatial_dims=3, stem_stride=3)
