@@ -77,7 +77,13 @@ def print_report(report: ValidationReport, console: Console, show: int = 20) -> 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    with tqdm(total=None, desc="decoding images", unit="image", leave=False, disable=True if args.no_images else None) as bar:
+    with tqdm(
+        total=None,
+        desc="decoding images",
+        unit="image",
+        leave=False,
+        disable=True if args.no_images else None,
+    ) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total

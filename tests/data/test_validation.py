@@ -41,12 +41,9 @@ def test_every_row_accounted_for(defect_cohort: Path, validated) -> None:
     assert s["accepted"] + s["warning"] + s["rejected"] == len(rows)
     assert s["usable_cases"] == len(validated.cases) == s["accepted"] + s["warning"]
     obs = pd.read_csv(defect_cohort / "observations.csv", dtype=str)
-    dropped = sum(
-        1
-        for c in report.cases
-        for i in c.issues
-        if i.file == "observations.csv"
-    ) + sum(1 for i in report.files if i.file == "observations.csv")
+    dropped = sum(1 for c in report.cases for i in c.issues if i.file == "observations.csv") + sum(
+        1 for i in report.files if i.file == "observations.csv"
+    )
     used_by_rejected = s["observation_rows"] - s["observation_rows_used"] - dropped
     assert s["observation_rows"] == len(obs)
     assert used_by_rejected >= 0  # rows of rejected cases are the only other rows not used
@@ -111,13 +108,18 @@ def test_unlabelled_cases_are_usable_for_prediction(defect_cohort: Path, tmp_pat
     ("mutate", "message"),
     [
         (lambda root: (root / "cohort.yaml").unlink(), "cohort.yaml is missing"),
-        (lambda root: (root / "cohort.yaml").write_text("name: x\nversion: 1\ntask: {label: label}\n"), "task"),
+        (
+            lambda root: (root / "cohort.yaml").write_text("name: x\nversion: 1\ntask: {label: label}\n"),
+            "task",
+        ),
         (lambda root: (root / "cohort.yaml").write_text("name: [unclosed"), "not valid YAML"),
         (lambda root: (root / "cases.csv").unlink(), "no cases table"),
         (lambda root: (root / "cases.csv").write_text("id,label\n1,0\n"), "case_id"),
     ],
 )
-def test_unusable_cohort_raises_a_clear_error(defect_cohort: Path, tmp_path: Path, mutate, message: str) -> None:
+def test_unusable_cohort_raises_a_clear_error(
+    defect_cohort: Path, tmp_path: Path, mutate, message: str
+) -> None:
     root = tmp_path / "broken"
     shutil.copytree(defect_cohort, root)
     mutate(root)
