@@ -1,0 +1,111 @@
+"""The logic of the clinician review dashboard, kept out of the Streamlit pages so that it is unit-tested.
+
+A run directory (Contract 3) and the review store go in; what the pages show comes out:
+
+* :func:`open_review_context` opens a run for review (:class:`ReviewContext`: paths, store, model
+  metadata; nothing about any patient, so one may be shared by every session);
+* :func:`build_worklist` (with :func:`filter_worklist` and :func:`sort_worklist`) lists the cases with
+  calibrated risk, uncertainty (:mod:`mmdx.review.uncertainty`), modalities and review status;
+* :func:`build_case_view` gathers one case: prediction, modality contributions, image on the model's
+  grid with its attribution map and lesion mask (:mod:`mmdx.review.rendering`), values, highlighted note
+  (:mod:`mmdx.review.highlight`); it records ``open_case``;
+* :func:`submit_case_verdict`, :func:`verdict_history`, :func:`audit_trail`, :func:`audit_csv`,
+  :func:`ensure_demo_account`.
+
+Every function that returns case data takes the signed-in :class:`~mmdx.store.Principal` and checks it
+(:func:`authorize_case_reading`); the store checks verdicts, audit and accounts itself.
+"""
+
+from mmdx.review.access import CASE_READER_ROLES, authorize_case_reading, may
+from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, users_frame
+from mmdx.review.audit import AuditQuery, audit_csv, audit_trail
+from mmdx.review.case import (
+    ATTRIBUTION_MEANING,
+    GATE_MEANING,
+    NO_EXPLANATION,
+    SHAPLEY_MEANING,
+    CaseView,
+    ModalityContribution,
+    TabularRow,
+    build_case_view,
+    open_cohort,
+)
+from mmdx.review.context import ReviewContext, open_review_context, run_id_of
+from mmdx.review.explanations import ExplanationStatus, LoadedExplanation
+from mmdx.review.rendering import WINDOW_PRESETS, CaseImage, WindowLevel, encode_png, window_presets
+from mmdx.review.session import ReviewSession, expire_if_idle, sign_in, sign_out
+from mmdx.review.uncertainty import (
+    NEAR_THRESHOLD_MARGIN,
+    UNCERTAINTY_DEFINITION,
+    near_threshold,
+    predictive_entropy,
+)
+from mmdx.review.verdicts import (
+    VerdictEntry,
+    current_verdicts,
+    helpful_options,
+    submit_case_verdict,
+    verdict_history,
+    verdicts_csv,
+)
+from mmdx.review.worklist import (
+    SORT_LABELS,
+    WORKLIST_COLUMNS,
+    SortOrder,
+    WorklistFilter,
+    build_worklist,
+    filter_worklist,
+    sort_worklist,
+)
+
+__all__ = [
+    "ATTRIBUTION_MEANING",
+    "CASE_READER_ROLES",
+    "DEMO_ACCOUNT",
+    "GATE_MEANING",
+    "NEAR_THRESHOLD_MARGIN",
+    "NO_EXPLANATION",
+    "SHAPLEY_MEANING",
+    "SORT_LABELS",
+    "UNCERTAINTY_DEFINITION",
+    "WINDOW_PRESETS",
+    "WORKLIST_COLUMNS",
+    "AuditQuery",
+    "CaseImage",
+    "CaseView",
+    "ExplanationStatus",
+    "LoadedExplanation",
+    "ModalityContribution",
+    "ReviewContext",
+    "ReviewSession",
+    "SortOrder",
+    "TabularRow",
+    "VerdictEntry",
+    "WindowLevel",
+    "WorklistFilter",
+    "audit_csv",
+    "audit_trail",
+    "authorize_case_reading",
+    "build_case_view",
+    "build_worklist",
+    "current_verdicts",
+    "encode_png",
+    "ensure_demo_account",
+    "expire_if_idle",
+    "filter_worklist",
+    "helpful_options",
+    "may",
+    "near_threshold",
+    "open_cohort",
+    "open_review_context",
+    "predictive_entropy",
+    "run_id_of",
+    "sign_in",
+    "sign_out",
+    "sort_worklist",
+    "submit_case_verdict",
+    "users_frame",
+    "verdict_history",
+    "verdicts_csv",
+    "window_presets",
+]

@@ -1,0 +1,149 @@
+"""One case's inputs read from the cohort directory: image path, lesion mask, note text, vital signs and labs.
+
+The dashboard reads the cohort one case at a time, through the same functions validation uses (path
+resolution inside the cohort, note parsing and joining, unit harmonisation), so the note text is exactly the
+text that explanation token offsets index into, and the values are in the units the model saw. Nothing is
+kept between requests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmdx.data.catalogue import Feature, FeatureCatalogue
+from mmdx.data.cohort import GROUND_TRUTH_DIR, PathEscapesCohort, read_cohort, resolve_in_cohort
+from mmdx.data.tabular import aggregate_latest, harmonise_observations
+from mmdx.data.text import parse_notes
+from mmdx.errors import CohortError, MmdxError
+
+MASKS_DIR = f"{GROUND_TRUTH_DIR}/masks"
+
+
+@dataclass
+class CaseInputs:
+    """What the cohort holds about one case.
+
+    Attributes:
+        image_path: absolute path of the image file or DICOM folder, ``None`` without an image.
+        mask_path: the ground-truth lesion mask (synthetic cohorts), ``None`` when there is none.
+        note_text: the case's notes joined in time order (as the model read them), ``None`` without notes.
+        values: latest canonical value of each catalogue feature the case has (``key -> value``, in the
+            feature's canonical unit), plus numeric case columns (``age``); NaN never appears.
+        catalogue: the cohort's feature catalogue (display names, units, reference ranges).
+        problems: what could not be read, in words for the reviewer.
+    """
+
+    image_path: Path | None
+    mask_path: Path | None
+    note_text: str | None
+    values: dict[str, float]
+    catalogue: FeatureCatalogue
+    problems: list[str] = field(default_factory=list)
+
+    def feature(self, key: str) -> Feature | None:
+        try:
+            return self.catalogue[key]
+        except ValueError:  # ObservationError: not a catalogue feature (e.g. a case-table column)
+            return None
+
+
+def _catalogue(root: Path, spec: dict) -> FeatureCatalogue:
+    relative = spec.get("feature_catalogue")
+    if not relative:
+        return FeatureCatalogue.load()
+    try:
+        return FeatureCatalogue.load(resolve_in_cohort(root, relative))
+    except PathEscapesCohort as exc:
+        raise CohortError(f"cohort.yaml: feature_catalogue: {exc}") from None
+
+
+def _note_lines_of(lines: list[tuple[int, str]], case_id: str) -> list[tuple[int, str]]:
+    keep = []
+    for number, raw in lines:
+        if case_id not in raw:  # cheap pre-filter; the exact match is made on the parsed object
+            continue
+        try:
+            document = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(document, dict) and document.get("case_id") == case_id:
+            keep.append((number, raw))
+    return keep
+
+
+class CohortCaseReader:
+    """A cohort's files read once, served one case at a time (for tools that read many cases)."""
+
+    def __init__(self, cohort_dir: str | Path, numeric_columns: tuple[str, ...] = ()) -> None:
+        self.files = read_cohort(cohort_dir)
+        self.catalogue = _catalogue(self.files.root, self.files.spec)
+        self.numeric_columns = tuple(numeric_columns)
+
+    def case(self, case_id: str, with_values: bool = True) -> CaseInputs:
+        """Read one case. Raises :class:`MmdxError` when the case is not in the cohort; a problem with one
+        part of the case is reported in ``problems`` instead. ``with_values=False`` skips the harmonisation
+        of the case's observations (``values`` then holds the numeric case columns only)."""
+        files = self.files
+        rows = files.cases[files.cases["case_id"] == case_id]
+        if rows.empty:
+            raise MmdxError(
+                f"case {case_id!r} is not in the cohort {files.root}; the run was evaluated on another cohort "
+                "(start the dashboard with --cohort DIR)"
+            )
+        row = rows.iloc[0].to_dict()
+        problems: list[str] = []
+
+        image_path = None
+        if row.get("image"):
+            try:
+                image_path = resolve_in_cohort(files.root, row["image"])
+            except PathEscapesCohort as exc:
+                problems.append(f"image not shown: {exc}")
+
+        mask_path = None
+        try:
+            candidate = resolve_in_cohort(files.root, f"{MASKS_DIR}/{case_id}.nii.gz")
+        except PathEscapesCohort:
+            candidate = None  # a case id that would escape the cohort has no mask file
+        if candidate is not None and candidate.is_file() and candidate.parent == files.root / MASKS_DIR:
+            mask_path = candidate
+
+        notes = parse_notes(_note_lines_of(files.note_lines, case_id), {case_id}, "notes.jsonl")
+        note_text = notes.joined(case_id)
+
+        values: dict[str, float] = {}
+        if with_values and files.observations is not None:
+            observations = files.observations[files.observations["case_id"] == case_id]
+            harmonised = harmonise_observations(
+                observations, self.catalogue, {case_id}, files.observations_file or ""
+            )
+            latest = aggregate_latest(harmonised.table, [case_id], self.catalogue.keys)
+            for key, value in latest.iloc[0].items():
+                if np.isfinite(value):
+                    values[str(key)] = float(value)
+            dropped = len(harmonised.case_issues.get(case_id, []))
+            if dropped:
+                problems.append(
+                    f"{dropped} observation(s) of this case were not used (unknown unit or code, implausible "
+                    "or non-numeric value); see the run's validation report"
+                )
+        for column in self.numeric_columns:
+            try:
+                number = float(row.get(column))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(number):
+                values[column] = number
+        return CaseInputs(image_path, mask_path, note_text, values, self.catalogue, problems)
+
+
+def read_case_inputs(
+    cohort_dir: str | Path, case_id: str, numeric_columns: tuple[str, ...] = ()
+) -> CaseInputs:
+    """Read one case from a cohort directory (Contract 1); see :meth:`CohortCaseReader.case`. Raises
+    :class:`MmdxError` (a :class:`~mmdx.errors.CohortError`) when the cohort as a whole is unusable."""
+    return CohortCaseReader(cohort_dir, numeric_columns).case(case_id)

@@ -1,0 +1,195 @@
+"""Helpers for the dashboard's tests, benchmark and development.
+
+:func:`tiny_config` is a model that trains in seconds (``pipelines.review.build_sample_run`` trains it on a
+synthetic cohort). :func:`write_placeholder_explanations` fills ``RUN/explanations/`` with files in the
+format ``mmdx explain`` writes, but with **random** attributions (method ``placeholder-random``): they
+exercise every part of the dashboard (overlay, bars, highlights, Shapley table) without running the
+explainer, and mean nothing about the model. Real explanations come from ``mmdx explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmdx.keys import MODALITIES
+
+PLACEHOLDER_METHOD = "placeholder-random"
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def tiny_config(dims: int = 2, size: int = 16, name: str = "review-test") -> dict:
+    """A config document for a model that trains in seconds (16 px images, small encoders, one epoch)."""
+    shape = [size] * dims
+    return {
+        "name": name,
+        "seed": 0,
+        "data": {
+            "image": {"dims": dims, "shape": shape, "spacing": None, "window": [-1000.0, 400.0]},
+            "text": {"vocab_size": 300, "max_length": 48},
+            # no image cache: warming it forks worker processes, which can deadlock in a process that
+            # already runs threads (a test session or benchmark that started Streamlit's AppTest)
+            "cache": {"mode": "none"},
+            "loader": {"batch_size": 32},
+        },
+        "model": {
+            "image": {"name": "small_cnn", "channels": [4, 8], "out_dim": 16},
+            "tabular": {"name": "ft_transformer", "dim": 16, "depth": 1, "heads": 2},
+            "text": {"name": "transformer", "dim": 16, "depth": 1, "heads": 2},
+            "fusion": {"name": "gated_attention", "dim": 16},
+        },
+        "train": {"epochs": 1, "min_epochs": 1, "lr": 0.002, "device": "cpu", "threads": 2},
+    }
+
+
+def _blob(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A positive Gaussian blob plus small signed noise: ``[*shape]`` float32."""
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")
+    centre = [rng.uniform(0.3, 0.7) * s for s in shape]
+    width = max(1.0, min(shape) / 6)
+    squared = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
+    blob = np.exp(-squared / (2 * width**2))
+    return (blob * 1e-3 + rng.normal(0, 5e-5, shape)).astype(np.float32)
+
+
+def write_placeholder_explanations(
+    run_dir: str | Path, case_ids: list[str] | None = None, seed: int = 0
+) -> str:
+    """Write ``RUN/explanations/`` for ``case_ids`` (default: every case) with random attributions in the
+    format of ``mmdx explain``; returns the explanation version. Replaces existing explanations."""
+    from mmdx.bundle import load_bundle
+    from mmdx.explain.artifacts import INDEX, case_folder_name
+    from mmdx.review.cohort import CohortCaseReader
+
+    run_dir = Path(run_dir)
+    bundle = load_bundle(run_dir / "bundle")
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    if case_ids is not None:
+        predictions = predictions[predictions["case_id"].isin(case_ids)]
+    cohort = Path(bundle.card["cohort"]["path"])
+    config = bundle.preprocessing.image_config
+    version = f"placeholder-{seed}"
+    root = run_dir / "explanations"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    reader = CohortCaseReader(cohort, tuple(bundle.preprocessing.numeric_columns))
+    entries = []
+    for row in predictions.to_dict(orient="records"):
+        case_id = str(row["case_id"])
+        presence = {m.value: bool(row[f"has_{m.value}"]) for m in MODALITIES}
+        inputs = reader.case(case_id)
+        folder = root / case_folder_name(case_id)
+        folder.mkdir()
+        files = {}
+        if presence["image"] and config is not None:
+            np.save(
+                folder / "image_attribution_model_grid.npy",
+                _blob(tuple(config.shape), rng),
+                allow_pickle=False,
+            )
+            files["image_model_grid"] = "image_attribution_model_grid.npy"
+        tabular = None
+        if presence["tabular"]:
+            tabular = []
+            for key in [*bundle.preprocessing.features, *bundle.preprocessing.numeric_columns]:
+                feature = inputs.feature(key) if key in bundle.preprocessing.features else None
+                value = inputs.values.get(key)
+                reference = feature.reference if feature is not None else None
+                tabular.append(
+                    {
+                        "key": key,
+                        "display": feature.display if feature is not None else key.capitalize(),
+                        "kind": "numeric",
+                        "value": value,
+                        "unit": feature.unit if feature is not None else None,
+                        "missing": value is None,
+                        "reference_low": None if reference is None else reference[0],
+                        "reference_high": None if reference is None else reference[1],
+                        "abnormal": None
+                        if reference is None or value is None
+                        else not reference[0] <= value <= reference[1],
+                        "attribution": float(rng.normal(0, 1e-4)),
+                    }
+                )
+        tokens = None
+        if presence["text"] and inputs.note_text:
+            tokens = [
+                {
+                    "text": m.group(),
+                    "start": m.start(),
+                    "end": m.end(),
+                    "attribution": float(rng.normal(0, 1e-4)),
+                }
+                for m in _WORD.finditer(inputs.note_text)
+            ]
+        shapley = {m: float(rng.normal(0, 1e-3)) if present else 0.0 for m, present in presence.items()}
+        base = float(rng.normal(0, 1e-3))
+        shapley.update({"base_value": base, "full_value": base + sum(shapley.values())})
+        document = {
+            "case_id": case_id,
+            "method": PLACEHOLDER_METHOD,
+            "probability": float(row["probability"]),
+            "logit": float(row["logit"]),
+            "gates": {m.value: float(row[f"gate_{m.value}"]) for m in MODALITIES},
+            "presence": presence,
+            "missing_modalities": [m for m, present in presence.items() if not present],
+            "modality_totals": {
+                m: (float(rng.normal(0, 1e-3)) if present else None) for m, present in presence.items()
+            },
+            "tabular": tabular,
+            "tokens": tokens,
+            "shapley": shapley,
+            "files": files,
+            "explanation_version": version,
+            "schema_version": 1,
+        }
+        (folder / "explanation.json").write_text(json.dumps(document, indent=1), encoding="utf-8")
+        entries.append({"case_id": case_id, "folder": folder.name, "files": {PLACEHOLDER_METHOD: files}})
+    index = {
+        "explanation_version": version,
+        "schema_version": 1,
+        "created": datetime.now(UTC).isoformat(),
+        "methods": [PLACEHOLDER_METHOD],
+        "cases": entries,
+    }
+    (root / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return version
+
+
+#: A note holding markup, added to one case of the shared test run to check that notes are escaped.
+MARKUP_NOTE = "<script>alert('x')</script> Patient <b>stable</b> & afebrile."
+MARKUP_CASE = "C00003"
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """A run for tests: ``explained`` cases have placeholder explanations, ``unexplained`` have none;
+    ``markup_case`` has :data:`MARKUP_NOTE` among its notes."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    path: Path
+    explained: list[str]
+    unexplained: list[str]
+    markup_case: str
+
+
+def prepare_test_run(run: str | Path, *, explain_every: int = 2) -> TestRun:
+    """A built run made ready for tests: placeholder explanations for every ``explain_every``-th case
+    (written once; kept when the run already has explanations)."""
+    run = Path(run)
+    case_ids = pd.read_parquet(run / "predictions.parquet")["case_id"].tolist()
+    explained = case_ids[::explain_every]
+    if not (run / "explanations" / "index.json").is_file():
+        write_placeholder_explanations(run, explained, seed=1)
+    chosen = set(explained)
+    return TestRun(run, explained, [c for c in case_ids if c not in chosen], MARKUP_CASE)

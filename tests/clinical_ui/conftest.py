@@ -1,0 +1,147 @@
+"""The dashboard under AppTest: the shared tiny run, a store with one account per role, and a driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clinical_ui.settings import IDLE_TIMEOUT_ENV, RUN_ENV, STORE_ENV
+from mmdx.review import sign_in
+from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE, TestRun, prepare_test_run
+from mmdx.store import Operator, ReviewStore, Role
+from mmdx.store.passwords import MIN_BCRYPT_ROUNDS
+from pipelines.review import build_sample_run
+
+APP = Path(__file__).resolve().parents[2] / "clinical_ui" / "app.py"
+PASSWORD = "correct horse battery"
+ACCOUNTS = {"clin": Role.CLINICIAN, "colleague": Role.CLINICIAN, "aud": Role.AUDITOR, "adm": Role.ADMIN}
+TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="session")
+def review_run(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
+    run = build_sample_run(
+        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
+    )
+    return prepare_test_run(run)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ReviewStore]:
+    store = ReviewStore(f"sqlite:///{tmp_path / 'review.sqlite'}", bcrypt_rounds=MIN_BCRYPT_ROUNDS)
+    for name, role in ACCOUNTS.items():
+        store.add_user(name, role, PASSWORD, actor=Operator("tests"))
+    yield store
+    store.close()
+
+
+@dataclass
+class Dashboard:
+    """Drives one browser session of the app through AppTest."""
+
+    at: AppTest
+    store: ReviewStore
+    run: TestRun
+
+    def run_app(self) -> Dashboard:
+        self.at.run(timeout=TIMEOUT_S)
+        assert not self.at.exception, [e.value for e in self.at.exception]
+        return self
+
+    def sign_in(self, name: str, password: str = PASSWORD) -> Dashboard:
+        if not self.at.text_input:
+            self.run_app()
+        self.widget("text_input", "User name").input(name)
+        self.widget("text_input", "Password").input(password)
+        self.widget("button", "Sign in").click()
+        return self.run_app()
+
+    def widget(self, kind: str, label: str):
+        matches = [w for w in getattr(self.at, kind) if w.label == label]
+        assert matches, f"no {kind} labelled {label!r}; have {[w.label for w in getattr(self.at, kind)]}"
+        return matches[0]
+
+    def has(self, kind: str, label: str) -> bool:
+        return any(w.label == label for w in getattr(self.at, kind))
+
+    def go(self, page: str) -> Dashboard:
+        self.at.switch_page(page)
+        return self.run_app()
+
+    def open_case(self, case_id: str) -> Dashboard:
+        self.at.session_state["mmdx_case_id"] = case_id
+        return self.go("views/case_review.py")
+
+    def texts(self) -> str:
+        """Every text the page shows (titles, markdown, captions, messages, tables, widget labels)."""
+        parts: list[str] = []
+        for kind in (
+            "title",
+            "header",
+            "subheader",
+            "markdown",
+            "caption",
+            "text",
+            "info",
+            "warning",
+            "error",
+            "success",
+        ):
+            parts.extend(str(e.value) for e in getattr(self.at, kind))
+        parts.extend(str(e.proto.body) for e in self.at.html)
+        for frame in self.at.dataframe:
+            parts.append(frame.value.to_string())
+        for kind in ("selectbox", "multiselect", "radio"):
+            for widget in getattr(self.at, kind):
+                parts.append(widget.label)
+                parts.extend(str(o) for o in widget.options)
+        return "\n".join(parts)
+
+    def events(self, action: str, **filters) -> list:
+        admin = self.store.authenticate("adm", PASSWORD)
+        return self.store.audit_events(admin, action=action, **filters)
+
+
+@pytest.fixture
+def dashboard(
+    review_run: TestRun, store: ReviewStore, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Dashboard]:
+    """A factory of dashboard sessions on the shared run and this test's store."""
+    monkeypatch.setenv(RUN_ENV, str(review_run.path))
+    monkeypatch.setenv(STORE_ENV, store.url.render_as_string(hide_password=False))
+    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "900")
+
+    def make(script: Path = APP) -> Dashboard:
+        return Dashboard(AppTest.from_file(str(script), default_timeout=TIMEOUT_S), store, review_run)
+
+    return make
+
+
+@pytest.fixture
+def case_ids(review_run: TestRun) -> list[str]:
+    return pd.read_parquet(review_run.path / "predictions.parquet")["case_id"].tolist()
+
+
+@pytest.fixture
+def session_of(store: ReviewStore) -> Callable[[str], object]:
+    """A signed-in ReviewSession for ``name``, to put into an AppTest's session state."""
+
+    def make(name: str):
+        session = sign_in(store, name, PASSWORD)
+        assert session is not None
+        return session
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def review_run_3d(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
+    """A 3D run (16³ volumes, 60 cases, one epoch, every case explained): the case page gets a slice slider
+    and an overlay."""
+    run = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
+    return prepare_test_run(run, explain_every=1)

@@ -1,0 +1,231 @@
+"""One real browser session: headless Chromium drives ``mmdx review``'s server on a 3D run.
+
+It signs in, keeps the cases that have an image, opens the highest-risk one, moves the slice slider,
+submits a verdict, checks the store, and saves a screenshot under the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clinical_ui.launch import dashboard_url, start_server, wait_until_ready
+from mmdx.review import run_id_of
+from mmdx.store import AuditAction, Operator, ReviewStore, Role, Verdict
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PASSWORD = "a browser password"
+WAIT_S = 90
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not found; install them with: apt-get install chromium chromium-driver"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    home = tmp_path / "browser-home"
+    home.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,2200",
+        f"--user-data-dir={home / 'profile'}",
+    ):
+        options.add_argument(argument)
+    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(home)})
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.save_screenshot(str(tmp_path / "last_screen.png"))  # the state at the end, also on failure
+        driver.quit()
+
+
+@contextmanager
+def _serving(run: Path, folder: Path, idle_timeout_s: float = 900.0) -> Iterator[tuple[str, str]]:
+    store_url = f"sqlite:///{folder / 'review.sqlite'}"
+    with ReviewStore(store_url) as store:
+        store.add_user("clin", Role.CLINICIAN, PASSWORD, actor=Operator("tests"))
+    port = _free_port()
+    home = folder / "server-home"
+    home.mkdir()
+    with (folder / "server.log").open("w") as log:
+        process = start_server(
+            run,
+            store_url,
+            port,
+            "127.0.0.1",
+            idle_timeout_s=idle_timeout_s,
+            home=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = dashboard_url("127.0.0.1", port)
+        try:
+            wait_until_ready(url, process, timeout_s=WAIT_S)
+            yield url, store_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def server(review_run_3d, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with _serving(review_run_3d.path, tmp_path) as served:
+        yield served
+
+
+def _sign_in(browser, url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(url)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))).send_keys(
+        "clin"
+    )
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//button[.//p[normalize-space()='Sign in']]"))).click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Worklist"))
+
+
+def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, store_url = server
+    wait = WebDriverWait(browser, WAIT_S)
+
+    def button(text: str):
+        return wait.until(
+            ec.element_to_be_clickable((By.XPATH, f"//button[.//p[normalize-space()={text!r}]]"))
+        )
+
+    def heading(text: str) -> None:
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), text))
+
+    browser.get(url)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))).send_keys(
+        "clin"
+    )
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
+    button("Sign in").click()
+    heading("Worklist")
+
+    # keep the cases that have an image; the default order is highest risk first
+    must_have = wait.until(
+        ec.element_to_be_clickable(
+            (By.XPATH, "//div[@data-testid='stMultiSelect'][.//p[normalize-space()='Must have']]//input")
+        )
+    )
+    must_have.click()
+    must_have.send_keys("Image")
+    wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//*[@role='option'][normalize-space()='Image']"))
+    ).click()
+    must_have.send_keys(Keys.ESCAPE)
+    predictions = pd.read_parquet(review_run_3d.path / "predictions.parquet").set_index("case_id")
+    expected = predictions.loc[predictions["has_image"], "probability"].idxmax()
+    count = f"{int(predictions['has_image'].sum())} of {len(predictions)} cases"
+    wait.until(ec.presence_of_element_located((By.XPATH, f"//p[normalize-space()={count!r}]")))
+    button("Open case").click()
+    heading(f"Case {expected}")
+
+    # the slider is a visually hidden range input; keys go to it once it has the focus
+    slider_css = "input[type='range'][aria-label^='Slice']"
+    slider = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, slider_css)))
+    image_css = "div[data-testid='stImage'] img"
+    before_slice = slider.get_attribute("value")
+    before_src = browser.find_element(By.CSS_SELECTOR, image_css).get_attribute("src")
+    target = 1 if before_slice != "1" else 2  # the default is the slice with the most attribution
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", slider)
+    ActionChains(browser).send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * target).perform()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, slider_css).get_attribute("value") == str(target))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, image_css).get_attribute("src") != before_src)
+
+    agree = wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//label[.//p[normalize-space()='Agree with the model']]"))
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", agree)
+    agree.click()
+    comment = browser.find_element(By.CSS_SELECTOR, "textarea[aria-label='Comment (optional)']")
+    comment.send_keys("reviewed in the browser test")
+    button("Submit verdict").click()
+    wait.until(ec.presence_of_element_located((By.XPATH, "//div[@data-testid='stAlertContentSuccess']")))
+    browser.save_screenshot(str(tmp_path / "case_review.png"))
+
+    with ReviewStore(store_url) as store:
+        clin = store.authenticate("clin", PASSWORD)
+        run_id = run_id_of(review_run_3d.path)
+        (record,) = store.verdict_history(clin, run_id, expected)
+        assert (record.user, record.verdict, record.comment) == (
+            "clin",
+            Verdict.AGREE,
+            "reviewed in the browser test",
+        )
+        store.add_user("audit.check", Role.AUDITOR, PASSWORD, actor=Operator("tests"))
+        auditor = store.authenticate("audit.check", PASSWORD)
+        opened = store.audit_events(auditor, action=AuditAction.OPEN_CASE)
+        assert [(e.user, e.case_id) for e in opened] == [("clin", expected)]
+    assert (tmp_path / "case_review.png").stat().st_size > 10_000
+
+
+def test_an_abandoned_screen_is_cleared(browser, review_run, tmp_path: Path) -> None:
+    """Signed in and left alone, the page returns to the sign-in form by itself once the idle timeout has
+    passed, and the trail records the timeout."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _serving(review_run.path, tmp_path, idle_timeout_s=4) as (url, store_url):
+        _sign_in(browser, url)
+        WebDriverWait(browser, 60).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))
+        )
+        assert "without activity" in browser.find_element(By.TAG_NAME, "body").text
+        with ReviewStore(store_url) as store:
+            store.add_user("audit.check", Role.AUDITOR, PASSWORD, actor=Operator("tests"))
+            auditor = store.authenticate("audit.check", PASSWORD)
+            (event,) = store.audit_events(auditor, action=AuditAction.SESSION_TIMEOUT)
+            assert event.user == "clin"

@@ -1,0 +1,137 @@
+"""The case review page under AppTest: what it shows, what it records, and verdicts reaching the store."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+import pytest
+
+from mmdx.review.testing import MARKUP_NOTE
+from mmdx.store import Verdict
+
+
+def _predictions(review_run) -> pd.DataFrame:
+    return pd.read_parquet(review_run.path / "predictions.parquet").set_index("case_id")
+
+
+def _explained_image_case(review_run) -> str:
+    predictions = _predictions(review_run)
+    return next(
+        c for c in review_run.explained if predictions.loc[c, ["has_image", "has_tabular", "has_text"]].all()
+    )
+
+
+def test_opening_the_highest_risk_case_from_the_worklist(dashboard, review_run) -> None:
+    app = dashboard().sign_in("clin")
+    top = app.at.dataframe[0].value["case_id"].iloc[0]
+    assert top == _predictions(review_run)["probability"].idxmax()
+    app.widget("button", "Open case").click()
+    app.run_app()
+    assert app.at.title[0].value == f"Case {top}"
+    assert [(e.user, e.case_id) for e in app.events("open_case")] == [("clin", top)]
+    # moving a widget on the page redraws from the session's view: no second open_case
+    app.at.radio[0].set_value("bone")
+    app.run_app()
+    assert len(app.events("open_case")) == 1
+    # leaving and coming back is a new opening
+    app.go("views/worklist.py").go("views/case_review.py")
+    assert len(app.events("open_case")) == 2
+
+
+def test_explained_case_shows_every_section(dashboard, review_run) -> None:
+    case_id = _explained_image_case(review_run)
+    app = dashboard().sign_in("clin").open_case(case_id)
+    labels = [m.label for m in app.at.metric]
+    assert labels == [
+        "Calibrated probability",
+        "Operating threshold",
+        "Prediction at threshold",
+        "Uncertainty (entropy)",
+    ]
+    contributions = app.at.dataframe[0].value
+    assert contributions["Shapley value (logit, vs. no information)"].notna().all()
+    assert contributions["Gate (fusion weight, 0-1)"].notna().all()
+    assert len(app.at.image) == 1
+    assert app.has("radio", "Window / level") and app.has("slider", "Overlay opacity")
+    assert not app.has("slider", "Slice (axial, inferior to superior)")  # a 2D image
+    bodies = [h.proto.body for h in app.at.html]
+    assert any("mmdx-tabular" in b for b in bodies) and any("mmdx-note" in b for b in bodies)
+    assert not app.at.info  # nothing missing
+
+
+def test_image_controls_redraw_the_image(dashboard, review_run) -> None:
+    app = dashboard().sign_in("clin").open_case(_explained_image_case(review_run))
+    first = app.at.image[0].proto.imgs[0].url
+    app.widget("slider", "Overlay opacity").set_value(1.0)
+    app.run_app()
+    assert app.at.image[0].proto.imgs[0].url != first
+
+
+def test_a_note_with_markup_is_shown_as_text(dashboard, review_run) -> None:
+    app = dashboard().sign_in("clin").open_case(review_run.markup_case)
+    (note,) = [h.proto.body for h in app.at.html if "mmdx-note" in h.proto.body]
+    assert "<script" not in note and "<b>" not in note
+    shown = html.unescape(re.sub(r"<[^>]*>", "", note.replace("<br>", "\n")))
+    assert MARKUP_NOTE in shown  # the browser shows the markup as characters
+
+
+def test_unexplained_case_says_so_and_shows_what_exists(dashboard, review_run) -> None:
+    case_id = review_run.unexplained[0]
+    app = dashboard().sign_in("clin").open_case(case_id)
+    assert any("not explained" in i.value for i in app.at.info)
+    assert app.widget("multiselect", "Which explanations helped?").disabled
+
+
+def test_missing_modalities_get_badges(dashboard, review_run) -> None:
+    predictions = _predictions(review_run)
+    case_id = predictions.index[~predictions["has_image"]][0]
+    app = dashboard().sign_in("clin").open_case(case_id)
+    badges = [m.value for m in app.at.markdown if "-badge[" in m.value]
+    assert any(b.startswith(":gray-badge[") and b.endswith("No image]") for b in badges)
+    assert "This case has no image." in [i.value for i in app.at.info]
+
+
+def test_a_submitted_verdict_reaches_the_store_and_the_history(dashboard, store, review_run) -> None:
+    case_id = _explained_image_case(review_run)
+    app = dashboard().sign_in("clin").open_case(case_id)
+    app.widget("button", "Submit verdict").click()
+    app.run_app()
+    assert "Choose agree, disagree or unsure" in app.at.error[0].value
+    app.widget("radio", "Do you agree with the model's prediction?").set_value(Verdict.DISAGREE)
+    app.widget("text_input", "Your own diagnosis (optional)").input("atelectasis")
+    app.widget("select_slider", "Your confidence").set_value(4)
+    app.widget("multiselect", "Which explanations helped?").select("shapley")
+    app.widget("text_area", "Comment (optional)").input("<b>lower lobe</b>")
+    app.widget("button", "Submit verdict").click()
+    app.run_app()
+    assert "saved" in app.at.success[0].value
+    clin = store.authenticate("clin", "correct horse battery")
+    (record,) = store.verdict_history(clin, "run", case_id)
+    assert (record.verdict, record.diagnosis, record.confidence, record.comment) == (
+        Verdict.DISAGREE,
+        "atelectasis",
+        4,
+        "<b>lower lobe</b>",
+    )
+    assert record.explanation_version == "placeholder-1" and record.helpful_explanations == ("shapley",)
+    history = app.at.dataframe[-1].value
+    assert history["verdict"].tolist() == ["disagree"]
+    # a change of mind is a new row; the history shows both
+    app.widget("radio", "Do you agree with the model's prediction?").set_value(Verdict.AGREE)
+    app.widget("button", "Submit verdict").click()
+    app.run_app()
+    assert "supersedes" in app.at.success[0].value
+    assert app.at.dataframe[-1].value["state"].tolist() == ["superseded", "current"]
+    assert len(store.verdict_history(clin, "run", case_id)) == 2
+
+
+@pytest.mark.parametrize("name", ["aud"])
+def test_auditors_read_but_do_not_submit(dashboard, review_run, name: str) -> None:
+    app = dashboard().sign_in(name).open_case(review_run.explained[0])
+    assert not app.has("button", "Submit verdict")
+    assert any(
+        "does not submit" in i.value or "do not submit" in i.value or "does not" in i.value
+        for i in app.at.info
+    )
