@@ -1,0 +1,276 @@
+"""The model-card section: what the model is for, what it reads, how it was built, and its limitations.
+
+Facts come from the bundle (``card.json``, the resolved config, the fitted preprocessing). Limitations are
+of two kinds, each marked with its source: those that follow from the config (image resolution, note
+truncation, the features read, how the threshold was chosen) and those computed from the other sections
+of this very report (evaluation size, small subgroups, calibration, dependence on a modality, failed
+explanation checks, a changed cohort, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmdx.audit.sections import Section, is_ok
+from mmdx.bundle import Bundle
+from mmdx.data.catalogue import FeatureCatalogue
+from mmdx.errors import CohortError
+from mmdx.keys import MODALITIES
+
+#: evaluation classes smaller than this make intervals wide enough to say so
+MIN_EVENTS_FOR_PRECISION = 100
+#: a calibration slope further than this from 1 is called out
+SLOPE_TOLERANCE = 0.2
+#: an AUROC drop at least this large when a modality is removed counts as dependence on it
+MODALITY_DEPENDENCE = 0.05
+
+
+def _catalogue() -> FeatureCatalogue | None:
+    try:
+        return FeatureCatalogue.load()
+    except CohortError:
+        return None
+
+
+def _tabular_inputs(card: dict[str, Any]) -> list[dict[str, Any]]:
+    catalogue = _catalogue()
+    out = []
+    for entry in (card.get("inputs") or {}).get("tabular") or []:
+        key, unit = entry.get("key"), entry.get("unit")
+        row = {"key": key, "unit": unit, "display": None, "loinc": None}
+        if catalogue is not None and key in catalogue.keys and catalogue[key].unit == unit:
+            row["display"], row["loinc"] = catalogue[key].display, catalogue[key].loinc
+        out.append(row)
+    return out
+
+
+def model_card_section(bundle: Bundle) -> dict[str, Any]:
+    """Intended and out-of-scope uses, task, inputs with units, architecture, training and operating point.
+
+    ``limitations`` and ``tripod_ai`` are added by the report builder once the other sections exist.
+    """
+    card = bundle.card
+    config = bundle.config
+    prep = bundle.preprocessing
+    architecture = {}
+    for name in (*(m.value for m in MODALITIES), "fusion"):
+        component = getattr(config.model, name)
+        if component is not None:
+            architecture[name] = {"name": component.name, **component.params}
+    image = (card.get("inputs") or {}).get("image")
+    train = config.train
+    return {
+        "task": card.get("task") or {},
+        "intended_use": card.get("intended_use"),
+        "out_of_scope": list(card.get("out_of_scope") or []),
+        "modalities": list(prep.modalities),
+        "inputs": {
+            "image": None
+            if image is None
+            else {
+                **image,
+                "intensity": "HU window mapped linearly to [0, 1], clipped",
+                "orientation": "RAS",
+            },
+            "tabular": _tabular_inputs(card),
+            "text": None
+            if (card.get("inputs") or {}).get("text") is None
+            else {
+                "description": card["inputs"]["text"],
+                "max_tokens": prep.text_max_length,
+                "tokenizer": "trained on the training split's notes" if prep.tokenizer is not None else None,
+            },
+            "missing_modalities": "an absent modality is masked by the fusion and contributes nothing",
+        },
+        "architecture": architecture,
+        "parameters": card.get("parameters") or {},
+        "training": {
+            **(card.get("training") or {}),
+            "max_epochs": train.epochs,
+            "learning_rate": train.lr,
+            "modality_dropout": train.modality_dropout,
+            "class_weighting": train.class_weighting,
+            "auxiliary_loss_weight": train.aux_loss_weight,
+            "early_stopping": f"validation AUROC, patience {train.patience}",
+            "seed": card.get("seed"),
+        },
+        "operating_point": card.get("operating_point") or {},
+        "calibration": card.get("calibration") or {},
+    }
+
+
+def _config_limitations(bundle: Bundle) -> list[str]:
+    prep = bundle.preprocessing
+    card = bundle.card
+    out = []
+    image = prep.image_config
+    if image is not None:
+        shape = "x".join(str(s) for s in image.shape)
+        if image.spacing:
+            finest = min(image.spacing)
+            out.append(
+                f"Images are resampled to {shape} voxels of {' x '.join(f'{s:g}' for s in image.spacing)} mm: "
+                f"structures smaller than about two voxels ({2 * finest:g} mm) are below the model's resolution."
+            )
+        else:
+            out.append(
+                f"Images are padded or cropped to {shape} voxels without resampling to a common spacing."
+            )
+        out.append(
+            f"Image intensities outside the HU window {image.window[0]:g} to {image.window[1]:g} are clipped."
+        )
+    if prep.tokenizer is not None:
+        out.append(
+            f"Notes are cut to their first {prep.text_max_length} tokens; later text in a long note is not read."
+        )
+    if prep.features:
+        out.append(
+            f"Only the {len(prep.features)} vital signs and lab values listed under inputs are read; values in an "
+            "unknown unit or outside their plausible range are dropped by validation."
+        )
+    point = card.get("operating_point") or {}
+    training = card.get("training") or {}
+    if point:
+        out.append(
+            f"The threshold was chosen on the validation split ({training.get('val_cases', '?')} cases) by the "
+            f"rule '{point.get('rule')}'; it has not been validated prospectively."
+        )
+    return out
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def computed_limitations(sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:
+    """Limitations that follow from the computed sections (``section -> section dict``)."""
+    out: list[dict[str, str]] = []
+
+    def add(section: Section, text: str) -> None:
+        out.append({"source": "computed", "section": section.value, "text": text})
+
+    provenance = sections.get(Section.PROVENANCE, {})
+    cohort = (provenance.get("cohort") or {}).get("name") if is_ok(provenance) else None
+    if synthetic:
+        add(
+            Section.PROVENANCE,
+            "The cohort is synthetic (written by mmdx synth): these results show the pipeline works, not how the "
+            "model performs on real patients.",
+        )
+    add(
+        Section.COHORT_FLOW,
+        f"All splits come from one cohort{f' ({cohort})' if cohort else ''}: this is internal validation; no "
+        "external validation on another site or period is included.",
+    )
+    if is_ok(provenance):
+        now = provenance.get("cohort_now") or {}
+        if now.get("matches_training") is False:
+            add(Section.PROVENANCE, "The cohort's files changed since training (fingerprints differ).")
+        if (provenance.get("split_now") or {}).get("matches_training") is False:
+            add(
+                Section.PROVENANCE,
+                "The predicted cases or their splits differ from those at training (split fingerprints differ).",
+            )
+        if (provenance.get("git") or {}).get("dirty"):
+            add(Section.PROVENANCE, "The mmdx source had uncommitted changes when this report was made.")
+    flow = sections.get(Section.COHORT_FLOW, {})
+    if is_ok(flow) and flow.get("rejected"):
+        share = flow["rejected"] / max(1, flow["rows_in"])
+        add(
+            Section.COHORT_FLOW,
+            f"{flow['rejected']} of {flow['rows_in']} cases ({share:.1%}) were excluded by validation; the model "
+            "was not evaluated on cases like them.",
+        )
+    discrimination = sections.get(Section.DISCRIMINATION, {})
+    if is_ok(discrimination):
+        evaluation = discrimination["by_split"][discrimination["split"]]
+        interval = evaluation["auroc"]
+        if min(evaluation["n_positive"], evaluation["n_negative"]) < MIN_EVENTS_FOR_PRECISION:
+            add(
+                Section.DISCRIMINATION,
+                f"The {discrimination['split']} split has {evaluation['n']} cases ({evaluation['n_positive']} "
+                f"positive): estimates are imprecise (AUROC interval {_fmt(interval['low'])} to "
+                f"{_fmt(interval['high'])}).",
+            )
+    subgroups = sections.get(Section.SUBGROUPS, {})
+    if is_ok(subgroups):
+        flagged = [
+            f"{table['attribute']}={row['group']}"
+            for table in subgroups["attributes"]
+            for row in table["rows"]
+            if row["too_small"]
+        ]
+        if flagged:
+            shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+            add(Section.SUBGROUPS, f"{len(flagged)} subgroup(s) are too small to judge: {shown}.")
+        for table in subgroups["attributes"]:
+            gap = table["gaps"]
+            if gap.get("auroc_gap") is not None and gap.get("auroc_extremes"):
+                high, low = gap["auroc_extremes"]
+                add(
+                    Section.SUBGROUPS,
+                    f"AUROC differs by {_fmt(gap['auroc_gap'])} between {table['attribute']} groups ({high} "
+                    f"highest, {low} lowest); equalized-odds difference {_fmt(gap['equalized_odds_difference'])}.",
+                )
+        for entry in subgroups.get("unavailable") or []:
+            add(
+                Section.SUBGROUPS, f"Subgroup '{entry['attribute']}' could not be audited: {entry['reason']}."
+            )
+    calibration = sections.get(Section.CALIBRATION, {})
+    if is_ok(calibration):
+        slope = calibration["after"]["fit"].get("slope")
+        if slope is not None and abs(slope - 1.0) > SLOPE_TOLERANCE:
+            kind = "too extreme" if slope < 1.0 else "too modest"
+            add(
+                Section.CALIBRATION,
+                f"After temperature scaling the calibration slope is {_fmt(slope, 2)} (ideal 1): predicted risks "
+                f"are {kind} on the {calibration['split']} split.",
+            )
+    robustness = sections.get(Section.ROBUSTNESS, {})
+    if is_ok(robustness):
+        reproduction = robustness.get("reproduction") or {}
+        if reproduction.get("reproduced") is False:
+            add(
+                Section.ROBUSTNESS,
+                "Re-running the model did not reproduce predictions.parquet (largest logit difference "
+                f"{reproduction['max_abs_logit_difference']:.2g}); the cohort or environment changed.",
+            )
+        for row in robustness["conditions"]:
+            change = (row.get("auroc_change") or {}).get("estimate")
+            if row["kind"] == "modality_removed" and change is not None and change <= -MODALITY_DEPENDENCE:
+                add(
+                    Section.ROBUSTNESS,
+                    f"Without the {row['modality']} modality AUROC falls by {_fmt(-change)}: cases missing it "
+                    "get markedly less accurate predictions.",
+                )
+    explanations = sections.get(Section.EXPLANATIONS, {})
+    if is_ok(explanations):
+        for method, result in explanations["methods"].items():
+            failing = [m for m, d in result["deletion"].items() if d.get("faster_than_random") is False]
+            if failing:
+                add(
+                    Section.EXPLANATIONS,
+                    f"{method} attributions for {', '.join(failing)} do not beat random order in the deletion test; "
+                    "do not rely on them for these modalities.",
+                )
+    else:
+        add(
+            Section.EXPLANATIONS,
+            f"Explanations were not assessed: {explanations.get('reason', 'not computed')}.",
+        )
+    review = sections.get(Section.CLINICIAN_REVIEW, {})
+    if not is_ok(review):
+        add(
+            Section.CLINICIAN_REVIEW,
+            f"No clinician review is included: {review.get('reason', 'not computed')}.",
+        )
+    return out
+
+
+def limitations(bundle: Bundle, sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:
+    """All limitations: from the config first, then computed from the report's sections."""
+    from_config = [
+        {"source": "config", "section": Section.MODEL_CARD.value, "text": text}
+        for text in _config_limitations(bundle)
+    ]
+    return from_config + computed_limitations(sections, synthetic)

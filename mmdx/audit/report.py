@@ -1,0 +1,497 @@
+"""The model audit report: one document computed from a run directory, written as JSON and as HTML.
+
+:func:`build_report` is the one place where the report's content is computed. It reads the run
+(Contract 3: the bundle, ``predictions.parquet``, ``validation_report.json``, ``explanations/``), optionally
+the review store and a second run, and returns a plain, strict-JSON dict that validates against
+``data_schemas/audit_report.schema.json``. :func:`write_report` validates it again, writes it as
+``audit_report.json`` and renders the same document as ``audit_report.html`` (and, when Chromium is
+installed, ``audit_report.pdf``): the HTML shows nothing the JSON does not hold.
+
+Sections, in reading order: provenance, model card (with limitations and the TRIPOD+AI map), cohort flow,
+discrimination, operating point, calibration, subgroups, robustness, explanations, clinician review and the
+comparison with a second run. Each is ``{"status": "ok", ...}`` or ``{"status": "not_available", "reason":
+...}``; a run that lacks what the whole report needs (its bundle or predictions) is an error naming the file.
+
+Typical use::
+
+    document = build_report("runs/demo", options=AuditOptions(n_resamples=1000))
+    files = write_report(document, "runs/demo/audit")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from data_schemas import schema_path
+from mmdx import __version__
+from mmdx.audit.clinician_review import ReviewAccess, clinician_review_section, read_verdicts
+from mmdx.audit.cohort_flow import cohort_flow_section
+from mmdx.audit.explanations import explanations_section
+from mmdx.audit.html import print_pdf, render_html
+from mmdx.audit.model_card import limitations, model_card_section
+from mmdx.audit.performance import (
+    calibration_section,
+    comparison_section,
+    discrimination_section,
+    operating_point_section,
+)
+from mmdx.audit.provenance import provenance_section
+from mmdx.audit.robustness import (
+    DEFAULT_MISSINGNESS_LEVELS,
+    DEFAULT_NOISE_LEVELS,
+    check_levels,
+    robustness_section,
+)
+from mmdx.audit.sections import (
+    DEFAULT_MIN_REVIEW_GROUP,
+    REPORT_SCHEMA,
+    REQUIRED_COLUMNS,
+    Section,
+    SectionStatus,
+    SectionUnavailable,
+    build_section,
+)
+from mmdx.audit.subgroups import subgroup_section
+from mmdx.audit.tripod import tripod_map
+from mmdx.bundle import Bundle, load_bundle
+from mmdx.data.splits import SPLITS
+from mmdx.errors import MmdxError
+from mmdx.run import RunPaths
+from mmdx.training.metrics import json_ready
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = 1
+HTML_NAME = "audit_report.html"
+JSON_NAME = "audit_report.json"
+PDF_NAME = "audit_report.pdf"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Settings of a report; every one is stated in the report.
+
+    ``n_resamples``: bootstrap replicates of every interval (seeded by ``seed``); ``alpha``: 1 - confidence
+    level; ``split``: the evaluation split; ``min_group_size`` / ``min_group_events``: subgroups with fewer
+    cases, or fewer positives or negatives, are flagged too small to judge; ``min_review_group_size``: the
+    same for verdict counts in the review section; ``reliability_bins``: bins of the reliability diagrams;
+    ``robustness``: re-run the model on degraded inputs (needs the cohort); ``noise_levels``: image noise
+    standard deviations (intensity range 1); ``missingness_levels``: fractions of tabular values removed;
+    ``batch_size``, ``workers`` (cohort validation and image decoding) and ``threads`` (torch intra-op threads; None: torch's
+    default) for the re-runs.
+    """
+
+    n_resamples: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+    split: str = "test"
+    min_group_size: int = 30
+    min_group_events: int = 5
+    min_review_group_size: int = DEFAULT_MIN_REVIEW_GROUP
+    reliability_bins: int = 10
+    robustness: bool = True
+    noise_levels: tuple[float, ...] = DEFAULT_NOISE_LEVELS
+    missingness_levels: tuple[float, ...] = DEFAULT_MISSINGNESS_LEVELS
+    batch_size: int = 64
+    workers: int = 2
+    threads: int | None = None
+
+    def checked(self) -> AuditOptions:
+        """``self`` if every setting is valid; otherwise raise :class:`MmdxError` naming the bad one."""
+        for name, minimum in (
+            ("n_resamples", 1),
+            ("min_group_size", 0),
+            ("min_group_events", 0),
+            ("min_review_group_size", 0),
+            ("reliability_bins", 1),
+            ("batch_size", 1),
+            ("workers", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise MmdxError(f"{name} must be an integer >= {minimum}; received {value!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise MmdxError(f"threads must be a positive integer or None; received {self.threads!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise MmdxError(f"seed must be a non-negative integer; received {self.seed!r}")
+        if not isinstance(self.alpha, int | float) or not 0.0 < float(self.alpha) < 1.0:
+            raise MmdxError(f"alpha must be in (0, 1), e.g. 0.05 for 95% intervals; received {self.alpha!r}")
+        check_levels(self.noise_levels, "image noise")
+        check_levels(self.missingness_levels, "tabular missingness")
+        if self.split not in SPLITS:
+            raise MmdxError(f"split must be one of {', '.join(SPLITS)}; received {self.split!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "noise_levels": list(self.noise_levels),
+            "missingness_levels": list(self.missingness_levels),
+        }
+
+
+@dataclass(frozen=True)
+class AuditFiles:
+    """What :func:`write_report` wrote; ``pdf`` is None when no PDF was made, and ``pdf_message`` says why."""
+
+    html: Path
+    json: Path
+    pdf: Path | None = None
+    pdf_message: str | None = None
+
+
+def load_predictions(run: RunPaths) -> pd.DataFrame:
+    """``predictions.parquet`` of a run, checked for the columns the audit reads."""
+    run.require("predictions")
+    try:
+        frame = pd.read_parquet(run.predictions)
+    except (OSError, ValueError) as exc:
+        raise MmdxError(f"{run.predictions} cannot be read ({exc}); run 'mmdx evaluate RUN' again") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise MmdxError(
+            f"{run.predictions} lacks the column(s) {', '.join(missing)}; it was written by another mmdx "
+            "version: run 'mmdx evaluate RUN' again"
+        )
+    return frame
+
+
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MmdxError(f"{path} is not valid JSON ({exc}); run 'mmdx evaluate RUN' to rewrite it") from None
+    return document if isinstance(document, dict) else None
+
+
+def _run_id(root: Path) -> str:
+    from mmdx.review.context import run_id_of  # the review store files a run's verdicts under this id
+
+    return run_id_of(root)
+
+
+def validate_report(document: dict[str, Any]) -> None:
+    """Check a report document against ``data_schemas/audit_report.schema.json``; raise :class:`MmdxError`
+    listing (up to ten of) the violations with their paths."""
+    import jsonschema
+
+    schema = json.loads(schema_path(REPORT_SCHEMA).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [
+            f"  {'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message[:300]}"
+            for e in errors[:10]
+        ]
+        raise MmdxError(
+            f"the audit report does not match {REPORT_SCHEMA} ({len(errors)} violation(s)):\n"
+            + "\n".join(lines)
+        )
+
+
+def build_report(
+    run_dir: str | Path,
+    *,
+    options: AuditOptions | None = None,
+    review: ReviewAccess | None = None,
+    compare: str | Path | None = None,
+    cohort_dir: str | Path | None = None,
+    progress: bool = False,
+    created: datetime | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Compute the audit report of a run as a strict-JSON dict, validated against the report schema.
+
+    Args:
+        run_dir: the run directory; its ``bundle/`` and ``predictions.parquet`` are required.
+        options: see :class:`AuditOptions`.
+        review: the review store and a signed-in auditor (None: the section says no store was given).
+        compare: a second run directory, evaluated on the same cohort, for the comparison section.
+        cohort_dir: where the cohort is now (default: the path recorded at training); used to re-run the
+            model (robustness) and to fingerprint the cohort.
+        progress: show progress bars (stderr) for the slow parts.
+        created: the report's timestamp (default: now, UTC).
+        timings: when given, filled with the seconds each section took (``loading`` for reading the run).
+
+    Raises:
+        MmdxError: the run lacks its bundle or predictions, or an option is invalid.
+    """
+    options = (options or AuditOptions()).checked()
+    created = created or datetime.now(UTC)
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
+    run = RunPaths(Path(run_dir).expanduser().resolve())
+    run.require("bundle", "predictions")
+    frame = load_predictions(run)
+    bundle = load_bundle(run.bundle)
+    card = bundle.card
+    run_id = _run_id(run.root)
+    attributes = [str(a) for a in (card.get("cohort") or {}).get("subgroups") or []]
+    validation_report = _optional_json(run.validation_report)
+    metrics = _optional_json(run.metrics) or {}
+    predicted_by = metrics.get("model_version")
+    if predicted_by is not None and predicted_by != bundle.version:
+        # metrics.json and predictions.parquet are written together by 'mmdx evaluate'
+        raise MmdxError(
+            f"{run.predictions} was written by model version {predicted_by}, but the run's bundle is "
+            f"{bundle.version} (retrained since): run 'mmdx evaluate RUN' again"
+        )
+    bayes_auroc = metrics.get("bayes_auroc")
+    other: tuple[pd.DataFrame, Bundle, str] | None = None
+    if compare is not None:
+        other_run = RunPaths(Path(compare).expanduser().resolve())
+        other_run.require("bundle", "predictions")
+        other = (load_predictions(other_run), load_bundle(other_run.bundle), other_run.root.name)
+
+    timings["loading"] = time.perf_counter() - started
+    point = card.get("operating_point") or {}
+    o = options
+    steps: list[tuple[Section, str, Any]] = [
+        (
+            Section.COHORT_FLOW,
+            "cohort flow",
+            lambda: cohort_flow_section(frame, validation_report, attributes),
+        ),
+        (
+            Section.DISCRIMINATION,
+            f"discrimination (bootstrap x{o.n_resamples})",
+            lambda: discrimination_section(frame, o.split, o.n_resamples, o.alpha, o.seed, bayes_auroc),
+        ),
+        (
+            Section.OPERATING_POINT,
+            "operating point",
+            lambda: operating_point_section(
+                frame,
+                o.split,
+                bundle.threshold,
+                str(point.get("rule", "unknown")),
+                str(point.get("chosen_on", "val")),
+                o.alpha,
+            ),
+        ),
+        (
+            Section.CALIBRATION,
+            f"calibration (bootstrap x{o.n_resamples})",
+            lambda: calibration_section(
+                frame,
+                o.split,
+                card.get("calibration") or {},
+                o.n_resamples,
+                o.alpha,
+                o.seed,
+                o.reliability_bins,
+            ),
+        ),
+        (
+            Section.SUBGROUPS,
+            f"subgroups (bootstrap x{o.n_resamples})",
+            lambda: subgroup_section(
+                frame,
+                o.split,
+                attributes,
+                bundle.threshold,
+                o.min_group_size,
+                o.min_group_events,
+                o.n_resamples,
+                o.alpha,
+                o.seed,
+            ),
+        ),
+        (
+            Section.ROBUSTNESS,
+            "robustness (re-running the model)",
+            lambda: _robustness(bundle, cohort_dir, frame, o, progress),
+        ),
+        (
+            Section.EXPLANATIONS,
+            "explanations",
+            lambda: explanations_section(run.explanations, bundle.version),
+        ),
+        (
+            Section.CLINICIAN_REVIEW,
+            "clinician review",
+            lambda: clinician_review_section(
+                read_verdicts(review, run_id),
+                frame,
+                bundle.version,
+                attributes,
+                run_id=run_id,
+                store_label=review.label if review is not None else "",
+                alpha=o.alpha,
+                min_n=o.min_review_group_size,
+            ),
+        ),
+        (
+            Section.COMPARISON,
+            f"comparison (paired bootstrap x{o.n_resamples})",
+            lambda: _comparison(frame, other, run.root.name, bundle.version, o),
+        ),
+        (
+            Section.PROVENANCE,
+            "provenance (fingerprinting the cohort)",
+            lambda: provenance_section(
+                run,
+                bundle,
+                frame,
+                cohort_dir,
+                seeds={
+                    "training": card.get("seed"),
+                    "bootstrap": o.seed,
+                    "robustness": o.seed,
+                    "explanations": _explanation_seed(run),
+                },
+                created=created,
+            ),
+        ),
+    ]
+    sections: dict[str, dict[str, Any]] = {}
+    with tqdm(total=len(steps) + 1, desc="audit", unit="section", disable=not progress, leave=False) as bar:
+        for section, label, builder in steps:
+            bar.set_postfix_str(label)
+            started = time.perf_counter()
+            sections[section.value] = json_ready(build_section(builder))
+            timings[section.value] = time.perf_counter() - started
+            bar.update(1)
+        bar.set_postfix_str("model card")
+        started = time.perf_counter()
+        statuses = {name: content["status"] for name, content in sections.items()}
+        statuses[Section.MODEL_CARD.value] = SectionStatus.OK.value
+        sections[Section.MODEL_CARD.value] = json_ready(
+            build_section(
+                lambda: {
+                    **model_card_section(bundle),
+                    "limitations": limitations(bundle, sections, synthetic=bayes_auroc is not None),
+                    "tripod_ai": tripod_map(statuses),
+                }
+            )
+        )
+        timings[Section.MODEL_CARD.value] = time.perf_counter() - started
+        bar.update(1)
+    cohort = card.get("cohort") or {}
+    document = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "mmdx model audit report",
+        "created": created.isoformat(timespec="seconds"),
+        "mmdx_version": __version__,
+        "run": {
+            "name": run_id,
+            "directory": str(run.root),
+            "model_version": bundle.version,
+            "cohort": cohort.get("name"),
+            "positive": (card.get("task") or {}).get("positive"),
+            "compared_with": None if other is None else other[2],
+        },
+        "settings": options.to_dict(),
+        "sections": {section.value: sections[section.value] for section in Section},
+    }
+    document = json_ready(document)
+    validate_report(document)
+    return document
+
+
+def _robustness(
+    bundle: Bundle, cohort_dir: str | Path | None, frame: pd.DataFrame, options: AuditOptions, progress: bool
+) -> dict[str, Any]:
+    if not options.robustness:
+        raise SectionUnavailable("skipped on request (--no-robustness)")
+    return robustness_section(
+        bundle,
+        cohort_dir,
+        frame,
+        options.split,
+        noise_levels=options.noise_levels,
+        missingness_levels=options.missingness_levels,
+        n_resamples=options.n_resamples,
+        alpha=options.alpha,
+        seed=options.seed,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        threads=options.threads,
+        progress=progress,
+    )
+
+
+def _comparison(
+    frame: pd.DataFrame,
+    other: tuple[pd.DataFrame, Bundle, str] | None,
+    name: str,
+    version: str,
+    options: AuditOptions,
+) -> dict[str, Any]:
+    if other is None:
+        raise SectionUnavailable("no second run given (--compare RUN2)")
+    other_frame, other_bundle, other_name = other
+    if other_name == name:
+        other_name = f"{other_name} (other)"
+    return comparison_section(
+        frame,
+        other_frame,
+        options.split,
+        (name, other_name),
+        (version, other_bundle.version),
+        options.n_resamples,
+        options.alpha,
+        options.seed,
+    )
+
+
+def _explanation_seed(run: RunPaths) -> int | None:
+    summary = _optional_json(run.explanations / "summary.json") or {}
+    for section in (summary.get("methods") or {}).values():
+        seed = (section.get("randomisation") or {}).get("seed")
+        if seed is not None:
+            return int(seed)
+    return None
+
+
+def write_report(document: dict[str, Any], out_dir: str | Path, *, pdf: bool = False) -> AuditFiles:
+    """Validate ``document`` and write ``audit_report.json`` and ``audit_report.html`` (and
+    ``audit_report.pdf`` when ``pdf`` and Chromium is installed) to ``out_dir`` (created owner-only: the
+    report describes patient-derived data)."""
+    validate_report(document)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    json_path, html_path = out / JSON_NAME, out / HTML_NAME
+    _write_atomic(json_path, json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+    _write_atomic(html_path, render_html(document))
+    if not pdf:
+        return AuditFiles(html_path, json_path)
+    try:
+        pdf_path = print_pdf(html_path, out / PDF_NAME)
+    except MmdxError as exc:
+        log.warning("%s", exc)
+        return AuditFiles(html_path, json_path, None, str(exc))
+    return AuditFiles(html_path, json_path, pdf_path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def audit_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    pdf: bool = False,
+    **kwargs: Any,
+) -> tuple[dict[str, Any], AuditFiles]:
+    """:func:`build_report` then :func:`write_report` to ``out_dir`` (default ``RUN/audit``)."""
+    document = build_report(run_dir, **kwargs)
+    target = Path(out_dir) if out_dir is not None else RunPaths(Path(run_dir).expanduser().resolve()).audit
+    return document, write_report(document, target, pdf=pdf)
