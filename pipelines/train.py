@@ -25,6 +25,7 @@ from mmdx.data.dataset import (
     build_case_table,
     fit_preprocessing,
 )
+from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
 from mmdx.models.classifier import build_model
@@ -221,7 +222,7 @@ def train_run(
                 "path": str(cohort.root),
                 "version": str(cohort.spec.get("version")),
                 "fingerprint": cohort.fingerprint(),
-                "split_fingerprint": _split_fingerprint(cohort.cases),
+                "split_fingerprint": split_fingerprint(cohort.cases["case_id"], cohort.cases["split"]),
                 "subgroups": cohort.spec.get("subgroups", []),
             },
             "modalities": prep.modalities,
@@ -271,13 +272,6 @@ def train_run(
         return summary
     finally:
         shutdown_distributed()
-
-
-def _split_fingerprint(cases) -> str:
-    import hashlib
-
-    rows = sorted(f"{c}:{s}" for c, s in zip(cases["case_id"], cases["split"], strict=True))
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ SHA-256 digests of the run artifacts the report was computed from, and the hardw
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -21,6 +20,7 @@ import pandas as pd
 
 import mmdx
 from mmdx.bundle import MANIFEST, Bundle, sha256_file
+from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import fingerprint_directory
 from mmdx.explain.artifacts import INDEX, SUMMARY
 from mmdx.keys import Keys
@@ -90,12 +90,6 @@ def source_commit(source: Path | None = None) -> dict[str, Any]:
     commit = _git(source, "rev-parse", "HEAD")
     status = _git(source, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit or UNKNOWN, "dirty": None if status is None else bool(status)}
-
-
-def split_fingerprint(case_ids: Iterable[str], splits: Iterable[str]) -> str:
-    """SHA-256 of the sorted ``case_id:split`` lines: equal for two tables that split the same cases alike."""
-    rows = sorted(f"{c}:{s}" for c, s in zip(case_ids, splits, strict=True))
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 def this_machine() -> dict[str, Any]:

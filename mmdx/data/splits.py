@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,3 +45,9 @@ def patient_level_split(
             split_index = int(np.searchsorted(bounds, rank, side="right"))
             assignment[members[idx]] = SPLITS[min(split_index, len(SPLITS) - 1)]
     return [assignment[p] for p in patient_ids]
+
+
+def split_fingerprint(case_ids: Iterable[str], splits: Iterable[str]) -> str:
+    """SHA-256 of the sorted ``case_id:split`` lines: equal for two tables that split the same cases alike."""
+    rows = sorted(f"{c}:{s}" for c, s in zip(case_ids, splits, strict=True))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()

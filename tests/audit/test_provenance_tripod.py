@@ -9,23 +9,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmdx.audit.provenance import UNKNOWN, package_versions, source_commit, split_fingerprint
+from mmdx.audit.provenance import UNKNOWN, package_versions, source_commit
 from mmdx.audit.sections import Section
 from mmdx.audit.tripod import COVERED, NOT_COVERED, tripod_map
-from pipelines.train import _split_fingerprint
+from mmdx.data.splits import split_fingerprint
 
 
-def test_split_fingerprint_is_the_one_training_records() -> None:
+def test_split_fingerprint_ignores_order_and_sees_a_moved_case() -> None:
     rng = np.random.default_rng(0)
     cases = pd.DataFrame(
         {"case_id": [f"C{i:04d}" for i in range(50)], "split": rng.choice(["train", "val", "test"], 50)}
     )
-    assert split_fingerprint(cases["case_id"], cases["split"]) == _split_fingerprint(cases)
+    reference = split_fingerprint(cases["case_id"], cases["split"])
     shuffled = cases.sample(frac=1.0, random_state=1)
-    assert split_fingerprint(shuffled["case_id"], shuffled["split"]) == _split_fingerprint(cases)
+    assert split_fingerprint(shuffled["case_id"], shuffled["split"]) == reference
     moved = cases.copy()
     moved.loc[0, "split"] = "test" if moved.loc[0, "split"] != "test" else "train"
-    assert split_fingerprint(moved["case_id"], moved["split"]) != _split_fingerprint(cases)
+    assert split_fingerprint(moved["case_id"], moved["split"]) != reference
 
 
 def test_source_commit_of_this_checkout_and_of_a_foreign_folder(tmp_path: Path) -> None:
