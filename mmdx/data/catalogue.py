@@ -42,6 +42,12 @@ class Feature:
     plausible: tuple[float, float]
     reference: tuple[float, float] | None
     decimals: int = 1
+    scale: str = "linear"  # "log": right-skewed (CRP, troponin, ...), modelled on a log scale
+
+    @property
+    def log_offset(self) -> float | None:
+        """For log-scale features, the offset added before the logarithm (one unit of the last decimal)."""
+        return 10.0**-self.decimals if self.scale == "log" else None
 
     def resolve_unit(self, unit: str) -> str:
         """The accepted UCUM unit meant by ``unit`` (exact, or a listed alias); raises ``UNIT_UNKNOWN``."""
@@ -147,6 +153,7 @@ class FeatureCatalogue:
                     "plausible": list(f.plausible),
                     "reference": list(f.reference) if f.reference else None,
                     "decimals": f.decimals,
+                    "scale": f.scale,
                 }
                 for f in self.features
             ],
@@ -178,6 +185,7 @@ class FeatureCatalogue:
                     plausible=(float(item["plausible"][0]), float(item["plausible"][1])),
                     reference=(float(reference[0]), float(reference[1])) if reference else None,
                     decimals=int(item.get("decimals", 1)),
+                    scale=item.get("scale", "linear"),
                 )
             )
         return cls(features, source=source)

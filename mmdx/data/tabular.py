@@ -150,14 +150,24 @@ class TabularNormaliser:
     """Robust per-feature scaling fitted on the training split: ``(x - median_) / scale_``, clipped to ±``clip``.
 
     ``scale_`` is IQR / 1.349 (the standard deviation for normal data), falling back to the standard deviation
-    and then to 1 for constant or empty columns. Categorical columns map each training value to an index
+    and then to 1 for constant or empty columns. Columns in ``log_offsets`` (right-skewed labs such as CRP or
+    troponin) are first mapped to ``log(x + offset)``. Categorical columns map each training value to an index
     1..K (``vocab_``); 0 is reserved for unknown or missing.
     """
 
-    def __init__(self, clip: float = 8.0) -> None:
+    def __init__(self, clip: float = 8.0, log_offsets: dict[str, float] | None = None) -> None:
         self.clip = clip
+        self.log_offsets = dict(log_offsets or {})
+
+    def _forward(self, numeric: pd.DataFrame) -> pd.DataFrame:
+        out = numeric.astype(float).copy()
+        for col, offset in self.log_offsets.items():
+            if col in out.columns:
+                out[col] = np.log(np.maximum(out[col], 0.0) + offset)
+        return out
 
     def fit(self, numeric: pd.DataFrame, categorical: pd.DataFrame | None = None) -> TabularNormaliser:
+        numeric = self._forward(numeric)
         self.numeric_columns_ = list(numeric.columns)
         self.median_ = {}
         self.scale_ = {}
@@ -188,7 +198,7 @@ class TabularNormaliser:
 
     def transform_numeric(self, numeric: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return ``values [N, F]`` (normalised, 0 where missing) and ``missing [N, F]`` (1 where missing)."""
-        raw = numeric.reindex(columns=self.numeric_columns_).to_numpy(dtype=float)
+        raw = self._forward(numeric.reindex(columns=self.numeric_columns_)).to_numpy(dtype=float)
         missing = np.isnan(raw)
         median = np.array([self.median_[c] for c in self.numeric_columns_])
         scale = np.array([self.scale_[c] for c in self.numeric_columns_])
@@ -200,7 +210,11 @@ class TabularNormaliser:
         """Normalised values ``[..., F]`` back to canonical units (clipping is not undone)."""
         median = np.array([self.median_[c] for c in self.numeric_columns_])
         scale = np.array([self.scale_[c] for c in self.numeric_columns_])
-        return np.asarray(values) * scale + median
+        out = np.asarray(values, dtype=float) * scale + median
+        for j, col in enumerate(self.numeric_columns_):
+            if col in self.log_offsets:
+                out[..., j] = np.exp(out[..., j]) - self.log_offsets[col]
+        return out
 
     def transform_categorical(self, categorical: pd.DataFrame) -> np.ndarray:
         """Return ``[N, C]`` int64 indices; unseen or missing values map to 0."""
@@ -214,6 +228,7 @@ class TabularNormaliser:
     def to_dict(self) -> dict:
         return {
             "clip": self.clip,
+            "log_offsets": self.log_offsets,
             "numeric_columns": self.numeric_columns_,
             "median": self.median_,
             "scale": self.scale_,
@@ -223,7 +238,7 @@ class TabularNormaliser:
 
     @classmethod
     def from_dict(cls, state: dict) -> TabularNormaliser:
-        self = cls(clip=float(state["clip"]))
+        self = cls(clip=float(state["clip"]), log_offsets={k: float(v) for k, v in state.get("log_offsets", {}).items()})
         self.numeric_columns_ = list(state["numeric_columns"])
         self.median_ = {k: float(v) for k, v in state["median"].items()}
         self.scale_ = {k: float(v) for k, v in state["scale"].items()}

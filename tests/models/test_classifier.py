@@ -216,6 +216,7 @@ def test_config_rebuilds_the_same_model() -> None:
         "tabular": TABULAR,
         "text": TEXT,
         "fusion": {"name": "gated_attention", "dim": 16},
+        "aux_heads": False,
     }
     rebuilt = build_model(**net.config).eval()
     rebuilt.load_state_dict(net.state_dict())
