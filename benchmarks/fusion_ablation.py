@@ -2,22 +2,27 @@
 
     .venv/bin/python -m benchmarks.fusion_ablation COHORT [--config configs/ct3d.yaml] [--seeds 0 1 2]
         [--variants gated_attention concat late attention gated image tabular text] [--out benchmarks/out/ablation]
+        [--jobs 2] [--threads 1] [--set KEY=VALUE ...]
 
 For each variant and seed: `mmdx train` then `mmdx evaluate` in fresh processes; collects test AUROC, the
 test AUROC with each modality removed at test time, training throughput, the share of step time spent
 waiting for data from the second epoch on, peak memory and prediction latency per case. Prints a Markdown
 table (mean ± sd over seeds) next to the cohort's Bayes-optimal AUROC. Finished runs are reused, so an
-interrupted benchmark continues where it stopped.
+interrupted benchmark continues where it stopped. ``--jobs`` runs that many trainings at once, each with
+``--threads`` PyTorch threads (one thread per process is the fastest use of a small CPU: see
+benchmarks/profile_step.py); ``--set`` adds config overrides to every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 FUSIONS = ["gated_attention", "concat", "late", "attention", "gated"]
@@ -56,7 +61,15 @@ def _run(cmd: list[str], log: Path) -> dict:
     return result
 
 
-def run_one(cohort: Path, config: str, variant: str, seed: int, out: Path) -> dict:
+def run_one(
+    cohort: Path,
+    config: str,
+    variant: str,
+    seed: int,
+    out: Path,
+    extra: tuple[str, ...] = (),
+    threads: int | None = None,
+) -> dict:
     run = out / f"{variant}-seed{seed}"
     done = run / "result.json"
     if done.is_file():
@@ -66,13 +79,15 @@ def run_one(cohort: Path, config: str, variant: str, seed: int, out: Path) -> di
 
         shutil.rmtree(run)
     mmdx = [sys.executable, "-m", "pipelines.cli"]
-    sets = [f"seed={seed}", f"name={variant}-seed{seed}", *overrides_for(variant)]
+    sets = [f"seed={seed}", f"name={variant}-seed{seed}", *extra, *overrides_for(variant)]
+    if threads:
+        sets.append(f"train.threads={threads}")
     train_cmd = [*mmdx, "train", "--config", config, "--cohort", str(cohort), "--out", str(run), "--quiet"]
     for item in sets:
         train_cmd += ["--set", item]
     log = out / f"{variant}-seed{seed}.log"
     train = _run(train_cmd, log)
-    evaluate = _run([*mmdx, "evaluate", str(run), "--workers", "2"], log)
+    evaluate = _run([*mmdx, "evaluate", str(run), "--workers", "0" if threads else "2"], log)
     metrics = json.loads((run / "metrics.json").read_text())
     training = json.loads((run / "training.json").read_text())
     history = training["result"]["history"]
@@ -142,17 +157,36 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=FUSIONS + list(SINGLE))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/ablation"))
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch threads per training (default 1; 0: PyTorch's default)",
+    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    for variant in args.variants:
+        overrides_for(variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     started = time.perf_counter()
-    for seed in args.seeds:
-        for variant in args.variants:
-            results.append(run_one(args.cohort, args.config, variant, seed, args.out))
-            print(
-                f"[{time.perf_counter() - started:6.0f} s] {variant} seed {seed}: test AUROC {results[-1]['test_auroc']:.4f}",
-                flush=True,
-            )
+    jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]
+
+    def one(job: tuple[str, int]) -> dict:
+        variant, seed = job
+        result = run_one(
+            args.cohort, args.config, variant, seed, args.out, tuple(args.overrides), args.threads or None
+        )
+        print(
+            f"[{time.perf_counter() - started:6.0f} s] {variant} seed {seed}: test AUROC {result['test_auroc']:.4f}",
+            flush=True,
+        )
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(one, jobs))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(table(results))
     return 0

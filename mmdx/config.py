@@ -124,6 +124,12 @@ class ThresholdConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """Optimisation. ``modality_dropout``: chance of hiding each present modality of a training case;
+    ``aux_loss_weight``: weight of the loss of one extra head per encoder (0 trains without them);
+    ``flip``: chance of mirroring a training image along each spatial axis; ``patience``: epochs
+    without a better validation AUROC before stopping (not before ``min_epochs``); ``threads``: PyTorch
+    intra-op threads (one per process is fastest on a small, shared CPU)."""
+
     epochs: int = Field(default=30, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -132,6 +138,7 @@ class TrainConfig(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     modality_dropout: float = Field(default=0.15, ge=0, lt=1)
     aux_loss_weight: float = Field(default=0.5, ge=0)
+    flip: float = Field(default=0.0, ge=0, le=1)
     class_weighting: Literal["balanced", "none"] = "balanced"
     grad_clip: float | None = Field(default=1.0, gt=0)
     patience: int = Field(default=6, ge=1)

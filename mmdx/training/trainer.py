@@ -84,6 +84,25 @@ def modality_dropout(presence: torch.Tensor, p: float, generator: torch.Generato
     return torch.where(emptied[:, None], presence, kept)
 
 
+def random_flip(image: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each case's image along each spatial axis independently with probability ``p``.
+
+    ``image``: ``[B, C, *spatial]``. A lesion stays a lesion when mirrored, so this augmentation is
+    label-preserving for findings that can sit anywhere in the field of view; it is drawn from
+    ``generator`` (CPU), so a seeded run is reproducible and a resumed run draws the same flips.
+    """
+    if p <= 0:
+        return image
+    spatial = image.dim() - 2
+    draws = torch.rand((image.shape[0], spatial), generator=generator) < p
+    for axis in range(spatial):
+        chosen = draws[:, axis].to(image.device)
+        if chosen.any():
+            shape = (-1,) + (1,) * (image.dim() - 1)
+            image = torch.where(chosen.view(shape), image.flip(2 + axis), image)
+    return image
+
+
 def auxiliary_loss(
     aux_logits: torch.Tensor, labels: torch.Tensor, presence: torch.Tensor, pos_weight
 ) -> torch.Tensor:
@@ -274,6 +293,8 @@ class Trainer:
                 batch[Keys.PRESENCE] = modality_dropout(
                     batch[Keys.PRESENCE], cfg.modality_dropout, dropout_rng
                 )
+                if cfg.flip > 0 and batch.get(Keys.IMAGE) is not None:
+                    batch[Keys.IMAGE] = random_flip(batch[Keys.IMAGE], cfg.flip, dropout_rng)
                 lr = cfg.lr * _lr_factor(step, self.total_steps, self.warmup_steps, cfg.schedule)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr

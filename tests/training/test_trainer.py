@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -18,7 +19,13 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from mmdx.training.checkpoint import load_checkpoint, save_checkpoint
-from mmdx.training.trainer import TrainingDiverged, auxiliary_loss, balanced_pos_weight, modality_dropout
+from mmdx.training.trainer import (
+    TrainingDiverged,
+    auxiliary_loss,
+    balanced_pos_weight,
+    modality_dropout,
+    random_flip,
+)
 from pipelines.train import train_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +48,28 @@ def test_modality_dropout_rate() -> None:
     before = torch.ones(20_000, 3, dtype=torch.bool)
     after = modality_dropout(before, 0.3, torch.Generator().manual_seed(0))
     assert 1 - after.float().mean().item() == pytest.approx(0.3 - 0.3**3, abs=0.01)
+
+
+@pytest.mark.parametrize("shape", [(64, 1, 4, 5), (64, 1, 3, 4, 5)])
+def test_random_flip_mirrors_whole_cases_along_each_axis(shape) -> None:
+    image = torch.randn(shape)
+    out = random_flip(image, 0.5, torch.Generator().manual_seed(0))
+    spatial = tuple(range(2, len(shape)))
+    seen = set()
+    for case, flipped in zip(image, out, strict=True):
+        # every output case is its input mirrored along some subset of the spatial axes
+        matches = [
+            axes
+            for k in range(len(spatial) + 1)
+            for axes in itertools.combinations(spatial, k)
+            if torch.equal(case.flip([a - 1 for a in axes]) if axes else case, flipped)
+        ]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 2 ** len(spatial)  # with p = 0.5 and 64 cases every combination occurs
+    assert torch.equal(random_flip(image, 0.0, torch.Generator()), image)
+    again = random_flip(image, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)  # seeded
 
 
 def test_auxiliary_loss_ignores_absent_modalities() -> None:
