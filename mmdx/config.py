@@ -128,7 +128,7 @@ class TrainConfig(_Strict):
     ``aux_loss_weight``: weight of the loss of one extra head per encoder (0 trains without them);
     ``flip``: chance of mirroring a training image along each spatial axis; ``patience``: epochs
     without a better validation AUROC before stopping (not before ``min_epochs``); ``threads``: PyTorch
-    intra-op threads (one per process is fastest on a small, shared CPU)."""
+    intra-op threads per process (default: half the usable cores, see ``pipelines.train.default_threads``)."""
 
     epochs: int = Field(default=30, ge=1)
     max_steps: int | None = Field(default=None, ge=1)

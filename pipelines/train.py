@@ -77,14 +77,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _seed_everything(seed: int, deterministic: bool, threads: int | None) -> None:
+def default_threads(world_size: int = 1) -> int:
+    """PyTorch threads per training process when ``train.threads`` is not set: half the CPU cores this
+    process may use, shared among the processes of a distributed run, at least one.
+
+    On a CPU that other work shares (data-loader workers, a second run, the dashboard), OpenMP threads that
+    spin-wait for each other make a step many times slower: benchmarks/profile_step.py measured a demo step
+    at 4.3 s with both cores of a busy 2-core machine and 0.34 s with one thread. Half the cores leaves that
+    headroom; a dedicated machine can set ``train.threads`` to all of them.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2 // max(1, world_size))
+
+
+def _seed_everything(seed: int, deterministic: bool, threads: int | None, world_size: int = 1) -> None:
     import random
 
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or default_threads(world_size))
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -103,6 +118,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
@@ -123,7 +139,7 @@ def train_run(
         if dist.is_main:
             run.create()
         dist.barrier()
-        _seed_everything(config.seed, config.train.deterministic, config.train.threads)
+        _seed_everything(config.seed, config.train.deterministic, config.train.threads, dist.world_size)
         started = time.perf_counter()
 
         cohort = validate_cohort(cohort_dir, workers=config.data.validate_workers)

@@ -26,7 +26,7 @@ from mmdx.training.trainer import (
     modality_dropout,
     random_flip,
 )
-from pipelines.train import train_run
+from pipelines.train import default_threads, train_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,3 +179,13 @@ def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
             tiny_config("train.epochs=3", "train.aux_loss_weight=0"), small_cohort_2d, run, progress=False
         )
     assert load_checkpoint(run / "checkpoints" / "last")["epoch"] == 1
+
+
+def test_default_threads_leave_half_the_cores(monkeypatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert default_threads() == 8
+    assert default_threads(world_size=4) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_threads() == 1 and default_threads(world_size=2) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_threads() == 1
