@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predict a cohort with a trained bundle", description=HELP)
     p.add_argument("bundle", help="bundle folder (RUN/bundle) or run directory")
     p.add_argument("cohort", help="cohort directory")
-    p.add_argument("--out", default="predictions.csv", help="output file, .csv or .parquet (default predictions.csv)")
+    p.add_argument(
+        "--out", default="predictions.csv", help="output file, .csv or .parquet (default predictions.csv)"
+    )
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
     p.add_argument("--batch-size", type=int, default=64)
 
@@ -50,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary["rejected"]:
         rejected = [c.case_id for c in inputs.cohort.report.cases if c.status == "rejected"]
-        print(f"{summary['rejected']} case rows were rejected by validation and not predicted: {', '.join(rejected[:10])}")
+        print(
+            f"{summary['rejected']} case rows were rejected by validation and not predicted: {', '.join(rejected[:10])}"
+        )
     return 0

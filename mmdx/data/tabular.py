@@ -238,7 +238,10 @@ class TabularNormaliser:
 
     @classmethod
     def from_dict(cls, state: dict) -> TabularNormaliser:
-        self = cls(clip=float(state["clip"]), log_offsets={k: float(v) for k, v in state.get("log_offsets", {}).items()})
+        self = cls(
+            clip=float(state["clip"]),
+            log_offsets={k: float(v) for k, v in state.get("log_offsets", {}).items()},
+        )
         self.numeric_columns_ = list(state["numeric_columns"])
         self.median_ = {k: float(v) for k, v in state["median"].items()}
         self.scale_ = {k: float(v) for k, v in state["scale"].items()}

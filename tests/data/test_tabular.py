@@ -87,7 +87,9 @@ def test_log_scale_columns_round_trip() -> None:
     values, _ = norm.transform_numeric(train)
     # equal ratios become equal steps on the log scale
     assert values[1, 0] - values[0, 0] == pytest.approx(values[2, 0] - values[1, 0], rel=0.05)
-    np.testing.assert_allclose(norm.inverse_numeric(values)[:, 0], train["crp"], rtol=1e-5, atol=1e-6)  # float32
+    np.testing.assert_allclose(
+        norm.inverse_numeric(values)[:, 0], train["crp"], rtol=1e-5, atol=1e-6
+    )  # float32
     restored = TabularNormaliser.from_dict(norm.to_dict())
     np.testing.assert_array_equal(restored.transform_numeric(train)[0], values)
     assert CATALOGUE["troponin_i"].log_offset == 0.001 and CATALOGUE["heart_rate"].log_offset is None

@@ -23,12 +23,25 @@ def evaluated(tiny_run: Path) -> Path:
 def test_evaluate_writes_predictions_and_metrics(evaluated: Path) -> None:
     frame = pd.read_parquet(evaluated / "predictions.parquet")
     metrics = json.loads((evaluated / "metrics.json").read_text())
-    for column in ("case_id", "split", "label", "probability", "gate_image", "gate_tabular", "gate_text",
-                   "has_image", "has_tabular", "has_text", "modalities"):
+    for column in (
+        "case_id",
+        "split",
+        "label",
+        "probability",
+        "gate_image",
+        "gate_tabular",
+        "gate_text",
+        "has_image",
+        "has_tabular",
+        "has_text",
+        "modalities",
+    ):
         assert column in frame.columns
     assert frame["case_id"].is_unique
     test = frame[frame["split"] == "test"]
-    assert metrics["splits"]["test"]["auroc"] == pytest.approx(roc_auc_score(test["label"], test["probability"]))
+    assert metrics["splits"]["test"]["auroc"] == pytest.approx(
+        roc_auc_score(test["label"], test["probability"])
+    )
     assert metrics["splits"]["test"]["n"] == len(test)
     # a modality a case lacks has a zero gate
     for modality in ("image", "tabular", "text"):
@@ -55,7 +68,9 @@ def test_predict_unlabelled_cohort(evaluated: Path, small_cohort_2d: Path, tmp_p
     # the duplicated id now carries row 0's data; every other case must match the run's predictions
     common = predicted.set_index("case_id").index.intersection(reference.index).drop(cases.loc[0, "case_id"])
     np.testing.assert_allclose(
-        predicted.set_index("case_id").loc[common, "probability"], reference.loc[common, "probability"], rtol=1e-6
+        predicted.set_index("case_id").loc[common, "probability"],
+        reference.loc[common, "probability"],
+        rtol=1e-6,
     )
 
 
