@@ -46,6 +46,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         n_steps=args.steps,
         internal_batch_size=args.internal_batch_size,
         check_cases=args.check_cases,
+        image_baseline=args.image_baseline,
         progress=not args.quiet,
     )
     summary["wall_seconds"] = time.perf_counter() - start
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--internal-batch-size", type=int)
     parser.add_argument("--check-cases", type=int, default=32)
+    parser.add_argument("--image-baseline", default="air", choices=["air", "blur"])
     parser.add_argument("--size", type=int, default=64, help="side of the 3D timing volume (default 64)")
     parser.add_argument(
         "--internal-batch-size-3d",
