@@ -288,6 +288,17 @@ def mmdx_record(
     return record
 
 
+def schedule(specs: list, seeds: list[int], first_seed_only: list[str]) -> list[tuple]:
+    """``(spec, seed)`` pairs seed by seed in the order of ``specs``; keys in ``first_seed_only`` get the first
+    seed only."""
+    return [
+        (spec, seed)
+        for seed in seeds
+        for spec in specs
+        if seed == seeds[0] or spec.key not in first_seed_only
+    ]
+
+
 def limit_threads(threads: int) -> None:
     """Give every process started from here ``threads`` OpenMP/MKL threads (0: the libraries' defaults).
 
@@ -460,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--benchmarks-md", default=str(REPO / "BENCHMARKS.md"), help="file to update, or 'none'"
     )
+    parser.add_argument(
+        "--first-seed-only",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="models trained on the first seed only (slow ones); the table's seeds column says so",
+    )
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument(
         "--workers", type=int, default=2, help="processes preprocessing images for the export"
@@ -475,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     config = (args.config or DEFAULT_CONFIGS[cohort_dims(cohort)]).resolve()
     out = (args.out or REPO / "benchmarks" / "out" / "peers" / cohort.name).resolve()
     selected = [peer_by_key(k) for k in args.peers]
+    for key in args.first_seed_only:
+        peer_by_key(key)
     peers = [p for p in selected if isinstance(p, PeerSpec)]
     ablations = [] if args.ablations == ["none"] else args.ablations
     for variant in ablations:
@@ -487,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablations != list(ABLATIONS):
         words += ["--ablations", *args.ablations]
     words += ["--no-mmdx"] if args.no_mmdx else []
+    words += ["--first-seed-only", *args.first_seed_only] if args.first_seed_only else []
     words += ["--config", str(args.config)] if args.config else []
     words += ["--threads", str(args.threads)] if args.threads != 1 else []
     command = ".venv/bin/python -m benchmarks.peers.run " + shlex.join(words)
@@ -513,18 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     main_specs = [s for s in mmdx_specs if s.group == MMDX and s.variant not in ABLATIONS]
     later_specs = [s for s in mmdx_specs if s not in main_specs]
     later_specs.sort(key=lambda s: s.variant in ABLATIONS)
-    for seed in args.seeds:
-        for spec in [*fast, *main_specs, *neural, *later_specs]:
-            if isinstance(spec, PeerSpec):
-                record = peer_record(spec, seed, export, out, epochs, patience, args.threads)
-            else:
-                record = mmdx_record(spec, seed, cohort, config, out, export, args.threads)
-            records.append(record)
-            outcome = (
-                f"test AUROC {record['test_auroc']:.4f}" if record["status"] == "ok" else record["reason"]
-            )
-            log(f"{spec.key} seed {seed}: {outcome}")
-            report()
+    for spec, seed in schedule([*fast, *main_specs, *neural, *later_specs], args.seeds, args.first_seed_only):
+        if isinstance(spec, PeerSpec):
+            record = peer_record(spec, seed, export, out, epochs, patience, args.threads)
+        else:
+            record = mmdx_record(spec, seed, cohort, config, out, export, args.threads)
+        records.append(record)
+        outcome = f"test AUROC {record['test_auroc']:.4f}" if record["status"] == "ok" else record["reason"]
+        log(f"{spec.key} seed {seed}: {outcome}")
+        report()
     section = report()
     print(section)
     if args.benchmarks_md != "none":

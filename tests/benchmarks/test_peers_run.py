@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from benchmarks.peers.adapters.gbm import design
 from benchmarks.peers.common import EXPORT_SCHEMA, ExportFile, PeerExport, PeerModality, TabularDesign
 from benchmarks.peers.registry import MAIN_ENV, OTHERS, PEERS, PeerSpec, peer_by_key
 from benchmarks.peers.report import MMDX, PEER, SINGLE
-from benchmarks.peers.run import build_report, choose_ablation, peer_record, run_measured
+from benchmarks.peers.run import build_report, choose_ablation, peer_record, run_measured, schedule
 
 
 def write_export(directory: Path, n: int = 80, seed: int = 0) -> PeerExport:
@@ -209,3 +210,10 @@ def test_report_names_the_best_peer_and_its_interval(tmp_path):
     assert differences[("mmdx_late", "tfidf_text")]["estimate"] < 0
     assert section.count("| mmdx_late |") == 1
     assert "95% CI [" in section and "Targets:" in section
+
+
+def test_schedule_goes_seed_by_seed_and_limits_slow_peers_to_the_first_seed():
+    fast, slow = SimpleNamespace(key="fast"), SimpleNamespace(key="slow")
+    pairs = [(spec.key, seed) for spec, seed in schedule([fast, slow], [3, 4, 5], ["slow"])]
+    assert pairs == [("fast", 3), ("slow", 3), ("fast", 4), ("fast", 5)]
+    assert len(schedule([fast, slow], [0, 1], [])) == 4
