@@ -10,7 +10,8 @@ waiting for data from the second epoch on, peak memory and prediction latency pe
 table (mean ± sd over seeds) next to the cohort's Bayes-optimal AUROC. Finished runs are reused, so an
 interrupted benchmark continues where it stopped. ``--jobs`` runs that many trainings at once, each with
 ``--threads`` PyTorch threads (one thread per process is the fastest use of a small CPU: see
-benchmarks/profile_step.py); ``--set`` adds config overrides to every run.
+benchmarks/profile_step.py); ``--set`` adds config overrides to every run. A finished run is reused whatever
+the overrides, so give other settings their own ``--out``.
 """
 
 from __future__ import annotations

@@ -69,3 +69,61 @@ def tiny_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     train_run(tiny_config("train.epochs=2"), small_cohort_2d, out, progress=False)
     return out
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def require_browser() -> None:
+    """Skip (fail under ``CI=true``) when Debian's chromium and chromium-driver are missing."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not found; install them with: apt-get install chromium chromium-driver"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser_installed() -> None:
+    require_browser()
+
+
+@pytest.fixture
+def chromium(tmp_path: Path):
+    """A factory of headless Chromium sessions (selenium, the system binaries, ``HOME`` in a temporary
+    folder, no background networking); every session it starts is closed after the test."""
+    drivers = []
+
+    def start(window_size: str = "1400,1000", page_load_timeout_s: float = 60, console_log: bool = False):
+        require_browser()
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        home = tmp_path / f"browser-home-{len(drivers)}"
+        home.mkdir()
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for argument in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            f"--window-size={window_size}",
+            f"--user-data-dir={home / 'profile'}",
+        ):
+            options.add_argument(argument)
+        if console_log:
+            options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(home)})
+        driver = webdriver.Chrome(service=service, options=options)
+        driver.set_page_load_timeout(page_load_timeout_s)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()

@@ -289,7 +289,8 @@ def fit_preprocessing(
     numeric_columns = [c for c in tab.numeric_columns if c in cohort.cases.columns]
     categorical_columns = [c for c in tab.categorical_columns if c in cohort.cases.columns]
     numeric = _numeric_frame(cohort, train["case_id"].tolist(), features, numeric_columns)
-    log_offsets = {f: cohort.catalogue[f].log_offset for f in features if cohort.catalogue[f].scale == "log"}
+    offsets = {f: cohort.catalogue[f].log_offset for f in features}
+    log_offsets = {f: offset for f, offset in offsets.items() if offset is not None}
     normaliser = TabularNormaliser(clip=tab.clip, log_offsets=log_offsets).fit(
         numeric, train.set_index("case_id")[categorical_columns]
     )

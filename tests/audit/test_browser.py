@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,48 +10,10 @@ from .conftest import BuiltReport
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-def _require_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not found; install them with: apt-get install chromium chromium-driver"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
 
 @pytest.fixture
-def browser(tmp_path: Path):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    home = tmp_path / "home"
-    home.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={home / 'profile'}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(home)})
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser(chromium):
+    return chromium(window_size="1400,1000", page_load_timeout_s=60, console_log=True)
 
 
 def test_the_report_opens_without_console_errors_or_network(browser, audit_report: BuiltReport) -> None:
@@ -92,8 +53,7 @@ def test_the_report_opens_without_console_errors_or_network(browser, audit_repor
     assert colour == "solid"
 
 
-def test_the_report_prints_to_pdf(audit_report: BuiltReport, tmp_path: Path) -> None:
-    _require_browser()
+def test_the_report_prints_to_pdf(audit_report: BuiltReport, tmp_path: Path, browser_installed) -> None:
     from mmdx.audit.report import write_report
 
     files = write_report(audit_report.document, tmp_path, pdf=True)

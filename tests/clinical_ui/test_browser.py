@@ -6,7 +6,6 @@ submits a verdict, checks the store, and saves a screenshot under the test's tem
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -22,20 +21,8 @@ from mmdx.store import AuditAction, Operator, ReviewStore, Role, Verdict
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PASSWORD = "a browser password"
 WAIT_S = 90
-
-
-def _require_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not found; install them with: apt-get install chromium chromium-driver"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -45,33 +32,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def browser(tmp_path: Path):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    home = tmp_path / "browser-home"
-    home.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,2200",
-        f"--user-data-dir={home / 'profile'}",
-    ):
-        options.add_argument(argument)
-    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(home)})
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(WAIT_S)
+def browser(chromium, tmp_path: Path):
+    driver = chromium(window_size="1400,2200", page_load_timeout_s=WAIT_S)
     try:
         yield driver
     finally:
         driver.save_screenshot(str(tmp_path / "last_screen.png"))  # the state at the end, also on failure
-        driver.quit()
 
 
 @contextmanager
