@@ -11,7 +11,7 @@ import sys
 from mmdx import __version__
 from mmdx.errors import MmdxError
 
-#: subcommand -> module in ``pipelines`` (imported only when that subcommand runs, so --help is fast)
+#: subcommand -> module in ``pipelines``; each defines ``add_parser(subparsers)`` and ``run(args)``
 COMMANDS: dict[str, str] = {
     "synth": "pipelines.synth",
     "validate": "pipelines.validate",
@@ -45,15 +45,22 @@ Run 'mmdx COMMAND --help' for the options of each command.
 """
 
 
-def _available() -> dict[str, object]:
-    modules = {}
+def _available() -> tuple[dict[str, object], dict[str, str]]:
+    """The importable subcommand modules, and for the others the missing package that stops them.
+
+    A command whose own dependency is not installed (say sqlalchemy for ``audit`` in a training-only
+    environment) must not take the other commands down with it: it stays listed and says what to install.
+    """
+    modules: dict[str, object] = {}
+    missing: dict[str, str] = {}
     for name, module in COMMANDS.items():
         try:
             modules[name] = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if exc.name == module or not exc.name:
                 raise
-    return modules
+            missing[name] = exc.name.split(".")[0]
+    return modules, missing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,19 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmdx {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _available().values():
+    modules, missing = _available()
+    for module in modules.values():
         module.add_parser(subparsers)  # type: ignore[attr-defined]
+    for name, package in missing.items():
+        sub = subparsers.add_parser(name, help=f"(unavailable here: needs the Python package '{package}')")
+        sub.set_defaults(missing_package=package)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "missing_package", None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     if not getattr(args, "command", None):
         parser.print_help()
+        return 2
+    if getattr(args, "missing_package", None):
+        print(
+            f"mmdx {args.command}: error: this command needs the Python package '{args.missing_package}', "
+            "which is not installed in this environment; install mmdx with its dependencies "
+            f"(pip install -e . from the project, or 'make setup') or that package alone",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
