@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,9 @@ class Trainer:
         progress: show a progress bar (main process only).
     """
 
+    #: with loader workers, start the next epoch's batches loading before validating
+    prefetch_next_epoch: bool = True
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -170,6 +174,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.progress = progress and self.dist.is_main
+        self.prefetch_next_epoch = self.prefetch_next_epoch and loader.workers > 0
         self.pos_weight = 1.0 if config.class_weighting == "none" else (pos_weight or 1.0)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -267,12 +272,19 @@ class Trainer:
         elif cfg.max_steps and step >= cfg.max_steps:
             stopped = "max_steps"
         pos_weight = torch.tensor(self.pos_weight, device=self.device)
+        # With loader workers, the next epoch's iterator is started before validation so that its first
+        # batches load while the model validates; the sampler's order depends on the epoch alone, so this
+        # changes no result.
+        prefetched: Iterator | None = None
         for epoch in range(start_epoch, cfg.epochs):
             if stopped != "epochs":
                 break
             torch.manual_seed(self.seed * 100_003 + epoch)
             dropout_rng = torch.Generator().manual_seed(self.seed * 7_919 + epoch * 31 + self.dist.rank)
-            self.sampler.set_epoch(epoch)
+            if prefetched is None:
+                self.sampler.set_epoch(epoch)
+                prefetched = iter(self.train_loader)
+            batches, prefetched = prefetched, None
             self.network.train()
             losses: list[float] = []
             wait = 0.0
@@ -286,7 +298,7 @@ class Trainer:
                 dynamic_ncols=True,
             )
             t_ready = time.perf_counter()
-            for batch in self.train_loader:
+            for batch in batches:
                 wait += time.perf_counter() - t_ready
                 batch = to_device(batch, self.device)
                 labels = batch[Keys.LABEL].float()
@@ -331,6 +343,9 @@ class Trainer:
                     break
                 t_ready = time.perf_counter()
             seconds = time.perf_counter() - t_epoch
+            if self.prefetch_next_epoch and stopped == "epochs" and epoch + 1 < cfg.epochs:
+                self.sampler.set_epoch(epoch + 1)
+                prefetched = iter(self.train_loader)
             val_auroc, val_loss = self._validate()
             bar.set_postfix(loss=f"{np.mean(losses):.4f}", val_auroc=f"{val_auroc:.4f}")
             bar.close()

@@ -115,6 +115,34 @@ def test_same_seed_same_model(small_cohort_2d: Path, tmp_path: Path, tiny_run: P
 
 
 @pytest.mark.slow
+def test_loader_workers_prefetch_the_next_epoch_during_validation_without_changing_the_model(
+    small_cohort_2d: Path, tmp_path: Path, tiny, monkeypatch
+) -> None:
+    _, tiny_config = tiny
+    import mmdx.training.trainer as trainer_module
+
+    seen: list[tuple[int, bool]] = []
+    validate = trainer_module.Trainer._validate
+
+    def recording(self):
+        # the sampler already serves the next epoch, and the loader's workers hold its iterator
+        seen.append((self.sampler.epoch, self.train_loader._iterator is not None))
+        return validate(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_validate", recording)
+    config = tiny_config("train.epochs=2", "data.loader.workers=2")
+    train_run(config, small_cohort_2d, tmp_path / "prefetch", progress=False)
+    assert seen == [(1, True), (1, True)]  # epoch 1 prefetches epoch 2; the last epoch prefetches nothing
+
+    seen.clear()
+    monkeypatch.setattr(trainer_module.Trainer, "prefetch_next_epoch", False)
+    train_run(config, small_cohort_2d, tmp_path / "plain", progress=False)
+    assert seen == [(0, True), (1, True)]
+    a, b = _weights(tmp_path / "prefetch"), _weights(tmp_path / "plain")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(small_cohort_2d: Path, tmp_path: Path, tiny) -> None:
     TINY, tiny_config = tiny
     overrides = [*TINY, "train.epochs=4", "train.patience=10"]
