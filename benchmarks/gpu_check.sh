@@ -3,12 +3,20 @@
 # steps, once in one process and once under torchrun.
 #
 #   bash benchmarks/gpu_check.sh [--steps 60] [--cases 300] [--size 96] [--work /tmp/mmdx-gpu-check]
-#                                [--venv .venv-gpu] [--allow-cpu]
+#                                [--venv .venv-gpu | --python PY [--wheels DIR]] [--set KEY=VALUE ...]
+#                                [--allow-cpu]
 #
 # 1. Stops at once, with the reason, when no CUDA GPU is visible (nvidia-smi missing or listing none).
 # 2. Creates a virtual environment (Python 3.11) and installs the project with torch==2.13.0; on a CUDA
 #    machine pip takes the CUDA build from PyPI (the only network access needed: the package registry).
 #    An existing environment that already imports mmdx and a CUDA torch is reused.
+#    On a machine without a package registry, --python PY uses an interpreter that already has a CUDA build
+#    of torch as it is (Python 3.11 or later): the project is put on PYTHONPATH instead of installed, and
+#    --wheels DIR installs the other dependencies offline from wheels in DIR (pip --no-index) into the work
+#    folder. Fetch them where pip works, for the target's Python, e.g. for 3.12:
+#      pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#          -d wheels monai==1.6.1 pydicom nibabel pydantic pydantic_core ...
+#    (whatever `python -c "import pipelines.train"` reports missing there).
 # 3. Writes a synthetic 3D cohort (--cases volumes of --size³ voxels) with `mmdx synth`.
 # 4. Trains configs/ct3d_gpu.yaml (3D DenseNet-121, bf16 autocast) for --steps optimizer steps and prints
 #    samples/s, peak GPU memory (torch.cuda.max_memory_allocated, per process) and the share of step time
@@ -16,6 +24,8 @@
 # 5. The same under `torchrun --nproc_per_node=2` (DistributedDataParallel over NCCL) when the machine has
 #    two or more GPUs; with one GPU, a one-process torchrun run checks the launcher path instead, and the
 #    summary says so.
+#
+# --set KEY=VALUE overrides a key of the config for both runs (e.g. --set data.loader.workers=4); repeatable.
 #
 # --allow-cpu (or MMDX_GPU_CHECK_ALLOW_CPU=1) runs the same steps on a CPU with tiny settings (32³ volumes,
 # a small CNN, fp32, two gloo processes), to exercise the script itself where no GPU exists.
@@ -27,10 +37,13 @@ cases=300
 size=96
 work="${TMPDIR:-/tmp}/mmdx-gpu-check"
 venv="$repo/.venv-gpu"
+use_python=""
+wheels=""
+extra_overrides=()
 allow_cpu="${MMDX_GPU_CHECK_ALLOW_CPU:-0}"
 PYTHON="${PYTHON:-python3.11}"
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --steps) steps="$2"; shift 2 ;;
@@ -38,6 +51,9 @@ while [ "$#" -gt 0 ]; do
         --size) size="$2"; shift 2 ;;
         --work) work="$2"; shift 2 ;;
         --venv) venv="$2"; shift 2 ;;
+        --python) use_python="$2"; shift 2 ;;
+        --wheels) wheels="$2"; shift 2 ;;
+        --set) extra_overrides+=("$2"); shift 2 ;;
         --allow-cpu|--dry-run) allow_cpu=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "gpu_check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -66,29 +82,49 @@ else
     cases=60
     size=32
 fi
-command -v "$PYTHON" >/dev/null 2>&1 || fail "'$PYTHON' not found; set PYTHON=/path/to/python3.11"
-[ "$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "3.11" ] || fail "$PYTHON is not Python 3.11"
-
 # ---- 2. the environment ----------------------------------------------------------------------------------
-py="$venv/bin/python"
 probe_env() {
     "$py" - "$mode" <<'EOF' 2>/dev/null
 import sys
 import torch
 import mmdx  # noqa: F401
+import pipelines.train  # noqa: F401
 if sys.argv[1] == "gpu" and not torch.cuda.is_available():
     raise SystemExit(1)
 EOF
 }
-if [ -x "$py" ] && probe_env; then
-    say "reusing $venv"
+mkdir -p "$work"
+if [ -n "$use_python" ]; then
+    py="$use_python"
+    command -v "$py" >/dev/null 2>&1 || fail "--python: '$py' not found"
+    "$py" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' || fail "--python: $py is older than Python 3.11"
+    export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+    if [ -n "$wheels" ]; then
+        compgen -G "$wheels/*.whl" >/dev/null || fail "--wheels: no .whl files in '$wheels'"
+        say "installing $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into $work/site (offline)"
+        rm -rf "$work/site"
+        "$py" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" "$wheels"/*.whl
+        export PYTHONPATH="$work/site:$PYTHONPATH"
+    fi
+    if ! probe_env; then
+        "$py" -c 'import torch, mmdx, pipelines.train' || true
+        fail "$py cannot import torch with CUDA and the project (see the error above; --wheels DIR supplies missing packages)"
+    fi
+    say "using $py as it is (project on PYTHONPATH)"
 else
-    say "installing mmdx into $venv"
-    [ -x "$py" ] || "$PYTHON" -m venv "$venv"
-    "$py" -m pip install --quiet --upgrade pip
-    "$py" -m pip install --quiet -e "$repo" "torch==2.13.0"
+    command -v "$PYTHON" >/dev/null 2>&1 || fail "'$PYTHON' not found; set PYTHON=/path/to/python3.11"
+    [ "$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "3.11" ] || fail "$PYTHON is not Python 3.11"
+    py="$venv/bin/python"
+    if [ -x "$py" ] && probe_env; then
+        say "reusing $venv"
+    else
+        say "installing mmdx into $venv"
+        [ -x "$py" ] || "$PYTHON" -m venv "$venv"
+        "$py" -m pip install --quiet --upgrade pip
+        "$py" -m pip install --quiet -e "$repo" "torch==2.13.0"
+    fi
 fi
-"$py" - "$mode" <<'EOF' || fail "torch in $venv cannot use the GPU (a CPU-only wheel?). Reinstall with: $py -m pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128 (or the CUDA version of this driver)"
+"$py" - "$mode" <<'EOF' || fail "torch in $py cannot use the GPU (a CPU-only wheel?). Reinstall with: $py -m pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128 (or the CUDA version of this driver)"
 import sys
 import torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
@@ -101,12 +137,11 @@ if sys.argv[1] == "gpu":
 EOF
 
 # ---- 3. a cohort -----------------------------------------------------------------------------------------
-mkdir -p "$work"
 cohort="$work/cohort-${cases}x${size}"
 if [ ! -f "$cohort/cohort.yaml" ]; then
     say "writing a synthetic cohort: $cases cases, ${size}³ volumes"
     rm -rf "$cohort"
-    "$venv/bin/mmdx" synth "$cohort" --cases "$cases" --dims 3 --size "$size" --seed 11 --workers "$(nproc)"
+    "$py" -m pipelines.cli synth "$cohort" --cases "$cases" --dims 3 --size "$size" --seed 11 --workers "$(nproc)"
 fi
 
 # ---- 4./5. training runs ---------------------------------------------------------------------------------
@@ -162,6 +197,7 @@ else
     nproc=1
     launcher_note="only 1 GPU: one-process torchrun sanity run, no multi-GPU scaling measured"
 fi
+overrides+=("${extra_overrides[@]}")
 
 export MMDX_CACHE_DIR="$work/cache" PYTHONUNBUFFERED=1
 run_single="$work/run-single"
@@ -172,7 +208,7 @@ say "one process: configs/ct3d_gpu.yaml, $steps steps"
 "$py" "$probe" "$repo/configs/ct3d_gpu.yaml" "$cohort" "$run_single" "${overrides[@]}" | tee "$work/single.log"
 
 say "torchrun --nproc_per_node=$nproc ($launcher_note)"
-"$venv/bin/torchrun" --standalone --nproc_per_node="$nproc" "$probe" \
+"$py" -m torch.distributed.run --standalone --nproc_per_node="$nproc" "$probe" \
     "$repo/configs/ct3d_gpu.yaml" "$cohort" "$run_torchrun" "${overrides[@]}" | tee "$work/torchrun.log"
 
 # ---- summary ---------------------------------------------------------------------------------------------

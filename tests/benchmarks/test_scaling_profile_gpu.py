@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,3 +153,33 @@ def test_gpu_check_rejects_unknown_options():
         ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--stpes", "3"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown option '--stpes'" in result.stderr
+
+
+def test_gpu_check_wheels_folder_without_wheels_is_refused(tmp_path):
+    env = {**os.environ, "MMDX_GPU_CHECK_ALLOW_CPU": "1"}
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--work", str(tmp_path / "w"),
+         "--python", sys.executable, "--wheels", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and f"--wheels: no .whl files in '{tmp_path}'" in result.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_with_the_running_interpreter(tmp_path):
+    """The offline path (--python, project on PYTHONPATH) end to end on a CPU, with a config override."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--allow-cpu", "--work", str(tmp_path),
+         "--python", sys.executable, "--set", "train.lr=0.0007"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"using {sys.executable} as it is" in result.stdout
+    rows = [
+        line for line in result.stdout.splitlines() if line.startswith(("| single process", "| torchrun"))
+    ]
+    assert len(rows) == 2 and rows[0].split("|")[2].strip() == "1" and rows[1].split("|")[2].strip() == "2"
+    for run in ("run-single", "run-torchrun"):
+        config = (tmp_path / run / "bundle" / "config.yaml").read_text()
+        assert "lr: 0.0007" in config and "batch_size: 8" in config  # --set and the dry-run settings
