@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"mmdx {args.command}: error: this command needs the Python package '{args.missing_package}', "
             "which is not installed in this environment; install mmdx with its dependencies "
-            f"(pip install -e . from the project, or 'make setup') or that package alone",
+            "(pip install -e . from the project, or 'make setup') or that package alone",
             file=sys.stderr,
         )
         return 2
