@@ -43,7 +43,8 @@ extra_overrides=()
 allow_cpu="${MMDX_GPU_CHECK_ALLOW_CPU:-0}"
 PYTHON="${PYTHON:-python3.11}"
 
-usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# the help is the comment block at the top of this file
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --steps) steps="$2"; shift 2 ;;

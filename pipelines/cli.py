@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "missing_package", None):
+    missing_package = getattr(args, "missing_package", None)
+    if unknown and not missing_package:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    if getattr(args, "missing_package", None):
+    if missing_package:
         print(
-            f"mmdx {args.command}: error: this command needs the Python package '{args.missing_package}', "
+            f"mmdx {args.command}: error: this command needs the Python package '{missing_package}', "
             "which is not installed in this environment; install mmdx with its dependencies "
             "(pip install -e . from the project, or 'make setup') or that package alone",
             file=sys.stderr,
