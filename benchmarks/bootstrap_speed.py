@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mmdx.audit.statistics import bootstrap_ci
-from mmdx.training.metrics import auroc
+from mmdx.metrics import auroc
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:

@@ -14,10 +14,7 @@ from mmdx.bundle import load_bundle
 from mmdx.data.dataset import MultimodalDataset
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES
-from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
-from mmdx.run import RunPaths
-from mmdx.training.inference import predict_dataset
-from mmdx.training.metrics import (
+from mmdx.metrics import (
     auroc,
     binary_metrics,
     brier,
@@ -25,6 +22,9 @@ from mmdx.training.metrics import (
     json_ready,
     metrics_by_group,
 )
+from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
+from mmdx.run import RunPaths
+from mmdx.training.inference import predict_dataset
 
 HELP = """\
 Predict every usable case of the cohort with the run's bundle and write RUN/predictions.parquet (case_id,

@@ -28,13 +28,13 @@ from mmdx.data.dataset import (
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
+from mmdx.metrics import binary_metrics, choose_threshold, json_ready
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler
 from mmdx.training.distributed import init_distributed, shutdown_distributed
 from mmdx.training.inference import predict_dataset
-from mmdx.training.metrics import binary_metrics, choose_threshold, json_ready
 from mmdx.training.trainer import BEST_WEIGHTS, Trainer, balanced_pos_weight
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.peers.common import MODALITY_ORDER
-from mmdx.training.metrics import auroc, batched_metric, check_binary_inputs
+from mmdx.metrics import auroc, batched_metric, check_binary_inputs
 
 MMDX, PEER, SINGLE = "mmdx", "peer", "single"
 
@@ -169,7 +169,7 @@ def seed_mean_auroc_difference(
     assert y is not None
     estimate = statistics.fmean(auroc(y, p) for p in probs_a) - statistics.fmean(auroc(y, p) for p in probs_b)
     kernel = batched_metric(auroc)
-    assert kernel is not None, "mmdx.training.metrics vectorises auroc"
+    assert kernel is not None, "mmdx.metrics vectorises auroc"
     weights = stratified_weights(y, n_resamples, np.random.default_rng(seed))
     replicate_a = np.mean([kernel(y, p.astype(float), weights) for p in probs_a], axis=0)
     replicate_b = np.mean([kernel(y, p.astype(float), weights) for p in probs_b], axis=0)

@@ -77,7 +77,7 @@ from benchmarks.peers.report import (
     write_section,
 )
 from mmdx.config import load_config
-from mmdx.training.metrics import auroc
+from mmdx.metrics import auroc
 
 RECORDS = "records"
 

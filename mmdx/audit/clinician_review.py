@@ -30,8 +30,8 @@ from mmdx.audit.sections import (
 from mmdx.audit.statistics import wilson_interval
 from mmdx.deid.text import NoteScrubber
 from mmdx.keys import Keys
+from mmdx.metrics import MISSING_GROUP
 from mmdx.store import AuditAction, PermissionDenied, Principal, ReviewStore, Verdict, VerdictRecord
-from mmdx.training.metrics import MISSING_GROUP
 
 
 @dataclass

@@ -17,7 +17,7 @@ from mmdx.data.issues import DESCRIPTIONS, IssueCode
 from mmdx.data.splits import SPLITS
 from mmdx.data.validation import REJECTING
 from mmdx.keys import MODALITIES, Keys
-from mmdx.training.metrics import MISSING_GROUP
+from mmdx.metrics import MISSING_GROUP
 
 #: Split name under which rejected rows without a valid split are counted.
 UNASSIGNED = "unassigned"

@@ -28,7 +28,7 @@ from mmdx.audit.statistics import (
 )
 from mmdx.data.splits import SPLITS
 from mmdx.keys import Keys
-from mmdx.training.metrics import (
+from mmdx.metrics import (
     MetricKey,
     auprc,
     auroc,
@@ -39,7 +39,7 @@ from mmdx.training.metrics import (
 )
 
 #: Bins of the reported expected calibration error (uniform on [0, 1]); the vectorised bootstrap of
-#: :func:`~mmdx.training.metrics.expected_calibration_error` uses its default binning, which is this one.
+#: :func:`~mmdx.metrics.expected_calibration_error` uses its default binning, which is this one.
 ECE_BINS = 15
 ECE_STRATEGY = "uniform"
 #: Points kept per curve for drawing (exact areas are computed before any downsampling).

@@ -66,8 +66,8 @@ from mmdx.audit.tripod import tripod_map
 from mmdx.bundle import Bundle, load_bundle
 from mmdx.data.splits import SPLITS
 from mmdx.errors import MmdxError
+from mmdx.metrics import json_ready
 from mmdx.run import RunPaths
-from mmdx.training.metrics import json_ready
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from mmdx.bundle import Bundle
 from mmdx.data.dataset import MultimodalDataset
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
+from mmdx.metrics import auroc, brier, operating_point_metrics
 from mmdx.training.inference import predict_dataset
-from mmdx.training.metrics import auroc, brier, operating_point_metrics
 
 DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
 DEFAULT_MISSINGNESS_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)

@@ -133,7 +133,7 @@ def evaluation_arrays(frame: pd.DataFrame, split: str, column: str = Column.PROB
 
 def group_labels(values: pd.Series) -> np.ndarray:
     """Subgroup values as strings, with missing values (NaN, None, "nan" after ``astype(str)``) as None,
-    which :func:`mmdx.training.metrics.check_groups` reports as ``<missing>``."""
+    which :func:`mmdx.metrics.check_groups` reports as ``<missing>``."""
     out = []
     for value in values.tolist():
         if value is None or (isinstance(value, float) and np.isnan(value)):

@@ -1,8 +1,8 @@
 """Statistical inference for the audit report: intervals, curves, calibration and subgroup comparisons.
 
-Built on the point metrics of :mod:`mmdx.training.metrics` and following its conventions: ``y_true`` [n]
+Built on the point metrics of :mod:`mmdx.metrics` and following its conventions: ``y_true`` [n]
 0/1, ``y_prob`` [n] probabilities in [0, 1], ``y_prob >= threshold`` is positive; bad input raises
-:class:`~mmdx.training.metrics.MetricInputError`; a statistic that valid input leaves undefined is NaN
+:class:`~mmdx.metrics.MetricInputError`; a statistic that valid input leaves undefined is NaN
 with a ``reason``. Curves cannot be NaN: :func:`roc_curve_points` and :func:`pr_curve_points` raise
 when the classes they need are absent.
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, logit
 
-from mmdx.training.metrics import (
+from mmdx.metrics import (
     MetricInputError,
     MetricKey,
     auroc,
@@ -195,7 +195,7 @@ def bootstrap_ci(
 ) -> Interval:
     """Percentile bootstrap interval of ``metric_fn(y_true, y_prob)``.
 
-    ``metric_fn`` takes ``(y_true [n], y_prob [n])`` and returns a float, e.g. :func:`~mmdx.training.metrics.
+    ``metric_fn`` takes ``(y_true [n], y_prob [n])`` and returns a float, e.g. :func:`~mmdx.metrics.
     auroc`. ``stratified=True`` resamples positives and negatives separately (class counts fixed in every
     replicate). The interval spans the ``alpha/2`` and ``1 - alpha/2`` quantiles of the replicates on which
     the metric is defined; NaN with a reason when it is undefined on the full sample or on every replicate.
@@ -519,7 +519,7 @@ class ReliabilityCurve:
 def reliability_curve(
     y_true: Any, y_prob: Any, n_bins: int = 10, strategy: str = "uniform", alpha: float = 0.05
 ) -> ReliabilityCurve:
-    """Reliability diagram data on the bins of :func:`~mmdx.training.metrics.calibration_bins`.
+    """Reliability diagram data on the bins of :func:`~mmdx.metrics.calibration_bins`.
 
     Empty bins are left out. The observed frequency of each bin comes with a Wilson score interval.
     """

@@ -19,7 +19,7 @@ from mmdx.audit.sections import (
     subgroup_columns,
 )
 from mmdx.audit.statistics import group_gaps, subgroup_table
-from mmdx.training.metrics import json_ready
+from mmdx.metrics import json_ready
 
 
 def subgroup_section(

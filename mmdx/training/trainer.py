@@ -32,10 +32,10 @@ from mmdx.config import LoaderConfig, TrainConfig
 from mmdx.data.dataset import collate
 from mmdx.errors import MmdxError
 from mmdx.keys import Keys
+from mmdx.metrics import auroc
 from mmdx.training.checkpoint import load_checkpoint, save_checkpoint
 from mmdx.training.distributed import DistContext, autocast
 from mmdx.training.inference import predict_dataset, to_device
-from mmdx.training.metrics import auroc
 
 log = logging.getLogger(__name__)
 

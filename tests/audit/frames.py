@@ -70,7 +70,7 @@ def synthetic_document(seed: int = 0, n_resamples: int = 100) -> dict:
     from mmdx.audit.report import AuditOptions
     from mmdx.audit.sections import Section, build_section
     from mmdx.audit.subgroups import subgroup_section
-    from mmdx.training.metrics import json_ready
+    from mmdx.metrics import json_ready
 
     frame = predictions_frame(seed=seed)
     other = frame.assign(

@@ -19,7 +19,7 @@ from mmdx.audit.performance import (
     operating_point_section,
 )
 from mmdx.audit.sections import SectionUnavailable, build_section
-from mmdx.training.metrics import expected_calibration_error
+from mmdx.metrics import expected_calibration_error
 
 from .frames import predictions_frame
 

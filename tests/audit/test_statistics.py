@@ -26,7 +26,7 @@ from mmdx.audit.statistics import (
     subgroup_table,
     wilson_interval,
 )
-from mmdx.training.metrics import (
+from mmdx.metrics import (
     MetricInputError,
     auprc,
     auroc,

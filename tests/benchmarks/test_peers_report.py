@@ -24,7 +24,7 @@ from benchmarks.peers.report import (
     write_section,
 )
 from mmdx.audit.statistics import paired_bootstrap_difference
-from mmdx.training.metrics import auroc
+from mmdx.metrics import auroc
 
 
 def _scores(rng: np.random.Generator, y: np.ndarray, separation: float) -> np.ndarray:

@@ -21,7 +21,7 @@ from sklearn.metrics import (
 )
 
 from mmdx.errors import MmdxError
-from mmdx.training.metrics import (
+from mmdx.metrics import (
     MISSING_GROUP,
     MetricInputError,
     MetricKey,
