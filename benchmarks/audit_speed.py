@@ -32,9 +32,9 @@ def build_run(work: Path, name: str, cases: int, epochs: int | None, explain_lim
     """Synthesise, train, evaluate and explain a run as ``mmdx demo`` does, unless it exists."""
     from mmdx.config import load_config
     from mmdx.data.synth import SynthOptions, synthesize_cohort
-    from pipelines.evaluate import evaluate_run
-    from pipelines.explain import explain_run
-    from pipelines.train import train_run
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.explain import explain_run
+    from mmdx.workflows.train import train_run
 
     run = work / "runs" / name
     if (run / "explanations" / "summary.json").is_file():
@@ -48,16 +48,16 @@ def build_run(work: Path, name: str, cases: int, epochs: int | None, explain_lim
     print(f"[{name}] training ({'config epochs' if not epochs else f'{epochs} epochs'})", flush=True)
     train_run(load_config(REPO / "configs" / "demo.yaml", overrides), cohort, run, progress=False)
     print(f"[{name}] evaluating and explaining", flush=True)
-    evaluate_run(run, workers=2, progress=False)
-    explain_run(run, split="test", limit=explain_limit, workers=2, progress=False)
+    evaluate_run(run, workers=2)
+    explain_run(run, split="test", limit=explain_limit, workers=2)
     print(f"[{name}] built in {time.perf_counter() - started:.0f} s", flush=True)
     return run
 
 
 def time_audit(run: Path, n_resamples: int, threads: int | None, repeats: int, out: Path) -> dict:
-    import pandas as pd
 
     from mmdx.audit.report import AuditOptions, build_report, write_report
+    from mmdx.run import RunPaths
 
     options = AuditOptions(n_resamples=n_resamples, threads=threads)
     best: dict | None = None
@@ -71,7 +71,7 @@ def time_audit(run: Path, n_resamples: int, threads: int | None, repeats: int, o
         written = time.perf_counter() - started
         if best is None or built + written < best["total_s"]:
             best = {"build_s": built, "write_s": written, "total_s": built + written, "sections_s": timings}
-    frame = pd.read_parquet(run / "predictions.parquet")
+    frame = RunPaths(Path(run)).read_predictions()
     assert best is not None
     return {
         "run": str(run),

@@ -29,8 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from mmdx.review import (
     build_case_view,
     encode_png,
@@ -41,9 +39,10 @@ from mmdx.review import (
 )
 from mmdx.review.formatting import tabular_table_html
 from mmdx.review.highlight import highlight_note
-from mmdx.review.testing import write_placeholder_explanations
+from mmdx.run import RunPaths
 from mmdx.store import Operator, ReviewStore, Role
-from pipelines.review import build_sample_run
+from mmdx.workflows.sample_run import build_sample_run
+from tests.support.review_runs import write_placeholder_explanations
 
 PASSWORD = "benchmark passphrase"
 APP = Path(__file__).resolve().parents[1] / "clinical_ui" / "app.py"
@@ -51,7 +50,7 @@ APP = Path(__file__).resolve().parents[1] / "clinical_ui" / "app.py"
 
 def _cases(run: Path, limit: int) -> list[str]:
     """Cases with an image, explained ones first, most probable first."""
-    predictions = pd.read_parquet(run / "predictions.parquet")
+    predictions = RunPaths(Path(run)).read_predictions()
     predictions = predictions[predictions["has_image"]]
     explained = (
         {p.name for p in (run / "explanations").iterdir()} if (run / "explanations").is_dir() else set()

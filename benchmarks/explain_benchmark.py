@@ -35,9 +35,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
-    from pipelines.explain import explain_run
+    from tqdm import tqdm
+
+    from mmdx.workflows.explain import explain_run
 
     start = time.perf_counter()
+    bar = tqdm(desc="explaining", unit="case", disable=args.quiet)
     summary = explain_run(
         args.run,
         split=args.split,
@@ -47,8 +50,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         internal_batch_size=args.internal_batch_size,
         check_cases=args.check_cases,
         image_baseline=args.image_baseline,
-        progress=not args.quiet,
-    )
+        progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
+    ).summary
+    bar.close()
     summary["wall_seconds"] = time.perf_counter() - start
     print(
         f"run {args.run}: {summary['n_cases']} cases in {summary['wall_seconds']:.1f} s (all checks included)"

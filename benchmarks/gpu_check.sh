@@ -89,7 +89,7 @@ probe_env() {
 import sys
 import torch
 import mmdx  # noqa: F401
-import pipelines.train  # noqa: F401
+import mmdx.workflows.train  # noqa: F401
 if sys.argv[1] == "gpu" and not torch.cuda.is_available():
     raise SystemExit(1)
 EOF
@@ -153,11 +153,12 @@ cat > "$probe" <<'EOF'
 import json, os, statistics, sys
 import torch
 from mmdx.config import load_config
-from pipelines.train import train_run
+from mmdx.workflows.train import train_run
 
 config_path, cohort, out, *overrides = sys.argv[1:]
 config = load_config(config_path, overrides)
-summary = train_run(config, cohort, out, progress=False)
+result = train_run(config, cohort, out, progress=False)
+summary = result.summary() if result is not None else None
 rank = int(os.environ.get("RANK", "0"))
 line = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 if torch.cuda.is_available():

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from mmdx.store import Operator, ReviewStore, default_store_url
 from mmdx.store.schema import VerdictRow
-from mmdx.store.testing import (
+from tests.support.postgres import (
     PostgresUnavailable,
     TemporaryPostgres,
     create_database,

@@ -1,7 +1,8 @@
 """How ``mmdx review`` hands the run, the store and the timeout to the Streamlit app: environment variables.
 
 Environment variables rather than command-line arguments, so that a PostgreSQL password in the store URL
-never shows in the process list.
+never shows in the process list. The store travels in ``MMDX_STORE_URL``, the variable every command reads
+(:func:`mmdx.store.resolve_store_url`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmdx.errors import MmdxError
-from mmdx.store import DEFAULT_IDLE_TIMEOUT_S, default_store_url
+from mmdx.store import DEFAULT_IDLE_TIMEOUT_S, STORE_ENV, resolve_store_url
 
 RUN_ENV = "MMDX_REVIEW_RUN"
-STORE_ENV = "MMDX_REVIEW_STORE_URL"
 COHORT_ENV = "MMDX_REVIEW_COHORT"
 IDLE_TIMEOUT_ENV = "MMDX_REVIEW_IDLE_TIMEOUT_S"
 
@@ -48,7 +48,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Dashb
             f"{RUN_ENV} is not set: start the dashboard with 'mmdx review RUN', which sets it, or set it to a "
             "run directory"
         )
-    store_url = environ.get(STORE_ENV, "").strip() or default_store_url(run_dir)
+    store_url = resolve_store_url(None, run_dir, environ=environ)
     cohort = environ.get(COHORT_ENV, "").strip() or None
     raw_timeout = environ.get(IDLE_TIMEOUT_ENV, "").strip()
     try:

@@ -27,7 +27,7 @@ Conventions shared by every function here and in :mod:`mmdx.audit.statistics`:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -614,6 +614,20 @@ def _check_min(value: Any, name: str) -> int:
     return int(value)
 
 
+def split_by_group(
+    y_true: Any, y_prob: Any, groups: Sequence[Any] | np.ndarray
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(group, y [n_g], p [n_g])`` for each group, sorted by name; the one place where per-group metrics
+    (:func:`metrics_by_group` here, :func:`mmdx.audit.statistics.subgroup_table` in the audit) split cases.
+
+    ``groups`` [n] holds one label per case (None/NaN -> :data:`MISSING_GROUP`)."""
+    y, p = check_binary_inputs(y_true, y_prob)
+    labels = check_groups(groups, y.size)
+    for group in sorted(set(labels.tolist())):
+        member = labels == group
+        yield group, y[member], p[member]
+
+
 def metrics_by_group(
     y_true: Any,
     y_prob: Any,
@@ -629,13 +643,10 @@ def metrics_by_group(
     one with fewer than ``min_n`` cases has ``too_small=True`` and a ``reason``, and its metrics should be
     read as anecdotal.
     """
-    y, p = check_binary_inputs(y_true, y_prob)
-    labels = check_groups(groups, y.size)
     min_n = _check_min(min_n, "min_n")
     out: dict[str, dict[MetricKey, Any]] = {}
-    for group in sorted(set(labels.tolist())):
-        member = labels == group
-        metrics = binary_metrics(y[member], p[member], threshold, n_bins=n_bins, strategy=strategy)
+    for group, gy, gp in split_by_group(y_true, y_prob, groups):
+        metrics = binary_metrics(gy, gp, threshold, n_bins=n_bins, strategy=strategy)
         reason = size_flag(metrics[MetricKey.N_POSITIVE], metrics[MetricKey.N_NEGATIVE], min_n)
         metrics[MetricKey.TOO_SMALL] = reason is not None
         metrics[MetricKey.REASON] = reason

@@ -1,19 +1,23 @@
-"""Applying a trained bundle to a cohort: validated inputs, calibrated predictions, the predictions table."""
+"""Applying a trained bundle to a cohort: validated inputs, calibrated predictions, the predictions table.
+
+The library side of ``mmdx predict`` and ``mmdx evaluate``, also used by ``mmdx explain`` and the audit.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import Dataset
 
 from mmdx.bundle import Bundle
 from mmdx.data.dataset import CaseTable, ImageCache, MultimodalDataset, build_case_table
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
-from mmdx.keys import MODALITIES
+from mmdx.keys import MODALITIES, Modality
 from mmdx.training.inference import Predictions, predict_dataset
 
 
@@ -47,10 +51,6 @@ def prepare_inputs(
     return CohortInputs(cohort, table, MultimodalDataset(table, prep, cache), cache)
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def presence_pattern(presence: np.ndarray) -> list[str]:
     """``[N, M]`` bool -> "image+tabular+text"-style labels ("none" when nothing is present)."""
     return [
@@ -59,7 +59,7 @@ def presence_pattern(presence: np.ndarray) -> list[str]:
 
 
 def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) -> pd.DataFrame:
-    """The predictions table of Contract 3: one row per case.
+    """The run directory's predictions table (``data_schemas/predictions.schema.json``): one row per case.
 
     Columns: ``case_id, patient_id, split, label, logit, probability`` (calibrated), ``probability_uncalibrated``,
     ``predicted`` (at the bundle's threshold), ``gate_<modality>`` and ``has_<modality>`` for each modality,
@@ -91,3 +91,15 @@ def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) 
 
 def run_predictions(bundle: Bundle, inputs: CohortInputs, batch_size: int = 64) -> Predictions:
     return predict_dataset(bundle.model, inputs.dataset, batch_size=batch_size, device="cpu")
+
+
+def predict_with_removed(
+    model: torch.nn.Module, dataset: Dataset, modality: Modality | None, batch_size: int = 64
+) -> Predictions:
+    """The model's predictions with ``modality`` removed from every case at test time (None: intact).
+
+    The one definition of "AUROC with a modality removed" that ``mmdx evaluate`` (metrics.json) and the
+    audit's robustness section (with intervals) both score."""
+    return predict_dataset(
+        model, dataset, batch_size=batch_size, remove=[] if modality is None else [modality]
+    )

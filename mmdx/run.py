@@ -1,26 +1,83 @@
-"""The run directory (Contract 3): where each artifact of a training run lives.
+"""The run directory: where each artifact of a training run lives, and the one reader and writer of each.
 
-``runs/<name>/`` holds the model bundle, ``predictions.parquet``, ``metrics.json``, ``explanations/``,
-the validation report and the audit report. The dashboard and the audit builder read only this directory
-and the review store.
+::
+
+    runs/<name>/
+        bundle/                   the model bundle (mmdx.bundle writes and reads it)
+        preprocessing/            the preprocessing fitted on the training split (kept for --resume)
+        checkpoints/, best.safetensors   the trainer's state (mmdx.training.trainer)
+        validation_report.json    the cohort's validation report (mmdx train, then mmdx evaluate)
+        training.json             the training summary (mmdx train)
+        predictions.parquet       one row per predicted case (mmdx evaluate); data_schemas/predictions.schema.json
+        metrics.json              metrics per split, pattern and removed modality; data_schemas/metrics.schema.json
+        explanations/             index.json, summary.json and one folder per case (mmdx explain; the format
+                                  is :mod:`mmdx.explain.artifacts`); data_schemas/explanations_index.schema.json
+        audit/                    audit_report.html and .json (mmdx audit)
+        review.sqlite             the default review store (verdicts and the access trail)
+
+Every workflow, the audit and the dashboard go through :class:`RunPaths` for these files: no other module
+joins a run-directory path by hand, parses ``predictions.parquet`` or writes ``metrics.json``. The checks
+that a file has the shape its schema promises sit here, in its reader. The dashboard and the audit builder
+read only this directory and the review store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mmdx.errors import MmdxError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mmdx.data.dataset import Preprocessing
+    from mmdx.data.validation import ValidationReport
+    from mmdx.explain.artifacts import CaseFiles, ExplanationWriter
+
+#: File name of the default review store inside a run directory.
+STORE_FILENAME = "review.sqlite"
+#: JSON Schema of one row of ``predictions.parquet`` (package ``data_schemas``).
+PREDICTIONS_SCHEMA = "predictions.schema.json"
+#: JSON Schema of ``metrics.json``.
+METRICS_SCHEMA = "metrics.schema.json"
+
+# what to run when an artifact is missing
+_HINTS = {
+    "bundle": "run 'mmdx train' first",
+    "predictions": "run 'mmdx evaluate RUN' first",
+    "metrics": "run 'mmdx evaluate RUN' first",
+    "explanations": "run 'mmdx explain RUN' first",
+    "validation_report": "run 'mmdx evaluate RUN' (it validates the cohort) first",
+}
+
+
+@cache
+def prediction_columns() -> tuple[str, ...]:
+    """The columns every ``predictions.parquet`` has: the ``required`` list of its packaged schema."""
+    from data_schemas import schema_path
+
+    schema = json.loads(schema_path(PREDICTIONS_SCHEMA).read_text(encoding="utf-8"))
+    return tuple(schema["required"])
 
 
 @dataclass(frozen=True)
 class RunPaths:
+    """A run directory: the path of every artifact and its typed reader and writer."""
+
     root: Path
 
     @property
     def bundle(self) -> Path:
         return self.root / "bundle"
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.root / "preprocessing"
 
     @property
     def predictions(self) -> Path:
@@ -50,32 +107,157 @@ class RunPaths:
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
+    @property
+    def review_store(self) -> Path:
+        return self.root / STORE_FILENAME
+
+    @property
+    def review_store_url(self) -> str:
+        """The default review store of the run: ``sqlite:///<absolute run dir>/review.sqlite``."""
+        return f"sqlite:///{(self.root.expanduser().resolve() / STORE_FILENAME).as_posix()}"
+
     def create(self) -> RunPaths:
         """Create the run directory readable by its owner only (it holds patient-derived data)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
         return self
 
+    def holds_a_run(self) -> bool:
+        """Whether the directory exists and is not empty."""
+        return self.root.exists() and any(self.root.iterdir())
+
     def require(self, *names: str) -> None:
         """Raise a clear error naming the first missing artifact (``predictions``, ``metrics``, ...)."""
-        hints = {
-            "bundle": "run 'mmdx train' first",
-            "predictions": "run 'mmdx evaluate RUN' first",
-            "metrics": "run 'mmdx evaluate RUN' first",
-            "explanations": "run 'mmdx explain RUN' first",
-            "validation_report": "run 'mmdx evaluate RUN' (it validates the cohort) first",
-        }
         if not self.root.is_dir():
             raise MmdxError(f"run directory not found: {self.root}")
         for name in names:
             path = getattr(self, name)
             if not path.exists():
-                raise MmdxError(f"{path} is missing from the run; {hints.get(name, 'regenerate the run')}")
+                raise MmdxError(f"{path} is missing from the run; {_HINTS.get(name, 'regenerate the run')}")
 
-    def read_json(self, name: str) -> dict:
-        self.require(name)
-        path = getattr(self, name)
+    def artifacts(self) -> dict[str, Path]:
+        """The run's single-file artifacts by their name in the run directory (for fingerprints)."""
+        from mmdx.bundle import MANIFEST
+        from mmdx.explain.artifacts import INDEX, SUMMARY
+
+        return {
+            "predictions.parquet": self.predictions,
+            "metrics.json": self.metrics,
+            "validation_report.json": self.validation_report,
+            "training.json": self.training,
+            f"bundle/{MANIFEST}": self.bundle / MANIFEST,
+            f"explanations/{SUMMARY}": self.explanations / SUMMARY,
+            f"explanations/{INDEX}": self.explanations / INDEX,
+        }
+
+    # ---------------------------------------------------------------------------------------------------
+    # predictions.parquet (mmdx evaluate)
+
+    def write_predictions(self, frame: pd.DataFrame) -> Path:
+        """Write the predictions table; it must hold every column of the predictions schema."""
+        missing = [c for c in prediction_columns() if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the predictions table lacks the column(s) {', '.join(missing)}")
+        frame.to_parquet(self.predictions, index=False)
+        return self.predictions
+
+    def read_predictions(self) -> pd.DataFrame:
+        """The predictions table, checked for the columns of its schema; ``case_id`` as ``str``."""
+        import pandas as pd
+
+        self.require("predictions")
+        path = self.predictions
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise MmdxError(f"{path} is not valid JSON ({exc}); regenerate it") from None
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise MmdxError(f"{path} cannot be read ({exc}); run 'mmdx evaluate RUN' again") from None
+        missing = [c for c in prediction_columns() if c not in frame.columns]
+        if missing:
+            raise MmdxError(
+                f"{path} lacks the column(s) {', '.join(missing)}; it was written by another mmdx version: "
+                "run 'mmdx evaluate RUN' again"
+            )
+        frame["case_id"] = frame["case_id"].astype(str)
+        return frame
+
+    # ---------------------------------------------------------------------------------------------------
+    # metrics.json (mmdx evaluate), training.json (mmdx train), validation_report.json
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
+        return _write_json(self.metrics, metrics)
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        """``metrics.json``, or None when the run has not been evaluated."""
+        return _read_optional_json(self.metrics, "mmdx evaluate RUN")
+
+    def write_training_summary(self, summary: Mapping[str, Any]) -> Path:
+        return _write_json(self.training, summary)
+
+    def read_training_summary(self) -> dict[str, Any] | None:
+        """``training.json``, or None when training has not finished."""
+        return _read_optional_json(self.training, "mmdx train")
+
+    def write_validation_report(self, report: ValidationReport) -> Path:
+        report.write(self.validation_report)
+        return self.validation_report
+
+    def read_validation_report(self) -> dict[str, Any] | None:
+        """The parsed ``validation_report.json``, or None when it is missing."""
+        return _read_optional_json(self.validation_report, "mmdx evaluate RUN")
+
+    # ---------------------------------------------------------------------------------------------------
+    # preprocessing/ (mmdx train; a resumed run reuses it)
+
+    def save_preprocessing(self, preprocessing: Preprocessing) -> Path:
+        self.preprocessing.mkdir(exist_ok=True, mode=0o700)
+        preprocessing.save(self.preprocessing)
+        return self.preprocessing
+
+    def load_preprocessing(self) -> Preprocessing | None:
+        """The preprocessing an earlier (interrupted) training of this run fitted, or None."""
+        from mmdx.data.dataset import Preprocessing
+
+        if not (self.preprocessing / "preprocessing.json").is_file():
+            return None
+        return Preprocessing.load(self.preprocessing)
+
+    # ---------------------------------------------------------------------------------------------------
+    # explanations/ (mmdx explain); the folder's format belongs to mmdx.explain.artifacts
+
+    def explanation_writer(self) -> ExplanationWriter:
+        """A writer that fills a staging folder and replaces ``explanations/`` when it commits."""
+        from mmdx.explain.artifacts import ExplanationWriter
+
+        return ExplanationWriter(self.explanations)
+
+    def read_explanation_index(self) -> dict[str, Any]:
+        from mmdx.explain.artifacts import read_index
+
+        return read_index(self.explanations)
+
+    def read_explanation_summary(self) -> dict[str, Any]:
+        from mmdx.explain.artifacts import read_summary
+
+        return read_summary(self.explanations)
+
+    def read_explanation_case(self, case_id: str, method_suffix: str = "") -> CaseFiles:
+        from mmdx.explain.artifacts import read_case
+
+        return read_case(self.explanations, case_id, method_suffix)
+
+
+def _write_json(path: Path, document: Mapping[str, Any]) -> Path:
+    from mmdx.metrics import json_ready
+
+    path.write_text(json.dumps(json_ready(dict(document)), indent=1), encoding="utf-8")
+    return path
+
+
+def _read_optional_json(path: Path, command: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MmdxError(f"{path} is not valid JSON ({exc}); run '{command}' to rewrite it") from None
+    return document if isinstance(document, dict) else None

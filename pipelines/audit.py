@@ -1,25 +1,19 @@
-"""``mmdx audit``: the model audit report of a run, as self-contained HTML and its JSON twin."""
+"""``mmdx audit``: the model audit report of a run, as self-contained HTML and its JSON twin.
+
+The workflow is :func:`mmdx.workflows.audit.audit_report`; this module parses the arguments, reads the
+password and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from sqlalchemy.engine import make_url
 
 from mmdx.audit.sections import DEFAULT_MIN_REVIEW_GROUP, REPORT_SCHEMA, SECTION_TITLES, Section
 from mmdx.errors import MmdxError
-from mmdx.run import RunPaths
-from mmdx.store import ReviewStore, default_store_url
-from mmdx.store.engine import STORE_FILENAME
-from pipelines.users import STORE_ENV, resolve_store_url
-
-if TYPE_CHECKING:
-    from mmdx.audit.clinician_review import ReviewAccess
+from mmdx.run import STORE_FILENAME
+from mmdx.store import STORE_ENV
 
 HELP = f"""\
 Write the audit report of a run for a governance board, a regulator's reviewer or an external auditor:
@@ -112,25 +106,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def store_url_for(run_dir: str | Path, store: str | None) -> str | None:
-    """``--store``, else ``$MMDX_STORE_URL``, else the run's own ``review.sqlite`` when it exists, else None.
-
-    A SQLite store named explicitly must exist: opening a missing file would create an empty store.
-    """
-    if store or os.environ.get(STORE_ENV):
-        url = resolve_store_url(store)
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            if not Path(parsed.database).is_file():
-                raise MmdxError(
-                    f"review store not found: {parsed.database}; give an existing store with --store, or leave "
-                    "--store out to audit without the clinician review"
-                )
-        return url
-    own = RunPaths(Path(run_dir)).root / STORE_FILENAME
-    return default_store_url(run_dir) if own.is_file() else None
-
-
 def _password(from_stdin: bool, user: str) -> str:
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
@@ -146,33 +121,6 @@ def _password(from_stdin: bool, user: str) -> str:
     return getpass.getpass(f"Password of {user} for the review store: ")
 
 
-def open_review(url: str | None, user: str | None, password_stdin: bool) -> ReviewAccess | None:
-    """The review store and, when ``user`` is given, a signed-in principal; None without a store."""
-    from mmdx.audit.clinician_review import ReviewAccess
-
-    if url is None:
-        if user:
-            raise MmdxError(f"--user {user} given but no review store: pass --store URL")
-        return None
-    store = ReviewStore(url)
-    access = ReviewAccess(store)
-    if not user:
-        access.reason = (
-            f"the review store {access.label} was found, but no account was given to read it: pass --user NAME "
-            "(an auditor or admin account)"
-        )
-        return access
-    principal = store.authenticate(user, _password(password_stdin, user))
-    if principal is None:
-        store.close()
-        raise MmdxError(
-            f"sign-in to the review store {access.label} failed for '{user}' (unknown user, wrong password or "
-            "deactivated account); check with 'mmdx users list'"
-        )
-    access.principal = principal
-    return access
-
-
 def _interval(value: dict) -> str:
     if value.get("estimate") is None:
         return "n/a"
@@ -181,7 +129,8 @@ def _interval(value: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmdx.audit.report import AuditOptions, audit_run  # model, statistics and plotting: loaded when used
+    from mmdx.audit.report import AuditOptions
+    from mmdx.workflows.audit import audit_report
 
     options = AuditOptions(
         n_resamples=args.bootstrap,
@@ -194,24 +143,19 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
     ).checked()
-    run_paths = RunPaths(Path(args.run))
-    run_paths.require("bundle", "predictions")
-    review = open_review(store_url_for(args.run, args.store), args.user, args.password_stdin)
-    try:
-        document, files = audit_run(
-            args.run,
-            args.out,
-            pdf=args.pdf,
-            options=options,
-            review=review,
-            compare=args.compare,
-            cohort_dir=args.cohort,
-            progress=not args.quiet,
-        )
-    finally:
-        if review is not None:
-            review.store.close()
-    sections = document["sections"]
+    result = audit_report(
+        args.run,
+        args.out,
+        options=options,
+        store=args.store,
+        user=args.user,
+        password=lambda: _password(args.password_stdin, args.user),
+        compare=args.compare,
+        cohort_dir=args.cohort,
+        pdf=args.pdf,
+        progress=not args.quiet,
+    )
+    sections, files = result.sections, result.files
     print(f"audit report: {files.html}")
     print(f"JSON twin:    {files.json} (valid against data_schemas/{REPORT_SCHEMA})")
     if args.pdf:

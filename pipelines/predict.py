@@ -1,14 +1,11 @@
-"""``mmdx predict``: apply a trained bundle to a cohort (labels not needed) and write its predictions."""
+"""``mmdx predict``: apply a trained bundle to a cohort (labels not needed) and write its predictions.
+
+The workflow is :func:`mmdx.workflows.predict.predict_cohort`; this module parses the arguments and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from tqdm import tqdm
-
-from mmdx.bundle import load_bundle
-from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
 
 HELP = """\
 Predict every usable case of COHORT with a trained bundle (a bundle folder or a run directory). The cohort
@@ -30,29 +27,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.bundle)
+    from tqdm import tqdm
+
+    from mmdx.workflows.predict import predict_cohort
+
     with tqdm(desc="caching images", unit="image", leave=False, disable=None) as bar:
-        inputs = prepare_inputs(
-            bundle,
+        result = predict_cohort(
+            args.bundle,
             args.cohort,
+            args.out,
             workers=args.workers,
+            batch_size=args.batch_size,
             progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )
-    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, args.batch_size))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
-    summary = inputs.cohort.report.summary
+    frame = result.predictions
     print(
-        f"predicted {len(frame)} cases with model {bundle.version} (threshold {bundle.threshold:.3f}): "
-        f"{int(frame['predicted'].sum())} above the threshold -> {out}"
+        f"predicted {len(frame)} cases with model {result.model_version} (threshold {result.threshold:.3f}): "
+        f"{int(frame['predicted'].sum())} above the threshold -> {result.out}"
     )
-    if summary["rejected"]:
-        rejected = [c.case_id for c in inputs.cohort.report.cases if c.status == "rejected"]
+    if result.rejected:
         print(
-            f"{summary['rejected']} case rows were rejected by validation and not predicted: {', '.join(rejected[:10])}"
+            f"{len(result.rejected)} case rows were rejected by validation and not predicted: "
+            f"{', '.join(result.rejected[:10])}"
         )
     return 0

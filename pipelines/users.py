@@ -11,13 +11,10 @@ import argparse
 import getpass
 import os
 import sys
-from pathlib import Path
 
 from mmdx.errors import MmdxError
-from mmdx.store import MIN_PASSWORD_LENGTH, Operator, ReviewStore, Role, default_store_url
+from mmdx.store import MIN_PASSWORD_LENGTH, STORE_ENV, Operator, ReviewStore, Role, require_store_url
 from mmdx.store.passwords import DEFAULT_BCRYPT_ROUNDS
-
-STORE_ENV = "MMDX_STORE_URL"
 
 HELP = f"""\
 Manage the local accounts of a review store: add, list, deactivate, activate, change a password.
@@ -82,23 +79,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     passwd.add_argument("name", help="user name")
 
 
-def resolve_store_url(store: str | None) -> str:
-    """The store URL from ``--store`` or ``$MMDX_STORE_URL``; a run directory means its review.sqlite."""
-    value = store or os.environ.get(STORE_ENV)
-    if not value:
-        raise MmdxError(
-            f"no review store given: pass --store URL (or a run directory), or set {STORE_ENV}, "
-            "e.g. --store runs/demo or --store postgresql+psycopg://user@host/mmdx"
-        )
-    if "://" not in value:
-        if not Path(value).is_dir():
-            raise MmdxError(
-                f"--store {value!r} is neither a URL (sqlite:///..., postgresql+psycopg://...) nor a run directory"
-            )
-        return default_store_url(value)
-    return value
-
-
 def read_password(from_stdin: bool, name: str) -> str:
     """One password line from standard input, or typed twice at a terminal prompt."""
     if from_stdin:
@@ -130,7 +110,7 @@ def _operator() -> Operator:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = resolve_store_url(args.store)
+    url = require_store_url(args.store)
     action = args.users_action
     operator = _operator()
     rounds = getattr(args, "rounds", DEFAULT_BCRYPT_ROUNDS)

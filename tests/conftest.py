@@ -10,6 +10,14 @@ import pytest
 from mmdx.config import load_config
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 
+#: fixtures shared across packages (the command-line tests in tests/pipelines use them too), defined once
+pytest_plugins = [
+    "tests.support.audit_runs",
+    "tests.support.phi_cohorts",
+    "tests.support.review_runs",
+    "tests.support.store_backends",
+]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -65,7 +73,7 @@ def tiny():
 @pytest.fixture(scope="session")
 def tiny_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    from pipelines.train import train_run
+    from mmdx.workflows.train import train_run
 
     train_run(tiny_config("train.epochs=2"), small_cohort_2d, out, progress=False)
     return out

@@ -78,6 +78,7 @@ from benchmarks.peers.report import (
 )
 from mmdx.config import load_config
 from mmdx.metrics import auroc
+from mmdx.run import RunPaths
 
 RECORDS = "records"
 
@@ -250,7 +251,7 @@ def mmdx_record(
     except SystemExit as failure:  # run_one exits with a message when mmdx train or evaluate fails
         return base | {"status": "failed", "reason": str(failure)[-300:]}
     run = runs / f"{spec.variant}-seed{seed}"
-    frame = pd.read_parquet(run / "predictions.parquet")
+    frame = RunPaths(Path(run)).read_predictions()
     test = frame[(frame["split"] == Split.TEST.value) & frame["label"].notna()]
     folder = out / RECORDS / spec.key / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)

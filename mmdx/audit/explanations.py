@@ -1,6 +1,6 @@
 """The explanations section: what ``mmdx explain`` measured about its own attributions.
 
-Read from ``RUN/explanations/summary.json`` and ``index.json`` (see :mod:`mmdx.explain.artifacts`):
+Read from ``RUN/explanations/summary.json`` and ``index.json`` through :class:`mmdx.run.RunPaths`:
 faithfulness (deletion curves: removing the most-attributed inputs first should move the output faster
 than removing them in random order), the model-randomisation sanity check (attributions of a model with
 re-initialised weights should not resemble the trained model's), Integrated Gradients convergence, and on
@@ -10,24 +10,13 @@ version describe another model, so they make the section unavailable rather than
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from mmdx.audit.sections import SectionUnavailable
-from mmdx.explain.artifacts import INDEX, SUMMARY
+from mmdx.explain.artifacts import ExplanationNotFound, ExplanationUnreadable
 from mmdx.keys import MODALITIES
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SectionUnavailable(f"{path} cannot be read ({exc}); run 'mmdx explain RUN' again") from None
-    if not isinstance(document, dict):
-        raise SectionUnavailable(f"{path} is not a JSON object; run 'mmdx explain RUN' again")
-    return document
+from mmdx.run import RunPaths
 
 
 def _deletion(curves: dict[str, Any]) -> dict[str, Any]:
@@ -69,16 +58,20 @@ def _randomisation(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def explanations_section(explanations_dir: str | Path, model_version: str) -> dict[str, Any]:
+def explanations_section(run: RunPaths, model_version: str) -> dict[str, Any]:
     """Faithfulness, sanity and ground-truth results of the run's explanations, per attribution method."""
-    folder = Path(explanations_dir)
-    summary_path, index_path = folder / SUMMARY, folder / INDEX
-    if not summary_path.is_file():
-        raise SectionUnavailable(
-            f"no explanations in the run ({summary_path} is missing); run 'mmdx explain RUN' first"
-        )
-    summary = _read(summary_path)
-    index = _read(index_path) if index_path.is_file() else {}
+    try:
+        summary = run.read_explanation_summary()
+    except ExplanationNotFound as exc:
+        raise SectionUnavailable(f"no explanations in the run ({exc})") from None
+    except ExplanationUnreadable as exc:
+        raise SectionUnavailable(str(exc)) from None
+    try:
+        index = run.read_explanation_index()
+    except ExplanationNotFound:
+        index = {}
+    except ExplanationUnreadable as exc:
+        raise SectionUnavailable(str(exc)) from None
     explained_version = summary.get("model_version")
     if explained_version != model_version:
         raise SectionUnavailable(

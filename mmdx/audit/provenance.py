@@ -19,10 +19,9 @@ from typing import Any
 import pandas as pd
 
 import mmdx
-from mmdx.bundle import MANIFEST, Bundle, sha256_file
+from mmdx.bundle import Bundle, sha256_file
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import fingerprint_directory
-from mmdx.explain.artifacts import INDEX, SUMMARY
 from mmdx.keys import Keys
 from mmdx.run import RunPaths
 
@@ -112,15 +111,7 @@ def this_machine() -> dict[str, Any]:
 
 def artifact_digests(run: RunPaths) -> dict[str, str | None]:
     """SHA-256 of each run file the report reads (None for those absent), keyed by path in the run."""
-    files = {
-        "predictions.parquet": run.predictions,
-        "metrics.json": run.metrics,
-        "validation_report.json": run.validation_report,
-        "training.json": run.training,
-        f"bundle/{MANIFEST}": run.bundle / MANIFEST,
-        f"explanations/{SUMMARY}": run.explanations / SUMMARY,
-        f"explanations/{INDEX}": run.explanations / INDEX,
-    }
+    files = run.artifacts()
     return {name: sha256_file(path) if path.is_file() else None for name, path in files.items()}
 
 

@@ -55,7 +55,6 @@ from mmdx.audit.robustness import (
 from mmdx.audit.sections import (
     DEFAULT_MIN_REVIEW_GROUP,
     REPORT_SCHEMA,
-    REQUIRED_COLUMNS,
     Section,
     SectionStatus,
     SectionUnavailable,
@@ -152,32 +151,6 @@ class AuditFiles:
     pdf_message: str | None = None
 
 
-def load_predictions(run: RunPaths) -> pd.DataFrame:
-    """``predictions.parquet`` of a run, checked for the columns the audit reads."""
-    run.require("predictions")
-    try:
-        frame = pd.read_parquet(run.predictions)
-    except (OSError, ValueError) as exc:
-        raise MmdxError(f"{run.predictions} cannot be read ({exc}); run 'mmdx evaluate RUN' again") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MmdxError(
-            f"{run.predictions} lacks the column(s) {', '.join(missing)}; it was written by another mmdx "
-            "version: run 'mmdx evaluate RUN' again"
-        )
-    return frame
-
-
-def _optional_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MmdxError(f"{path} is not valid JSON ({exc}); run 'mmdx evaluate RUN' to rewrite it") from None
-    return document if isinstance(document, dict) else None
-
-
 def _run_id(root: Path) -> str:
     from mmdx.review.context import run_id_of  # the review store files a run's verdicts under this id
 
@@ -236,13 +209,13 @@ def build_report(
     started = time.perf_counter()
     run = RunPaths(Path(run_dir).expanduser().resolve())
     run.require("bundle", "predictions")
-    frame = load_predictions(run)
+    frame = run.read_predictions()
     bundle = load_bundle(run.bundle)
     card = bundle.card
     run_id = _run_id(run.root)
     attributes = [str(a) for a in (card.get("cohort") or {}).get("subgroups") or []]
-    validation_report = _optional_json(run.validation_report)
-    metrics = _optional_json(run.metrics) or {}
+    validation_report = run.read_validation_report()
+    metrics = run.read_metrics() or {}
     predicted_by = metrics.get("model_version")
     if predicted_by is not None and predicted_by != bundle.version:
         # metrics.json and predictions.parquet are written together by 'mmdx evaluate'
@@ -255,7 +228,7 @@ def build_report(
     if compare is not None:
         other_run = RunPaths(Path(compare).expanduser().resolve())
         other_run.require("bundle", "predictions")
-        other = (load_predictions(other_run), load_bundle(other_run.bundle), other_run.root.name)
+        other = (other_run.read_predictions(), load_bundle(other_run.bundle), other_run.root.name)
 
     timings["loading"] = time.perf_counter() - started
     point = card.get("operating_point") or {}
@@ -319,7 +292,7 @@ def build_report(
         (
             Section.EXPLANATIONS,
             "explanations",
-            lambda: explanations_section(run.explanations, bundle.version),
+            lambda: explanations_section(run, bundle.version),
         ),
         (
             Section.CLINICIAN_REVIEW,
@@ -450,7 +423,10 @@ def _comparison(
 
 
 def _explanation_seed(run: RunPaths) -> int | None:
-    summary = _optional_json(run.explanations / "summary.json") or {}
+    try:
+        summary = run.read_explanation_summary()
+    except MmdxError:  # absent or damaged: the explanations section says so
+        return None
     for section in (summary.get("methods") or {}).values():
         seed = (section.get("randomisation") or {}).get("seed")
         if seed is not None:

@@ -37,7 +37,6 @@ from mmdx.data.dataset import MultimodalDataset
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
 from mmdx.metrics import auroc, brier, operating_point_metrics
-from mmdx.training.inference import predict_dataset
 
 DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
 DEFAULT_MISSINGNESS_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -221,7 +220,7 @@ def robustness_section(
     when it is not reachable the section is not available. ``threads``: torch intra-op threads for the
     re-runs (restored afterwards; None leaves torch's setting).
     """
-    from mmdx.predict import prepare_inputs  # validation and image decoding: needed only here
+    from mmdx.predict import predict_with_removed, prepare_inputs  # validation, image decoding: only here
 
     evaluation_arrays(frame, split)
     recorded = (bundle.card.get("cohort") or {}).get("path")
@@ -255,11 +254,11 @@ def robustness_section(
     ):
         for perturbation in conditions:
             bar.set_postfix_str(perturbation.label)
-            removed = [perturbation.modality] if perturbation.kind is Degradation.MODALITY_REMOVED else []
+            removed = perturbation.modality if perturbation.kind is Degradation.MODALITY_REMOVED else None
             dataset: Dataset = base
             if perturbation.kind in (Degradation.IMAGE_NOISE, Degradation.TABULAR_MISSINGNESS):
                 dataset = PerturbedDataset(base, perturbation, n_features, seed)
-            predictions = predict_dataset(bundle.model, dataset, batch_size=batch_size, remove=removed)
+            predictions = predict_with_removed(bundle.model, dataset, removed, batch_size)
             p = np.asarray(bundle.calibration.transform(predictions.logits), dtype=np.float64)
             row: dict[str, Any] = {
                 "kind": perturbation.kind.value,

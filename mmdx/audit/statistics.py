@@ -50,6 +50,7 @@ from mmdx.metrics import (
     rates_from_counts,
     reasons_from_counts,
     size_flag,
+    split_by_group,
 )
 
 # Resamples are drawn in chunks of at most this many case indices, so memory stays bounded for large n.
@@ -665,17 +666,13 @@ def subgroup_table(
     than ``min_n`` cases or fewer than ``min_events`` positives or negatives is kept and flagged
     ``too_small=True`` with the ``reason``; :func:`group_gaps` leaves it out of comparisons.
     """
-    y, p = check_binary_inputs(y_true, y_prob)
-    labels = check_groups(groups, y.size)
     threshold = check_threshold(threshold)
     min_n = _check_count(min_n, "min_n", 0)
     min_events = _check_count(min_events, "min_events", 0)
     n_resamples = _check_count(n_resamples, "n_resamples", 1)
     alpha = _check_alpha(alpha)
     rows: list[dict[MetricKey, Any]] = []
-    for group in sorted(set(labels.tolist())):
-        member = labels == group
-        gy, gp = y[member], p[member]
+    for group, gy, gp in split_by_group(y_true, y_prob, groups):
         n_pos = int(gy.sum())
         n_neg = int(gy.size) - n_pos
         discrimination = bootstrap_ci(auroc, gy, gp, n_resamples, alpha, stratified=True, seed=seed)

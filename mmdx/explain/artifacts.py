@@ -1,4 +1,4 @@
-"""The ``explanations/`` folder of a run (Contract 3): what is written, and how to read it back.
+"""The ``explanations/`` folder of a run: its format, its one writer and its one reader.
 
 ::
 
@@ -21,7 +21,11 @@ character offsets into the joined note text), ``method``, ``n_steps``, ``converg
 
 The ``explanation_version`` is a hash of the model version, the method(s) and every setting that changes
 the numbers, so a reader can tell whether two explanations are comparable. Files are written to a fresh
-folder that replaces the previous ``explanations/`` only when complete.
+folder that replaces the previous ``explanations/`` only when complete. Readers go through
+:class:`mmdx.run.RunPaths`, which calls :func:`read_index`, :func:`read_summary` and :func:`read_case`;
+each raises :class:`ExplanationNotFound` for a missing file and :class:`ExplanationUnreadable` for a damaged
+one, so a caller can tell "not explained" from "broken". ``index.json`` follows
+``data_schemas/explanations_index.schema.json``.
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
 
 from mmdx.errors import MmdxError
-from mmdx.explain.attribution import CaseExplanation
+
+if TYPE_CHECKING:
+    from mmdx.explain.attribution import CaseExplanation
 
 EXPLANATION_SCHEMA_VERSION = 1
 INDEX = "index.json"
@@ -102,6 +108,8 @@ def write_case(
     ``suffix`` ("" for the primary method, ``"_occlusion"`` for a second one) is appended to every name.
     ``extra``: fields from the run (``split``, ``label``, ``predicted``, ``threshold``).
     """
+    import nibabel as nib
+
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # patient-derived, like the rest of the run
     files: dict[str, str] = {}
     if explanation.image_map is not None:
@@ -161,24 +169,76 @@ class ExplanationWriter:
             shutil.rmtree(self.staging)
 
 
-def read_index(explanations_dir: str | Path) -> dict:
-    """The ``index.json`` of an explanations folder (raises with the command to run when absent)."""
-    path = Path(explanations_dir) / INDEX
+class ExplanationNotFound(MmdxError):
+    """The explanations folder, or the file of one case, does not exist (nothing was explained)."""
+
+
+class ExplanationUnreadable(MmdxError):
+    """A file of the explanations folder exists but cannot be used; ``path`` and ``why`` say which and why."""
+
+    def __init__(self, path: Path, why: str, hint: str = "run 'mmdx explain RUN' again") -> None:
+        super().__init__(f"{path} cannot be read ({why}); {hint}")
+        self.path = path
+        self.why = why
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """One case's explanation as read back: ``document`` is the parsed ``explanation.json``;
+    ``image_map`` the ``[*model_shape]`` float32 attribution per model voxel, or None without an image."""
+
+    document: dict[str, Any]
+    image_map: np.ndarray | None
+
+
+def _read_document(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise MmdxError(f"{path} is missing; run 'mmdx explain RUN' first")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise ExplanationNotFound(f"{path} is missing; run 'mmdx explain RUN' first")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ExplanationUnreadable(path, f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ExplanationUnreadable(path, f"expected a JSON object, got {type(document).__name__}")
+    return document
 
 
-def read_case(explanations_dir: str | Path, case_id: str, method_suffix: str = "") -> dict:
-    """One case's ``explanation.json`` plus ``image_model_grid`` (the float32 array) when there is one."""
+def read_index(explanations_dir: str | Path) -> dict[str, Any]:
+    """The ``index.json`` of an explanations folder: version, settings and one entry per explained case."""
+    return _read_document(Path(explanations_dir) / INDEX)
+
+
+def read_summary(explanations_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` of an explanations folder: faithfulness, sanity and ground-truth checks."""
+    return _read_document(Path(explanations_dir) / SUMMARY)
+
+
+def read_case(explanations_dir: str | Path, case_id: str, method_suffix: str = "") -> CaseFiles:
+    """One case's ``explanation{suffix}.json`` and its model-grid image map, checked: the document is an
+    object about ``case_id``, and the map, when listed, is a finite 2D or 3D array beside it."""
     folder = Path(explanations_dir) / case_folder_name(case_id)
     path = folder / f"explanation{method_suffix}.json"
     if not path.is_file():
-        raise MmdxError(
+        raise ExplanationNotFound(
             f"no explanation for case {case_id!r} in {explanations_dir}; "
             f"run 'mmdx explain RUN --cases {case_id}'"
         )
-    document = json.loads(path.read_text(encoding="utf-8"))
-    grid_file = document.get("files", {}).get("image_model_grid")
-    document["image_model_grid"] = np.load(folder / grid_file, allow_pickle=False) if grid_file else None
-    return document
+    document = _read_document(path)
+    if str(document.get("case_id")) != case_id:
+        raise ExplanationUnreadable(path, f"it describes case {document.get('case_id')!r}, not {case_id!r}")
+    files = document.get("files") if isinstance(document.get("files"), dict) else {}
+    name = files.get("image_model_grid")
+    if not name:
+        return CaseFiles(document, None)
+    map_path = folder / str(name)
+    if Path(str(name)).name != str(name) or not map_path.is_file():
+        raise ExplanationUnreadable(path, f"its image map {name!r} is missing")
+    try:
+        image_map = np.load(map_path, allow_pickle=False).astype(np.float32, copy=False)
+    except (OSError, ValueError) as exc:
+        raise ExplanationUnreadable(map_path, f"the image map cannot be read ({exc})") from None
+    if image_map.ndim not in (2, 3) or not np.all(np.isfinite(image_map)):
+        raise ExplanationUnreadable(
+            map_path, f"the image map has shape {image_map.shape} or non-finite values"
+        )
+    return CaseFiles(document, image_map)

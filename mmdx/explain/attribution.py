@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,17 +45,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmdx.errors import MmdxError, look_up_option
+from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, to_original_grid
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
 from mmdx.explain.tokens import TokenSpan, covered_characters, token_spans
 from mmdx.keys import MODALITIES, Modality
-
-METHODS = ("integrated_gradients", "occlusion")
-#: Short names accepted on the command line.
-METHOD_ALIASES = {"ig": "integrated_gradients", "occlusion": "occlusion"}
+from mmdx.registry import Registry
 
 DEFAULT_STEPS = 32
+#: Captum's quadrature rule for the integration steps of Integrated Gradients.
+IG_INTEGRATION = "gausslegendre"
 #: Voxels per forward pass that :func:`auto_internal_batch_size` aims at (about 8 volumes of 64^3).
 VOXEL_BUDGET = 2**21
 
@@ -249,9 +248,62 @@ def _check_target(target: int | None) -> int:
     return int(target)
 
 
+@dataclass(frozen=True)
+class MethodCall:
+    """Everything an attribution method may read for one batch: the attributed ``parts`` (name ->
+    ``(input, baseline)``), the ``fixed`` forward arguments, the explained output ``[B]`` already computed,
+    and the caller's settings."""
+
+    model: nn.Module
+    parts: dict[str, tuple[Tensor, Tensor]]
+    fixed: tuple
+    output: Tensor
+    inputs: ExplainInputs
+    baselines: Baselines
+    temperature: float
+    sign: float
+    n_steps: int
+    internal_batch_size: int | None
+    occlusion_window: int | None
+
+
+@dataclass(frozen=True)
+class ExplanationMethod:
+    """One attribution method.
+
+    Attributes:
+        name: the name written into explanations (``integrated_gradients``).
+        short: the ``mmdx explain --method`` value (``ig``).
+        suffix: appended to the case's file names when it is not the primary method (``_occlusion``).
+        description: one line for listings.
+        attribute: computes ``{"attributions", "totals", "output", "baseline_output", "delta", ...}``.
+        settings: the method's own settings recorded with each explanation, from the call and its result.
+        sums_units: a unit's value (a voxel over channels, a token over embedding dimensions) is the sum of
+            its elements' attributions (IG splits a share over them) rather than their mean (occlusion
+            gives every element of a window the window's whole effect).
+        integrates: reports integration steps and the completeness (convergence) delta.
+    """
+
+    name: str
+    short: str
+    suffix: str
+    description: str
+    attribute: Callable[[MethodCall], dict[str, Any]]
+    settings: Callable[[MethodCall, dict[str, Any]], dict[str, Any]]
+    sums_units: bool
+    integrates: bool
+
+
+#: The attribution methods, in the order ``mmdx explain --method both`` runs them (the first is primary).
+EXPLANATION_METHODS: Registry[ExplanationMethod] = Registry("explanation method")
+
+
 def resolve_method(method: str) -> str:
-    """``"ig"``/``"integrated_gradients"``/``"occlusion"`` -> the canonical method name."""
-    return look_up_option(METHOD_ALIASES.get(method, method), METHODS, what="explanation method")
+    """A method's name or its short name (``"ig"``) -> the name; unknown names raise with a suggestion."""
+    for spec in EXPLANATION_METHODS:
+        if method in (spec.name, spec.short):
+            return spec.name
+    return EXPLANATION_METHODS.get(method).name
 
 
 def explain(
@@ -290,7 +342,8 @@ def explain(
     Returns:
         One :class:`CaseExplanation` per case, in input order.
     """
-    method = resolve_method(method)
+    spec = EXPLANATION_METHODS.get(resolve_method(method))
+    method = spec.name
     target = _check_target(target)
     if not (isinstance(n_steps, int) and n_steps >= 1):
         raise MmdxError(f"explain: n_steps must be a positive integer, got {n_steps!r}")
@@ -330,26 +383,28 @@ def explain(
                 presence=inputs.presence,
             )
         output = raw.logits.detach().double() * sign / temperature
-        if method == "integrated_gradients":
-            result = _integrated_gradients(
-                model, parts, fixed, output, temperature, sign, n_steps, internal_batch_size
-            )
-        else:
-            window = occlusion_window
-            result = _occlusion(
-                model, parts, fixed, output, inputs, baselines, temperature, sign, window, internal_batch_size
-            )
+        call = MethodCall(
+            model,
+            parts,
+            fixed,
+            output,
+            inputs,
+            baselines,
+            temperature,
+            sign,
+            n_steps,
+            internal_batch_size,
+            occlusion_window,
+        )
+        result = spec.attribute(call)
     settings = {
         "method": method,
         "baselines": dict(baselines.description),
         "merge_words": merge_words,
+        **spec.settings(call, result),
     }
-    if method == "integrated_gradients":
-        settings.update(n_steps=n_steps, integration="gausslegendre")
-    else:
-        settings["occlusion_window"] = result["window"]
     return _assemble(
-        inputs, modalities, raw, result, method, target, temperature, n_steps, settings, merge_words, resample
+        inputs, modalities, raw, result, spec, target, temperature, n_steps, settings, merge_words, resample
     )
 
 
@@ -392,16 +447,7 @@ def _attributed_parts(
     return parts
 
 
-def _integrated_gradients(
-    model: nn.Module,
-    parts: dict[str, tuple[Tensor, Tensor]],
-    fixed: tuple,
-    output: Tensor,
-    temperature: float,
-    sign: float,
-    n_steps: int,
-    internal_batch_size: int | None,
-) -> dict[str, Any]:
+def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
     """Joint IG over the attributed parts. ``output``: ``[B]`` f(x), already computed by the caller.
 
     The convergence delta is Captum's (``compute_convergence_delta``): ``sum(attributions) - (f(x) -
@@ -410,6 +456,8 @@ def _integrated_gradients(
     """
     from captum.attr import IntegratedGradients
 
+    model, parts, fixed, output = call.model, call.parts, call.fixed, call.output
+    temperature, sign = call.temperature, call.sign
     names = tuple(parts)
     forward = _ExplainedOutput(model, names, temperature, sign)
     inputs = tuple(parts[n][0] for n in names)
@@ -420,9 +468,9 @@ def _integrated_gradients(
             inputs,
             baselines=baselines,
             additional_forward_args=fixed,
-            n_steps=n_steps,
-            method="gausslegendre",
-            internal_batch_size=internal_batch_size,
+            n_steps=call.n_steps,
+            method=IG_INTEGRATION,
+            internal_batch_size=call.internal_batch_size,
         )
     with torch.no_grad():
         baseline_output = forward(*baselines, *fixed).double()
@@ -442,21 +490,13 @@ def _default_window(shape: tuple[int, ...]) -> int:
     return max(1, min(shape) // 8)
 
 
-def _occlusion(
-    model: nn.Module,
-    parts: dict[str, tuple[Tensor, Tensor]],
-    fixed: tuple,
-    output: Tensor,
-    inputs: ExplainInputs,
-    baselines: Baselines,
-    temperature: float,
-    sign: float,
-    window: int | None,
-    internal_batch_size: int | None,
-) -> dict[str, Any]:
+def _occlusion(call: MethodCall) -> dict[str, Any]:
     from captum.attr import Occlusion
 
-    parts = dict(parts)
+    model, fixed, output, inputs, baselines = call.model, call.fixed, call.output, call.inputs, call.baselines
+    temperature, sign = call.temperature, call.sign
+    window, internal_batch_size = call.occlusion_window, call.internal_batch_size
+    parts = dict(call.parts)
     if inputs.categorical is not None and inputs.categorical.shape[1] > 0 and "tabular" in parts:
         base = (
             baselines.categorical
@@ -522,7 +562,7 @@ def _assemble(
     modalities: tuple[Modality, ...],
     raw: Any,
     result: dict[str, Any],
-    method: str,
+    spec: ExplanationMethod,
     target: int,
     temperature: float,
     n_steps: int,
@@ -533,7 +573,7 @@ def _assemble(
     attributions = result["attributions"]
     # IG splits a unit's share over its channels / embedding dimensions (sum them); occlusion gives every
     # element of an occluded window the window's whole effect (any one of them is the unit's value)
-    reduce = (lambda t, dim: t.sum(dim)) if method == "integrated_gradients" else (lambda t, dim: t.mean(dim))
+    reduce = (lambda t, dim: t.sum(dim)) if spec.sums_units else (lambda t, dim: t.mean(dim))
     presence = inputs.presence.cpu().numpy()
     logits = raw.logits.detach().double().cpu().numpy()
     gates = raw.gates.detach().double().cpu().numpy()
@@ -542,7 +582,7 @@ def _assemble(
         present = {str(m): bool(presence[i, j]) and m in modalities for j, m in enumerate(MODALITIES)}
         explanation = CaseExplanation(
             case_id=case_id,
-            method=method,
+            method=spec.name,
             target=target,
             output=float(result["output"][i]),
             baseline_output=float(result["baseline_output"][i]),
@@ -552,7 +592,7 @@ def _assemble(
             gates={str(m): float(gates[i, j]) for j, m in enumerate(MODALITIES)},
             presence=present,
             convergence_delta=None if result["delta"] is None else float(result["delta"][i]),
-            n_steps=n_steps if method == "integrated_gradients" else None,
+            n_steps=n_steps if spec.integrates else None,
             settings=settings,
         )
         totals: dict[str, float | None] = {}
@@ -645,3 +685,29 @@ def _feature_attributions(
                 )
             )
     return rows
+
+
+EXPLANATION_METHODS.register(
+    ExplanationMethod(
+        name="integrated_gradients",
+        short="ig",
+        suffix="",
+        description="Integrated Gradients, jointly over image, tabular values and token embeddings",
+        attribute=_integrated_gradients,
+        settings=lambda call, result: {"n_steps": call.n_steps, "integration": IG_INTEGRATION},
+        sums_units=True,
+        integrates=True,
+    )
+)
+EXPLANATION_METHODS.register(
+    ExplanationMethod(
+        name="occlusion",
+        short="occlusion",
+        suffix="_occlusion",
+        description="occlusion of image patches, single features and single tokens",
+        attribute=_occlusion,
+        settings=lambda call, result: {"occlusion_window": result["window"]},
+        sums_units=False,
+        integrates=False,
+    )
+)

@@ -23,7 +23,7 @@ from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.review.access import authorize_case_reading
 from mmdx.review.cohort import CaseInputs, CohortCaseReader
-from mmdx.review.context import ReviewContext, read_predictions
+from mmdx.review.context import ReviewContext
 from mmdx.review.explanations import ExplanationStatus, LoadedExplanation, load_explanation
 from mmdx.review.highlight import TokenAttribution, token_attributions
 from mmdx.review.rendering import CaseImage, load_case_image
@@ -210,7 +210,7 @@ def _tabular_from_cohort(context: ReviewContext, inputs: CaseInputs) -> list[Tab
 
 
 def _prediction_row(context: ReviewContext, case_id: str) -> dict:
-    predictions = read_predictions(context)
+    predictions = context.run.read_predictions()
     rows = predictions[predictions["case_id"] == case_id]
     if rows.empty:
         raise MmdxError(f"case {case_id!r} is not among the predictions of run '{context.run_id}'")

@@ -11,25 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from mmdx.bundle import load_bundle
 from mmdx.config import ImageConfig
 from mmdx.errors import MmdxError
-from mmdx.keys import MODALITIES, Modality
+from mmdx.keys import Modality
 from mmdx.run import RunPaths
 from mmdx.store import DEFAULT_IDLE_TIMEOUT_S, ReviewStore
 from mmdx.store.schema import ID_LENGTH
-
-#: Columns of ``predictions.parquet`` (Contract 3) the dashboard needs.
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "case_id",
-    "split",
-    "probability",
-    "logit",
-    *(f"gate_{m.value}" for m in MODALITIES),
-    *(f"has_{m.value}" for m in MODALITIES),
-)
 
 
 def run_id_of(run_dir: str | Path) -> str:
@@ -93,7 +81,7 @@ def open_review_context(
     """Open a run for review.
 
     Args:
-        run_dir: a run directory with ``bundle/`` and ``predictions.parquet`` (Contract 3).
+        run_dir: a run directory with ``bundle/`` and ``predictions.parquet``.
         store: an open :class:`ReviewStore` or its SQLAlchemy URL.
         cohort_dir: where the cohort's images and notes are; default: the cohort recorded in the bundle's
             card (training time), which must still exist.
@@ -137,21 +125,3 @@ def open_review_context(
         idle_timeout_s=float(idle_timeout_s),
         notes=tuple(notes),
     )
-
-
-def read_predictions(context: ReviewContext) -> pd.DataFrame:
-    """The run's ``predictions.parquet``, checked for the columns the dashboard reads. Callers must have
-    authorized the principal (:func:`mmdx.review.access.authorize_case_reading`)."""
-    path = context.run.predictions
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise MmdxError(f"cannot read {path} ({exc}); regenerate it with 'mmdx evaluate RUN'") from None
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MmdxError(
-            f"{path} lacks the column(s) {', '.join(missing)}; it was written by another mmdx version, "
-            "regenerate it with 'mmdx evaluate RUN'"
-        )
-    frame["case_id"] = frame["case_id"].astype(str)
-    return frame

@@ -8,19 +8,14 @@ whose ``status`` tells which.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmdx.explain.artifacts import INDEX, case_folder_name
+from mmdx.explain.artifacts import ExplanationNotFound, ExplanationUnreadable
 from mmdx.review.context import ReviewContext
-
-EXPLANATION_FILE = "explanation.json"
-IMAGE_MAP_KEY = "image_model_grid"
 
 
 class ExplanationStatus(StrEnum):
@@ -52,65 +47,42 @@ class LoadedExplanation:
 
 def explained_case_ids(context: ReviewContext) -> frozenset[str]:
     """Case ids listed in ``RUN/explanations/index.json``; empty when there is none or it is unreadable."""
-    path = context.explanations_dir / INDEX
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = context.run.read_explanation_index()
         return frozenset(str(entry["case_id"]) for entry in index.get("cases", []))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ExplanationNotFound, ExplanationUnreadable, TypeError, KeyError, AttributeError):
         return frozenset()
-
-
-def _unreadable(path: Path, why: str) -> LoadedExplanation:
-    return LoadedExplanation(
-        ExplanationStatus.UNREADABLE,
-        f"The explanation of this case ({path.name}) cannot be used: {why}. Regenerate it with 'mmdx explain'.",
-    )
 
 
 def load_explanation(context: ReviewContext, case_id: str) -> LoadedExplanation:
     """The explanation of one case, or the reason there is none. Callers authorize the principal first."""
-    root = context.explanations_dir
-    if not root.is_dir():
+    if not context.explanations_dir.is_dir():
         return LoadedExplanation(
             ExplanationStatus.NONE_IN_RUN,
             "This run has no explanations yet (run 'mmdx explain RUN'): attributions, contributions and "
             "highlights are not available. Prediction, image, values and notes are shown as they are.",
         )
-    folder = root / case_folder_name(case_id)
-    path = folder / EXPLANATION_FILE
-    if not path.is_file():
+    try:
+        case = context.run.read_explanation_case(case_id)
+    except ExplanationNotFound:
         return LoadedExplanation(
             ExplanationStatus.NOT_FOR_CASE,
             f"This case was not explained (run 'mmdx explain RUN --cases {case_id}'): attributions, "
             "contributions and highlights are not available for it.",
         )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return _unreadable(path, f"not valid JSON ({exc})")
-    if not isinstance(document, dict):
-        return _unreadable(path, f"expected a JSON object, got {type(document).__name__}")
-    if str(document.get("case_id")) != case_id:
-        return _unreadable(path, f"it describes case {document.get('case_id')!r}, not {case_id!r}")
-    image_map = None
-    files = document.get("files") if isinstance(document.get("files"), dict) else {}
-    name = files.get(IMAGE_MAP_KEY)
-    if name:
-        map_path = folder / str(name)
-        if Path(str(name)).name != str(name) or not map_path.is_file():
-            return _unreadable(path, f"its image map {name!r} is missing")
-        try:
-            image_map = np.load(map_path, allow_pickle=False).astype(np.float32, copy=False)
-        except (OSError, ValueError) as exc:
-            return _unreadable(map_path, f"the image map cannot be read ({exc})")
-        if image_map.ndim not in (2, 3) or not np.all(np.isfinite(image_map)):
-            return _unreadable(map_path, f"the image map has shape {image_map.shape} or non-finite values")
+    except ExplanationUnreadable as exc:
+        return LoadedExplanation(
+            ExplanationStatus.UNREADABLE,
+            f"The explanation of this case ({exc.path.name}) cannot be used: {exc.why}. Regenerate it with "
+            "'mmdx explain'.",
+        )
+    document = case.document
     version = document.get("explanation_version")
     return LoadedExplanation(
         ExplanationStatus.AVAILABLE,
         "",
         document=document,
-        image_map=image_map,
+        image_map=case.image_map,
         version=str(version) if version else None,
         method=str(document.get("method")) if document.get("method") else None,
     )

@@ -17,7 +17,7 @@ import pandas as pd
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.review.access import authorize_case_reading
-from mmdx.review.context import ReviewContext, read_predictions
+from mmdx.review.context import ReviewContext
 from mmdx.review.explanations import explained_case_ids
 from mmdx.review.uncertainty import NEAR_THRESHOLD_MARGIN, near_threshold, predictive_entropy
 from mmdx.store import Principal, ReviewStatus
@@ -76,7 +76,7 @@ def build_worklist(
     principal that may not read cases.
     """
     authorize_case_reading(context.store, principal, context.run_id)
-    predictions = read_predictions(context)
+    predictions = context.run.read_predictions()
     probability = predictions["probability"].to_numpy(dtype=np.float64)
     case_ids = predictions["case_id"].tolist()
     statuses = context.store.review_status(principal, context.run_id, case_ids)

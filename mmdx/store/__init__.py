@@ -13,7 +13,7 @@ Roles are checked by the store on every call (:mod:`mmdx.store.permissions`).
 """
 
 from mmdx.store.csv_export import neutralise_cell
-from mmdx.store.engine import default_store_url
+from mmdx.store.engine import STORE_ENV, default_store_url, require_store_url, resolve_store_url
 from mmdx.store.errors import AccountError, PermissionDenied, SchemaVersionError, StoreError
 from mmdx.store.passwords import MIN_PASSWORD_LENGTH
 from mmdx.store.permissions import ROLE_PERMISSIONS, Permission
@@ -39,6 +39,7 @@ __all__ = [
     "MIN_PASSWORD_LENGTH",
     "ROLE_PERMISSIONS",
     "SCHEMA_VERSION",
+    "STORE_ENV",
     "UNKNOWN_USER",
     "VERDICT_CSV_COLUMNS",
     "AccountError",
@@ -59,6 +60,8 @@ __all__ = [
     "Verdict",
     "VerdictRecord",
     "default_store_url",
+    "require_store_url",
+    "resolve_store_url",
     "is_session_expired",
     "neutralise_cell",
 ]

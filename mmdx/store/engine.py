@@ -9,6 +9,9 @@ immediate "database is locked". PostgreSQL (``postgresql+psycopg://``) serves mu
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,21 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from mmdx.errors import MmdxError
+from mmdx.run import RunPaths
 from mmdx.store.errors import SchemaVersionError, StoreError
 from mmdx.store.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, Base, MetaRow
 
-STORE_FILENAME = "review.sqlite"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+#: The environment variable that names the review store (a URL or a run directory).
+STORE_ENV = "MMDX_STORE_URL"
+#: Its former name, read (with a warning) when ``MMDX_STORE_URL`` is not set.
+DEPRECATED_STORE_ENV = "MMDX_REVIEW_STORE_URL"
 
 #: Connection execution option that makes the SQLite ``begin`` hook take the write lock at once.
 WRITE_OPTION = "mmdx_write_transaction"
+
+log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key that serialises first opens of one PostgreSQL database ("mmdx" in ASCII).
 _PG_INIT_LOCK = 0x6D6D6478
@@ -34,7 +44,72 @@ _EXAMPLES = "sqlite:///runs/demo/review.sqlite or postgresql+psycopg://user:pass
 
 def default_store_url(run_dir: str | Path) -> str:
     """The SQLite store of a run: ``sqlite:///<absolute run_dir>/review.sqlite``."""
-    return f"sqlite:///{(Path(run_dir).expanduser().resolve() / STORE_FILENAME).as_posix()}"
+    return RunPaths(Path(run_dir)).review_store_url
+
+
+def store_url_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """``$MMDX_STORE_URL``, else the deprecated ``$MMDX_REVIEW_STORE_URL`` (with a warning), else None."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(STORE_ENV, "").strip()
+    if value:
+        return value
+    value = environ.get(DEPRECATED_STORE_ENV, "").strip()
+    if value:
+        log.warning("%s is deprecated; set %s instead (same value)", DEPRECATED_STORE_ENV, STORE_ENV)
+        return value
+    return None
+
+
+def resolve_store_url(
+    store: str | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    existing_only: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """The review store to open: the one place where ``--store``, the environment and a run's own store
+    are weighed.
+
+    The first of: ``store`` (a URL, or a run directory meaning its ``review.sqlite``); ``$MMDX_STORE_URL``
+    (the same forms); the run's own store when ``run_dir`` is given. None when none applies.
+
+    ``existing_only`` (reading, e.g. the audit): a SQLite store named explicitly must exist, since opening
+    a missing file would create an empty store, and the run's own store counts only when its file exists.
+    Raises :class:`MmdxError` for a value that is neither a URL nor a directory, or a missing store.
+    """
+    value = store or store_url_from_environment(environ)
+    if value:
+        if "://" not in value:
+            if not Path(value).is_dir():
+                raise MmdxError(
+                    f"--store {value!r} is neither a URL (sqlite:///..., postgresql+psycopg://...) nor a run "
+                    "directory"
+                )
+            value = default_store_url(value)
+        if existing_only:
+            parsed = make_url(value)
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                if not Path(parsed.database).is_file():
+                    raise MmdxError(
+                        f"review store not found: {parsed.database}; give an existing store with --store, or "
+                        "leave --store out to audit without the clinician review"
+                    )
+        return value
+    if run_dir is None:
+        return None
+    own = RunPaths(Path(run_dir))
+    return own.review_store_url if own.review_store.is_file() or not existing_only else None
+
+
+def require_store_url(store: str | None) -> str:
+    """:func:`resolve_store_url` for commands that cannot go on without a store (``mmdx users``)."""
+    url = resolve_store_url(store)
+    if url is None:
+        raise MmdxError(
+            f"no review store given: pass --store URL (or a run directory), or set {STORE_ENV}, "
+            "e.g. --store runs/demo or --store postgresql+psycopg://user@host/mmdx"
+        )
+    return url
 
 
 def parse_store_url(url: str | URL) -> URL:

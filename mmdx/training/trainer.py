@@ -60,7 +60,9 @@ class EpochRecord:
 
 
 @dataclass
-class TrainResult:
+class FitResult:
+    """How :meth:`Trainer.fit` ended: the best epoch (by validation AUROC), how many ran, and why it stopped."""
+
     best_epoch: int
     best_val_auroc: float
     epochs_run: int
@@ -255,7 +257,7 @@ class Trainer:
         return score, loss
 
     # -------------------------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False) -> FitResult:
         cfg = self.config
         start_epoch, step, best, bad_epochs, history = 0, 0, (-math.inf, -1), 0, []
         checkpoint = self.out_dir / CHECKPOINT
@@ -382,7 +384,7 @@ class Trainer:
             self.dist.barrier()
             if stopped == "epochs" and bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
                 stopped = "early_stopping"
-        return TrainResult(
+        return FitResult(
             best_epoch=best[1],
             best_val_auroc=best[0],
             epochs_run=len(history),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BuiltReport
+from tests.support.audit_runs import BuiltReport
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,6 +9,7 @@ import pytest
 
 from mmdx.audit.explanations import explanations_section
 from mmdx.audit.sections import SectionUnavailable
+from mmdx.run import RunPaths
 
 
 def _curve(ours: float, chance: float) -> dict:
@@ -27,7 +28,7 @@ def _curve(ours: float, chance: float) -> dict:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
+def run(tmp_path: Path) -> RunPaths:
     summary = {
         "explanation_version": "e1",
         "model_version": "m1",
@@ -64,13 +65,15 @@ def folder(tmp_path: Path) -> Path:
         "primary_method": "integrated_gradients",
         "cases": [{"case_id": c, "split": s} for c, s in (("a", "test"), ("b", "test"), ("c", "val"))],
     }
-    tmp_path.joinpath("summary.json").write_text(json.dumps(summary))
-    tmp_path.joinpath("index.json").write_text(json.dumps(index))
-    return tmp_path
+    run = RunPaths(tmp_path / "run")
+    run.explanations.mkdir(parents=True)
+    run.explanations.joinpath("summary.json").write_text(json.dumps(summary))
+    run.explanations.joinpath("index.json").write_text(json.dumps(index))
+    return run
 
 
-def test_results_are_carried_over_with_the_deletion_verdict(folder: Path) -> None:
-    section = explanations_section(folder, "m1")
+def test_results_are_carried_over_with_the_deletion_verdict(run: RunPaths) -> None:
+    section = explanations_section(run, "m1")
     assert section["n_cases"] == 3 and section["cases_by_split"] == {"test": 2, "val": 1}
     method = section["methods"]["integrated_gradients"]
     assert set(method["deletion"]) == {"image", "tabular"}  # modalities without cases are left out
@@ -82,14 +85,14 @@ def test_results_are_carried_over_with_the_deletion_verdict(folder: Path) -> Non
     assert section["ground_truth_available"] is False and "synthetic" in section["ground_truth_reason"]
 
 
-def test_explanations_of_another_model_version_are_refused(folder: Path) -> None:
+def test_explanations_of_another_model_version_are_refused(run: RunPaths) -> None:
     with pytest.raises(SectionUnavailable, match="model version 'm1'.*'m2'"):
-        explanations_section(folder, "m2")
+        explanations_section(run, "m2")
 
 
-def test_missing_or_damaged_explanations_say_what_to_run(tmp_path: Path, folder: Path) -> None:
+def test_missing_or_damaged_explanations_say_what_to_run(tmp_path: Path, run: RunPaths) -> None:
     with pytest.raises(SectionUnavailable, match="run 'mmdx explain RUN' first"):
-        explanations_section(tmp_path / "nothing", "m1")
-    folder.joinpath("summary.json").write_text("{not json")
+        explanations_section(RunPaths(tmp_path / "nothing"), "m1")
+    run.explanations.joinpath("summary.json").write_text("{not json")
     with pytest.raises(SectionUnavailable, match="cannot be read"):
-        explanations_section(folder, "m1")
+        explanations_section(run, "m1")

@@ -8,9 +8,13 @@ import pytest
 
 from mmdx.audit.report import AuditOptions
 from mmdx.errors import MmdxError
-from mmdx.store import ReviewStore, default_store_url
-from pipelines.audit import open_review, store_url_for
-from pipelines.users import STORE_ENV
+from mmdx.store import STORE_ENV, ReviewStore, default_store_url, resolve_store_url
+from mmdx.workflows.audit import open_review
+
+
+def store_url_for(run: Path, store: str | None) -> str | None:
+    """The audit's choice: an explicit store must exist; the run's own counts when it exists."""
+    return resolve_store_url(store, run, existing_only=True)
 
 
 @pytest.mark.parametrize(
@@ -60,5 +64,5 @@ def test_store_choice(tmp_path: Path, monkeypatch) -> None:
 
 def test_an_account_without_a_store_is_an_error() -> None:
     with pytest.raises(MmdxError, match="--user aud given but no review store"):
-        open_review(None, "aud", password_stdin=True)
-    assert open_review(None, None, password_stdin=False) is None
+        open_review(None, "aud")
+    assert open_review(None, None) is None

@@ -12,23 +12,14 @@ from streamlit.testing.v1 import AppTest
 
 from clinical_ui.settings import IDLE_TIMEOUT_ENV, RUN_ENV, STORE_ENV
 from mmdx.review import sign_in
-from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE, TestRun, prepare_test_run
 from mmdx.store import Operator, ReviewStore, Role
 from mmdx.store.passwords import MIN_BCRYPT_ROUNDS
-from pipelines.review import build_sample_run
+from tests.support.review_runs import TestRun
 
 APP = Path(__file__).resolve().parents[2] / "clinical_ui" / "app.py"
 PASSWORD = "correct horse battery"
 ACCOUNTS = {"clin": Role.CLINICIAN, "colleague": Role.CLINICIAN, "aud": Role.AUDITOR, "adm": Role.ADMIN}
 TIMEOUT_S = 60
-
-
-@pytest.fixture(scope="session")
-def review_run(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
-    run = build_sample_run(
-        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
-    )
-    return prepare_test_run(run)
 
 
 @pytest.fixture
@@ -137,11 +128,3 @@ def session_of(store: ReviewStore) -> Callable[[str], object]:
         return session
 
     return make
-
-
-@pytest.fixture(scope="session")
-def review_run_3d(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
-    """A 3D run (16³ volumes, 60 cases, one epoch, every case explained): the case page gets a slice slider
-    and an overlay."""
-    run = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
-    return prepare_test_run(run, explain_every=1)

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from mmdx.review.testing import MARKUP_NOTE
 from mmdx.store import Verdict
+from tests.support.review_runs import MARKUP_NOTE
 
 
 def _predictions(review_run) -> pd.DataFrame:

@@ -13,7 +13,6 @@ import yaml
 from mmdx.data.issues import DESCRIPTIONS, IssueCode
 from mmdx.data.validation import validate_cohort
 from mmdx.errors import CohortError
-from pipelines.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -135,27 +134,6 @@ def test_unknown_key_in_cohort_yaml_named(defect_cohort: Path, tmp_path: Path) -
     (root / "cohort.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(CohortError, match="subgroup"):
         validate_cohort(root, check_images=False)
-
-
-def test_cli_exit_codes_and_report(defect_cohort: Path, tmp_path: Path, capsys) -> None:
-    report_file = tmp_path / "report.json"
-    assert main(["validate", str(defect_cohort), "--report", str(report_file), "--workers", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "DICOM_MIXED_SERIES" in out and "rejected" in out
-    report = json.loads(report_file.read_text())
-    assert {"cases", "summary", "files"} <= set(report)
-    case = report["cases"][0]
-    assert {"case_id", "status", "issues"} <= set(case)
-    for issue in (i for c in report["cases"] for i in c["issues"]):
-        assert {"code", "message", "file"} <= set(issue)
-
-    assert main(["validate", str(tmp_path / "nowhere")]) == 2
-    assert "not found" in capsys.readouterr().err
-
-    empty = tmp_path / "empty"
-    shutil.copytree(defect_cohort, empty)
-    (empty / "cases.csv").write_text("case_id,patient_id,label\nA,P,maybe\n")
-    assert main(["validate", str(empty), "--no-images"]) == 1
 
 
 def test_every_code_is_described() -> None:

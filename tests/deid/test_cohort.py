@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import stat
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from mmdx.deid.canary import find_canaries, load_canaries
 from mmdx.deid.cohort import REPORT_FILE, DeidOptions, deidentify_cohort, scrub_nifti
 from mmdx.deid.dicom import QuarantineReason
 from mmdx.errors import MmdxError
-from pipelines.cli import main
 
 from .conftest import KEY_A, KEY_B
 
@@ -74,22 +72,6 @@ def test_no_canary_in_any_output_byte(fixture: str, request: pytest.FixtureReque
     hits = find_canaries([out], load_canaries(source))
     assert hits == [], hits[:10]
     assert not (out / "ground_truth" / "phi_canaries.json").exists()
-
-
-def test_the_key_never_reaches_the_output(phi2d_defects: Path, tmp_path: Path) -> None:
-    key_file = tmp_path / "keys" / "k.key"
-    out = tmp_path / "out"
-    assert main(["deid", str(phi2d_defects), str(out), "--key-file", str(key_file), "--quiet"]) == 0
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    secret = key_file.read_text().split()[1]
-    assert find_canaries([out], [secret, key_file.read_text().strip()]) == []
-    report = json.loads((out / REPORT_FILE).read_text())
-    assert report["cases"]["rows"] == len(_cases(phi2d_defects))
-    assert report["method"]["key_fingerprint"] and secret not in json.dumps(report)
-    # a key file inside the output is refused before anything is written
-    args = ["deid", str(phi2d_defects), str(tmp_path / "o2"), "--key-file", str(tmp_path / "o2" / "k")]
-    assert main(args) == 2
-    assert not (tmp_path / "o2").exists()
 
 
 def test_ids_are_pseudonymised_consistently(phi3d: Path, deid3d: Path) -> None:

@@ -88,8 +88,8 @@ def test_writer_replaces_the_folder_only_when_complete(tmp_path):
     writer.commit({"explanation_version": "v2", "cases": [{"case_id": first.case_id}]}, {"n_cases": 1})
     assert not (target / "old.txt").exists()
     assert read_index(target)["explanation_version"] == "v2"
-    document = read_case(target, first.case_id)
-    assert document["image_model_grid"].shape == (8, 8)
+    case = read_case(target, first.case_id)
+    assert case.document["case_id"] == first.case_id and case.image_map.shape == (8, 8)
     aborted = ExplanationWriter(target)
     aborted.abort()
     assert not aborted.staging.exists() and (target / "index.json").exists()

@@ -10,20 +10,11 @@ from pathlib import Path
 import pytest
 
 from mmdx.review import ReviewContext, open_review_context
-from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE, TestRun, prepare_test_run
 from mmdx.store import Operator, Principal, ReviewStore, Role
 from mmdx.store.passwords import MIN_BCRYPT_ROUNDS
-from pipelines.review import build_sample_run
+from tests.support.review_runs import TestRun
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="session")
-def review_run(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
-    run = build_sample_run(
-        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
-    )
-    return prepare_test_run(run)
 
 
 @pytest.fixture

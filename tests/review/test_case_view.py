@@ -21,8 +21,8 @@ from mmdx.review import (
     build_case_view,
     open_review_context,
 )
-from mmdx.review.testing import MARKUP_NOTE, TestRun
 from mmdx.store import AuditAction, PermissionDenied, Principal, Role
+from tests.support.review_runs import MARKUP_NOTE, TestRun
 
 
 def _predictions(run: Path) -> pd.DataFrame:

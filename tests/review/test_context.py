@@ -11,8 +11,7 @@ import pytest
 from mmdx.errors import MmdxError
 from mmdx.review import open_review_context, run_id_of
 from mmdx.review.cohort import read_case_inputs
-from mmdx.review.context import read_predictions
-from mmdx.review.testing import TestRun
+from tests.support.review_runs import TestRun
 
 
 def test_run_id_is_the_directory_name(tmp_path: Path) -> None:
@@ -43,7 +42,7 @@ def test_predictions_from_another_version_are_refused(run_copy: Path, accounts) 
     frame = pd.read_parquet(run_copy / "predictions.parquet").drop(columns=["gate_text"])
     frame.to_parquet(run_copy / "predictions.parquet")
     with pytest.raises(MmdxError, match="gate_text"):
-        read_predictions(context)
+        context.run.read_predictions()
 
 
 def test_case_inputs(review_run: TestRun, tmp_path: Path) -> None:

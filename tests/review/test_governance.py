@@ -21,8 +21,8 @@ from mmdx.review import (
     sign_out,
     users_frame,
 )
-from mmdx.review.testing import TestRun
 from mmdx.store import AuditAction, Operator, PermissionDenied, ReviewStore, Role
+from tests.support.review_runs import TestRun
 
 
 def test_audit_trail_shows_who_opened_which_case(

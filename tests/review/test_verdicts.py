@@ -18,8 +18,8 @@ from mmdx.review import (
     verdict_history,
     verdicts_csv,
 )
-from mmdx.review.testing import TestRun
 from mmdx.store import AuditAction, ExplanationKind, PermissionDenied, Verdict
+from tests.support.review_runs import TestRun
 
 
 def test_verdict_records_model_and_explanation_versions(

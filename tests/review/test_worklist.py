@@ -17,8 +17,8 @@ from mmdx.review import (
     filter_worklist,
     sort_worklist,
 )
-from mmdx.review.testing import TestRun
 from mmdx.store import AuditAction, PermissionDenied, Principal, Role, Verdict
+from tests.support.review_runs import TestRun
 
 
 def _verdict(store, principal, run_id, case_id, verdict: Verdict) -> None:

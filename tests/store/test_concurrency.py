@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select
 
 from mmdx.store import ReviewStore
 from mmdx.store.schema import AuditEventRow, VerdictRow
-from mmdx.store.testing import report_to, write_verdicts
+from tests.support.postgres import report_to, write_verdicts
 
 WRITERS = 8
 PER_WRITER = 200

@@ -21,7 +21,7 @@ from mmdx.store import (
     default_store_url,
 )
 from mmdx.store.engine import create_store_engine, parse_store_url
-from mmdx.store.testing import open_store, report_to
+from tests.support.postgres import open_store, report_to
 
 TABLES = {"users", "verdicts", "audit_events", "mmdx_meta"}
 

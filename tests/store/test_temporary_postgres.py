@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from mmdx.store.testing import PostgresUnavailable, TemporaryPostgres
+from tests.support.postgres import PostgresUnavailable, TemporaryPostgres
 
 
 def test_missing_binaries_are_reported_and_leave_nothing_behind(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from mmdx.training.trainer import (
     modality_dropout,
     random_flip,
 )
-from pipelines.train import default_threads, train_run
+from mmdx.workflows.train import default_threads, train_run
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mmdx.store import Operator, Principal, ReviewStore, Role, VerdictRecord, default_store_url
-from mmdx.store.testing import (
+from tests.support.postgres import (
     PostgresUnavailable,
     TemporaryPostgres,
     create_database,

@@ -1,7 +1,7 @@
-"""Helpers for the dashboard's tests, benchmark and development.
+"""Runs for the dashboard's tests and benchmark (test support; not part of the installed package).
 
-:func:`tiny_config` is a model that trains in seconds (``pipelines.review.build_sample_run`` trains it on a
-synthetic cohort). :func:`write_placeholder_explanations` fills ``RUN/explanations/`` with files in the
+The runs themselves come from :func:`mmdx.workflows.sample_run.build_sample_run`.
+:func:`write_placeholder_explanations` fills ``RUN/explanations/`` with files in the
 format ``mmdx explain`` writes, but with **random** attributions (method ``placeholder-random``): they
 exercise every part of the dashboard (overlay, bars, highlights, Shapley table) without running the
 explainer, and mean nothing about the model. Real explanations come from ``mmdx explain``.
@@ -17,36 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pytest
 
+from mmdx.explain.artifacts import INDEX
 from mmdx.keys import MODALITIES
+from mmdx.run import RunPaths
+from mmdx.workflows.sample_run import build_sample_run
 
 PLACEHOLDER_METHOD = "placeholder-random"
 _WORD = re.compile(r"[A-Za-z0-9]+")
-
-
-def tiny_config(dims: int = 2, size: int = 16, name: str = "review-test") -> dict:
-    """A config document for a model that trains in seconds (16 px images, small encoders, one epoch)."""
-    shape = [size] * dims
-    return {
-        "name": name,
-        "seed": 0,
-        "data": {
-            "image": {"dims": dims, "shape": shape, "spacing": None, "window": [-1000.0, 400.0]},
-            "text": {"vocab_size": 300, "max_length": 48},
-            # no image cache: warming it forks worker processes, which can deadlock in a process that
-            # already runs threads (a test session or benchmark that started Streamlit's AppTest)
-            "cache": {"mode": "none"},
-            "loader": {"batch_size": 32},
-        },
-        "model": {
-            "image": {"name": "small_cnn", "channels": [4, 8], "out_dim": 16},
-            "tabular": {"name": "ft_transformer", "dim": 16, "depth": 1, "heads": 2},
-            "text": {"name": "transformer", "dim": 16, "depth": 1, "heads": 2},
-            "fusion": {"name": "gated_attention", "dim": 16},
-        },
-        "train": {"epochs": 1, "min_epochs": 1, "lr": 0.002, "device": "cpu", "threads": 2},
-    }
 
 
 def _blob(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -65,18 +44,18 @@ def write_placeholder_explanations(
     """Write ``RUN/explanations/`` for ``case_ids`` (default: every case) with random attributions in the
     format of ``mmdx explain``; returns the explanation version. Replaces existing explanations."""
     from mmdx.bundle import load_bundle
-    from mmdx.explain.artifacts import INDEX, case_folder_name
+    from mmdx.explain.artifacts import case_folder_name
     from mmdx.review.cohort import CohortCaseReader
 
-    run_dir = Path(run_dir)
-    bundle = load_bundle(run_dir / "bundle")
-    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    run = RunPaths(Path(run_dir))
+    bundle = load_bundle(run.bundle)
+    predictions = run.read_predictions()
     if case_ids is not None:
         predictions = predictions[predictions["case_id"].isin(case_ids)]
     cohort = Path(bundle.card["cohort"]["path"])
     config = bundle.preprocessing.image_config
     version = f"placeholder-{seed}"
-    root = run_dir / "explanations"
+    root = run.explanations
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -186,10 +165,27 @@ class TestRun:
 def prepare_test_run(run: str | Path, *, explain_every: int = 2) -> TestRun:
     """A built run made ready for tests: placeholder explanations for every ``explain_every``-th case
     (written once; kept when the run already has explanations)."""
-    run = Path(run)
-    case_ids = pd.read_parquet(run / "predictions.parquet")["case_id"].tolist()
+    paths = RunPaths(Path(run))
+    case_ids = paths.read_predictions()["case_id"].tolist()
     explained = case_ids[::explain_every]
-    if not (run / "explanations" / "index.json").is_file():
-        write_placeholder_explanations(run, explained, seed=1)
+    if not (paths.explanations / INDEX).is_file():
+        write_placeholder_explanations(paths.root, explained, seed=1)
     chosen = set(explained)
-    return TestRun(run, explained, [c for c in case_ids if c not in chosen], MARKUP_CASE)
+    return TestRun(paths.root, explained, [c for c in case_ids if c not in chosen], MARKUP_CASE)
+
+
+@pytest.fixture(scope="session")
+def review_run(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
+    """The 2D sample run shared by the dashboard's tests, half its cases with placeholder explanations."""
+    run = build_sample_run(
+        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
+    )
+    return prepare_test_run(run)
+
+
+@pytest.fixture(scope="session")
+def review_run_3d(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
+    """A 3D run (16³ volumes, 60 cases, one epoch, every case explained): the case page gets a slice slider
+    and an overlay."""
+    run = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
+    return prepare_test_run(run, explain_every=1)

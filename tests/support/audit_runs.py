@@ -38,15 +38,15 @@ OPTIONS = AuditOptions(
 def audit_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory, tiny) -> Path:
     """The demo architecture shrunk (conftest TINY), 3 epochs on the 160-case 2D cohort, evaluated, and its
     first 10 test cases explained."""
-    from pipelines.evaluate import evaluate_run
-    from pipelines.explain import explain_run
-    from pipelines.train import train_run
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.explain import explain_run
+    from mmdx.workflows.train import train_run
 
     _, make_config = tiny
     out = tmp_path_factory.mktemp("audit") / RUN_NAME
     train_run(make_config("train.epochs=3"), small_cohort_2d, out, progress=False)
-    evaluate_run(out, workers=1, progress=False)
-    explain_run(out, limit=10, check_cases=4, workers=1, progress=False)
+    evaluate_run(out, workers=1)
+    explain_run(out, limit=10, check_cases=4, workers=1)
     return out
 
 

@@ -30,9 +30,9 @@ def _by_kind(canaries: list[dict], kind: str) -> str:
 def test_the_audit_of_a_deidentified_run_holds_no_canary(
     tmp_path_factory: pytest.TempPathFactory, tiny, monkeypatch
 ) -> None:
-    from pipelines.evaluate import evaluate_run
-    from pipelines.explain import explain_run
-    from pipelines.train import train_run
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.explain import explain_run
+    from mmdx.workflows.train import train_run
 
     base = tmp_path_factory.mktemp("phi-audit")
     identified, deid, run = base / "identified", base / "deid", base / "run"
@@ -40,8 +40,8 @@ def test_the_audit_of_a_deidentified_run_holds_no_canary(
     deidentify_cohort(identified, deid, DeidKey(bytes(range(32))), DeidOptions(workers=2))
     _, make_config = tiny
     train_run(make_config("train.epochs=1"), deid, run, progress=False)
-    evaluate_run(run, workers=1, progress=False)
-    explain_run(run, limit=5, check_cases=3, workers=1, progress=False)
+    evaluate_run(run, workers=1)
+    explain_run(run, limit=5, check_cases=3, workers=1)
 
     canaries = load_canaries(identified)
     typed = (

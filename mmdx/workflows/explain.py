@@ -1,0 +1,378 @@
+"""The explain workflow: attributions per modality for a run's cases, with faithfulness and sanity checks.
+
+:func:`explain_run` is the whole of ``mmdx explain``: for every selected case it writes, through the run
+directory's explanation writer (:mod:`mmdx.explain.artifacts`), the attributions of each method, the
+modality Shapley values and the case's fields from ``predictions.parquet``; then ``index.json`` (the
+cases, the settings, the version) and ``summary.json`` (deletion curves, the model-randomisation test,
+convergence deltas and, on synthetic cohorts, scores against the planted ground truth).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmdx import __version__
+from mmdx.bundle import Bundle, load_bundle
+from mmdx.errors import MmdxError, did_you_mean
+from mmdx.explain.artifacts import (
+    EXPLANATION_SCHEMA_VERSION,
+    ExplanationWriter,
+    explanation_version,
+    write_case,
+)
+from mmdx.explain.attribution import (
+    DEFAULT_STEPS,
+    EXPLANATION_METHODS,
+    IG_INTEGRATION,
+    CaseExplanation,
+    ExplanationMethod,
+    explain,
+    resolve_method,
+)
+from mmdx.explain.faithfulness import convergence_summary, deletion_curves, randomisation_check
+from mmdx.explain.inputs import air_value, cohort_explain_inputs, make_baselines
+from mmdx.explain.shapley import modality_shapley
+from mmdx.explain.truth import case_scores, load_truth, summarise_scores
+from mmdx.predict import CohortInputs, prepare_inputs
+from mmdx.run import RunPaths
+
+#: ``--method both``: every registered method, the first one primary
+ALL_METHODS = "both"
+#: The explained class: the positive one (the calibrated logit of the positive class).
+TARGET = 1
+#: Note attributions are reported per word rather than per sub-word token.
+MERGE_WORDS = True
+
+#: ``progress(done, total)`` as cases are explained
+Progress = Callable[[int, int], None]
+
+
+def method_choices() -> list[str]:
+    """The values of ``mmdx explain --method``: each method's short name, then ``both`` (all of them)."""
+    return [spec.short for spec in EXPLANATION_METHODS] + [ALL_METHODS]
+
+
+def methods_for(method: str) -> list[ExplanationMethod]:
+    """The methods one ``--method`` value asks for (``both``: all of them, the primary first)."""
+    if method == ALL_METHODS:
+        return EXPLANATION_METHODS.specs()
+    return [EXPLANATION_METHODS.get(resolve_method(method))]
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """What ``mmdx explain`` wrote: the run and the content of ``explanations/summary.json``."""
+
+    run: RunPaths
+    summary: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.summary["explanation_version"])
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.summary["n_cases"])
+
+
+def select_cases(
+    predictions: pd.DataFrame, cases: Sequence[str] | None, split: str, limit: int | None
+) -> pd.DataFrame:
+    """The rows of ``predictions`` to explain: the given ids (in that order) or the split's cases."""
+    if cases:
+        known = set(predictions["case_id"].astype(str))
+        for case_id in cases:
+            if case_id not in known:
+                raise MmdxError(
+                    f"case {case_id!r} is not in predictions.parquet{did_you_mean(case_id, known)}; "
+                    "give ids of cases the run has predicted ('mmdx evaluate RUN' predicts every usable case)"
+                )
+        chosen = predictions.set_index("case_id").loc[list(dict.fromkeys(cases))].reset_index()
+    elif split == "all":
+        chosen = predictions
+    else:
+        chosen = predictions[predictions["split"] == split]
+        if chosen.empty:
+            splits = ", ".join(sorted(predictions["split"].astype(str).unique()))
+            raise MmdxError(
+                f"no case of split '{split}' in predictions.parquet (splits present: {splits}); use --split"
+            )
+    if limit is not None:
+        if limit < 1:
+            raise MmdxError(f"--limit must be at least 1, got {limit}")
+        chosen = chosen.head(limit)
+    return chosen.reset_index(drop=True)
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise MmdxError(f"{name} must be at least 1, got {value}")
+
+
+def _label(value: Any) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def _case_fields(row: pd.Series, threshold: float) -> dict[str, Any]:
+    """Fields of a case taken from predictions.parquet, written next to its attributions."""
+    return {
+        "split": str(row["split"]),
+        "label": _label(row["label"]),
+        "predicted": int(row["predicted"]),
+        "threshold": threshold,
+        "modalities": str(row.get("modalities", "")),
+    }
+
+
+@dataclass
+class _Job:
+    """One explain run: the model and inputs, the settings as used, and what the case loop collects."""
+
+    bundle: Bundle
+    prepared: CohortInputs
+    position: dict[str, int]
+    methods: list[ExplanationMethod]
+    chosen: pd.DataFrame
+    n_steps: int
+    image_baseline: str
+    image_value: float
+    occlusion_window: int | None
+    batch_size: int
+    internal_batch_size: int | None
+    checked_ids: set[str]
+    truth: dict | None
+    cohort_dir: Path
+    seed: int
+    # filled by the case loop: the checked cases' model-grid maps, every case's delta and scores
+    kept: dict[str, list[CaseExplanation]] = field(default_factory=dict)
+    scores: dict[str, dict[str, dict]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.bundle.calibration.temperature_)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings the attributions were computed with, as recorded in index.json and summary.json."""
+        return {
+            "n_steps": self.n_steps,
+            "integration": IG_INTEGRATION,
+            "image_baseline": self.image_baseline,
+            "occlusion_window": self.occlusion_window,
+            "target": "positive" if TARGET == 1 else "negative",
+            "output": "calibrated logit",
+            "temperature": self.temperature,
+            "merge_words": MERGE_WORDS,
+        }
+
+    def inputs_and_baselines(self, case_ids: Sequence[str]) -> tuple:
+        inputs = cohort_explain_inputs(self.bundle, self.prepared, [self.position[c] for c in case_ids])
+        return inputs, make_baselines(inputs, image=self.image_baseline, image_value=self.image_value)
+
+
+def _prepare(
+    bundle: Bundle, chosen: pd.DataFrame, cohort_dir: str | Path | None, workers: int
+) -> tuple[Path, CohortInputs, dict[str, int]]:
+    cohort = Path(cohort_dir or bundle.card["cohort"]["path"])
+    if not cohort.is_dir():
+        raise MmdxError(f"cohort {cohort} not found; pass --cohort DIR")
+    prepared = prepare_inputs(bundle, cohort, workers=workers)
+    position = {case_id: i for i, case_id in enumerate(prepared.table.case_ids)}
+    absent = [c for c in chosen["case_id"] if c not in position]
+    if absent:
+        raise MmdxError(
+            f"{len(absent)} case(s) of predictions.parquet are not usable in {cohort} any more (e.g. "
+            f"{absent[0]}); the cohort changed since 'mmdx evaluate' -- run it again"
+        )
+    return cohort, prepared, position
+
+
+def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], version: str) -> None:
+    rows = job.chosen.set_index("case_id")
+    inputs, baselines = job.inputs_and_baselines(batch_ids)
+    shapley = modality_shapley(job.bundle.model, inputs.batch, temperature=job.temperature)
+    files: dict[str, dict] = {c: {} for c in batch_ids}
+    for spec in job.methods:
+        began = time.perf_counter()
+        explanations = explain(
+            job.bundle.model,
+            inputs,
+            baselines,
+            method=spec.name,
+            target=TARGET,
+            n_steps=job.n_steps,
+            internal_batch_size=job.internal_batch_size,
+            temperature=job.temperature,
+            occlusion_window=job.occlusion_window,
+            merge_words=MERGE_WORDS,
+        )
+        job.seconds[spec.name] += time.perf_counter() - began
+        for i, explanation in enumerate(explanations):
+            case_id = explanation.case_id
+            extra = _case_fields(rows.loc[case_id], job.bundle.threshold)
+            files[case_id][spec.name] = write_case(
+                writer.case_folder(case_id), explanation, shapley.case_dict(i), extra, version, spec.suffix
+            )
+            if job.truth is not None and case_id in job.truth:
+                job.scores[spec.name][case_id] = case_scores(explanation, job.truth[case_id], job.cohort_dir)
+            job.kept[spec.name].append(
+                replace(
+                    explanation,
+                    image_original=None,
+                    image_map=explanation.image_map if case_id in job.checked_ids else None,
+                )
+            )
+    for case_id in batch_ids:
+        job.entries.append(
+            {
+                "case_id": case_id,
+                "folder": writer.case_folder(case_id).name,
+                **_case_fields(rows.loc[case_id], job.bundle.threshold),
+                "probability": float(rows.loc[case_id, "probability"]),
+                "files": files[case_id],
+            }
+        )
+
+
+def _method_section(job: _Job, spec: ExplanationMethod, labels: dict, predicted: dict) -> dict[str, Any]:
+    """summary.json's results of one method: convergence, ground truth, deletion curves, randomisation."""
+    section: dict[str, Any] = {}
+    kept = job.kept[spec.name]
+    if spec.integrates:
+        section["convergence_delta"] = convergence_summary(kept)
+    if job.truth is not None:
+        section["ground_truth"] = summarise_scores(job.scores[spec.name], labels, predicted)
+    checked = [e for e in kept if e.case_id in job.checked_ids]
+    if checked:
+        inputs, baselines = job.inputs_and_baselines([e.case_id for e in checked])
+        model = job.bundle.model
+        curves = deletion_curves(
+            model, inputs, checked, baselines, temperature=job.temperature, seed=job.seed
+        )
+        randomised = randomisation_check(
+            model,
+            inputs,
+            checked,
+            baselines,
+            seed=job.seed,
+            batch_size=job.batch_size,
+            n_steps=job.n_steps,
+            internal_batch_size=job.internal_batch_size,
+            temperature=job.temperature,
+            occlusion_window=job.occlusion_window,
+        )
+        section["deletion"] = {m: c.summary() for m, c in curves.items()}
+        section["randomisation"] = randomised.summary()
+    return section
+
+
+def _summary(job: _Job, version: str) -> dict[str, Any]:
+    chosen = job.chosen
+    labels = {c: _label(v) for c, v in zip(chosen["case_id"], chosen["label"], strict=True)}
+    predicted = dict(zip(chosen["case_id"], chosen["predicted"].astype(int), strict=True))
+    names = [spec.name for spec in job.methods]
+    return {
+        "explanation_version": version,
+        "model_version": job.bundle.version,
+        "n_cases": len(chosen),
+        "check_cases": len(job.checked_ids),
+        "ground_truth_available": job.truth is not None,
+        "seconds_per_case": {m: job.seconds[m] / max(1, len(chosen)) for m in names},
+        "settings": job.settings(),
+        "methods": {spec.name: _method_section(job, spec, labels, predicted) for spec in job.methods},
+    }
+
+
+def _index(job: _Job, version: str) -> dict[str, Any]:
+    names = [spec.name for spec in job.methods]
+    return {
+        "explanation_version": version,
+        "schema_version": EXPLANATION_SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mmdx_version": __version__,
+        "model_version": job.bundle.version,
+        "methods": names,
+        "primary_method": names[0],
+        "settings": job.settings(),
+        "threshold": job.bundle.threshold,
+        "cases": job.entries,
+    }
+
+
+def explain_run(
+    run_dir: str | Path,
+    cases: Sequence[str] | None = None,
+    split: str = "test",
+    method: str = "ig",
+    limit: int | None = None,
+    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    n_steps: int = DEFAULT_STEPS,
+    image_baseline: str = "air",
+    occlusion_window: int | None = None,
+    check_cases: int = 32,
+    cohort_dir: str | Path | None = None,
+    workers: int = 2,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Explain a run's cases and write ``RUN/explanations/``; see the module docs for what is written.
+
+    ``method``: a method's short name (``ig``, ``occlusion``) or ``both``; ``batch_size``: cases per
+    attribution call (default 8 for 2D images, 1 for 3D); ``check_cases``: how many of the cases the
+    deletion curves and the randomisation test use; ``progress(done, total)`` as cases are explained.
+    """
+    _check_positive("--batch-size", batch_size)
+    _check_positive("--internal-batch-size", internal_batch_size)
+    _check_positive("--steps", n_steps)
+    run = RunPaths(Path(run_dir))
+    run.require("bundle", "predictions")
+    bundle = load_bundle(run.bundle)
+    methods = methods_for(method)
+    chosen = select_cases(run.read_predictions(), cases, split, limit)
+    cohort, prepared, position = _prepare(bundle, chosen, cohort_dir, workers)
+    image_config = bundle.preprocessing.image_config
+    if batch_size is None:
+        batch_size = 1 if image_config is not None and image_config.dims == 3 else 8
+    job = _Job(
+        bundle=bundle,
+        prepared=prepared,
+        position=position,
+        methods=methods,
+        chosen=chosen,
+        n_steps=n_steps,
+        image_baseline=image_baseline,
+        image_value=air_value(image_config.window) if image_config is not None else 0.0,
+        occlusion_window=occlusion_window,
+        batch_size=batch_size,
+        internal_batch_size=internal_batch_size,
+        checked_ids=set(chosen["case_id"][: max(0, check_cases)]),
+        truth=load_truth(cohort),
+        cohort_dir=cohort,
+        seed=seed,
+        kept={m.name: [] for m in methods},
+        scores={m.name: {} for m in methods},
+        seconds={m.name: 0.0 for m in methods},
+    )
+    version = explanation_version(bundle.version, [m.name for m in methods], job.settings())
+    writer = run.explanation_writer()
+    try:
+        ids = list(chosen["case_id"])
+        for start in range(0, len(ids), batch_size):
+            _explain_batch(job, writer, ids[start : start + batch_size], version)
+            if progress is not None:
+                progress(min(start + batch_size, len(ids)), len(ids))
+        summary = _summary(job, version)
+        writer.commit(_index(job, version), summary)
+    except BaseException:
+        writer.abort()
+        raise
+    return ExplainResult(run, summary)

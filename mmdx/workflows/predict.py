@@ -1,0 +1,52 @@
+"""The predict workflow: apply a trained bundle to a cohort (labels not needed) and write its predictions.
+
+The table is the run directory's predictions table (``data_schemas/predictions.schema.json``), written to a
+file of the caller's choice: CSV, or Parquet by the extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mmdx.bundle import load_bundle
+from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
+
+#: ``progress(done, total)`` while images are decoded
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """The predictions written to ``out``, the model that made them, and the case rows validation rejected."""
+
+    out: Path
+    predictions: pd.DataFrame
+    model_version: str
+    threshold: float
+    rejected: list[str]
+
+
+def predict_cohort(
+    bundle_dir: str | Path,
+    cohort_dir: str | Path,
+    out: str | Path,
+    workers: int = 2,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> PredictResult:
+    """Predict every usable case of ``cohort_dir`` with the bundle (a bundle folder or a run directory)."""
+    bundle = load_bundle(bundle_dir)
+    inputs = prepare_inputs(bundle, cohort_dir, workers=workers, progress=progress)
+    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, batch_size))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    rejected = [c.case_id for c in inputs.cohort.report.cases if c.status == "rejected"]
+    return PredictResult(out, frame, bundle.version, bundle.threshold, rejected)

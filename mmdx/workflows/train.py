@@ -1,0 +1,357 @@
+"""The train workflow: validate the cohort, fit preprocessing, train, calibrate, and write the model bundle.
+
+:func:`train_run` is the whole of ``mmdx train``. It writes, through :class:`mmdx.run.RunPaths`, the
+validation report, the fitted preprocessing (reused by ``--resume``), the trainer's checkpoints, the model
+bundle (weights, resolved config, preprocessing, calibration and the model card) and ``training.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from mmdx import __version__
+from mmdx.bundle import save_bundle
+from mmdx.config import Config
+from mmdx.data.dataset import (
+    CaseTable,
+    ImageCache,
+    MultimodalDataset,
+    Preprocessing,
+    build_case_table,
+    fit_preprocessing,
+)
+from mmdx.data.splits import split_fingerprint
+from mmdx.data.validation import ValidatedCohort, validate_cohort
+from mmdx.errors import MmdxError
+from mmdx.metrics import binary_metrics, choose_threshold, json_ready
+from mmdx.models.classifier import build_model
+from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
+from mmdx.run import RunPaths
+from mmdx.training.calibration import TemperatureScaler
+from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
+from mmdx.training.inference import predict_dataset
+from mmdx.training.trainer import BEST_WEIGHTS, FitResult, Trainer, balanced_pos_weight
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done, total)`` while the image cache is filled
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished training wrote, as summarised in ``RUN/training.json``.
+
+    Attributes:
+        run: the run directory; ``cohort``: the cohort trained on.
+        fit: the trainer's result (best epoch, epochs run, why it stopped, history).
+        val_metrics: metrics of the calibrated model on the validation split, at ``threshold``.
+        threshold: the operating threshold on calibrated probabilities; ``temperature``: the calibration.
+        parameters: number of model parameters.
+    """
+
+    run: RunPaths
+    cohort: Path
+    fit: FitResult
+    val_metrics: dict[str, Any]
+    threshold: float
+    temperature: float
+    parameters: int
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``training.json``."""
+        return {
+            "run": str(self.run.root),
+            "bundle": str(self.run.bundle),
+            "cohort": str(self.cohort),
+            "result": self.fit.to_dict(),
+            "val": self.val_metrics,
+            "threshold": float(self.threshold),
+            "temperature": self.temperature,
+            "parameters": self.parameters,
+        }
+
+
+def default_threads(world_size: int = 1) -> int:
+    """PyTorch threads per training process when ``train.threads`` is not set: half the CPU cores this
+    process may use, shared among the processes of a distributed run, at least one.
+
+    On a CPU that other work shares (data-loader workers, a second run, the dashboard), OpenMP threads that
+    spin-wait for each other make a step many times slower: benchmarks/profile_step.py measured a demo step
+    at 4.3 s with both cores of a busy 2-core machine and 0.34 s with one thread. Half the cores leaves that
+    headroom; a dedicated machine can set ``train.threads`` to all of them.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2 // max(1, world_size))
+
+
+def seed_everything(seed: int, deterministic: bool, threads: int | None, world_size: int = 1) -> None:
+    """Seed Python, NumPy and torch, set torch's thread count, and ask for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or default_threads(world_size))
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, for the model card."""
+    import monai
+
+    return {
+        "mmdx": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+@dataclass(frozen=True)
+class _Splits:
+    """Row indices of the case table: labelled training and validation cases."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
+    split = cohort.cases.set_index("case_id").loc[table.case_ids, "split"].to_numpy()
+    labelled = ~np.isnan(table.labels)
+    train_idx = np.flatnonzero((split == "train") & labelled)
+    val_idx = np.flatnonzero((split == "val") & labelled)
+    if len(train_idx) < 2 or len(val_idx) < 2:
+        raise MmdxError(
+            f"need labelled cases in both the train and val splits (found {len(train_idx)} and {len(val_idx)})"
+        )
+    return _Splits(train_idx, val_idx)
+
+
+def _preprocessing(
+    run: RunPaths, cohort: ValidatedCohort, config: Config, resume: bool, dist: DistContext
+) -> Preprocessing:
+    # a resumed run must see exactly the inputs the interrupted one saw: reuse its fitted preprocessing
+    fitted = run.load_preprocessing() if resume else None
+    if fitted is not None:
+        return fitted
+    prep = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model))
+    if dist.is_main:
+        run.save_preprocessing(prep)
+    return prep
+
+
+def _image_cache(
+    prep: Preprocessing, config: Config, table: CaseTable, progress: Progress | None
+) -> ImageCache | None:
+    if prep.image_config is None:
+        return None
+    cache = ImageCache(prep.image_config, config.data.cache.mode, config.data.cache.dir)
+    cache.warm(
+        table.image_paths,
+        workers=max(1, config.data.loader.workers or os.cpu_count() or 1),
+        progress=progress,
+    )
+    return cache
+
+
+def _calibrate(
+    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
+) -> tuple[TemperatureScaler, float, dict[str, Any]]:
+    """Fit the temperature and the operating threshold on the validation split; their validation metrics."""
+    val = predict_dataset(
+        model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
+    )
+    scaler = TemperatureScaler()
+    if config.train.calibrate:
+        scaler.fit(val.logits, val.labels)
+    val_prob = scaler.transform(val.logits)
+    rule = config.train.threshold
+    if rule.rule == "fixed":
+        threshold = rule.value
+    else:
+        threshold = choose_threshold(
+            val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
+        )
+    return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold))
+
+
+def model_card(
+    config: Config,
+    cohort: ValidatedCohort,
+    prep: Preprocessing,
+    model: nn.Module,
+    fit: FitResult,
+    splits: _Splits,
+    calibration: tuple[TemperatureScaler, float, dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, intended use."""
+    scaler, threshold, val_metrics = calibration
+    n_params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    task = cohort.spec["task"]
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seed": config.seed,
+        "task": task,
+        "cohort": {
+            "name": cohort.name,
+            "path": str(cohort.root),
+            "version": str(cohort.spec.get("version")),
+            "fingerprint": cohort.fingerprint(),
+            "split_fingerprint": split_fingerprint(cohort.cases["case_id"], cohort.cases["split"]),
+            "subgroups": cohort.spec.get("subgroups", []),
+        },
+        "modalities": prep.modalities,
+        "inputs": {
+            "image": prep.image,
+            "tabular": [{"key": f, "unit": prep.units[f]} for f in prep.features]
+            + [{"key": c, "unit": "case table"} for c in prep.numeric_columns]
+            + [{"key": c, "unit": "category"} for c in prep.normaliser.categorical_columns_],
+            "text": "clinical notes joined in time order" if prep.tokenizer is not None else None,
+        },
+        "parameters": {"total": n_params, "trainable": trainable},
+        "training": {
+            "best_epoch": fit.best_epoch,
+            "epochs_run": fit.epochs_run,
+            "stopped": fit.stopped,
+            "train_cases": int(len(splits.train)),
+            "val_cases": int(len(splits.val)),
+            "seconds": round(seconds, 1),
+        },
+        "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
+        "calibration": scaler.to_dict(),
+        "metrics": {"val": val_metrics},
+        "environment": environment(),
+        "intended_use": (
+            f"Decision support: estimate the probability of '{task['positive']}' for patients "
+            f"like those of cohort '{cohort.name}', from the modalities {', '.join(prep.modalities)}. "
+            "Predictions are for review by a clinician and do not replace clinical judgement."
+        ),
+        "out_of_scope": [
+            "patients, scanners or sites unlike those of the training cohort",
+            "use without clinician review",
+            "tasks other than the labelled outcome",
+        ],
+    }
+
+
+def train_run(
+    config: Config,
+    cohort_dir: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    cache_progress: Progress | None = None,
+) -> TrainResult | None:
+    """Train on ``cohort_dir`` into the run directory ``out``; returns what was written (also saved as
+    ``RUN/training.json``), or None in the non-main processes of a distributed run.
+
+    ``progress``: the trainer's progress bars; ``cache_progress(done, total)`` while images are cached.
+    """
+    check_model_config(config.model)
+    run = RunPaths(Path(out))
+    if run.holds_a_run() and not resume:
+        raise MmdxError(
+            f"{run.root} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    dist = init_distributed(config.train.device)
+    try:
+        return _train(config, cohort_dir, run, resume, progress, cache_progress, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _train(
+    config: Config,
+    cohort_dir: str | Path,
+    run: RunPaths,
+    resume: bool,
+    progress: bool,
+    cache_progress: Progress | None,
+    dist: DistContext,
+) -> TrainResult | None:
+    if dist.is_main:
+        run.create()
+    dist.barrier()
+    seed_everything(config.seed, config.train.deterministic, config.train.threads, dist.world_size)
+    started = time.perf_counter()
+
+    cohort = validate_cohort(cohort_dir, workers=config.data.validate_workers)
+    if dist.is_main:
+        run.write_validation_report(cohort.report)
+    if not cohort.report.usable:
+        raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
+    prep = _preprocessing(run, cohort, config, resume, dist)
+    table = build_case_table(cohort, prep)
+    splits = _splits(cohort, table)
+    cache = _image_cache(prep, config, table, cache_progress if dist.is_main else None)
+    train_set = MultimodalDataset(table.subset(splits.train), prep, cache)
+    val_set = MultimodalDataset(table.subset(splits.val), prep, cache)
+
+    model = build_model(**model_arguments(config.model, prep, aux_heads=config.train.aux_loss_weight > 0))
+    if dist.is_main:
+        log.info(
+            "model: %s parameters (%s trainable); %d train / %d val cases",
+            f"{sum(p.numel() for p in model.parameters()):,}",
+            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
+            len(splits.train),
+            len(splits.val),
+        )
+    trainer = Trainer(
+        model,
+        config.train,
+        config.data.loader,
+        train_set,
+        val_set,
+        run.root,
+        seed=config.seed,
+        dist=dist,
+        progress=progress,
+        pos_weight=balanced_pos_weight(table.labels[splits.train]),
+    )
+    fit = trainer.fit(resume=resume)
+    dist.barrier()
+    if not dist.is_main:
+        return None
+
+    model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
+    model.eval()
+    calibration = _calibrate(model, val_set, config, dist.device)
+    scaler, threshold, val_metrics = calibration
+    card = model_card(config, cohort, prep, model, fit, splits, calibration, time.perf_counter() - started)
+    save_bundle(run.bundle, model, config, prep, scaler, card)
+    result = TrainResult(
+        run=run,
+        cohort=cohort.root,
+        fit=fit,
+        val_metrics=val_metrics,
+        threshold=threshold,
+        temperature=scaler.temperature_,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    run.write_training_summary(result.summary())
+    return result
