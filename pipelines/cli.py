@@ -1,30 +1,76 @@
-"""The ``mmdx`` command line. Each subcommand lives in its own module with ``add_parser`` and ``run``."""
+"""The ``mmdx`` command line. Each subcommand lives in its own module with ``add_parser`` and ``run``, listed in
+:data:`COMMANDS`; a command's work is a workflow of :mod:`mmdx.workflows`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
 from mmdx import __version__
 from mmdx.errors import MmdxError
+from mmdx.registry import Registry
 
-#: subcommand -> module in ``pipelines``; each defines ``add_parser(subparsers)`` and ``run(args)``
-COMMANDS: dict[str, str] = {
-    "synth": "pipelines.synth",
-    "validate": "pipelines.validate",
-    "train": "pipelines.train",
-    "evaluate": "pipelines.evaluate",
-    "predict": "pipelines.predict",
-    "explain": "pipelines.explain",
-    "audit": "pipelines.audit",
-    "review": "pipelines.review",
-    "users": "pipelines.users",
-    "deid": "pipelines.deid",
-    "demo": "pipelines.demo",
-}
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One ``mmdx`` subcommand.
+
+    Attributes:
+        name: the subcommand (``mmdx train``).
+        module: the module that defines ``add_parser(subparsers)`` and ``run(args)``.
+        help: the line shown by ``mmdx --help``.
+        requires: third-party packages the command cannot run without; one that is not installed marks the
+            command unavailable in ``mmdx --help`` without importing anything.
+    """
+
+    name: str
+    module: str
+    help: str
+    requires: tuple[str, ...] = ()
+
+
+#: The subcommands, in the order ``mmdx --help`` lists them. A command's module is imported only when that
+#: command runs, so ``mmdx --help`` stays fast whatever the commands import.
+COMMANDS: Registry[CommandSpec] = Registry("command")
+for _spec in (
+    CommandSpec("synth", "pipelines.synth", "write a synthetic cohort", ("numpy", "pydicom", "nibabel")),
+    CommandSpec(
+        "validate", "pipelines.validate", "validate a cohort directory", ("pydicom", "nibabel", "rich")
+    ),
+    CommandSpec("train", "pipelines.train", "train a model on a cohort", ("torch", "monai")),
+    CommandSpec("evaluate", "pipelines.evaluate", "predict a cohort and compute metrics", ("torch", "monai")),
+    CommandSpec("predict", "pipelines.predict", "predict a cohort with a trained bundle", ("torch", "monai")),
+    CommandSpec(
+        "explain",
+        "pipelines.explain",
+        "attributions per modality, Shapley values and sanity checks",
+        ("torch", "captum"),
+    ),
+    CommandSpec(
+        "audit",
+        "pipelines.audit",
+        "write the audit report of a run (HTML + JSON)",
+        ("sqlalchemy", "jinja2", "matplotlib", "fairlearn"),
+    ),
+    CommandSpec(
+        "review", "pipelines.review", "start the clinician review dashboard", ("streamlit", "sqlalchemy")
+    ),
+    CommandSpec(
+        "users",
+        "pipelines.users",
+        "manage review accounts (clinician, auditor, admin)",
+        ("sqlalchemy", "bcrypt"),
+    ),
+    CommandSpec("deid", "pipelines.deid", "write a de-identified copy of a cohort", ("pydicom", "nibabel")),
+    CommandSpec("demo", "pipelines.demo", "run the whole workflow on a synthetic cohort"),
+):
+    COMMANDS.register(_spec)
 
 DESCRIPTION = """\
 mmdx: multimodal medical diagnosis on patient cohorts.
@@ -45,42 +91,56 @@ Run 'mmdx COMMAND --help' for the options of each command.
 """
 
 
-def _available() -> tuple[dict[str, object], dict[str, str]]:
-    """The importable subcommand modules, and for the others the missing package that stops them.
+def _missing_requirement(spec: CommandSpec) -> str | None:
+    """The first package the command requires that is not installed (looked up, not imported)."""
+    for package in spec.requires:
+        if importlib.util.find_spec(package) is None:
+            return package
+    return None
 
-    A command whose own dependency is not installed (say sqlalchemy for ``audit`` in a training-only
-    environment) must not take the other commands down with it: it stays listed and says what to install.
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mmdx`` parser; only ``command``'s module is imported (to add its options), the others are
+    listed from :data:`COMMANDS`.
+
+    A command whose module needs a package that is not installed (say sqlalchemy for ``audit`` in a
+    training-only environment) must not take the other commands down with it: it stays listed and says
+    what to install.
     """
-    modules: dict[str, object] = {}
-    missing: dict[str, str] = {}
-    for name, module in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module or not exc.name:
-                raise
-            missing[name] = exc.name.split(".")[0]
-    return modules, missing
-
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmdx", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"mmdx {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules, missing = _available()
-    for module in modules.values():
-        module.add_parser(subparsers)  # type: ignore[attr-defined]
-    for name, package in missing.items():
-        sub = subparsers.add_parser(name, help=f"(unavailable here: needs the Python package '{package}')")
-        sub.set_defaults(missing_package=package)
+    for spec in COMMANDS:
+        missing = _missing_requirement(spec)
+        if spec.name == command and missing is None:
+            try:
+                importlib.import_module(spec.module).add_parser(subparsers)
+                continue
+            except ModuleNotFoundError as exc:
+                if exc.name == spec.module or not exc.name:
+                    raise
+                missing = exc.name.split(".")[0]
+        if missing is not None:
+            sub = subparsers.add_parser(
+                spec.name, help=f"(unavailable here: needs the Python package '{missing}')"
+            )
+            sub.set_defaults(missing_package=missing)
+        else:
+            subparsers.add_parser(spec.name, help=spec.help)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args, unknown = parser.parse_known_args(argv)
     missing_package = getattr(args, "missing_package", None)
     if unknown and not missing_package:
@@ -101,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    module = importlib.import_module(COMMANDS[args.command])
+    module = importlib.import_module(COMMANDS.get(args.command).module)
     try:
         return int(module.run(args) or 0)
     except MmdxError as exc:
