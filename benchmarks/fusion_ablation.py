@@ -1,7 +1,7 @@
 """Fusion ablation benchmark: the fused model, every ablation fusion and each single modality, several seeds.
 
     .venv/bin/python -m benchmarks.fusion_ablation COHORT [--config configs/ct3d.yaml] [--seeds 0 1 2]
-        [--variants gated_attention concat late attention gated image tabular text] [--out benchmarks/out/ablation]
+        [--variants gated_attention attention gated concat late image tabular text] [--out benchmarks/out/ablation]
         [--jobs 2] [--threads 1] [--set KEY=VALUE ...]
 
 For each variant and seed: `mmdx train` then `mmdx evaluate` in fresh processes; collects test AUROC, the
@@ -26,7 +26,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-FUSIONS = ["gated_attention", "concat", "late", "attention", "gated"]
+from mmdx.models.fusion import FUSIONS as FUSIONS_REGISTRY
+
+#: every registered fusion, in the registry's order (a new fusion joins the ablation by being registered)
+FUSIONS = FUSIONS_REGISTRY.names()
 SINGLE = {
     "image": ["model.tabular=null", "model.text=null"],
     "tabular": ["model.image=null", "model.text=null"],

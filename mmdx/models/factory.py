@@ -54,12 +54,11 @@ def check_model_config(model: ModelConfig) -> None:
         except MmdxError as exc:
             raise ConfigError(f"model.{modality.value}.name: {exc}") from None
         parts.append((f"model.{modality.value}", component, spec.builder))
-    if model.fusion.name not in FUSIONS:
-        raise ConfigError(
-            f"model.fusion.name: unknown fusion '{model.fusion.name}'{did_you_mean(model.fusion.name, FUSIONS)} "
-            f"(choose from: {', '.join(FUSIONS)})"
-        )
-    parts.append(("model.fusion", model.fusion, FUSIONS[model.fusion.name]))
+    try:
+        fusion = FUSIONS.get(model.fusion.name)
+    except MmdxError as exc:
+        raise ConfigError(f"model.fusion.name: {exc}") from None
+    parts.append(("model.fusion", model.fusion, fusion.build))
     for where, component, builder in parts:
         accepted = [a for a in _accepted(builder) if a not in {"modality_dims", "architecture"}]
         for key in component.params:

@@ -10,7 +10,8 @@ before anything reads them, and the modality is then excluded (attention key pad
 weight), so whatever its encoder produced for that case cannot change the output — not even NaN. A case
 with no modality at all gets a finite "no evidence" prediction from learned parameters.
 
-Fusions (all built by :func:`build_fusion`):
+Fusions (registered in :data:`FUSIONS`, built by :func:`build_fusion`; to add one, write its class here and
+register a :class:`FusionSpec` below the others):
 
 - ``gated_attention`` (:class:`GatedAttentionFusion`, the default): per-modality projection, cross-modal
   attention for context, a sigmoid gate per modality per case, attention pooling by a learned query.
@@ -23,12 +24,13 @@ Fusions (all built by :func:`build_fusion`):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from mmdx.errors import MmdxError, look_up_option
+from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.models.hparams import (
     HyperParameterError,
@@ -38,6 +40,7 @@ from mmdx.models.hparams import (
     check_keyword_arguments,
     check_positive_int,
 )
+from mmdx.registry import Registry
 
 
 class FusionOutput(NamedTuple):
@@ -398,14 +401,27 @@ class LateFusion(Fusion):
         return logits, weights, own
 
 
-#: Fusion name (as written in configs) -> class. ``gated_attention`` is the default.
-FUSIONS: dict[str, type[Fusion]] = {
-    "gated_attention": GatedAttentionFusion,
-    "attention": AttentionFusion,
-    "gated": GatedFusion,
-    "concat": ConcatFusion,
-    "late": LateFusion,
-}
+@dataclass(frozen=True)
+class FusionSpec:
+    """One fusion: its config name, its class (called with ``modality_dims``, ``dim`` and the config's
+    keyword arguments) and a line for listings."""
+
+    name: str
+    build: type[Fusion]
+    description: str
+
+
+#: The fusions by config name (``model.fusion.name``), in listing order; the first is the default.
+FUSIONS: Registry[FusionSpec] = Registry("fusion")
+FUSIONS.register(
+    FusionSpec(
+        "gated_attention", GatedAttentionFusion, "projections, cross-modal attention, a gate per modality"
+    )
+)
+FUSIONS.register(FusionSpec("attention", AttentionFusion, "gated_attention without the gates"))
+FUSIONS.register(FusionSpec("gated", GatedFusion, "gated_attention without the attention"))
+FUSIONS.register(FusionSpec("concat", ConcatFusion, "concatenated projections and presence into an MLP"))
+FUSIONS.register(FusionSpec("late", LateFusion, "one logit per modality, averaged over those present"))
 
 DEFAULT_FUSION = "gated_attention"
 
@@ -418,6 +434,6 @@ def build_fusion(name: str, modality_dims: Mapping[Modality, int], dim: int = 64
     Raises :class:`~mmdx.errors.MmdxError` for an unknown name or argument, and
     :class:`~mmdx.models.hparams.HyperParameterError` (also a ``ValueError``) for a bad hyper-parameter.
     """
-    cls = FUSIONS[look_up_option(name, FUSIONS, what="fusion")]
+    cls = FUSIONS.get(name).build
     check_keyword_arguments(f"fusion '{name}'", cls, {"modality_dims": modality_dims, "dim": dim, **kwargs})
     return cls(modality_dims, dim=dim, **kwargs)

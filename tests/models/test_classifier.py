@@ -42,7 +42,7 @@ def parts_of(net: MultimodalClassifier, batch: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("fusion", list(FUSIONS))
+@pytest.mark.parametrize("fusion", FUSIONS.names())
 def test_forward_equals_forward_parts(fusion: str) -> None:
     net = model(fusion).eval()
     batch = make_batch()

@@ -13,7 +13,7 @@ from mmdx.models.fusion import FUSIONS, FusionOutput, build_fusion
 from mmdx.models.hparams import HyperParameterError
 
 DIMS = {Modality.IMAGE: 12, Modality.TABULAR: 7, Modality.TEXT: 5}
-NAMES = list(FUSIONS)
+NAMES = FUSIONS.names()
 SUBSETS = [
     tuple(m for m, keep in zip(MODALITIES, bits, strict=True) if keep)
     for bits in ((1, 1, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1))

@@ -39,18 +39,19 @@ BAD = [
 
 
 def accepted(name: str) -> set[str]:
-    return set(inspect.signature(ENCODERS[name].builder).parameters)
+    return set(inspect.signature(ENCODERS.get(name).builder).parameters)
 
 
 def arguments(name: str, **extra) -> dict:
-    spec = ENCODERS[name]
+    spec = ENCODERS.get(name)
     kwargs = {k: v for k, v in REQUIRED[spec.modality].items() if k in accepted(name)}
     return kwargs | SMALL.get(name, {}) | extra
 
 
 def cases() -> list:
     out = []
-    for name, spec in ENCODERS.items():
+    for spec in ENCODERS:
+        name = spec.name
         if spec.modality == Modality.IMAGE:
             out.append(pytest.param(name, {"spatial_dims": 2}, id=f"{name}-2d"))
             out.append(pytest.param(name, {"spatial_dims": 3}, id=f"{name}-3d"))
@@ -89,7 +90,7 @@ def run(encoder, modality: Modality, batch: int = 2):
 
 @pytest.mark.parametrize(("name", "extra"), cases())
 def test_encoder_contract(name: str, extra: dict) -> None:
-    spec = ENCODERS[name]
+    spec = ENCODERS.get(name)
     torch.manual_seed(0)
     encoder = build_encoder(name, **arguments(name, **extra))
     assert isinstance(encoder, torch.nn.Module)
@@ -111,7 +112,7 @@ def test_encoder_contract(name: str, extra: dict) -> None:
         assert any(p.grad.abs().sum() > 0 for p in trainable.values()), "no gradient reaches the parameters"
 
 
-@pytest.mark.parametrize("name", list(ENCODERS))
+@pytest.mark.parametrize("name", ENCODERS.names())
 def test_bad_hyper_parameters_are_rejected_with_their_name(name: str) -> None:
     applicable = [(key, value) for key, value in BAD if key in accepted(name)]
     assert applicable, f"add a bad hyper-parameter for '{name}' to BAD"
@@ -122,14 +123,14 @@ def test_bad_hyper_parameters_are_rejected_with_their_name(name: str) -> None:
         assert key in str(error.value) or "folder" in str(error.value)
 
 
-@pytest.mark.parametrize("name", list(ENCODERS))
+@pytest.mark.parametrize("name", ENCODERS.names())
 def test_typo_in_name_suggests_the_encoder(name: str) -> None:
     typo = name[:-1] + name[-1] * 2 + "s"
     with pytest.raises(MmdxError, match=f"did you mean '{name}'"):
         build_encoder(typo)
 
 
-@pytest.mark.parametrize("name", list(ENCODERS))
+@pytest.mark.parametrize("name", ENCODERS.names())
 def test_typo_in_argument_suggests_the_argument(name: str) -> None:
     argument = sorted(accepted(name), key=len)[-1]
     with pytest.raises(HyperParameterError, match=f"did you mean '{argument}'"):
@@ -137,13 +138,14 @@ def test_typo_in_argument_suggests_the_argument(name: str) -> None:
 
 
 def test_registry_entries_are_consistent() -> None:
-    for name, spec in ENCODERS.items():
+    for name in ENCODERS.names():
+        spec = ENCODERS.get(name)
         assert spec.name == name
         assert isinstance(spec.modality, Modality)
         assert callable(spec.builder) and spec.description
         assert spec.tokenizer is None or spec.modality == Modality.TEXT
     by_modality = [encoder_names(m) for m in Modality]
-    assert sorted(sum(by_modality, [])) == sorted(ENCODERS)
+    assert sorted(sum(by_modality, [])) == sorted(ENCODERS.names())
     assert all(by_modality), "every modality has at least one encoder"
 
 

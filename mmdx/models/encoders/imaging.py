@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from mmdx.errors import MmdxError
+from mmdx.keys import Modality
+from mmdx.models.encoders import ENCODERS, EncoderSpec
 from mmdx.models.hparams import (
     HyperParameterError,
     check_choice,
@@ -305,3 +308,26 @@ class MonaiImageEncoder(ImagingEncoder):
 
     def extract(self, image: Tensor) -> Tensor:
         return self.network(image)
+
+
+def _monai(architecture: str, description: str) -> EncoderSpec:
+    return EncoderSpec(architecture, Modality.IMAGE, partial(MonaiImageEncoder, architecture), description)
+
+
+ENCODERS.register(
+    EncoderSpec(
+        "small_cnn",
+        Modality.IMAGE,
+        SmallCNN,
+        "compact residual CNN with average+max pooling, 2D/3D, trains on a CPU",
+    )
+)
+for _spec in (
+    _monai("densenet121", "MONAI DenseNet-121 features (1024), 2D/3D, sides >= 32"),
+    _monai("resnet10", "MONAI ResNet-10 features (512), 2D/3D"),
+    _monai("resnet18", "MONAI ResNet-18 features (512), 2D/3D"),
+    _monai("resnet34", "MONAI ResNet-34 features (512), 2D/3D"),
+    _monai("resnet50", "MONAI ResNet-50 features (2048), 2D/3D"),
+    _monai("efficientnet_b0", "MONAI EfficientNet-B0 features (1280), 2D/3D, sides >= 32"),
+):
+    ENCODERS.register(_spec)

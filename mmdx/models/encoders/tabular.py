@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from mmdx.errors import MmdxError
+from mmdx.keys import Modality
+from mmdx.models.encoders import ENCODERS, EncoderSpec
 from mmdx.models.hparams import (
     HyperParameterError,
     check_dropout,
@@ -255,3 +257,18 @@ class TabularMLP(_TabularInputs):
         parts = [values * (1.0 - missing), missing]
         parts += [embedding(categorical[:, column]) for column, embedding in enumerate(self.embeddings)]
         return self.mlp(torch.cat(parts, dim=1))
+
+
+ENCODERS.register(
+    EncoderSpec(
+        "ft_transformer",
+        Modality.TABULAR,
+        FTTransformer,
+        "FT-Transformer: a token per feature, learned missing-value embeddings, [CLS] output",
+    )
+)
+ENCODERS.register(
+    EncoderSpec(
+        "mlp", Modality.TABULAR, TabularMLP, "MLP over values, missing indicators and categorical embeddings"
+    )
+)

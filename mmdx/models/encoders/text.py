@@ -27,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from mmdx.errors import MmdxError
+from mmdx.keys import Modality
+from mmdx.models.encoders import ENCODERS, EncoderSpec
 from mmdx.models.hparams import (
     HyperParameterError,
     check_dropout,
@@ -403,3 +405,39 @@ def minilm_tokenizer(freeze: bool = True) -> Path:
     """Tokenizer file of the ``minilm`` encoder."""
     del freeze
     return tokenizer_file(minilm_folder())
+
+
+ENCODERS.register(
+    EncoderSpec(
+        "transformer",
+        Modality.TEXT,
+        TextTransformer,
+        "small Transformer over a tokenizer trained on the cohort's notes",
+    )
+)
+ENCODERS.register(
+    EncoderSpec(
+        "text_cnn",
+        Modality.TEXT,
+        TextCNN,
+        "convolutional n-gram detectors with max pooling over a tokenizer trained on the cohort",
+    )
+)
+ENCODERS.register(
+    EncoderSpec(
+        "minilm",
+        Modality.TEXT,
+        minilm_encoder,
+        "packaged all-MiniLM-L6-v2 (384), frozen or fine-tuned, offline",
+        tokenizer=minilm_tokenizer,
+    )
+)
+ENCODERS.register(
+    EncoderSpec(
+        "hf_local",
+        Modality.TEXT,
+        PretrainedTextEncoder,
+        "any local Hugging Face encoder folder (path=...), e.g. a clinical BERT, offline",
+        tokenizer=hf_local_tokenizer,
+    )
+)
