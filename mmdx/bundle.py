@@ -1,4 +1,4 @@
-"""The model bundle (Contract 2): everything needed to rebuild a trained model exactly, and no pickle.
+"""The model bundle: everything needed to rebuild a trained model exactly, and no pickle.
 
 A bundle is a directory:
 

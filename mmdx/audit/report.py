@@ -1,7 +1,7 @@
 """The model audit report: one document computed from a run directory, written as JSON and as HTML.
 
 :func:`build_report` is the one place where the report's content is computed. It reads the run
-(Contract 3: the bundle, ``predictions.parquet``, ``validation_report.json``, ``explanations/``), optionally
+(the run directory: the bundle, ``predictions.parquet``, ``validation_report.json``, ``explanations/``), optionally
 the review store and a second run, and returns a plain, strict-JSON dict that validates against
 ``data_schemas/audit_report.schema.json``. :func:`write_report` validates it again, writes it as
 ``audit_report.json`` and renders the same document as ``audit_report.html`` (and, when Chromium is

@@ -60,7 +60,7 @@ SECTION_TITLES: dict[Section, str] = {
 
 
 class Column(StrEnum):
-    """Columns of ``predictions.parquet`` (Contract 3) beyond the sample keys of :class:`~mmdx.keys.Keys`."""
+    """Columns of ``predictions.parquet`` beyond the sample keys of :class:`~mmdx.keys.Keys`."""
 
     LOGIT = "logit"
     PROBABILITY = "probability"  # calibrated (temperature-scaled)

@@ -1,4 +1,4 @@
-"""Reading a cohort directory (Contract 1): ``cohort.yaml``, the cases table, observations and notes.
+"""Reading a cohort directory: ``cohort.yaml``, the cases table, observations and notes.
 
 This module only reads and parses; judging the content (reason codes, statuses) is ``mmdx.data.validation``.
 Every path inside a cohort is relative to its root, and :func:`resolve_in_cohort` refuses one that escapes it.
@@ -71,7 +71,7 @@ def _find_one(root: Path, names: tuple[str, ...], required: bool) -> Path | None
         raise CohortError(f"{root}: both {found[0].name} and {found[1].name} exist; keep exactly one")
     if not found and required:
         raise CohortError(
-            f"{root}: no cases table; expected one of {', '.join(names)} (see DESIGN Contract 1)"
+            f"{root}: no cases table; expected one of {', '.join(names)} (a cohort directory holds cohort.yaml and one cases table)"
         )
     return found[0] if found else None
 

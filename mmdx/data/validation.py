@@ -157,7 +157,7 @@ def validate_cohort(
     progress: Progress | None = None,
     split_seed: int | None = None,
 ) -> ValidatedCohort:
-    """Validate a cohort directory (Contract 1) and return what can be used plus the full report."""
+    """Validate a cohort directory and return what can be used plus the full report."""
     files = read_cohort(root)
     spec = files.spec
     catalogue = _load_catalogue(files)

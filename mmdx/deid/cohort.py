@@ -1,4 +1,4 @@
-"""De-identifying a whole cohort directory (Contract 1) into a new one.
+"""De-identifying a whole cohort directory into a new one.
 
 ``deidentify_cohort(IN, OUT, key)`` writes a copy of the cohort in which:
 

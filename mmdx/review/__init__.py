@@ -1,6 +1,6 @@
 """The logic of the clinician review dashboard, kept out of the Streamlit pages so that it is unit-tested.
 
-A run directory (Contract 3) and the review store go in; what the pages show comes out:
+A run directory and the review store go in; what the pages show comes out:
 
 * :func:`open_review_context` opens a run for review (:class:`ReviewContext`: paths, store, model
   metadata; nothing about any patient, so one may be shared by every session);

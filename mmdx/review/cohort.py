@@ -144,6 +144,6 @@ class CohortCaseReader:
 def read_case_inputs(
     cohort_dir: str | Path, case_id: str, numeric_columns: tuple[str, ...] = ()
 ) -> CaseInputs:
-    """Read one case from a cohort directory (Contract 1); see :meth:`CohortCaseReader.case`. Raises
+    """Read one case from a cohort directory; see :meth:`CohortCaseReader.case`. Raises
     :class:`MmdxError` (a :class:`~mmdx.errors.CohortError`) when the cohort as a whole is unusable."""
     return CohortCaseReader(cohort_dir, numeric_columns).case(case_id)

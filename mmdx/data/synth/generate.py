@@ -85,7 +85,7 @@ def _write_case_image(args: tuple) -> dict:
 def synthesize_cohort(
     out: str | Path, opts: SynthOptions, progress: Callable[[int, int], None] | None = None
 ) -> dict:
-    """Write a cohort (Contract 1) to ``out`` and return a summary dict. ``out`` must not exist or be empty."""
+    """Write a cohort to ``out`` and return a summary dict. ``out`` must not exist or be empty."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder or delete it first")
