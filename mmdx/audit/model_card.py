@@ -142,129 +142,187 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def computed_limitations(sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:
-    """Limitations that follow from the computed sections (``section -> section dict``)."""
-    out: list[dict[str, str]] = []
+Limit = tuple[Section, str]
 
-    def add(section: Section, text: str) -> None:
-        out.append({"source": "computed", "section": section.value, "text": text})
 
+def _cohort_limits(sections: dict[str, dict[str, Any]], synthetic: bool) -> list[Limit]:
+    out: list[Limit] = []
     provenance = sections.get(Section.PROVENANCE, {})
     cohort = (provenance.get("cohort") or {}).get("name") if is_ok(provenance) else None
     if synthetic:
-        add(
-            Section.PROVENANCE,
-            "The cohort is synthetic (written by mmdx synth): these results show the pipeline works, not how the "
-            "model performs on real patients.",
+        out.append(
+            (
+                Section.PROVENANCE,
+                "The cohort is synthetic (written by mmdx synth): these results show the pipeline works, not how "
+                "the model performs on real patients.",
+            )
         )
-    add(
-        Section.COHORT_FLOW,
-        f"All splits come from one cohort{f' ({cohort})' if cohort else ''}: this is internal validation; no "
-        "external validation on another site or period is included.",
+    out.append(
+        (
+            Section.COHORT_FLOW,
+            f"All splits come from one cohort{f' ({cohort})' if cohort else ''}: this is internal validation; no "
+            "external validation on another site or period is included.",
+        )
     )
     if is_ok(provenance):
         now = provenance.get("cohort_now") or {}
         if now.get("matches_training") is False:
-            add(Section.PROVENANCE, "The cohort's files changed since training (fingerprints differ).")
+            out.append(
+                (Section.PROVENANCE, "The cohort's files changed since training (fingerprints differ).")
+            )
         if (provenance.get("split_now") or {}).get("matches_training") is False:
-            add(
-                Section.PROVENANCE,
-                "The predicted cases or their splits differ from those at training (split fingerprints differ).",
+            out.append(
+                (
+                    Section.PROVENANCE,
+                    "The predicted cases or their splits differ from those at training (split fingerprints differ).",
+                )
             )
         if (provenance.get("git") or {}).get("dirty"):
-            add(Section.PROVENANCE, "The mmdx source had uncommitted changes when this report was made.")
+            out.append(
+                (Section.PROVENANCE, "The mmdx source had uncommitted changes when this report was made.")
+            )
     flow = sections.get(Section.COHORT_FLOW, {})
     if is_ok(flow) and flow.get("rejected"):
         share = flow["rejected"] / max(1, flow["rows_in"])
-        add(
-            Section.COHORT_FLOW,
-            f"{flow['rejected']} of {flow['rows_in']} cases ({share:.1%}) were excluded by validation; the model "
-            "was not evaluated on cases like them.",
-        )
-    discrimination = sections.get(Section.DISCRIMINATION, {})
-    if is_ok(discrimination):
-        evaluation = discrimination["by_split"][discrimination["split"]]
-        interval = evaluation["auroc"]
-        if min(evaluation["n_positive"], evaluation["n_negative"]) < MIN_EVENTS_FOR_PRECISION:
-            add(
-                Section.DISCRIMINATION,
-                f"The {discrimination['split']} split has {evaluation['n']} cases ({evaluation['n_positive']} "
-                f"positive): estimates are imprecise (AUROC interval {_fmt(interval['low'])} to "
-                f"{_fmt(interval['high'])}).",
+        out.append(
+            (
+                Section.COHORT_FLOW,
+                f"{flow['rejected']} of {flow['rows_in']} cases ({share:.1%}) were excluded by validation; the "
+                "model was not evaluated on cases like them.",
             )
-    subgroups = sections.get(Section.SUBGROUPS, {})
-    if is_ok(subgroups):
-        flagged = [
-            f"{table['attribute']}={row['group']}"
-            for table in subgroups["attributes"]
-            for row in table["rows"]
-            if row["too_small"]
-        ]
-        if flagged:
-            shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
-            add(Section.SUBGROUPS, f"{len(flagged)} subgroup(s) are too small to judge: {shown}.")
-        for table in subgroups["attributes"]:
-            gap = table["gaps"]
-            if gap.get("auroc_gap") is not None and gap.get("auroc_extremes"):
-                high, low = gap["auroc_extremes"]
-                add(
+        )
+    return out
+
+
+def _discrimination_limits(section: dict[str, Any]) -> list[Limit]:
+    if not is_ok(section):
+        return []
+    evaluation = section["by_split"][section["split"]]
+    interval = evaluation["auroc"]
+    if min(evaluation["n_positive"], evaluation["n_negative"]) >= MIN_EVENTS_FOR_PRECISION:
+        return []
+    return [
+        (
+            Section.DISCRIMINATION,
+            f"The {section['split']} split has {evaluation['n']} cases ({evaluation['n_positive']} "
+            f"positive): estimates are imprecise (AUROC interval {_fmt(interval['low'])} to "
+            f"{_fmt(interval['high'])}).",
+        )
+    ]
+
+
+def _subgroup_limits(section: dict[str, Any]) -> list[Limit]:
+    if not is_ok(section):
+        return []
+    out: list[Limit] = []
+    flagged = [
+        f"{table['attribute']}={row['group']}"
+        for table in section["attributes"]
+        for row in table["rows"]
+        if row["too_small"]
+    ]
+    if flagged:
+        shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+        out.append((Section.SUBGROUPS, f"{len(flagged)} subgroup(s) are too small to judge: {shown}."))
+    for table in section["attributes"]:
+        gap = table["gaps"]
+        if gap.get("auroc_gap") is not None and gap.get("auroc_extremes"):
+            high, low = gap["auroc_extremes"]
+            out.append(
+                (
                     Section.SUBGROUPS,
                     f"AUROC differs by {_fmt(gap['auroc_gap'])} between {table['attribute']} groups ({high} "
                     f"highest, {low} lowest); equalized-odds difference {_fmt(gap['equalized_odds_difference'])}.",
                 )
-        for entry in subgroups.get("unavailable") or []:
-            add(
-                Section.SUBGROUPS, f"Subgroup '{entry['attribute']}' could not be audited: {entry['reason']}."
             )
-    calibration = sections.get(Section.CALIBRATION, {})
-    if is_ok(calibration):
-        slope = calibration["after"]["fit"].get("slope")
-        if slope is not None and abs(slope - 1.0) > SLOPE_TOLERANCE:
-            kind = "too extreme" if slope < 1.0 else "too modest"
-            add(
-                Section.CALIBRATION,
-                f"After temperature scaling the calibration slope is {_fmt(slope, 2)} (ideal 1): predicted risks "
-                f"are {kind} on the {calibration['split']} split.",
-            )
-    robustness = sections.get(Section.ROBUSTNESS, {})
-    if is_ok(robustness):
-        reproduction = robustness.get("reproduction") or {}
-        if reproduction.get("reproduced") is False:
-            add(
+    for entry in section.get("unavailable") or []:
+        out.append(
+            (Section.SUBGROUPS, f"Subgroup '{entry['attribute']}' could not be audited: {entry['reason']}.")
+        )
+    return out
+
+
+def _calibration_limits(section: dict[str, Any]) -> list[Limit]:
+    if not is_ok(section):
+        return []
+    slope = section["after"]["fit"].get("slope")
+    if slope is None or abs(slope - 1.0) <= SLOPE_TOLERANCE:
+        return []
+    kind = "too extreme" if slope < 1.0 else "too modest"
+    return [
+        (
+            Section.CALIBRATION,
+            f"After temperature scaling the calibration slope is {_fmt(slope, 2)} (ideal 1): predicted risks "
+            f"are {kind} on the {section['split']} split.",
+        )
+    ]
+
+
+def _robustness_limits(section: dict[str, Any]) -> list[Limit]:
+    if not is_ok(section):
+        return []
+    out: list[Limit] = []
+    reproduction = section.get("reproduction") or {}
+    if reproduction.get("reproduced") is False:
+        out.append(
+            (
                 Section.ROBUSTNESS,
                 "Re-running the model did not reproduce predictions.parquet (largest logit difference "
                 f"{reproduction['max_abs_logit_difference']:.2g}); the cohort or environment changed.",
             )
-        for row in robustness["conditions"]:
-            change = (row.get("auroc_change") or {}).get("estimate")
-            if row["kind"] == "modality_removed" and change is not None and change <= -MODALITY_DEPENDENCE:
-                add(
+        )
+    for row in section["conditions"]:
+        change = (row.get("auroc_change") or {}).get("estimate")
+        if row["kind"] == "modality_removed" and change is not None and change <= -MODALITY_DEPENDENCE:
+            out.append(
+                (
                     Section.ROBUSTNESS,
                     f"Without the {row['modality']} modality AUROC falls by {_fmt(-change)}: cases missing it "
                     "get markedly less accurate predictions.",
                 )
+            )
+    return out
+
+
+def _explanation_and_review_limits(sections: dict[str, dict[str, Any]]) -> list[Limit]:
+    out: list[Limit] = []
     explanations = sections.get(Section.EXPLANATIONS, {})
     if is_ok(explanations):
         for method, result in explanations["methods"].items():
             failing = [m for m, d in result["deletion"].items() if d.get("faster_than_random") is False]
             if failing:
-                add(
-                    Section.EXPLANATIONS,
-                    f"{method} attributions for {', '.join(failing)} do not beat random order in the deletion test; "
-                    "do not rely on them for these modalities.",
+                out.append(
+                    (
+                        Section.EXPLANATIONS,
+                        f"{method} attributions for {', '.join(failing)} do not beat random order in the deletion "
+                        "test; do not rely on them for these modalities.",
+                    )
                 )
     else:
-        add(
-            Section.EXPLANATIONS,
-            f"Explanations were not assessed: {explanations.get('reason', 'not computed')}.",
-        )
+        reason = explanations.get("reason", "not computed")
+        out.append((Section.EXPLANATIONS, f"Explanations were not assessed: {reason}."))
     review = sections.get(Section.CLINICIAN_REVIEW, {})
     if not is_ok(review):
-        add(
-            Section.CLINICIAN_REVIEW,
-            f"No clinician review is included: {review.get('reason', 'not computed')}.",
+        out.append(
+            (
+                Section.CLINICIAN_REVIEW,
+                f"No clinician review is included: {review.get('reason', 'not computed')}.",
+            )
         )
     return out
+
+
+def computed_limitations(sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:
+    """Limitations that follow from the computed sections (``section -> section dict``), in report order."""
+    found = [
+        *_cohort_limits(sections, synthetic),
+        *_discrimination_limits(sections.get(Section.DISCRIMINATION, {})),
+        *_subgroup_limits(sections.get(Section.SUBGROUPS, {})),
+        *_calibration_limits(sections.get(Section.CALIBRATION, {})),
+        *_robustness_limits(sections.get(Section.ROBUSTNESS, {})),
+        *_explanation_and_review_limits(sections),
+    ]
+    return [{"source": "computed", "section": section.value, "text": text} for section, text in found]
 
 
 def limitations(bundle: Bundle, sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,6 +134,32 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class _FitState:
+    """Where training stands: epochs done, optimiser steps, best (validation AUROC, epoch), epochs without
+    improvement, the history, and why it stopped (``epochs`` while it goes on)."""
+
+    epoch: int = 0
+    step: int = 0
+    best: tuple[float, int] = (-math.inf, -1)
+    bad_epochs: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+    stopped: str = "epochs"
+
+
+@dataclass
+class _EpochRun:
+    """What one epoch's pass measured: losses, cases seen, seconds waiting for data, the last rate."""
+
+    started: float
+    losses: list[float] = field(default_factory=list)
+    seen: int = 0
+    wait: float = 0.0
+    seconds: float = 0.0
+    lr: float = 0.0
+    bar: Any = None
 
 
 class Trainer:
@@ -257,137 +284,167 @@ class Trainer:
         return score, loss
 
     # -------------------------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> FitResult:
+    def _start(self, resume: bool) -> _FitState:
+        """A fresh state, or the last checkpoint's when resuming; says whether training is already over."""
         cfg = self.config
-        start_epoch, step, best, bad_epochs, history = 0, 0, (-math.inf, -1), 0, []
-        checkpoint = self.out_dir / CHECKPOINT
+        state = _FitState()
         if resume:
-            state = load_checkpoint(checkpoint)
-            if state is None:
-                log.warning("no complete checkpoint in %s; starting from scratch", checkpoint.parent)
+            saved = load_checkpoint(self.out_dir / CHECKPOINT)
+            if saved is None:
+                log.warning(
+                    "no complete checkpoint in %s; starting from scratch", (self.out_dir / CHECKPOINT).parent
+                )
             else:
-                start_epoch, step, best, bad_epochs, history = self._restore(state)
-                log.info("resumed after epoch %d (step %d)", start_epoch, step)
-        stopped = "epochs"
-        if start_epoch > 0 and bad_epochs >= cfg.patience and start_epoch >= cfg.min_epochs:
-            stopped = "early_stopping"
-        elif cfg.max_steps and step >= cfg.max_steps:
-            stopped = "max_steps"
+                state.epoch, state.step, state.best, state.bad_epochs, state.history = self._restore(saved)
+                log.info("resumed after epoch %d (step %d)", state.epoch, state.step)
+        if state.epoch > 0 and state.bad_epochs >= cfg.patience and state.epoch >= cfg.min_epochs:
+            state.stopped = "early_stopping"
+        elif cfg.max_steps and state.step >= cfg.max_steps:
+            state.stopped = "max_steps"
+        return state
+
+    def _loss(self, batch: dict, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        with autocast(self.device, cfg.precision):
+            out = self.network(batch)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            out.logits.float(), labels, pos_weight=pos_weight
+        )
+        if out.aux_logits is not None and cfg.aux_loss_weight > 0:
+            loss = loss + cfg.aux_loss_weight * auxiliary_loss(
+                out.aux_logits.float(), labels, batch[Keys.PRESENCE], pos_weight
+            )
+        return loss
+
+    def _diverged(self, loss: torch.Tensor, epoch: int, step: int) -> TrainingDiverged:
+        checkpoint = self.out_dir / CHECKPOINT
+        kept = load_checkpoint(checkpoint)
+        where = f"epoch {kept['epoch']}" if kept else "none yet"
+        return TrainingDiverged(
+            f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training "
+            f"stopped. The last good checkpoint ({where}) is kept in {checkpoint.parent}. Lower "
+            "train.lr, keep train.grad_clip on, or check the inputs for extreme values."
+        )
+
+    def _train_epoch(
+        self, epoch: int, batches: Iterator, state: _FitState, pos_weight: torch.Tensor
+    ) -> _EpochRun:
+        """One pass over ``batches``: modality dropout, flips, the scheduled learning rate, one optimiser
+        step per batch; stops early at ``train.max_steps``."""
+        cfg = self.config
+        dropout_rng = torch.Generator().manual_seed(self.seed * 7_919 + epoch * 31 + self.dist.rank)
+        self.network.train()
+        run = _EpochRun(started=time.perf_counter())
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        run.bar = bar
+        t_ready = time.perf_counter()
+        for batch in batches:
+            run.wait += time.perf_counter() - t_ready
+            batch = to_device(batch, self.device)
+            labels = batch[Keys.LABEL].float()
+            batch[Keys.PRESENCE] = modality_dropout(batch[Keys.PRESENCE], cfg.modality_dropout, dropout_rng)
+            if cfg.flip > 0 and batch.get(Keys.IMAGE) is not None:
+                batch[Keys.IMAGE] = random_flip(batch[Keys.IMAGE], cfg.flip, dropout_rng)
+            run.lr = cfg.lr * _lr_factor(state.step, self.total_steps, self.warmup_steps, cfg.schedule)
+            for group in self.optimizer.param_groups:
+                group["lr"] = run.lr
+            loss = self._loss(batch, labels, pos_weight)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise self._diverged(loss, epoch, state.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            run.losses.append(float(loss.detach()))
+            run.seen += int(labels.shape[0])
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(run.losses[-20:]):.4f}", lr=f"{run.lr:.2e}")
+            if cfg.max_steps and state.step >= cfg.max_steps:
+                state.stopped = "max_steps"
+                break
+            t_ready = time.perf_counter()
+        run.seconds = time.perf_counter() - run.started
+        return run
+
+    def _end_epoch(self, epoch: int, run: _EpochRun, state: _FitState) -> None:
+        """Validate, record the epoch, keep the best weights, write the checkpoint, decide on stopping."""
+        cfg = self.config
+        val_auroc, val_loss = self._validate()
+        run.bar.set_postfix(loss=f"{np.mean(run.losses):.4f}", val_auroc=f"{val_auroc:.4f}")
+        run.bar.close()
+        record = EpochRecord(
+            epoch=epoch + 1,
+            train_loss=float(np.mean(run.losses)) if run.losses else float("nan"),
+            val_auroc=val_auroc,
+            val_loss=val_loss,
+            lr=run.lr if run.losses else cfg.lr,
+            seconds=run.seconds,
+            samples_per_second=run.seen * self.dist.world_size / max(run.seconds, 1e-9),
+            data_wait_share=run.wait / max(run.seconds, 1e-9),
+        )
+        state.history.append(record)
+        summary = (
+            f"epoch {epoch + 1}: loss {record.train_loss:.4f}  val AUROC {val_auroc:.4f}  "
+            f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s  "
+            f"data wait {100 * record.data_wait_share:.0f}%"
+        )
+        if self.progress:
+            tqdm.write(summary)
+        elif self.dist.is_main:
+            log.info(summary)
+        improved = not math.isnan(val_auroc) and val_auroc > state.best[0] + 1e-6
+        if improved or state.best[1] < 0:
+            state.best = (val_auroc if not math.isnan(val_auroc) else -math.inf, epoch + 1)
+            state.bad_epochs = 0
+            if self.dist.is_main:
+                self._save_best()
+        else:
+            state.bad_epochs += 1
+        if self.dist.is_main:
+            save_checkpoint(
+                self._state(epoch + 1, state.step, state.best, state.bad_epochs, state.history),
+                self.out_dir / CHECKPOINT,
+            )
+        self.dist.barrier()
+        if state.stopped == "epochs" and state.bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+            state.stopped = "early_stopping"
+
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train until ``train.epochs``, early stopping or ``train.max_steps``; a checkpoint each epoch, the
+        best weights (by validation AUROC) in ``best.safetensors``."""
+        cfg = self.config
+        state = self._start(resume)
         pos_weight = torch.tensor(self.pos_weight, device=self.device)
         # With loader workers, the next epoch's iterator is started before validation so that its first
         # batches load while the model validates; the sampler's order depends on the epoch alone, so this
         # changes no result.
         prefetched: Iterator | None = None
-        for epoch in range(start_epoch, cfg.epochs):
-            if stopped != "epochs":
+        for epoch in range(state.epoch, cfg.epochs):
+            if state.stopped != "epochs":
                 break
             torch.manual_seed(self.seed * 100_003 + epoch)
-            dropout_rng = torch.Generator().manual_seed(self.seed * 7_919 + epoch * 31 + self.dist.rank)
             if prefetched is None:
                 self.sampler.set_epoch(epoch)
                 prefetched = iter(self.train_loader)
             batches, prefetched = prefetched, None
-            self.network.train()
-            losses: list[float] = []
-            wait = 0.0
-            seen = 0
-            t_epoch = time.perf_counter()
-            bar = tqdm(
-                total=self.steps_per_epoch,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not self.progress,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            t_ready = time.perf_counter()
-            for batch in batches:
-                wait += time.perf_counter() - t_ready
-                batch = to_device(batch, self.device)
-                labels = batch[Keys.LABEL].float()
-                batch[Keys.PRESENCE] = modality_dropout(
-                    batch[Keys.PRESENCE], cfg.modality_dropout, dropout_rng
-                )
-                if cfg.flip > 0 and batch.get(Keys.IMAGE) is not None:
-                    batch[Keys.IMAGE] = random_flip(batch[Keys.IMAGE], cfg.flip, dropout_rng)
-                lr = cfg.lr * _lr_factor(step, self.total_steps, self.warmup_steps, cfg.schedule)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast(self.device, cfg.precision):
-                    out = self.network(batch)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    out.logits.float(), labels, pos_weight=pos_weight
-                )
-                if out.aux_logits is not None and cfg.aux_loss_weight > 0:
-                    loss = loss + cfg.aux_loss_weight * auxiliary_loss(
-                        out.aux_logits.float(), labels, batch[Keys.PRESENCE], pos_weight
-                    )
-                if not torch.isfinite(loss):
-                    bar.close()
-                    kept = load_checkpoint(checkpoint)
-                    where = f"epoch {kept['epoch']}" if kept else "none yet"
-                    raise TrainingDiverged(
-                        f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training "
-                        f"stopped. The last good checkpoint ({where}) is kept in {checkpoint.parent}. Lower "
-                        "train.lr, keep train.grad_clip on, or check the inputs for extreme values."
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                losses.append(float(loss.detach()))
-                seen += int(labels.shape[0])
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
-                if cfg.max_steps and step >= cfg.max_steps:
-                    stopped = "max_steps"
-                    break
-                t_ready = time.perf_counter()
-            seconds = time.perf_counter() - t_epoch
-            if self.prefetch_next_epoch and stopped == "epochs" and epoch + 1 < cfg.epochs:
+            run = self._train_epoch(epoch, batches, state, pos_weight)
+            if self.prefetch_next_epoch and state.stopped == "epochs" and epoch + 1 < cfg.epochs:
                 self.sampler.set_epoch(epoch + 1)
                 prefetched = iter(self.train_loader)
-            val_auroc, val_loss = self._validate()
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}", val_auroc=f"{val_auroc:.4f}")
-            bar.close()
-            record = EpochRecord(
-                epoch=epoch + 1,
-                train_loss=float(np.mean(losses)) if losses else float("nan"),
-                val_auroc=val_auroc,
-                val_loss=val_loss,
-                lr=lr if losses else cfg.lr,
-                seconds=seconds,
-                samples_per_second=seen * self.dist.world_size / max(seconds, 1e-9),
-                data_wait_share=wait / max(seconds, 1e-9),
-            )
-            history.append(record)
-            summary = (
-                f"epoch {epoch + 1}: loss {record.train_loss:.4f}  val AUROC {val_auroc:.4f}  "
-                f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s  "
-                f"data wait {100 * record.data_wait_share:.0f}%"
-            )
-            if self.progress:
-                tqdm.write(summary)
-            elif self.dist.is_main:
-                log.info(summary)
-            improved = not math.isnan(val_auroc) and val_auroc > best[0] + 1e-6
-            if improved or best[1] < 0:
-                best = (val_auroc if not math.isnan(val_auroc) else -math.inf, epoch + 1)
-                bad_epochs = 0
-                if self.dist.is_main:
-                    self._save_best()
-            else:
-                bad_epochs += 1
-            if self.dist.is_main:
-                save_checkpoint(self._state(epoch + 1, step, best, bad_epochs, history), checkpoint)
-            self.dist.barrier()
-            if stopped == "epochs" and bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
-                stopped = "early_stopping"
+            self._end_epoch(epoch, run, state)
         return FitResult(
-            best_epoch=best[1],
-            best_val_auroc=best[0],
-            epochs_run=len(history),
-            stopped=stopped,
-            history=history,
+            best_epoch=state.best[1],
+            best_val_auroc=state.best[0],
+            epochs_run=len(state.history),
+            stopped=state.stopped,
+            history=state.history,
         )

@@ -5,10 +5,54 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mmdx.data.synth.images import ImageGeometry
+
+
+def _study_slice(ids: dict, site: dict, k: int, ndim: int, z_spacing: float) -> Any:
+    """Slice ``k``'s file meta, patient, study and series attributes (everything but the image's own)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = synthetic_uid(ids["seed_uid"], "sop", k)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "MMDX_SYNTH_1"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyDate = ids["study_date"]
+    ds.SeriesDate = ids["study_date"]
+    ds.StudyTime = "083000"
+    ds.AccessionNumber = ids["accession"]
+    ds.Modality = "CT"
+    ds.Manufacturer = site["manufacturer"]
+    ds.InstitutionName = f"{ids['site'].title()} General Hospital"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "CT CHEST"
+    ds.SeriesDescription = "AXIAL 2D" if ndim == 2 else "AXIAL"
+    ds.PatientName = ids["patient_name"]
+    ds.PatientID = ids["patient_id"]
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ids["sex"]
+    ds.PatientAge = f"{int(ids['age']):03d}Y"
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = f"{z_spacing:.4f}"
+    ds.KVP = "120"
+    ds.PatientPosition = "FFS"
+    ds.StudyInstanceUID = synthetic_uid(ids["seed_uid"], "study", 0)
+    ds.SeriesInstanceUID = ids.get("series_uid") or synthetic_uid(ids["seed_uid"], "series", 0)
+    ds.StudyID = "1"
+    ds.SeriesNumber = 2
+    return ds
 
 
 def dicom_slices(
@@ -20,9 +64,6 @@ def dicom_slices(
     order: str,
 ) -> list:
     """One pydicom dataset per slice. ``hu`` is [I, J] or [I, J, K] with I along the DICOM row direction."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
-
     volume = hu if hu.ndim == 3 else hu[..., None]
     n_slices = volume.shape[2]
     slope, intercept = site["rescale"]
@@ -42,41 +83,7 @@ def dicom_slices(
     for k in range(n_slices):
         ras = origin_ras + geometry.affine[:3, 2] * k if hu.ndim == 3 else origin_ras
         lps = [-ras[0], -ras[1], ras[2]]
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = synthetic_uid(ids["seed_uid"], "sop", k)
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        meta.ImplementationVersionName = "MMDX_SYNTH_1"
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyDate = ids["study_date"]
-        ds.SeriesDate = ids["study_date"]
-        ds.StudyTime = "083000"
-        ds.AccessionNumber = ids["accession"]
-        ds.Modality = "CT"
-        ds.Manufacturer = site["manufacturer"]
-        ds.InstitutionName = f"{ids['site'].title()} General Hospital"
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "CT CHEST"
-        ds.SeriesDescription = "AXIAL 2D" if hu.ndim == 2 else "AXIAL"
-        ds.PatientName = ids["patient_name"]
-        ds.PatientID = ids["patient_id"]
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ids["sex"]
-        ds.PatientAge = f"{int(ids['age']):03d}Y"
-        ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = f"{z_spacing:.4f}"
-        ds.KVP = "120"
-        ds.PatientPosition = "FFS"
-        ds.StudyInstanceUID = synthetic_uid(ids["seed_uid"], "study", 0)
-        ds.SeriesInstanceUID = ids.get("series_uid") or synthetic_uid(ids["seed_uid"], "series", 0)
-        ds.StudyID = "1"
-        ds.SeriesNumber = 2
+        ds = _study_slice(ids, site, k, hu.ndim, z_spacing)
         ds.InstanceNumber = int(numbers[k])
         ds.ImagePositionPatient = [f"{v:.4f}" for v in lps]
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
