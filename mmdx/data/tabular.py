@@ -15,6 +15,7 @@ import pandas as pd
 
 from mmdx.data.catalogue import FeatureCatalogue, ObservationError
 from mmdx.data.issues import Issue, IssueCode, Severity
+from mmdx.errors import MmdxError
 
 CANONICAL_COLUMNS = ["case_id", "feature", "value", "time", "row"]
 
@@ -146,6 +147,11 @@ def aggregate_latest(table: pd.DataFrame, case_ids: list[str], features: list[st
     return wide.astype(float)
 
 
+class NotFittedError(MmdxError, AttributeError):
+    """A fitted-only method of a preprocessing step was called before ``fit`` (an ``AttributeError`` too,
+    as scikit-learn's ``NotFittedError`` is, so code that expected the old error still catches it)."""
+
+
 class TabularNormaliser:
     """Robust per-feature scaling fitted on the training split: ``(x - median_) / scale_``, clipped to ±``clip``.
 
@@ -191,13 +197,23 @@ class TabularNormaliser:
             self.vocab_[col] = {v: i + 1 for i, v in enumerate(values)}
         return self
 
+    def _check_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless :meth:`fit` (or :meth:`from_dict`) has run."""
+        if not hasattr(self, "numeric_columns_"):
+            raise NotFittedError(
+                "this TabularNormaliser is not fitted yet: call fit() on the training split (or load a fitted "
+                "one with from_dict) before transforming"
+            )
+
     @property
     def cardinalities(self) -> list[int]:
         """Number of embedding rows per categorical column (including index 0 = unknown)."""
+        self._check_fitted()
         return [len(self.vocab_[c]) + 1 for c in self.categorical_columns_]
 
     def transform_numeric(self, numeric: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return ``values [N, F]`` (normalised, 0 where missing) and ``missing [N, F]`` (1 where missing)."""
+        self._check_fitted()
         raw = self._forward(numeric.reindex(columns=self.numeric_columns_)).to_numpy(dtype=float)
         missing = np.isnan(raw)
         median = np.array([self.median_[c] for c in self.numeric_columns_])
@@ -208,6 +224,7 @@ class TabularNormaliser:
 
     def inverse_numeric(self, values: np.ndarray) -> np.ndarray:
         """Normalised values ``[..., F]`` back to canonical units (clipping is not undone)."""
+        self._check_fitted()
         median = np.array([self.median_[c] for c in self.numeric_columns_])
         scale = np.array([self.scale_[c] for c in self.numeric_columns_])
         out = np.asarray(values, dtype=float) * scale + median
@@ -218,6 +235,7 @@ class TabularNormaliser:
 
     def transform_categorical(self, categorical: pd.DataFrame) -> np.ndarray:
         """Return ``[N, C]`` int64 indices; unseen or missing values map to 0."""
+        self._check_fitted()
         out = np.zeros((len(categorical), len(self.categorical_columns_)), dtype=np.int64)
         for j, col in enumerate(self.categorical_columns_):
             if col in categorical.columns:
@@ -226,6 +244,7 @@ class TabularNormaliser:
         return out
 
     def to_dict(self) -> dict:
+        self._check_fitted()
         return {
             "clip": self.clip,
             "log_offsets": self.log_offsets,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,10 +131,6 @@ def train_note_tokenizer(texts: list[str], vocab_size: int = 4000, min_frequency
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return tokenizer
-
-
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    return Tokenizer.from_file(str(path))
 
 
 def pad_id(tokenizer: Tokenizer) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from mmdx.data.catalogue import FeatureCatalogue
 from mmdx.data.issues import IssueCode
-from mmdx.data.tabular import TabularNormaliser, aggregate_latest, harmonise_observations
+from mmdx.data.tabular import NotFittedError, TabularNormaliser, aggregate_latest, harmonise_observations
 
 CATALOGUE = FeatureCatalogue.load()
 
@@ -93,3 +93,19 @@ def test_log_scale_columns_round_trip() -> None:
     restored = TabularNormaliser.from_dict(norm.to_dict())
     np.testing.assert_array_equal(restored.transform_numeric(train)[0], values)
     assert CATALOGUE["troponin_i"].log_offset == 0.001 and CATALOGUE["heart_rate"].log_offset is None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda n: n.transform_numeric(pd.DataFrame({"crp": [1.0]})),
+        lambda n: n.transform_categorical(pd.DataFrame({"sex": ["F"]})),
+        lambda n: n.inverse_numeric(np.zeros((1, 1))),
+        lambda n: n.cardinalities,
+        lambda n: n.to_dict(),
+    ],
+    ids=["transform_numeric", "transform_categorical", "inverse_numeric", "cardinalities", "to_dict"],
+)
+def test_an_unfitted_normaliser_says_to_fit_it_first(call) -> None:
+    with pytest.raises(NotFittedError, match=r"not fitted yet: call fit\(\)"):
+        call(TabularNormaliser())
