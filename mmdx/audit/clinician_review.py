@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 
 from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
     DEFAULT_MIN_REVIEW_GROUP,
+    AuditInputs,
     Column,
+    Section,
+    SectionSpec,
     SectionUnavailable,
     group_labels,
     subgroup_columns,
@@ -230,3 +234,20 @@ def clinician_review_section(
         "comments": comments,
         "comments_scrubbed_spans": replaced,
     }
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    review = inputs.review
+    return clinician_review_section(
+        read_verdicts(review, inputs.run_id),
+        inputs.frame,
+        inputs.bundle.version,
+        inputs.attributes,
+        run_id=inputs.run_id,
+        store_label=review.label if review is not None else "",
+        alpha=inputs.options.alpha,
+        min_n=inputs.options.min_review_group_size,
+    )
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.CLINICIAN_REVIEW, "clinician review", _build))

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmdx.audit.sections import Column, SectionUnavailable, group_labels
+from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
+    AuditInputs,
+    Column,
+    Section,
+    SectionSpec,
+    SectionUnavailable,
+    group_labels,
+)
 from mmdx.data.issues import DESCRIPTIONS, IssueCode
 from mmdx.data.splits import SPLITS
 from mmdx.data.validation import REJECTING
@@ -144,3 +152,10 @@ def cohort_flow_section(
         },
         "attributes": list(attributes),
     }
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    return cohort_flow_section(inputs.frame, inputs.validation_report, inputs.attributes)
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.COHORT_FLOW, "cohort flow", _build))

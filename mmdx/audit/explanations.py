@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mmdx.audit.sections import SectionUnavailable
+from mmdx.audit.sections import AUDIT_SECTIONS, AuditInputs, Section, SectionSpec, SectionUnavailable
 from mmdx.explain.artifacts import ExplanationNotFound, ExplanationUnreadable
 from mmdx.keys import MODALITIES
 from mmdx.run import RunPaths
@@ -105,3 +105,10 @@ def explanations_section(run: RunPaths, model_version: str) -> dict[str, Any]:
         else "the cohort has no planted ground truth (only synthetic cohorts do)",
         "methods": methods,
     }
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    return explanations_section(inputs.run, inputs.bundle.version)
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.EXPLANATIONS, "explanations", _build))

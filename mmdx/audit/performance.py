@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
+    AuditInputs,
     Column,
+    Section,
+    SectionSpec,
     SectionUnavailable,
     evaluation_arrays,
     labelled_split,
@@ -249,3 +253,65 @@ def comparison_section(
             "difference": differences,
         }
     )
+
+
+def _discrimination(inputs: AuditInputs) -> dict[str, Any]:
+    o = inputs.options
+    return discrimination_section(inputs.frame, o.split, o.n_resamples, o.alpha, o.seed, inputs.bayes_auroc)
+
+
+def _operating_point(inputs: AuditInputs) -> dict[str, Any]:
+    point = inputs.bundle.card.get("operating_point") or {}
+    return operating_point_section(
+        inputs.frame,
+        inputs.options.split,
+        inputs.bundle.threshold,
+        str(point.get("rule", "unknown")),
+        str(point.get("chosen_on", "val")),
+        inputs.options.alpha,
+    )
+
+
+def _calibration(inputs: AuditInputs) -> dict[str, Any]:
+    o = inputs.options
+    return calibration_section(
+        inputs.frame,
+        o.split,
+        inputs.bundle.card.get("calibration") or {},
+        o.n_resamples,
+        o.alpha,
+        o.seed,
+        o.reliability_bins,
+    )
+
+
+def _comparison(inputs: AuditInputs) -> dict[str, Any]:
+    if inputs.other is None:
+        raise SectionUnavailable("no second run given (--compare RUN2)")
+    other_frame, other_bundle, other_name = inputs.other
+    name = inputs.run.root.name
+    if other_name == name:
+        other_name = f"{other_name} (other)"
+    o = inputs.options
+    return comparison_section(
+        inputs.frame,
+        other_frame,
+        o.split,
+        (name, other_name),
+        (inputs.bundle.version, other_bundle.version),
+        o.n_resamples,
+        o.alpha,
+        o.seed,
+    )
+
+
+AUDIT_SECTIONS.register(
+    SectionSpec(Section.DISCRIMINATION, "discrimination (bootstrap x{n_resamples})", _discrimination)
+)
+AUDIT_SECTIONS.register(SectionSpec(Section.OPERATING_POINT, "operating point", _operating_point))
+AUDIT_SECTIONS.register(
+    SectionSpec(Section.CALIBRATION, "calibration (bootstrap x{n_resamples})", _calibration)
+)
+AUDIT_SECTIONS.register(
+    SectionSpec(Section.COMPARISON, "comparison (paired bootstrap x{n_resamples})", _comparison)
+)

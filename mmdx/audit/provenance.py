@@ -19,9 +19,11 @@ from typing import Any
 import pandas as pd
 
 import mmdx
+from mmdx.audit.sections import AUDIT_SECTIONS, AuditInputs, Section, SectionSpec
 from mmdx.bundle import Bundle, sha256_file
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import fingerprint_directory
+from mmdx.errors import MmdxError
 from mmdx.keys import Keys
 from mmdx.run import RunPaths
 
@@ -177,3 +179,35 @@ def provenance_section(
         "artifacts": artifact_digests(run),
         "hardware": {"training": card.get("environment") or {}, "audit": this_machine()},
     }
+
+
+def _explanation_seed(run: RunPaths) -> int | None:
+    try:
+        summary = run.read_explanation_summary()
+    except MmdxError:  # absent or damaged: the explanations section says so
+        return None
+    for section in (summary.get("methods") or {}).values():
+        seed = (section.get("randomisation") or {}).get("seed")
+        if seed is not None:
+            return int(seed)
+    return None
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    seed = inputs.options.seed
+    return provenance_section(
+        inputs.run,
+        inputs.bundle,
+        inputs.frame,
+        inputs.cohort_dir,
+        seeds={
+            "training": inputs.bundle.card.get("seed"),
+            "bootstrap": seed,
+            "robustness": seed,
+            "explanations": _explanation_seed(inputs.run),
+        },
+        created=inputs.created,
+    )
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.PROVENANCE, "provenance (fingerprinting the cohort)", _build))

@@ -9,7 +9,8 @@ installed, ``audit_report.pdf``): the HTML shows nothing the JSON does not hold.
 
 Sections, in reading order: provenance, model card (with limitations and the TRIPOD+AI map), cohort flow,
 discrimination, operating point, calibration, subgroups, robustness, explanations, clinician review and the
-comparison with a second run. Each is ``{"status": "ok", ...}`` or ``{"status": "not_available", "reason":
+comparison with a second run. Each computed section is registered (:data:`mmdx.audit.sections.AUDIT_SECTIONS`)
+by the module that computes it; the model card is computed last, from the others. Each is ``{"status": "ok", ...}`` or ``{"status": "not_available", "reason":
 ...}``; a run that lacks what the whole report needs (its bundle or predictions) is an error naming the file.
 
 Typical use::
@@ -34,33 +35,34 @@ from tqdm import tqdm
 
 from data_schemas import schema_path
 from mmdx import __version__
-from mmdx.audit.clinician_review import ReviewAccess, clinician_review_section, read_verdicts
-from mmdx.audit.cohort_flow import cohort_flow_section
-from mmdx.audit.explanations import explanations_section
+
+# the modules that register the report's sections, imported so that AUDIT_SECTIONS is complete
+from mmdx.audit import (  # noqa: F401
+    clinician_review,
+    cohort_flow,
+    explanations,
+    performance,
+    provenance,
+    robustness,
+    subgroups,
+)
+from mmdx.audit.clinician_review import ReviewAccess
 from mmdx.audit.html import print_pdf, render_html
 from mmdx.audit.model_card import limitations, model_card_section
-from mmdx.audit.performance import (
-    calibration_section,
-    comparison_section,
-    discrimination_section,
-    operating_point_section,
-)
-from mmdx.audit.provenance import provenance_section
 from mmdx.audit.robustness import (
     DEFAULT_MISSINGNESS_LEVELS,
     DEFAULT_NOISE_LEVELS,
     check_levels,
-    robustness_section,
 )
 from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
     DEFAULT_MIN_REVIEW_GROUP,
     REPORT_SCHEMA,
+    AuditInputs,
     Section,
     SectionStatus,
-    SectionUnavailable,
     build_section,
 )
-from mmdx.audit.subgroups import subgroup_section
 from mmdx.audit.tripod import tripod_map
 from mmdx.bundle import Bundle, load_bundle
 from mmdx.data.splits import SPLITS
@@ -231,113 +233,29 @@ def build_report(
         other = (other_run.read_predictions(), load_bundle(other_run.bundle), other_run.root.name)
 
     timings["loading"] = time.perf_counter() - started
-    point = card.get("operating_point") or {}
-    o = options
-    steps: list[tuple[Section, str, Any]] = [
-        (
-            Section.COHORT_FLOW,
-            "cohort flow",
-            lambda: cohort_flow_section(frame, validation_report, attributes),
-        ),
-        (
-            Section.DISCRIMINATION,
-            f"discrimination (bootstrap x{o.n_resamples})",
-            lambda: discrimination_section(frame, o.split, o.n_resamples, o.alpha, o.seed, bayes_auroc),
-        ),
-        (
-            Section.OPERATING_POINT,
-            "operating point",
-            lambda: operating_point_section(
-                frame,
-                o.split,
-                bundle.threshold,
-                str(point.get("rule", "unknown")),
-                str(point.get("chosen_on", "val")),
-                o.alpha,
-            ),
-        ),
-        (
-            Section.CALIBRATION,
-            f"calibration (bootstrap x{o.n_resamples})",
-            lambda: calibration_section(
-                frame,
-                o.split,
-                card.get("calibration") or {},
-                o.n_resamples,
-                o.alpha,
-                o.seed,
-                o.reliability_bins,
-            ),
-        ),
-        (
-            Section.SUBGROUPS,
-            f"subgroups (bootstrap x{o.n_resamples})",
-            lambda: subgroup_section(
-                frame,
-                o.split,
-                attributes,
-                bundle.threshold,
-                o.min_group_size,
-                o.min_group_events,
-                o.n_resamples,
-                o.alpha,
-                o.seed,
-            ),
-        ),
-        (
-            Section.ROBUSTNESS,
-            "robustness (re-running the model)",
-            lambda: _robustness(bundle, cohort_dir, frame, o, progress),
-        ),
-        (
-            Section.EXPLANATIONS,
-            "explanations",
-            lambda: explanations_section(run, bundle.version),
-        ),
-        (
-            Section.CLINICIAN_REVIEW,
-            "clinician review",
-            lambda: clinician_review_section(
-                read_verdicts(review, run_id),
-                frame,
-                bundle.version,
-                attributes,
-                run_id=run_id,
-                store_label=review.label if review is not None else "",
-                alpha=o.alpha,
-                min_n=o.min_review_group_size,
-            ),
-        ),
-        (
-            Section.COMPARISON,
-            f"comparison (paired bootstrap x{o.n_resamples})",
-            lambda: _comparison(frame, other, run.root.name, bundle.version, o),
-        ),
-        (
-            Section.PROVENANCE,
-            "provenance (fingerprinting the cohort)",
-            lambda: provenance_section(
-                run,
-                bundle,
-                frame,
-                cohort_dir,
-                seeds={
-                    "training": card.get("seed"),
-                    "bootstrap": o.seed,
-                    "robustness": o.seed,
-                    "explanations": _explanation_seed(run),
-                },
-                created=created,
-            ),
-        ),
-    ]
+    inputs = AuditInputs(
+        run=run,
+        run_id=run_id,
+        bundle=bundle,
+        frame=frame,
+        options=options,
+        attributes=attributes,
+        validation_report=validation_report,
+        bayes_auroc=bayes_auroc,
+        review=review,
+        other=other,
+        cohort_dir=cohort_dir,
+        created=created,
+        progress=progress,
+    )
+    steps = [AUDIT_SECTIONS.get(section) for section in Section if section is not Section.MODEL_CARD]
     sections: dict[str, dict[str, Any]] = {}
     with tqdm(total=len(steps) + 1, desc="audit", unit="section", disable=not progress, leave=False) as bar:
-        for section, label, builder in steps:
-            bar.set_postfix_str(label)
+        for spec in steps:
+            bar.set_postfix_str(spec.label.format(n_resamples=options.n_resamples))
             started = time.perf_counter()
-            sections[section.value] = json_ready(build_section(builder))
-            timings[section.value] = time.perf_counter() - started
+            sections[spec.name.value] = json_ready(build_section(lambda spec=spec: spec.build(inputs)))
+            timings[spec.name.value] = time.perf_counter() - started
             bar.update(1)
         bar.set_postfix_str("model card")
         started = time.perf_counter()
@@ -374,64 +292,6 @@ def build_report(
     document = json_ready(document)
     validate_report(document)
     return document
-
-
-def _robustness(
-    bundle: Bundle, cohort_dir: str | Path | None, frame: pd.DataFrame, options: AuditOptions, progress: bool
-) -> dict[str, Any]:
-    if not options.robustness:
-        raise SectionUnavailable("skipped on request (--no-robustness)")
-    return robustness_section(
-        bundle,
-        cohort_dir,
-        frame,
-        options.split,
-        noise_levels=options.noise_levels,
-        missingness_levels=options.missingness_levels,
-        n_resamples=options.n_resamples,
-        alpha=options.alpha,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        threads=options.threads,
-        progress=progress,
-    )
-
-
-def _comparison(
-    frame: pd.DataFrame,
-    other: tuple[pd.DataFrame, Bundle, str] | None,
-    name: str,
-    version: str,
-    options: AuditOptions,
-) -> dict[str, Any]:
-    if other is None:
-        raise SectionUnavailable("no second run given (--compare RUN2)")
-    other_frame, other_bundle, other_name = other
-    if other_name == name:
-        other_name = f"{other_name} (other)"
-    return comparison_section(
-        frame,
-        other_frame,
-        options.split,
-        (name, other_name),
-        (version, other_bundle.version),
-        options.n_resamples,
-        options.alpha,
-        options.seed,
-    )
-
-
-def _explanation_seed(run: RunPaths) -> int | None:
-    try:
-        summary = run.read_explanation_summary()
-    except MmdxError:  # absent or damaged: the explanations section says so
-        return None
-    for section in (summary.get("methods") or {}).values():
-        seed = (section.get("randomisation") or {}).get("seed")
-        if seed is not None:
-            return int(seed)
-    return None
 
 
 def write_report(document: dict[str, Any], out_dir: str | Path, *, pdf: bool = False) -> AuditFiles:

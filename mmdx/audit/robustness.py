@@ -30,7 +30,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from mmdx.audit.sections import Column, SectionUnavailable, evaluation_arrays, labelled_split
+from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
+    AuditInputs,
+    Column,
+    Section,
+    SectionSpec,
+    SectionUnavailable,
+    evaluation_arrays,
+    labelled_split,
+)
 from mmdx.audit.statistics import bootstrap_ci, paired_bootstrap_difference
 from mmdx.bundle import Bundle
 from mmdx.data.dataset import MultimodalDataset
@@ -326,3 +335,27 @@ def robustness_section(
             else None
         ),
     }
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    o = inputs.options
+    if not o.robustness:
+        raise SectionUnavailable("skipped on request (--no-robustness)")
+    return robustness_section(
+        inputs.bundle,
+        inputs.cohort_dir,
+        inputs.frame,
+        o.split,
+        noise_levels=o.noise_levels,
+        missingness_levels=o.missingness_levels,
+        n_resamples=o.n_resamples,
+        alpha=o.alpha,
+        seed=o.seed,
+        batch_size=o.batch_size,
+        workers=o.workers,
+        threads=o.threads,
+        progress=inputs.progress,
+    )
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.ROBUSTNESS, "robustness (re-running the model)", _build))

@@ -9,13 +9,23 @@ into the section dict. Anything else a builder raises is a bug or a user error a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmdx.keys import Keys
+from mmdx.registry import Registry
+from mmdx.run import RunPaths
+
+if TYPE_CHECKING:
+    from mmdx.audit.clinician_review import ReviewAccess
+    from mmdx.audit.report import AuditOptions
+    from mmdx.bundle import Bundle
 
 
 class SectionUnavailable(Exception):
@@ -57,6 +67,44 @@ SECTION_TITLES: dict[Section, str] = {
     Section.CLINICIAN_REVIEW: "Clinician review",
     Section.COMPARISON: "Comparison with another run",
 }
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    """What a section builder may read: the run (its paths, id, bundle, predictions, validation report),
+    the report's options, and the optional review store access, second run and moved cohort."""
+
+    run: RunPaths
+    run_id: str
+    bundle: Bundle
+    frame: pd.DataFrame
+    options: AuditOptions
+    attributes: list[str]
+    validation_report: dict[str, Any] | None
+    bayes_auroc: float | None
+    review: ReviewAccess | None
+    other: tuple[pd.DataFrame, Bundle, str] | None
+    cohort_dir: str | Path | None
+    created: datetime
+    progress: bool
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """One computed section of the audit report: its name, what the progress bar says while it is built
+    (formatted with the options, e.g. ``"discrimination (bootstrap x{n_resamples})"``), and its builder,
+    which returns the section's content or raises :class:`SectionUnavailable`. Its heading is in
+    :data:`SECTION_TITLES`, its HTML in :mod:`mmdx.audit.template`, its JSON Schema in
+    ``data_schemas/audit_report.schema.json``."""
+
+    name: Section
+    label: str
+    build: Callable[[AuditInputs], dict[str, Any]]
+
+
+#: The computed sections, registered by the module that computes each; :mod:`mmdx.audit.report` imports
+#: them all and builds them in :class:`Section` order (the model card, computed from the others, last).
+AUDIT_SECTIONS: Registry[SectionSpec] = Registry("audit section")
 
 
 class Column(StrEnum):

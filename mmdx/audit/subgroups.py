@@ -12,7 +12,11 @@ import numpy as np
 import pandas as pd
 
 from mmdx.audit.sections import (
+    AUDIT_SECTIONS,
     MODALITY_PATTERN,
+    AuditInputs,
+    Section,
+    SectionSpec,
     evaluation_arrays,
     group_labels,
     labelled_split,
@@ -71,3 +75,21 @@ def subgroup_section(
         "unavailable": [{"attribute": a, "reason": r} for a, r in unavailable.items()],
         "modality_pattern_attribute": MODALITY_PATTERN,
     }
+
+
+def _build(inputs: AuditInputs) -> dict[str, Any]:
+    o = inputs.options
+    return subgroup_section(
+        inputs.frame,
+        o.split,
+        inputs.attributes,
+        inputs.bundle.threshold,
+        o.min_group_size,
+        o.min_group_events,
+        o.n_resamples,
+        o.alpha,
+        o.seed,
+    )
+
+
+AUDIT_SECTIONS.register(SectionSpec(Section.SUBGROUPS, "subgroups (bootstrap x{n_resamples})", _build))
