@@ -121,18 +121,20 @@ def prepare(cohort: Path, config_path: Path, overrides: list[str]):
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     validated = validate_cohort(cohort)
-    prep = fit_preprocessing(validated, config, pretrained_tokenizer(config.model))
-    table = build_case_table(validated, prep)
+    preprocessing = fit_preprocessing(validated, config, pretrained_tokenizer(config.model))
+    table = build_case_table(validated, preprocessing)
     split = validated.cases.set_index("case_id").loc[table.case_ids, "split"].to_numpy()
     train_idx = np.flatnonzero((split == "train") & ~np.isnan(table.labels))
     val_idx = np.flatnonzero((split == "val") & ~np.isnan(table.labels))
     cache = None
-    if prep.image_config is not None:
-        cache = ImageCache(prep.image_config, config.data.cache.mode, config.data.cache.dir)
+    if preprocessing.image_config is not None:
+        cache = ImageCache(preprocessing.image_config, config.data.cache.mode, config.data.cache.dir)
         cache.warm(table.image_paths, workers=2)
-    train_set = MultimodalDataset(table.subset(train_idx), prep, cache)
-    val_set = MultimodalDataset(table.subset(val_idx), prep, cache)
-    model = build_model(**model_arguments(config.model, prep, aux_heads=config.train.aux_loss_weight > 0))
+    train_set = MultimodalDataset(table.subset(train_idx), preprocessing, cache)
+    val_set = MultimodalDataset(table.subset(val_idx), preprocessing, cache)
+    model = build_model(
+        **model_arguments(config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0)
+    )
     return config, train_set, val_set, model, balanced_pos_weight(table.labels[train_idx])
 
 

@@ -41,14 +41,14 @@ def prepare_inputs(
     cohort = validate_cohort(cohort_dir, workers=workers, check_images=check_images)
     if not cohort.report.usable:
         raise MmdxError(f"no usable case in {cohort_dir}; run 'mmdx validate {cohort_dir}' for the reasons")
-    prep = bundle.preprocessing
-    table = build_case_table(cohort, prep)
+    preprocessing = bundle.preprocessing
+    table = build_case_table(cohort, preprocessing)
     cache = None
-    if prep.image_config is not None:
+    if preprocessing.image_config is not None:
         data = bundle.config.data.cache
-        cache = ImageCache(prep.image_config, data.mode, data.dir)
+        cache = ImageCache(preprocessing.image_config, data.mode, data.dir)
         cache.warm(table.image_paths, workers=max(1, workers), progress=progress)
-    return CohortInputs(cohort, table, MultimodalDataset(table, prep, cache), cache)
+    return CohortInputs(cohort, table, MultimodalDataset(table, preprocessing, cache), cache)
 
 
 def presence_pattern(presence: np.ndarray) -> list[str]:

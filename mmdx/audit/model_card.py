@@ -51,7 +51,7 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
     """
     card = bundle.card
     config = bundle.config
-    prep = bundle.preprocessing
+    preprocessing = bundle.preprocessing
     architecture = {}
     for name in (*(m.value for m in MODALITIES), "fusion"):
         component = getattr(config.model, name)
@@ -63,7 +63,7 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
         "task": card.get("task") or {},
         "intended_use": card.get("intended_use"),
         "out_of_scope": list(card.get("out_of_scope") or []),
-        "modalities": list(prep.modalities),
+        "modalities": list(preprocessing.modalities),
         "inputs": {
             "image": None
             if image is None
@@ -77,8 +77,10 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
             if (card.get("inputs") or {}).get("text") is None
             else {
                 "description": card["inputs"]["text"],
-                "max_tokens": prep.text_max_length,
-                "tokenizer": "trained on the training split's notes" if prep.tokenizer is not None else None,
+                "max_tokens": preprocessing.text_max_length,
+                "tokenizer": "trained on the training split's notes"
+                if preprocessing.tokenizer is not None
+                else None,
             },
             "missing_modalities": "an absent modality is masked by the fusion and contributes nothing",
         },
@@ -100,10 +102,10 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
 
 
 def _config_limitations(bundle: Bundle) -> list[str]:
-    prep = bundle.preprocessing
+    preprocessing = bundle.preprocessing
     card = bundle.card
     out = []
-    image = prep.image_config
+    image = preprocessing.image_config
     if image is not None:
         shape = "x".join(str(s) for s in image.shape)
         if image.spacing:
@@ -119,13 +121,13 @@ def _config_limitations(bundle: Bundle) -> list[str]:
         out.append(
             f"Image intensities outside the HU window {image.window[0]:g} to {image.window[1]:g} are clipped."
         )
-    if prep.tokenizer is not None:
+    if preprocessing.tokenizer is not None:
         out.append(
-            f"Notes are cut to their first {prep.text_max_length} tokens; later text in a long note is not read."
+            f"Notes are cut to their first {preprocessing.text_max_length} tokens; later text in a long note is not read."
         )
-    if prep.features:
+    if preprocessing.features:
         out.append(
-            f"Only the {len(prep.features)} vital signs and lab values listed under inputs are read; values in an "
+            f"Only the {len(preprocessing.features)} vital signs and lab values listed under inputs are read; values in an "
             "unknown unit or outside their plausible range are dropped by validation."
         )
     point = card.get("operating_point") or {}

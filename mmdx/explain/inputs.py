@@ -318,16 +318,17 @@ def _category_labels(bundle: Bundle, categorical: np.ndarray) -> list[list[str |
 
 def feature_infos(bundle: Bundle, catalogue: Any) -> tuple[list[FeatureInfo], list[FeatureInfo]]:
     """Numeric and categorical column descriptions of a bundle's tabular input, from the feature catalogue."""
-    prep = bundle.preprocessing
+    preprocessing = bundle.preprocessing
     numeric = []
-    for key in prep.tabular_columns:
-        if key in prep.features:
+    for key in preprocessing.tabular_columns:
+        if key in preprocessing.features:
             feature = catalogue[key]
             numeric.append(FeatureInfo(key, feature.display, feature.unit, feature.reference))
         else:
             numeric.append(FeatureInfo(key, key.replace("_", " ").capitalize()))
     categorical = [
-        FeatureInfo(c, c.replace("_", " ").capitalize()) for c in prep.normaliser.categorical_columns_
+        FeatureInfo(c, c.replace("_", " ").capitalize())
+        for c in preprocessing.normaliser.categorical_columns_
     ]
     return numeric, categorical
 
@@ -344,10 +345,10 @@ def cohort_explain_inputs(bundle: Bundle, prepared: CohortInputs, index: Sequenc
     index = [int(i) for i in index]
     batch = collate([prepared.dataset[i] for i in index])
     table = prepared.table
-    prep = bundle.preprocessing
+    preprocessing = bundle.preprocessing
     numeric, categorical = feature_infos(bundle, prepared.cohort.catalogue)
     grids: list[ImageGrid | None] = []
-    image_config = prep.image_config
+    image_config = preprocessing.image_config
     for i in index:
         path = table.image_paths[i]
         if image_config is None or path is None or not table.presence[i, 0] or prepared.cache is None:
@@ -371,7 +372,7 @@ def cohort_explain_inputs(bundle: Bundle, prepared: CohortInputs, index: Sequenc
         categorical_features=categorical,
         categories=_category_labels(bundle, table.categorical[index]),
         texts=[table.texts[i] for i in index],
-        text_offsets=table.text_offsets[index] if prep.tokenizer is not None else None,
+        text_offsets=table.text_offsets[index] if preprocessing.tokenizer is not None else None,
         image_grids=grids if image_config is not None else None,
-        pad_id=pad_id(prep.tokenizer) if prep.tokenizer is not None else 0,
+        pad_id=pad_id(preprocessing.tokenizer) if preprocessing.tokenizer is not None else 0,
     )

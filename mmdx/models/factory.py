@@ -79,14 +79,16 @@ def pretrained_tokenizer(model: ModelConfig) -> Path | None:
     return spec.tokenizer(**model.text.params) if spec.tokenizer is not None else None
 
 
-def model_arguments(model: ModelConfig, prep: Preprocessing, aux_heads: bool = False) -> dict[str, Any]:
+def model_arguments(
+    model: ModelConfig, preprocessing: Preprocessing, aux_heads: bool = False
+) -> dict[str, Any]:
     """Keyword arguments of :func:`mmdx.models.classifier.build_model` for this config and data.
 
     ``aux_heads``: give each encoder a unimodal head for the auxiliary loss (``train.aux_loss_weight > 0``).
     """
     args: dict[str, Any] = {"image": None, "tabular": None, "text": None, "aux_heads": aux_heads}
     if model.image is not None:
-        image = prep.image_config
+        image = preprocessing.image_config
         args["image"] = {
             "name": model.image.name,
             "spatial_dims": image.dims if image else 2,
@@ -95,18 +97,18 @@ def model_arguments(model: ModelConfig, prep: Preprocessing, aux_heads: bool = F
     if model.tabular is not None:
         args["tabular"] = {
             "name": model.tabular.name,
-            "n_features": len(prep.tabular_columns),
-            "categorical_cardinalities": prep.normaliser.cardinalities,
+            "n_features": len(preprocessing.tabular_columns),
+            "categorical_cardinalities": preprocessing.normaliser.cardinalities,
             **model.tabular.params,
         }
     if model.text is not None:
         params = dict(model.text.params)
         if get_encoder_spec(model.text.name, Modality.TEXT).tokenizer is None:
-            assert prep.tokenizer is not None
+            assert preprocessing.tokenizer is not None
             params = {
-                "vocab_size": prep.tokenizer.get_vocab_size(),
-                "max_length": prep.text_max_length,
-                "pad_id": pad_id(prep.tokenizer),
+                "vocab_size": preprocessing.tokenizer.get_vocab_size(),
+                "max_length": preprocessing.text_max_length,
+                "pad_id": pad_id(preprocessing.tokenizer),
                 **params,
             }
         args["text"] = {"name": model.text.name, **params}

@@ -17,8 +17,8 @@ Every function that returns case data takes the signed-in :class:`~mmdx.store.Pr
 """
 
 from mmdx.review.access import CASE_READER_ROLES, authorize_case_reading, may
+from mmdx.review.access_trail import AuditQuery, audit_csv, audit_trail
 from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, users_frame
-from mmdx.review.audit import AuditQuery, audit_csv, audit_trail
 from mmdx.review.case import (
     ATTRIBUTION_MEANING,
     GATE_MEANING,

@@ -22,7 +22,7 @@ from mmdx.data.issues import ImageReadError
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.review.access import authorize_case_reading
-from mmdx.review.cohort import CaseInputs, CohortCaseReader
+from mmdx.review.case_inputs import CaseInputs, CohortCaseReader
 from mmdx.review.context import ReviewContext
 from mmdx.review.explanations import ExplanationStatus, LoadedExplanation, load_explanation
 from mmdx.review.highlight import TokenAttribution, token_attributions

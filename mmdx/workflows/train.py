@@ -157,18 +157,18 @@ def _preprocessing(
     fitted = run.load_preprocessing() if resume else None
     if fitted is not None:
         return fitted
-    prep = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model))
+    preprocessing = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model))
     if dist.is_main:
-        run.save_preprocessing(prep)
-    return prep
+        run.save_preprocessing(preprocessing)
+    return preprocessing
 
 
 def _image_cache(
-    prep: Preprocessing, config: Config, table: CaseTable, progress: Progress | None
+    preprocessing: Preprocessing, config: Config, table: CaseTable, progress: Progress | None
 ) -> ImageCache | None:
-    if prep.image_config is None:
+    if preprocessing.image_config is None:
         return None
-    cache = ImageCache(prep.image_config, config.data.cache.mode, config.data.cache.dir)
+    cache = ImageCache(preprocessing.image_config, config.data.cache.mode, config.data.cache.dir)
     cache.warm(
         table.image_paths,
         workers=max(1, config.data.loader.workers or os.cpu_count() or 1),
@@ -201,7 +201,7 @@ def _calibrate(
 def model_card(
     config: Config,
     cohort: ValidatedCohort,
-    prep: Preprocessing,
+    preprocessing: Preprocessing,
     model: nn.Module,
     fit: FitResult,
     splits: _Splits,
@@ -225,13 +225,13 @@ def model_card(
             "split_fingerprint": split_fingerprint(cohort.cases["case_id"], cohort.cases["split"]),
             "subgroups": cohort.spec.get("subgroups", []),
         },
-        "modalities": prep.modalities,
+        "modalities": preprocessing.modalities,
         "inputs": {
-            "image": prep.image,
-            "tabular": [{"key": f, "unit": prep.units[f]} for f in prep.features]
-            + [{"key": c, "unit": "case table"} for c in prep.numeric_columns]
-            + [{"key": c, "unit": "category"} for c in prep.normaliser.categorical_columns_],
-            "text": "clinical notes joined in time order" if prep.tokenizer is not None else None,
+            "image": preprocessing.image,
+            "tabular": [{"key": f, "unit": preprocessing.units[f]} for f in preprocessing.features]
+            + [{"key": c, "unit": "case table"} for c in preprocessing.numeric_columns]
+            + [{"key": c, "unit": "category"} for c in preprocessing.normaliser.categorical_columns_],
+            "text": "clinical notes joined in time order" if preprocessing.tokenizer is not None else None,
         },
         "parameters": {"total": n_params, "trainable": trainable},
         "training": {
@@ -248,7 +248,7 @@ def model_card(
         "environment": environment(),
         "intended_use": (
             f"Decision support: estimate the probability of '{task['positive']}' for patients "
-            f"like those of cohort '{cohort.name}', from the modalities {', '.join(prep.modalities)}. "
+            f"like those of cohort '{cohort.name}', from the modalities {', '.join(preprocessing.modalities)}. "
             "Predictions are for review by a clinician and do not replace clinical judgement."
         ),
         "out_of_scope": [
@@ -305,14 +305,16 @@ def _train(
         run.write_validation_report(cohort.report)
     if not cohort.report.usable:
         raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
-    prep = _preprocessing(run, cohort, config, resume, dist)
-    table = build_case_table(cohort, prep)
+    preprocessing = _preprocessing(run, cohort, config, resume, dist)
+    table = build_case_table(cohort, preprocessing)
     splits = _splits(cohort, table)
-    cache = _image_cache(prep, config, table, cache_progress if dist.is_main else None)
-    train_set = MultimodalDataset(table.subset(splits.train), prep, cache)
-    val_set = MultimodalDataset(table.subset(splits.val), prep, cache)
+    cache = _image_cache(preprocessing, config, table, cache_progress if dist.is_main else None)
+    train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
+    val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
 
-    model = build_model(**model_arguments(config.model, prep, aux_heads=config.train.aux_loss_weight > 0))
+    model = build_model(
+        **model_arguments(config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0)
+    )
     if dist.is_main:
         log.info(
             "model: %s parameters (%s trainable); %d train / %d val cases",
@@ -342,8 +344,10 @@ def _train(
     model.eval()
     calibration = _calibrate(model, val_set, config, dist.device)
     scaler, threshold, val_metrics = calibration
-    card = model_card(config, cohort, prep, model, fit, splits, calibration, time.perf_counter() - started)
-    save_bundle(run.bundle, model, config, prep, scaler, card)
+    card = model_card(
+        config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
+    )
+    save_bundle(run.bundle, model, config, preprocessing, scaler, card)
     result = TrainResult(
         run=run,
         cohort=cohort.root,

@@ -10,7 +10,7 @@ import pytest
 
 from mmdx.errors import MmdxError
 from mmdx.review import open_review_context, run_id_of
-from mmdx.review.cohort import read_case_inputs
+from mmdx.review.case_inputs import read_case_inputs
 from tests.support.review_runs import TestRun
 
 

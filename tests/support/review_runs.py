@@ -45,7 +45,7 @@ def write_placeholder_explanations(
     format of ``mmdx explain``; returns the explanation version. Replaces existing explanations."""
     from mmdx.bundle import load_bundle
     from mmdx.explain.artifacts import case_folder_name
-    from mmdx.review.cohort import CohortCaseReader
+    from mmdx.review.case_inputs import CohortCaseReader
 
     run = RunPaths(Path(run_dir))
     bundle = load_bundle(run.bundle)
@@ -162,16 +162,16 @@ class TestRun:
     markup_case: str
 
 
-def prepare_test_run(run: str | Path, *, explain_every: int = 2) -> TestRun:
+def prepare_test_run(run_dir: str | Path, *, explain_every: int = 2) -> TestRun:
     """A built run made ready for tests: placeholder explanations for every ``explain_every``-th case
     (written once; kept when the run already has explanations)."""
-    paths = RunPaths(Path(run))
-    case_ids = paths.read_predictions()["case_id"].tolist()
+    run = RunPaths(Path(run_dir))
+    case_ids = run.read_predictions()["case_id"].tolist()
     explained = case_ids[::explain_every]
-    if not (paths.explanations / INDEX).is_file():
-        write_placeholder_explanations(paths.root, explained, seed=1)
+    if not (run.explanations / INDEX).is_file():
+        write_placeholder_explanations(run.root, explained, seed=1)
     chosen = set(explained)
-    return TestRun(paths.root, explained, [c for c in case_ids if c not in chosen], MARKUP_CASE)
+    return TestRun(run.root, explained, [c for c in case_ids if c not in chosen], MARKUP_CASE)
 
 
 @pytest.fixture(scope="session")
