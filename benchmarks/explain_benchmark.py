@@ -165,10 +165,12 @@ def densenet_3d_timing(size: int, steps: int, internal_batch_size: int | None, o
 
 
 def main() -> None:
+    from mmdx.workflows.explain import method_choices
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="run directory (trained and evaluated)")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--method", default="both", choices=["ig", "occlusion", "both"])
+    parser.add_argument("--method", default="both", choices=method_choices())
     parser.add_argument("--limit", type=int)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--internal-batch-size", type=int)
