@@ -181,18 +181,18 @@ class _Job:
 def _prepare(
     bundle: Bundle, chosen: pd.DataFrame, cohort_dir: str | Path | None, workers: int
 ) -> tuple[Path, CohortInputs, dict[str, int]]:
-    cohort = Path(cohort_dir or bundle.card["cohort"]["path"])
-    if not cohort.is_dir():
-        raise MmdxError(f"cohort {cohort} not found; pass --cohort DIR")
-    prepared = prepare_inputs(bundle, cohort, workers=workers)
+    cohort_dir = Path(cohort_dir or bundle.card["cohort"]["path"])
+    if not cohort_dir.is_dir():
+        raise MmdxError(f"cohort {cohort_dir} not found; pass --cohort DIR")
+    prepared = prepare_inputs(bundle, cohort_dir, workers=workers)
     position = {case_id: i for i, case_id in enumerate(prepared.table.case_ids)}
     absent = [c for c in chosen["case_id"] if c not in position]
     if absent:
         raise MmdxError(
-            f"{len(absent)} case(s) of predictions.parquet are not usable in {cohort} any more (e.g. "
+            f"{len(absent)} case(s) of predictions.parquet are not usable in {cohort_dir} any more (e.g. "
             f"{absent[0]}); the cohort changed since 'mmdx evaluate' -- run it again"
         )
-    return cohort, prepared, position
+    return cohort_dir, prepared, position
 
 
 def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], version: str) -> None:
@@ -338,7 +338,7 @@ def explain_run(
     bundle = load_bundle(run.bundle)
     methods = methods_for(method)
     chosen = select_cases(run.read_predictions(), cases, split, limit)
-    cohort, prepared, position = _prepare(bundle, chosen, cohort_dir, workers)
+    cohort_dir, prepared, position = _prepare(bundle, chosen, cohort_dir, workers)
     image_config = bundle.preprocessing.image_config
     if batch_size is None:
         batch_size = 1 if image_config is not None and image_config.dims == 3 else 8
@@ -355,8 +355,8 @@ def explain_run(
         batch_size=batch_size,
         internal_batch_size=internal_batch_size,
         checked_ids=set(chosen["case_id"][: max(0, check_cases)]),
-        truth=load_truth(cohort),
-        cohort_dir=cohort,
+        truth=load_truth(cohort_dir),
+        cohort_dir=cohort_dir,
         seed=seed,
         kept={m.name: [] for m in methods},
         scores={m.name: {} for m in methods},
