@@ -20,8 +20,7 @@ from mmdx.deid.canary import find_canaries, load_canaries
 from mmdx.deid.cohort import REPORT_FILE, DeidOptions, deidentify_cohort, scrub_nifti
 from mmdx.deid.dicom import QuarantineReason
 from mmdx.errors import MmdxError
-
-from .conftest import KEY_A, KEY_B
+from tests.support.phi_cohorts import KEY_A, KEY_B
 
 UID_KINDS = ("study_uid", "series_uid", "frame_uid", "patient_uid")
 
@@ -164,7 +163,7 @@ def test_pixel_data_unchanged(phi3d: Path, deid3d: Path) -> None:
     cases_in, cases_out = _cases(phi3d), _cases(deid3d)
     before, after = _series(phi3d), _series(deid3d)
     mapping = dict(zip(cases_in["case_id"], cases_out["case_id"], strict=True))
-    from .conftest import KEY_A as key
+    from tests.support.phi_cohorts import KEY_A as key
 
     checked = 0
     for case_in, files in before.items():
