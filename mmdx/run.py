@@ -5,7 +5,7 @@
     runs/<name>/
         bundle/                   the model bundle (mmdx.bundle writes and reads it)
         preprocessing/            the preprocessing fitted on the training split (kept for --resume)
-        checkpoints/, best.safetensors   the trainer's state (mmdx.training.trainer)
+        checkpoints/              the trainer's last checkpoint and best weights (mmdx.training.trainer)
         validation_report.json    the cohort's validation report (mmdx train, then mmdx evaluate)
         training.json             the training summary (mmdx train)
         predictions.parquet       one row per predicted case (mmdx evaluate); data_schemas/predictions.schema.json
@@ -15,8 +15,9 @@
         audit/                    audit_report.html and .json (mmdx audit)
         review.sqlite             the default review store (verdicts and the access trail)
 
-Every workflow, the audit and the dashboard go through :class:`RunPaths` for these files: no other module
-joins a run-directory path by hand, parses ``predictions.parquet`` or writes ``metrics.json``. The checks
+Every workflow, the audit and the dashboard go through :class:`RunPaths` for these files. Apart from the
+owners named above (the bundle's files, the trainer's checkpoints, the format of the explanations folder),
+no module joins a run-directory path by hand, parses ``predictions.parquet`` or writes ``metrics.json``. The checks
 that a file has the shape its schema promises sit here, in its reader. The dashboard and the audit builder
 read only this directory and the review store.
 """
