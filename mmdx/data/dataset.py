@@ -182,7 +182,7 @@ class ImageCache:
             from concurrent.futures import ProcessPoolExecutor
 
             settings = (self.config.model_dump(mode="json"), str(self.directory))
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_worker) as pool:
                 for done, _ in enumerate(pool.map(_warm_one, [(p, *settings) for p in todo], chunksize=4), 1):
                     if progress:
                         progress(done, len(todo))
@@ -196,6 +196,13 @@ class ImageCache:
                 if path:
                     self.load(path)
         return len(todo)
+
+
+def _one_thread_worker() -> None:
+    """Decode with one torch thread: a forked worker inherits the parent's OpenMP thread pool, and when the
+    parent already ran torch multi-threaded (training, a dashboard test) the child's first parallel op
+    can hang; one thread runs inline. The workers are processes, so nothing is lost."""
+    torch.set_num_threads(1)
 
 
 def _warm_one(args: tuple[str, dict, str]) -> None:
