@@ -40,7 +40,6 @@ class IssueCode(StrEnum):
     NIFTI_QFORM_SFORM_MISMATCH = "NIFTI_QFORM_SFORM_MISMATCH"
     NIFTI_INVALID = "NIFTI_INVALID"
     IMAGE_WRONG_DIMENSIONS = "IMAGE_WRONG_DIMENSIONS"
-    IMAGE_SIZE_MISMATCH = "IMAGE_SIZE_MISMATCH"
     # observations
     UNIT_UNKNOWN = "UNIT_UNKNOWN"
     VALUE_IMPLAUSIBLE = "VALUE_IMPLAUSIBLE"
@@ -78,10 +77,9 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.SLICE_SPACING_INCONSISTENT: "the gaps between slices are not uniform (a slice is missing)",
     IssueCode.DUPLICATE_SLICE_POSITION: "two slices of one series share a position",
     IssueCode.NIFTI_QFORM_SFORM_MISMATCH: "the NIfTI qform and sform disagree about where the image is",
-    IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid",
+    IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid (e.g. the file, or what a .nii.gz decompresses "
+    "to, holds less voxel data than the header declares)",
     IssueCode.IMAGE_WRONG_DIMENSIONS: "the image is not 2D or 3D as the cohort requires",
-    IssueCode.IMAGE_SIZE_MISMATCH: "the image header declares more or less pixel data than the file holds (or "
-    "than a .nii.gz decompresses to); refused before the pixel data is read",
     IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
     IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
     IssueCode.VALUE_NOT_NUMERIC: "the value is not a number",
