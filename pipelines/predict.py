@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmdx.bundle import load_bundle
+from mmdx.owner_only import write_table_owner_only
 from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
 
 HELP = """\
@@ -41,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
     frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, args.batch_size))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
+    write_table_owner_only(frame, out)  # patient-level: owner-only
     summary = inputs.cohort.report.summary
     print(
         f"predicted {len(frame)} cases with model {bundle.version} (threshold {bundle.threshold:.3f}): "

@@ -40,6 +40,7 @@ from mmdx.data.tabular import harmonise_observations
 from mmdx.data.text import parse_notes
 from mmdx.errors import CohortError
 from mmdx.keys import MODALITIES, Modality
+from mmdx.owner_only import write_text_owner_only
 
 #: issue codes that reject the whole case (others drop only the affected file, row or modality)
 REJECTING = frozenset(
@@ -96,7 +97,8 @@ class ValidationReport:
         }
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        """Write the report as JSON, readable by its owner only (it lists case IDs)."""
+        write_text_owner_only(path, json.dumps(self.to_dict(), indent=1))
 
 
 @dataclass
