@@ -245,8 +245,11 @@ def _check_architecture_fits_weights(architecture: dict, weights: Path, director
             return  # a pretrained encoder: checked by load_state_dict after the real build
         raise _part_error(directory, "config.yaml (architecture)", exc) from None
     expected = {name: tuple(t.shape) for name, t in probe.state_dict().items()}
-    with safe_open(str(weights), framework="pt") as handle:
-        stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise _part_error(directory, WEIGHTS, exc) from None
     differing = sorted(n for n in expected.keys() & stored.keys() if expected[n] != stored[n])
     missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
     if differing or missing or unexpected:
