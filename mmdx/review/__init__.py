@@ -17,7 +17,7 @@ Every function that returns case data takes the signed-in :class:`~mmdx.store.Pr
 """
 
 from mmdx.review.access import CASE_READER_ROLES, authorize_case_reading, may
-from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, users_frame
+from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, sign_in_locks_frame, users_frame
 from mmdx.review.audit import AuditQuery, audit_csv, audit_trail
 from mmdx.review.case import (
     ATTRIBUTION_MEANING,
@@ -104,6 +104,7 @@ __all__ = [
     "sign_out",
     "sort_worklist",
     "submit_case_verdict",
+    "sign_in_locks_frame",
     "users_frame",
     "verdict_history",
     "verdicts_csv",
