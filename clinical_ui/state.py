@@ -89,7 +89,8 @@ def client_address() -> str | None:
         forwarded = st.context.headers.get("X-Real-IP")
     except Exception:  # no browser session (bare script run)
         return None
-    if forwarded and peer and is_loopback(peer):
+    # Streamlit reports a connection from this machine as None
+    if forwarded and (peer is None or is_loopback(peer)):
         return forwarded.strip()[:100]
     return peer
 

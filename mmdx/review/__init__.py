@@ -32,7 +32,14 @@ from mmdx.review.case import (
 )
 from mmdx.review.context import ReviewContext, open_review_context, run_id_of
 from mmdx.review.explanations import ExplanationStatus, LoadedExplanation
-from mmdx.review.rendering import WINDOW_PRESETS, CaseImage, WindowLevel, encode_png, window_presets
+from mmdx.review.rendering import (
+    WINDOW_PRESETS,
+    CaseImage,
+    WindowLevel,
+    encode_png,
+    png_data_url,
+    window_presets,
+)
 from mmdx.review.session import ReviewSession, expire_if_idle, sign_in, sign_out
 from mmdx.review.uncertainty import (
     NEAR_THRESHOLD_MARGIN,
@@ -90,6 +97,7 @@ __all__ = [
     "build_worklist",
     "current_verdicts",
     "encode_png",
+    "png_data_url",
     "ensure_demo_account",
     "expire_if_idle",
     "filter_worklist",
