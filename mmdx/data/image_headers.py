@@ -7,8 +7,9 @@ files from the header alone, or while streaming the compressed data with constan
 
 * :func:`check_declared_shape`: the declared shape has the dimensionality the cohort needs and at most
   ``max_voxels`` voxels (``IMAGE_WRONG_DIMENSIONS``, ``IMAGE_UNREADABLE``);
-* :func:`check_nifti_header`: a NIfTI file (or what a ``.nii.gz`` decompresses to, counted in 1 MiB chunks
-  and never beyond the declared size) holds the voxel bytes its header declares (``NIFTI_INVALID``);
+* :func:`check_nifti_header`: a NIfTI file declares at most 4 bytes of voxel data per voxel of the limit
+  (``IMAGE_UNREADABLE``) and holds the voxel bytes its header declares (``NIFTI_INVALID``), counted for a
+  ``.nii.gz`` in 1 MiB chunks of its decompressed stream, never beyond the declared size;
 * :func:`check_deferred_extents`: a DICOM file's Pixel Data (and any other large element), whose reading
   pydicom defers, ends inside the file (``DICOM_TRUNCATED``).
 
@@ -34,6 +35,9 @@ from mmdx.data.issues import ImageReadError, IssueCode
 #: Sizes of the NIfTI-1 and NIfTI-2 headers (their first four bytes hold the size).
 _NIFTI_HEADER_BYTES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 _CHUNK = 1 << 20
+#: The voxel data of a NIfTI file may hold at most this many bytes per voxel of the voxel limit: the float32
+#: array mmdx makes needs as much again, so a float64 volume at the voxel limit would need three times it.
+_BYTES_PER_VOXEL = 4
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # Float, Double Float and (plain) Pixel Data
 
@@ -109,9 +113,10 @@ def _parse_nifti_header(head: bytes, label: str) -> nib.Nifti1Header:
 
 def check_nifti_header(path: Path, label: str, dims: int | None, max_voxels: int) -> None:
     """Refuse a NIfTI file from its header: wrong dimensionality or too many voxels (see
-    :func:`check_declared_shape`), or fewer voxel bytes in the file, or in its decompressed stream, than the
-    header declares. A ``.nii.gz`` is decompressed in chunks that are counted and dropped, and no further
-    than the declared size, so a decompression bomb costs time bounded by the header, not memory."""
+    :func:`check_declared_shape`), fewer voxel bytes in the file, or in its decompressed stream, than the
+    header declares, or more than 4 bytes of voxel data per allowed voxel. A ``.nii.gz`` is decompressed in
+    chunks that are counted and dropped, and no further than the declared size, so a decompression bomb
+    costs time bounded by the header, not memory."""
     compressed = _is_gzip(path)
     try:
         with gzip.open(path, "rb") if compressed else open(path, "rb") as stream:
@@ -130,6 +135,11 @@ def check_nifti_header(path: Path, label: str, dims: int | None, max_voxels: int
             check_declared_shape(shape, dims, label, max_voxels)
             data_bytes = math.prod(shape) * dtype.itemsize
             needed = max(offset, len(header.binaryblock)) + data_bytes
+            if not compressed:
+                _check_holds(
+                    os.fstat(stream.fileno()).st_size, needed, shape, dtype, offset, label, compressed
+                )
+            _check_voxel_bytes(data_bytes, dtype, max_voxels, label)
             if compressed:
                 available = len(head)
                 while available < needed:
@@ -137,21 +147,42 @@ def check_nifti_header(path: Path, label: str, dims: int | None, max_voxels: int
                     if not chunk:
                         break
                     available += len(chunk)
-            else:
-                available = os.fstat(stream.fileno()).st_size
+                _check_holds(available, needed, shape, dtype, offset, label, compressed)
     except (OSError, EOFError, zlib.error) as exc:
         raise ImageReadError(
             IssueCode.NIFTI_INVALID,
             f"'{label}' cannot be read as {'gzip-compressed ' if compressed else ''}NIfTI: {exc}",
             label,
         ) from None
+
+
+def _check_voxel_bytes(data_bytes: int, dtype: np.dtype, max_voxels: int, label: str) -> None:
+    if data_bytes > max_voxels * _BYTES_PER_VOXEL:
+        raise ImageReadError(
+            IssueCode.IMAGE_UNREADABLE,
+            f"'{label}' declares {data_bytes:,} bytes of {dtype} voxel data, more than the limit of "
+            f"{max_voxels * _BYTES_PER_VOXEL:,} ({_BYTES_PER_VOXEL} bytes for each of MAX_VOXELS voxels); "
+            "store it as float32 or int16, or raise mmdx.data.imaging.MAX_VOXELS",
+            label,
+        )
+
+
+def _check_holds(
+    available: int,
+    needed: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    offset: int,
+    label: str,
+    compressed: bool,
+) -> None:
     if available < needed:
         holds = "decompresses to" if compressed else "holds"
         raise ImageReadError(
             IssueCode.NIFTI_INVALID,
-            f"'{label}' declares {list(shape)} {dtype} voxels, {data_bytes:,} bytes of voxel data from byte "
-            f"{offset}, but the file {holds} only {available:,} bytes: it is truncated or its header is wrong; "
-            "refused before reading the voxels",
+            f"'{label}' declares {list(shape)} {dtype} voxels, {needed - offset:,} bytes of voxel data from "
+            f"byte {offset}, but the file {holds} only {available:,} bytes: it is truncated or its header is "
+            "wrong; refused before reading the voxels",
             label,
         )
 

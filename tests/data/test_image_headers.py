@@ -74,8 +74,8 @@ def test_a_452_byte_nifti_declaring_two_gigabytes_is_refused_before_reading(tmp_
 def test_a_nifti_gz_inflating_short_of_its_header_is_refused_while_streaming(
     tmp_path: Path, dims: int, code: IssueCode
 ) -> None:
-    # 2 GiB declared, 64 MiB in the stream: a 3D cohort learns that it is short, a 2D one that it is 3D
-    path = write_lying_nifti(tmp_path / "bomb.nii.gz", (512, 512, 1024), np.float64, 64 << 20)
+    # 512 MiB declared, 64 MiB in the stream: a 3D cohort learns that it is short, a 2D one that it is 3D
+    path = write_lying_nifti(tmp_path / "bomb.nii.gz", (512, 512, 512), np.float32, 64 << 20)
     assert path.stat().st_size < 1 << 20
     issues, peak = peak_memory(lambda: check_image(path, dims=dims))
     assert [i.code for i in issues] == [code]
@@ -142,3 +142,27 @@ def test_a_dicom_series_in_a_2d_cohort_is_refused_before_decoding(tmp_path: Path
     with pytest.raises(imaging.ImageReadError) as info:
         read_image(tmp_path / "s", dims=2)
     assert info.value.issue.code is IssueCode.IMAGE_WRONG_DIMENSIONS
+
+
+def test_voxel_data_beyond_four_bytes_per_allowed_voxel_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(imaging, "MAX_VOXELS", 1000)
+    write_lying_nifti(tmp_path / "wide.nii", (10, 10, 10), np.float64, 8000)  # 1000 voxels, 8000 bytes
+    write_lying_nifti(tmp_path / "narrow.nii", (10, 10, 10), np.float32, 4000)
+    issues = check_image(tmp_path / "wide.nii")
+    assert [i.code for i in issues] == [IssueCode.IMAGE_UNREADABLE] and "8,000 bytes" in issues[0].message
+    assert read_image(tmp_path / "narrow.nii").array.shape == (10, 10, 10)
+
+
+def test_the_shipped_bombs_cost_no_memory_in_a_3d_cohort(tmp_path: Path) -> None:
+    from mmdx.data.synth.bombs import write_gzip_bomb
+    from mmdx.data.synth.bombs import write_lying_nifti as write_liar
+
+    liar = write_liar(tmp_path / "liar.nii")
+    bomb = write_gzip_bomb(tmp_path / "bomb.nii.gz")
+    assert liar.stat().st_size == 452 and bomb.stat().st_size < 3 << 20
+    (liar_issues, bomb_issues), peak = peak_memory(
+        lambda: (check_image(liar, dims=3), check_image(bomb, dims=3))
+    )
+    assert [i.code for i in liar_issues] == [IssueCode.NIFTI_INVALID]
+    assert [i.code for i in bomb_issues] == [IssueCode.IMAGE_UNREADABLE]
+    assert peak < MEMORY_BUDGET
