@@ -53,6 +53,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mmdx.data import imaging
 from mmdx.data.cohort import (
     COHORT_FILE,
     GROUND_TRUTH_DIR,
@@ -62,6 +63,8 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.image_headers import check_nifti_header
+from mmdx.data.issues import ImageReadError
 from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.data.text import Note, join_notes
 from mmdx.deid.dicom import (
@@ -289,8 +292,14 @@ def scrub_nifti(source: Path, target: Path) -> dict[str, int]:
 
     Voxels, geometry and every other header field are copied byte for byte. Gzip output is written with a
     zero timestamp and no file name, so it is reproducible. Raises :class:`NiftiUnsupported` for NIfTI-2,
-    header/image pairs and anything that is not NIfTI-1.
+    header/image pairs and anything that is not NIfTI-1, and for a file whose header mmdx refuses before
+    reading it (:mod:`mmdx.data.image_headers`: too large, or less voxel data than declared), so that a
+    decompression bomb is never inflated in memory.
     """
+    try:
+        check_nifti_header(source, source.name, None, imaging.MAX_VOXELS)
+    except ImageReadError as exc:
+        raise NiftiUnsupported(exc.issue.message) from None
     raw = source.read_bytes()
     data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     if len(data) < 348:
