@@ -27,7 +27,8 @@ Matching a name only when it is the patient's own, or capitalised, keeps common 
 someone's name ("May", "Hope") in the rest of the text. Next to a relationship or role word, up to four
 capitalised words (with name particles such as "van der", and initials) count as a name unless they are
 clinical or common words that often follow those words ("Mother: Type 2 diabetes", "Son: Alive and
-well"); names that no cue and no list points to stay, so the cohort's own names matter. Times of day and ages are kept. The scrubber errs on
+well"), name a department or practice ("Referred by Emergency Department") or a condition ("Father:
+Coeliac disease"); names that no cue and no list points to stay, so the cohort's own names matter. Times of day and ages are kept. The scrubber errs on
 the side of removal: a five-digit lab value written without a unit becomes ``[ID]``.
 """
 
@@ -91,13 +92,17 @@ _ID_LABEL = re.compile(
     r"account(?:\s+(?:no|number))?)\b\.?\s*(?:no\.?\s*)?[:#]?\s*(?P<value>[A-Z0-9][A-Z0-9_/-]{3,})",
     re.IGNORECASE,
 )
+#: A capital letter of the Latin scripts (Ø, Ł, Ş... as well as A-Z): names are not all English.
+_CAP = "[" + re.escape("".join(c for c in map(chr, range(0x41, 0x250)) if c.isupper())) + "]"
+#: Lower-case particles that may open a surname after a title ("Dr van der Berg", "Mr de Beer").
+_SURNAME_PARTICLES = r"(?:(?:van|von|de|der|den|del|della|di|da|du|dos|das|le|la|ten|ter|al|el)\s+){0,2}"
 _TITLE_NAME = re.compile(
     r"\b(?P<title>Dr|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse)\.?\s+"
-    r"(?P<value>[A-Z][\w'’-]*(?:\s+(?:[A-Z]\.\s*)?[A-Z][\w'’-]*){0,2})"
+    rf"(?P<value>{_SURNAME_PARTICLES}{_CAP}[\w'’-]*(?:\s+(?:{_CAP}\.\s*)?{_CAP}[\w'’-]*){{0,2}})"
 )
 _LABEL_NAME = re.compile(
     r"\b(?P<title>(?:patient\s+)?name|surname|forename|first\s+name|last\s+name)\s*:\s*"
-    r"(?P<value>[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*){0,2})",
+    rf"(?P<value>{_CAP}[\w'’-]*(?:\s+{_CAP}[\w'’-]*){{0,2}})",
     re.IGNORECASE,
 )
 #: Words after which a capitalised word is a person's name: relationships, care roles, contact phrases.
@@ -144,6 +149,29 @@ _NOT_NAMES = frozenset(
     referred transferred informed aware called phoned ward unit clinic hospital team department service room
     bay bed home today tomorrow yesterday monday tuesday wednesday thursday friday saturday sunday on at in
     with by for from and or but to of
+    """.split()
+)
+
+#: Words of departments, services and practices: a capitalised run holding one names a place, not a person.
+_INSTITUTIONAL = frozenset(
+    """
+    department dept service services team unit ward clinic clinics centre center hospital practice surgery
+    medical health healthcare trust board nhs ambulance emergency radiology cardiology oncology neurology
+    neurosurgery physiotherapy physio occupational therapy therapies pathology pharmacy haematology hematology
+    microbiology virology orthopaedics orthopedics paediatrics pediatrics dermatology gastroenterology
+    respiratory urology nephrology psychiatry psychology medicine nursing intensive critical care icu itu
+    hdu a&e ed outpatients theatre theatres imaging laboratory lab speech language dietetics infection control
+    palliative hospice community social maternity obstetrics gynaecology gynecology ophthalmology ent
+    endocrinology rheumatology geriatrics stroke cancer diabetes sexual mental
+    """.split()
+)
+#: Nouns after which a capitalised run is a condition ("Coeliac disease", "Bell's palsy"), not a person.
+_CONDITION_NOUNS = frozenset(
+    """
+    disease diseases syndrome disorder arthritis cancer carcinoma sclerosis palsy lymphoma leukaemia leukemia
+    dementia failure infection deficiency fever anaemia anemia dystrophy ataxia chorea neuropathy myopathy
+    cardiomyopathy tumour tumor sarcoma melanoma fracture injury hernia ulcer colitis hepatitis nephritis
+    thyroiditis encephalopathy phenomenon sign score scale classification criteria procedure operation
     """.split()
 )
 
@@ -319,6 +347,15 @@ def _name_run(words: list[str]) -> int:
     return taken
 
 
+def _names_a_place_or_condition(text: str, words: list[str], end: int) -> bool:
+    """A capitalised run that holds a department word ("Emergency Department", "Riverside Medical Practice")
+    or is followed by a condition noun ("Coeliac disease", "Bell's palsy") names no person."""
+    if any(w.rstrip(".").lower() in _INSTITUTIONAL for w in words):
+        return True
+    following = _NAME_WORD.match(text, end + 1) if text[end : end + 1] == " " else None
+    return following is not None and following.group(0).rstrip(".,").lower() in _CONDITION_NOUNS
+
+
 def _cued_names(text: str, counts: Counter) -> str:
     """Replace untitled names after a relationship, role or contact cue, or before "(wife)" and the like."""
     out: list[str] = []
@@ -334,7 +371,9 @@ def _cued_names(text: str, counts: Counter) -> str:
                 break
             run.append(word)
         taken = _name_run([w.group(0) for w in run])
-        if taken:
+        if taken and not _names_a_place_or_condition(
+            text, [w.group(0) for w in run[:taken]], run[taken - 1].end()
+        ):
             end = run[taken - 1].end()
             if text[end - 1] == "." and len(run[taken - 1].group(0)) > 2:
                 end -= 1  # a sentence's full stop, not an initial's
@@ -354,7 +393,7 @@ def _cued_names(text: str, counts: Counter) -> str:
                 break
         while kept and words[len(words) - kept].lower() in _PARTICLES:
             kept -= 1
-        if not kept:
+        if not kept or any(w.rstrip(".").lower() in _INSTITUTIONAL for w in words[len(words) - kept :]):
             return match.group(0)
         counts[Placeholder.NAME.value] += 1
         head = match.group("value")

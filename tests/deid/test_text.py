@@ -113,6 +113,9 @@ def test_shift_iso_rejects_what_is_not_iso(value: str) -> None:
         ("Seen by Aiko Tanaka, physiotherapist.", "Seen by [NAME], physiotherapist."),
         ("MRN 12345678 John Smith", "MRN [ID] [NAME]"),
         ("Next of kin: J. R. Alvarez", "Next of kin: [NAME]"),
+        ("Mrs Østergaard attended.", "Mrs [NAME] attended."),
+        ("GP: Dr van Northeim.", "GP: Dr [NAME]."),
+        ("Name: Łucja Żak", "Name: [NAME]"),
     ],
 )
 def test_untitled_names_next_to_a_relationship_or_role_word(text: str, expected: str) -> None:
@@ -134,6 +137,9 @@ def test_untitled_names_next_to_a_relationship_or_role_word(text: str, expected:
         "Contact: Ward 7 nursing station.",
         "Wife is aware of the plan.",
         "MRN 12345678 Admitted overnight with cough.",
+        "Father: Coeliac disease.",
+        "Referred by Emergency Department.",
+        "GP: Riverside Medical Practice.",
     ],
 )
 def test_relationship_words_before_clinical_words_leave_them(text: str) -> None:
