@@ -60,8 +60,14 @@ def peak_mib(cohort: Path, source: Path | None) -> tuple[int, float]:
     if source is not None:
         env["PYTHONPATH"] = str(source)
     command = [sys.executable, "-m", "pipelines.cli", "validate", str(cohort), "--workers", "1"]
+    # run from the source folder: "-m" puts the working directory first on sys.path
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", _MEASURE, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=str(source) if source is not None else None,
     ).stdout.split()
     return int(out[0]), int(out[1]) / 1024
 
