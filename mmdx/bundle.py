@@ -113,8 +113,10 @@ def _read_manifest(directory: Path) -> dict:
         raise BundleError(f"{directory} is not an mmdx bundle: {MANIFEST} is missing")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(
+            f"{path} is not valid JSON ({type(exc).__name__}: {exc}); the bundle is damaged"
+        ) from None
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != BUNDLE_SCHEMA_VERSION:
         raise BundleError(

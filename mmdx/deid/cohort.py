@@ -906,7 +906,10 @@ class _CohortDeidentification:
             for raw in truth_path.read_text(encoding="utf-8").splitlines():
                 if not raw.strip():
                     continue
-                record = json.loads(raw)
+                record = _note_document(raw)  # a JSON object within the limits, or None
+                if record is None:
+                    counts["truth_lines_unreadable"] += 1  # not copied: nothing unscrubbed leaves
+                    continue
                 original = record.get("case_id")
                 pseudo = self.case(original) if isinstance(original, str) else None
                 mask = record.get("mask")
@@ -925,7 +928,20 @@ class _CohortDeidentification:
             self.consumed.add(truth_path)
         defects_path = folder / "defects.json"
         if defects_path.is_file():
-            defects = json.loads(defects_path.read_text(encoding="utf-8"))
+            try:
+                defects = json.loads(defects_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                defects = None
+            if not isinstance(defects, list) or not all(isinstance(d, dict) for d in defects):
+                self.not_copied.append(
+                    {
+                        "path": f"{GROUND_TRUTH_DIR}/defects.json",
+                        "reason": "not a JSON list of objects: not copied",
+                    }
+                )
+                self.consumed.add(defects_path)
+                defects_path = None
+        if defects_path is not None and defects_path.is_file():
             out = []
             for item in defects:
                 item = dict(item)
@@ -1036,7 +1052,7 @@ class _CohortDeidentification:
 
 
 def _note_document(raw: str) -> dict | None:
-    """A notes line as a JSON object, or None when it is not one (malformed, too large or too deep)."""
+    """A JSON Lines line as a JSON object, or None when it is not one (malformed, too large or too deep)."""
     try:
         doc = parse_json_line(raw)
     except (JsonLimitExceeded, json.JSONDecodeError):

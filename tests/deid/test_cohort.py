@@ -413,5 +413,15 @@ def test_a_deeply_nested_notes_line_does_not_stop_deid(tmp_path: Path) -> None:
     source = _extra_fields_cohort(tmp_path / "in")
     with (source / "notes.jsonl").open("a") as handle:
         handle.write("[" * 100_000 + "\n")
+    (source / "ground_truth").mkdir()
+    (source / "ground_truth" / "truth.jsonl").write_text('{"case_id": "c1"}\n' + "{" * 100_000 + "\n")
+    (source / "ground_truth" / "defects.json").write_text("[" * 100_000)
     report = deidentify_cohort(source, tmp_path / "out", KEY_A).to_dict()
     assert report["notes"]["malformed"] == 1
+    assert (
+        report["ground_truth"]["truth_records"] == 1 and report["ground_truth"]["truth_lines_unreadable"] == 1
+    )
+    assert {
+        "path": "ground_truth/defects.json",
+        "reason": "not a JSON list of objects: not copied",
+    } in report["not_copied"]
