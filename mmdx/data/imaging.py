@@ -1074,7 +1074,12 @@ def _assemble(planes: list[_Plane], stack: _Stack, label: str, dims: int | None 
     """Decode and rescale every plane into ``[I, J, K]`` = ``[columns, rows, slices]``, float32."""
     rows, columns = planes[0].rows, planes[0].columns
     _guard_size((columns, rows, len(planes)), label)
-    check_declared_shape((columns, rows, len(planes)), dims, label, MAX_VOXELS)
+    if dims is not None:  # an undecodable transfer syntax is reported first, as when decoding came first
+        first = planes[stack.order[0]]
+        _check_decoder(
+            _transfer_syntax(first.dataset, _check_pixel_module(first.dataset, label), label), label
+        )
+        check_declared_shape((columns, rows, len(planes)), dims, label, MAX_VOXELS)
     out = np.empty((columns, rows, len(planes)), dtype=np.float32)
     current: Dataset | None = None
     stored = np.empty(0)

@@ -22,6 +22,15 @@ WAIT_S = 90
 
 
 @pytest.fixture
+def browser(chromium, tmp_path: Path):
+    driver = chromium(window_size="1400,2200", page_load_timeout_s=WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.save_screenshot(str(tmp_path / "last_screen.png"))  # the state at the end, also on failure
+
+
+@pytest.fixture
 def server(review_run_3d, tmp_path: Path, serve_dashboard) -> Iterator[tuple[str, str]]:
     with serve_dashboard(review_run_3d.path, tmp_path, PASSWORD) as served:
         yield served
