@@ -8,6 +8,8 @@ often for short timeouts), so an abandoned screen is cleared without anyone touc
 
 from __future__ import annotations
 
+import base64
+
 import streamlit as st
 
 from clinical_ui.state import (
@@ -27,7 +29,15 @@ from mmdx.store import Permission
 
 IDLE_CHECK_MAX_S = 30.0
 
-st.set_page_config(page_title="mmdx review", page_icon=":material/stethoscope:", layout="wide")
+#: The tab icon, inline: a Material icon name would make every browser fetch it from a font server outside
+#: the hospital (and the proxy's Content Security Policy refuses that).
+_ICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+    'fill="#1f6f8b"/><path d="M13 6h6v7h7v6h-7v7h-6v-7H6v-6h7z" fill="#fff"/></svg>'
+)
+PAGE_ICON = "data:image/svg+xml;base64," + base64.b64encode(_ICON_SVG.encode()).decode("ascii")
+
+st.set_page_config(page_title="mmdx review", page_icon=PAGE_ICON, layout="wide")
 
 with shown_errors():
     context = review_context()

@@ -14,6 +14,7 @@ from mmdx.review import (
     ExplanationStatus,
     ReviewContext,
     encode_png,
+    png_data_url,
     window_presets,
 )
 from mmdx.review.formatting import (
@@ -144,7 +145,7 @@ def image(context: ReviewContext, view: CaseView) -> None:
         index, presets[preset], opacity, show_overlay and has_map, show_contour and has_mask
     )
     with picture:
-        st.image(encode_png(rgb), caption=" ".join(notes))
+        st.image(png_data_url(encode_png(rgb)), caption=" ".join(notes))  # inline: no /media/ URL
 
 
 def tabular(view: CaseView) -> None:

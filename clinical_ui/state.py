@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from clinical_ui.launch import is_loopback
 from clinical_ui.settings import settings_from_environment
 from mmdx.errors import MmdxError
 from mmdx.review import ReviewContext, ReviewSession, open_review_context
@@ -75,6 +76,23 @@ def require_session() -> ReviewSession:
 def page_freshly_opened() -> bool:
     """True on the first run of a page after another page (or none) was shown."""
     return st.session_state.get(PREVIOUS_PAGE) != st.session_state.get(PAGE)
+
+
+def client_address() -> str | None:
+    """Where this browser session connects from, for sign-in throttling.
+
+    Behind the reverse proxy of ``deploy/`` every connection comes from this machine, and the proxy passes
+    the real address in ``X-Real-IP``; that header is believed only on a connection from this machine (a
+    remote client could set it to anything)."""
+    try:
+        peer = st.context.ip_address
+        forwarded = st.context.headers.get("X-Real-IP")
+    except Exception:  # no browser session (bare script run)
+        return None
+    # Streamlit reports a connection from this machine as None
+    if forwarded and (peer is None or is_loopback(peer)):
+        return forwarded.strip()[:100]
+    return peer
 
 
 @contextmanager

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from mmdx import __version__
 from mmdx.config import Config, config_from_dict
 from mmdx.data.dataset import Preprocessing
-from mmdx.errors import BundleError
+from mmdx.errors import BundleError, MmdxError
 from mmdx.training.calibration import TemperatureScaler
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -111,8 +113,10 @@ def _read_manifest(directory: Path) -> dict:
         raise BundleError(f"{directory} is not an mmdx bundle: {MANIFEST} is missing")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(
+            f"{path} is not valid JSON ({type(exc).__name__}: {exc}); the bundle is damaged"
+        ) from None
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != BUNDLE_SCHEMA_VERSION:
         raise BundleError(
@@ -156,25 +160,159 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     return path
 
 
+def _part_error(directory: Path, part: str, exc: BaseException) -> BundleError:
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    detail = detail if len(detail) <= 300 else detail[:297] + "..."
+    return BundleError(
+        f"{directory}: {part} cannot be used ({detail}); the bundle was edited or damaged after training: "
+        "restore the original bundle or retrain"
+    )
+
+
+def _check_threshold(card: object, directory: Path) -> None:
+    """The operating threshold must be a probability: a number in [0, 1]."""
+    point = card.get("operating_point") if isinstance(card, dict) else None
+    value = point.get("threshold") if isinstance(point, dict) else None
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise BundleError(
+            f"{directory}: card.json: the operating threshold (operating_point.threshold) is {value!r}; it must "
+            "be a probability between 0 and 1. The bundle was edited after training: restore it or retrain"
+        )
+
+
+#: Larger than any layer width, vocabulary or feature count of a model mmdx builds.
+MAX_ARCHITECTURE_SIZE = 1 << 22
+
+
+def _check_architecture_sizes(architecture: dict, directory: Path) -> None:
+    """Refuse an architecture number no model has (an edited fusion width of 10^12, say) by its key."""
+
+    def walk(value: object, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and abs(value) > MAX_ARCHITECTURE_SIZE
+        ):
+            raise BundleError(
+                f"{directory}: config.yaml: {where} is {value}, larger than any size a model of mmdx has "
+                f"({MAX_ARCHITECTURE_SIZE:,}); the bundle was edited after training: restore it or retrain"
+            )
+
+    walk(architecture, "architecture")
+
+
+def _check_tokenizer(directory: Path, manifest: dict) -> None:
+    """The tokenizer named by preprocessing.json: a file of the bundle (listed in the manifest) that the
+    ``tokenizers`` library reads."""
+    try:
+        state = json.loads((directory / "preprocessing.json").read_text(encoding="utf-8"))
+        name = state["text"]["tokenizer"]
+    except Exception as exc:
+        raise _part_error(directory, "preprocessing.json", exc) from None
+    if not name:
+        return
+    if not isinstance(name, str) or name not in manifest.get("files", {}):
+        raise _part_error(
+            directory,
+            "preprocessing.json",
+            ValueError(f"text.tokenizer {name!r} is not a file of the bundle"),
+        )
+    try:
+        Tokenizer.from_file(str(directory / name))
+    except Exception as exc:
+        raise _part_error(directory, name, exc) from None
+
+
+def _check_architecture_fits_weights(architecture: dict, weights: Path, directory: Path) -> None:
+    """Compare the parameter shapes the architecture implies with those stored in the weights file, before
+    the model is built for real: a fusion or encoder size edited to a huge value is refused without
+    allocating it. The probe is built on PyTorch's meta device (shapes without storage); encoders that load
+    pretrained weights cannot be built there and are compared after building instead."""
+    from mmdx.models.classifier import build_model
+
+    try:
+        with torch.device("meta"):
+            probe = build_model(**architecture)
+    except (MmdxError, TypeError, ValueError) as exc:
+        raise _part_error(directory, "config.yaml (architecture)", exc) from None
+    except RuntimeError as exc:
+        if "meta" in str(exc):
+            return  # a pretrained encoder: checked by load_state_dict after the real build
+        raise _part_error(directory, "config.yaml (architecture)", exc) from None
+    expected = {name: tuple(t.shape) for name, t in probe.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise _part_error(directory, WEIGHTS, exc) from None
+    differing = sorted(n for n in expected.keys() & stored.keys() if expected[n] != stored[n])
+    missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    if differing or missing or unexpected:
+        shown = [
+            f"{n}: {list(expected[n])} in config.yaml, {list(stored[n])} in {WEIGHTS}" for n in differing[:3]
+        ]
+        shown += [f"{n} not in {WEIGHTS}" for n in missing[:3]] + [
+            f"{n} not in config.yaml" for n in unexpected[:3]
+        ]
+        raise BundleError(
+            f"{directory}: the architecture in config.yaml does not fit the weights ({'; '.join(shown)}); the "
+            "bundle was edited after training: restore it or retrain"
+        )
+
+
 def load_bundle(path: str | Path) -> Bundle:
-    """Rebuild the exact model, preprocessing and calibration of a bundle (or of a run's ``bundle/``)."""
+    """Rebuild the exact model, preprocessing and calibration of a bundle (or of a run's ``bundle/``).
+
+    Every file is checked against the manifest first; a file that still does not make sense (a bundle edited
+    and its manifest recomputed) raises :class:`BundleError` naming the file, never another exception.
+    """
     from mmdx.models.classifier import build_model
 
     directory = resolve_bundle_dir(path)
-    verify_bundle(directory)
+    manifest = verify_bundle(directory)
     try:
         document = yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or not isinstance(document.get("architecture"), dict):
+            raise ValueError("expected a mapping with an 'architecture' mapping")
         architecture = document.pop("architecture")
         document.pop("schema_version", None)
         config = config_from_dict(document, source=str(directory / "config.yaml"))
+    except Exception as exc:
+        raise _part_error(directory, "config.yaml", exc) from None
+    _check_tokenizer(directory, manifest)
+    try:
         preprocessing = Preprocessing.load(directory)
+    except Exception as exc:
+        raise _part_error(directory, "preprocessing.json", exc) from None
+    try:
         calibration = TemperatureScaler.from_dict(json.loads((directory / "calibration.json").read_text()))
+    except Exception as exc:
+        raise _part_error(directory, "calibration.json", exc) from None
+    try:
         card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise _part_error(directory, "card.json", exc) from None
+    if not isinstance(card, dict):
+        raise _part_error(directory, "card.json", TypeError(f"expected an object, got {type(card).__name__}"))
+    _check_threshold(card, directory)
+    _check_architecture_sizes(architecture, directory)
+    _check_architecture_fits_weights(architecture, directory / WEIGHTS, directory)
+    try:
         model = build_model(**architecture)
+    except Exception as exc:
+        raise _part_error(directory, "config.yaml (architecture)", exc) from None
+    try:
         state = load_file(str(directory / WEIGHTS))
-    except (KeyError, ValueError, TypeError, yaml.YAMLError, SafetensorError, OSError) as exc:
-        raise BundleError(f"{directory}: cannot rebuild the model ({type(exc).__name__}: {exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise _part_error(directory, WEIGHTS, exc) from None
     if missing or unexpected:
         raise BundleError(
             f"{directory}: the weights do not fit the architecture in config.yaml "

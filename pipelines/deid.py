@@ -18,8 +18,12 @@ Profile of DICOM PS3.15 Annex E (table E.1-1, applied into nested sequences; pri
 allowed with --keep-private; UIDs remapped to 2.25.<keyed hash>, the same in every file and run, so a series
 stays a series); dates and times move by one offset per patient (-365 to -1 days), so intervals survive;
 files whose Burned In Annotation is YES, or absent for US, SC or OT, are quarantined with a reason code.
-Patient and case IDs become keyed pseudonyms (P-/C- and 10 hex digits) everywhere; identifier columns of the
-cases table are dropped; notes are scrubbed of names (including those in the patient's DICOM headers),
+Patient, case and encounter IDs become keyed pseudonyms (P-/C-/E- and 10 hex digits) everywhere; only the
+columns and fields the cohort format knows are written (the cases table's IDs, label, split, image,
+demographics, declared subgroups, index_time, encounter_id; the observations' case_id, code, value, unit,
+time, encounter_id; the notes' case_id, text, note_type, time, encounter_id): everything else is dropped
+and named in the report (keep a cases-table column anyway with --keep-column). Notes are scrubbed of names
+(including those in the patient's DICOM headers and untitled ones next to a relationship or role word),
 dates, phone numbers, e-mails, record numbers and addresses, replaced by [NAME], [DATE], [PHONE], [EMAIL],
 [ID], [ADDRESS]. A report of what was changed, quarantined and why is written to OUT_COHORT/deid_report.json.
 
@@ -49,6 +53,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep one private attribute known to be safe (repeatable), e.g. 0019,GEMS_ACQU_01,10",
     )
     p.add_argument(
+        "--keep-column",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="keep this cases-table column outside the cohort format (repeatable); scrubbed as free text",
+    )
+    p.add_argument(
         "--no-date-shift",
         action="store_true",
         help="empty or remove DICOM dates as the Basic Profile says instead of shifting them",
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         dicom=DicomOptions(
             private_allowlist=parse_private_allowlist(args.keep_private), shift_dates=not args.no_date_shift
         ),
+        keep_columns=tuple(args.keep_column),
         workers=max(1, args.workers),
         quarantine_dir=Path(args.quarantine_dir) if args.quarantine_dir else None,
     )

@@ -17,11 +17,17 @@ from mmdx.store import MIN_PASSWORD_LENGTH, STORE_ENV, Operator, ReviewStore, Ro
 from mmdx.store.passwords import DEFAULT_BCRYPT_ROUNDS
 
 HELP = f"""\
-Manage the local accounts of a review store: add, list, deactivate, activate, change a password.
+Manage the local accounts of a review store: add, list, deactivate, activate, change a password, list and
+clear sign-in locks.
 
 Roles: clinician (reviews cases, submits verdicts), auditor (reads verdicts and the audit trail, exports),
 admin (everything, including accounts). Passwords are stored as salted bcrypt hashes and need at least
 {MIN_PASSWORD_LENGTH} characters.
+
+Failed sign-ins are throttled per account and per client: after 5 failures of an account (20 from one
+client) each further one locks sign-in for twice as long as the last, from 2 s up to 15 minutes. Every lock
+ends by itself; `mmdx users unlock NAME` (or a password change) ends an account's lock at once, e.g. an
+admin's.
 
 The store is given by --store or, when that is absent, the {STORE_ENV} environment variable. Either is a
 SQLAlchemy URL, e.g. sqlite:///runs/demo/review.sqlite or postgresql+psycopg://user:pw@host:5432/mmdx, or a
@@ -68,9 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     actions.add_parser("list", parents=[common], help="list all accounts")
 
+    actions.add_parser("locks", parents=[common], help="list the sign-in locks in force")
     for name, text in (
         ("deactivate", "stop an account from signing in"),
         ("activate", "re-enable an account"),
+        ("unlock", "end an account's sign-in lock now"),
     ):
         action = actions.add_parser(name, parents=[common], help=text)
         action.add_argument("name", help="user name")
@@ -133,6 +141,18 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"{user.name:<{width}}  {user.role.value:<9}  {'yes' if user.active else 'no':<6}  {created}"
                 )
+        elif action == "locks":
+            locks = store.sign_in_locks(operator)
+            for lock in locks:
+                until = lock.until.strftime("%Y-%m-%d %H:%M:%S")
+                print(
+                    f"{lock.scope.value} {lock.subject}: {lock.failures} failures, locked until {until} UTC"
+                )
+            if not locks:
+                print("no sign-in lock in force")
+        elif action == "unlock":
+            store.clear_sign_in_lock(args.name, actor=operator)
+            print(f"sign-in lock of '{args.name.strip().lower()}' cleared")
         elif action in ("deactivate", "activate"):
             info = getattr(store, action)(args.name, actor=operator)
             print(f"account '{info.name}' is {'active' if info.active else 'deactivated'}")

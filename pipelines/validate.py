@@ -18,8 +18,10 @@ Check a cohort directory against the mmdx cohort contract. Every case ends accep
 (something was dropped, e.g. an unreadable image or an observation in an unknown unit) or rejected (e.g. a
 duplicate case_id), each problem with a typed reason code. DICOM folders are grouped by SeriesInstanceUID
 and slices sorted along the slice normal; images are decoded to catch truncated files and unsupported
-transfer syntaxes. One bad file never stops the run. Exit status: 0 when the cohort is usable, 1 when no
-case is usable, 2 when the cohort itself cannot be read (no cohort.yaml or cases table).
+transfer syntaxes; image headers are judged before pixel data is read (wrong dimensionality, too many
+voxels, less data than declared). One bad file never stops the run. Exit status: 0 when the cohort is
+usable, 1 when no case is usable, 2 when the cohort itself cannot be read (no cohort.yaml or cases table,
+or a table header naming a column twice).
 """
 
 

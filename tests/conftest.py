@@ -83,15 +83,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
-def require_browser() -> None:
-    """Skip (fail under ``CI=true``) when Debian's chromium and chromium-driver are missing."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+def require_installed(paths: tuple[Path, ...], packages: str) -> None:
+    """Skip (fail under ``CI=true``) when a system component is missing, naming the Debian packages."""
+    missing = [str(p) for p in paths if not p.is_file()]
     if not missing:
         return
-    message = f"{', '.join(missing)} not found; install them with: apt-get install chromium chromium-driver"
+    message = f"{', '.join(missing)} not found; install it with: apt-get install {packages}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_browser() -> None:
+    """Skip (fail under ``CI=true``) when Debian's chromium and chromium-driver are missing."""
+    require_installed((CHROMIUM, CHROMEDRIVER), "chromium chromium-driver")
 
 
 @pytest.fixture

@@ -73,3 +73,112 @@ def test_missing_pieces_are_named(tiny_run: Path, tmp_path: Path) -> None:
     (copy / MANIFEST).unlink()
     with pytest.raises(BundleError, match="manifest.json is missing"):
         load_bundle(copy)
+
+
+# A pickle whose loading would call posix.system("true"): protocol 2 opcodes written out by hand.
+MALICIOUS_PICKLE = b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."
+
+
+def _reseal(directory: Path) -> None:
+    """Recompute the manifest after an edit, as someone who edits a bundle on purpose would."""
+    from mmdx.bundle import sha256_file
+
+    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest["files"] = {name: sha256_file(directory / name) for name in manifest["files"]}
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _edit_json(name: str, change):
+    def edit(directory: Path) -> None:
+        document = json.loads((directory / name).read_text())
+        (directory / name).write_text(json.dumps(change(document)))
+
+    return edit
+
+
+def _set_threshold(value):
+    def change(card: dict) -> dict:
+        card["operating_point"]["threshold"] = value
+        return card
+
+    return _edit_json("card.json", change)
+
+
+def _write(name: str, text: str):
+    return lambda directory: (directory / name).write_text(text)
+
+
+def _architecture(change):
+    def edit(directory: Path) -> None:
+        import yaml
+
+        document = yaml.safe_load((directory / "config.yaml").read_text())
+        change(document["architecture"])
+        (directory / "config.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    return edit
+
+
+def _fusion_dim(dim: int):
+    return _architecture(lambda arch: arch["fusion"].update(dim=dim))
+
+
+def _hf_local_with_a_pickle(folder: Path):
+    def edit(directory: Path) -> None:
+        from mmdx.models.encoders.text import minilm_folder
+
+        source = minilm_folder()
+        folder.mkdir()
+        for name in ("config.json", "tokenizer.json"):
+            shutil.copy(source / name, folder / name)
+        (folder / "pytorch_model.bin").write_bytes(MALICIOUS_PICKLE)
+        _architecture(lambda arch: arch.update(text={"name": "hf_local", "path": str(folder)}))(directory)
+
+    return edit
+
+
+EDITS = {
+    "threshold-2.0": (_set_threshold(2.0), "threshold"),
+    "threshold-abc": (_set_threshold("abc"), "threshold"),
+    "threshold-missing": (
+        _edit_json("card.json", lambda card: {**card, "operating_point": None}),
+        "threshold",
+    ),
+    "card-a-list": (_write("card.json", "[1, 2]"), "card.json"),
+    "preprocessing-not-json": (_write("preprocessing.json", '{"features": ['), "preprocessing.json"),
+    "preprocessing-a-list": (_write("preprocessing.json", "[]"), "preprocessing.json"),
+    "preprocessing-wrong-types": (
+        _edit_json("preprocessing.json", lambda p: {**p, "features": 7, "normaliser": "x"}),
+        "preprocessing.json",
+    ),
+    "tokenizer-garbage": (_write("tokenizer.json", '{"model": 12}'), "tokenizer.json"),
+    "tokenizer-not-json": (_write("tokenizer.json", "not json"), "tokenizer.json"),
+    "config-not-a-mapping": (_write("config.yaml", "- 1\n- 2\n"), "config.yaml"),
+    "fusion-dim-4096": (_fusion_dim(4096), "(?i)fusion"),
+    "fusion-dim-huge": (_fusion_dim(10**12), "(?i)fusion"),
+    "fusion-dim-text": (_fusion_dim("wide"), "(?i)fusion"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_an_edited_and_resealed_bundle_gives_a_bundle_error(
+    tiny_run: Path, tmp_path: Path, edit: str
+) -> None:
+    change, named = EDITS[edit]
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", copy)
+    change(copy)
+    _reseal(copy)
+    with pytest.raises(BundleError, match=named) as info:
+        load_bundle(copy)
+    assert "\n" not in str(info.value) and str(copy) in str(info.value)
+
+
+def test_a_pickle_in_an_hf_local_folder_is_refused_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", copy)
+    _hf_local_with_a_pickle(tmp_path / "clinical-bert")(copy)
+    _reseal(copy)
+    with pytest.raises(BundleError, match="clinical-bert") as info:
+        load_bundle(copy)
+    assert "\n" not in str(info.value)

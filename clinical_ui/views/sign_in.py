@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
-from clinical_ui.state import NOTICE, SESSION, review_context, shown_errors
+from clinical_ui.state import NOTICE, SESSION, client_address, review_context, shown_errors
 from mmdx.review import sign_in
+from mmdx.store import SignInLocked
 
 st.title("mmdx review")
 st.caption("Clinician review of model predictions. Sign in with the account your administrator gave you.")
@@ -22,7 +25,12 @@ with st.form("sign_in", enter_to_submit=True):
 if submitted:
     with shown_errors():
         context = review_context()
-        session = sign_in(context.store, name, password, context.idle_timeout_s)
+        try:
+            session = sign_in(context.store, name, password, context.idle_timeout_s, client_address())
+        except SignInLocked as locked:
+            # the same words for every name and for a locked client: nothing about which accounts exist
+            st.error(f"Too many failed sign-ins. Try again in {math.ceil(locked.retry_after_s)} seconds.")
+            st.stop()
     if session is None:
         # one message for every cause, so that the page does not tell which user names exist
         st.error("Sign-in failed: wrong user name or password, or the account is deactivated.")

@@ -1,12 +1,12 @@
-"""Users page (admins): list accounts, add one, deactivate or re-activate one. The store refuses other
-roles, whatever page they reach."""
+"""Users page (admins): list accounts, add one, deactivate or re-activate one, see the sign-in locks in
+force and end an account's lock. The store refuses other roles, whatever page they reach."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from clinical_ui.state import require_session, review_context, shown_errors
-from mmdx.review import users_frame
+from mmdx.review import sign_in_locks_frame, users_frame
 from mmdx.review.formatting import plain
 from mmdx.store import MIN_PASSWORD_LENGTH, Role
 
@@ -50,3 +50,24 @@ if not users.empty:
                 context.store.activate(target, actor=session.principal)
         st.session_state[FLASH] = f"Account '{plain(target)}' {'deactivated' if active else 'activated'}."
         st.rerun()
+
+st.subheader("Sign-in locks")
+with shown_errors():
+    locks = sign_in_locks_frame(context.store, session.principal)
+if locks.empty:
+    st.caption("No sign-in lock in force.")
+else:
+    st.caption(
+        "Repeated failed sign-ins lock an account or a client for a while (at most 15 minutes); every lock "
+        "and every refused attempt is in the audit trail."
+    )
+    st.dataframe(locks, hide_index=True, width="stretch")
+    accounts = locks.loc[locks["scope"] == "account", "account or client"].tolist()
+    if accounts:
+        left, right = st.columns(2)
+        locked = left.selectbox("Locked account", accounts, key="users_locked")
+        if right.button(f"End the lock of '{plain(locked)}'", key="users_unlock"):
+            with shown_errors():
+                context.store.clear_sign_in_lock(locked, actor=session.principal)
+            st.session_state[FLASH] = f"Sign-in lock of '{plain(locked)}' ended."
+            st.rerun()

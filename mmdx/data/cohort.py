@@ -6,12 +6,15 @@ Every path inside a cohort is relative to its root, and :func:`resolve_in_cohort
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from mmdx.data import json_limits
+from mmdx.data.issues import Issue, IssueCode
 from mmdx.data.schemas import schema_errors
 from mmdx.errors import CohortError
 
@@ -23,6 +26,21 @@ GROUND_TRUTH_DIR = "ground_truth"
 
 CASE_COLUMNS = ("case_id", "patient_id", "label")
 OBSERVATION_COLUMNS = ("case_id", "code", "value", "unit")
+
+#: How a label may be written (compared after stripping and lower-casing): pandas writes 1.0/0.0 as soon as
+#: one label of the column is empty, and True/False for a boolean column.
+LABEL_SPELLINGS: dict[str, int] = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+
+
+def parse_label(value: str | None) -> int | None:
+    """A label cell as 0, 1 or None (empty: unlabelled); raises :class:`ValueError` for anything else."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        return LABEL_SPELLINGS[text.lower()]
+    except KeyError:
+        raise ValueError(f"label {text!r} is not 0, 1 (or 0.0, 1.0, true, false) or empty") from None
 
 
 class PathEscapesCohort(ValueError):
@@ -59,13 +77,23 @@ class CohortFiles:
     observations: pd.DataFrame | None = None
     observations_file: str | None = None
     note_lines: list[tuple[int, str]] = field(default_factory=list)
+    #: files and notes lines that could not be read at all (a folder named notes.jsonl, a line that is not
+    #: UTF-8 or exceeds the JSON limits); validation lists them with the other file issues
+    read_issues: list[Issue] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return str(self.spec.get("name", self.root.name))
 
 
-def _find_one(root: Path, names: tuple[str, ...], required: bool) -> Path | None:
+def _find_one(root: Path, names: tuple[str, ...], required: bool, issues: list[Issue]) -> Path | None:
+    irregular = [root / n for n in names if (root / n).exists() and not (root / n).is_file()]
+    for path in irregular:
+        if required:
+            raise CohortError(
+                f"{path} is a {_kind(path)}, not a file; the cases table must be a regular CSV or Parquet file"
+            )
+        issues.append(_not_regular(path))
     found = [root / n for n in names if (root / n).is_file()]
     if len(found) > 1:
         raise CohortError(f"{root}: both {found[0].name} and {found[1].name} exist; keep exactly one")
@@ -74,6 +102,18 @@ def _find_one(root: Path, names: tuple[str, ...], required: bool) -> Path | None
             f"{root}: no cases table; expected one of {', '.join(names)} (a cohort directory holds cohort.yaml and one cases table)"
         )
     return found[0] if found else None
+
+
+def _kind(path: Path) -> str:
+    return "folder" if path.is_dir() else "special file (not a regular file)"
+
+
+def _not_regular(path: Path) -> Issue:
+    return Issue(
+        IssueCode.FILE_NOT_REGULAR,
+        f"{path.name} is a {_kind(path)}, not a file, so it was not read; replace it with the file",
+        path.name,
+    )
 
 
 def _cell(value: object) -> str | None:
@@ -96,14 +136,37 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
-            return _as_text(frame)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            header = [str(c).strip() for c in frame.columns]
+        else:
+            header = _csv_header(path)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
         raise CohortError(
             f"{path}: cannot read the table ({exc}); check that it is valid CSV/Parquet"
         ) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_duplicate_columns(path, header)
+    frame.columns = header
     return _as_text(frame)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names as written (pandas renames a repeated one to ``name.1`` without a word)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [c.strip() for c in next(csv.reader(handle), [])]
+
+
+def _refuse_duplicate_columns(path: Path, header: list[str]) -> None:
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header, start=1):
+        positions.setdefault(name, []).append(i)
+    repeated = {name: at for name, at in positions.items() if len(at) > 1}
+    if repeated:
+        listing = "; ".join(
+            f"'{name}' {len(at)} times (columns {', '.join(map(str, at))})" for name, at in repeated.items()
+        )
+        raise CohortError(
+            f"{path}: the header names a column more than once: {listing}; keep one column of each name"
+        )
 
 
 def load_cohort_spec(root: Path) -> dict:
@@ -130,7 +193,8 @@ def read_cohort(root: str | Path) -> CohortFiles:
     (no cohort.yaml, an invalid one, no cases table, or a cases table without its required columns)."""
     root = Path(root).resolve()
     spec = load_cohort_spec(root)
-    cases_path = _find_one(root, CASES_FILES, required=True)
+    read_issues: list[Issue] = []
+    cases_path = _find_one(root, CASES_FILES, required=True, issues=read_issues)
     assert cases_path is not None
     cases = _read_table(cases_path)
     missing = [c for c in CASE_COLUMNS if c not in cases.columns]
@@ -138,7 +202,7 @@ def read_cohort(root: str | Path) -> CohortFiles:
         raise CohortError(
             f"{cases_path}: required column(s) {', '.join(missing)} missing; found {', '.join(cases.columns)}"
         )
-    obs_path = _find_one(root, OBSERVATIONS_FILES, required=False)
+    obs_path = _find_one(root, OBSERVATIONS_FILES, required=False, issues=read_issues)
     observations = None
     if obs_path is not None:
         observations = _read_table(obs_path)
@@ -150,9 +214,10 @@ def read_cohort(root: str | Path) -> CohortFiles:
             )
     note_lines: list[tuple[int, str]] = []
     notes_path = root / NOTES_FILE
-    if notes_path.is_file():
-        with notes_path.open(encoding="utf-8", errors="replace") as fh:
-            note_lines = [(i, line.rstrip("\n")) for i, line in enumerate(fh, start=1) if line.strip()]
+    if notes_path.exists() and not notes_path.is_file():
+        read_issues.append(_not_regular(notes_path))
+    elif notes_path.is_file():
+        note_lines = _read_note_lines(notes_path, read_issues)
     return CohortFiles(
         root=root,
         spec=spec,
@@ -161,7 +226,36 @@ def read_cohort(root: str | Path) -> CohortFiles:
         observations=observations,
         observations_file=obs_path.name if obs_path else None,
         note_lines=note_lines,
+        read_issues=read_issues,
     )
+
+
+def _read_note_lines(path: Path, issues: list[Issue]) -> list[tuple[int, str]]:
+    """The readable lines of notes.jsonl; a line that is not UTF-8 or is too large becomes an issue."""
+    lines = []
+    for line in json_limits.read_json_lines(path):
+        if line.text is not None:
+            lines.append((line.number, line.text))
+        elif line.problem == "encoding":
+            issues.append(
+                Issue(
+                    IssueCode.NOTE_ENCODING_INVALID,
+                    f"line {line.number}: not valid UTF-8 ({line.detail}); the line is not used. Re-save "
+                    "notes.jsonl as UTF-8",
+                    NOTES_FILE,
+                    row=line.number,
+                )
+            )
+        else:
+            issues.append(
+                Issue(
+                    IssueCode.NOTE_LIMIT_EXCEEDED,
+                    f"line {line.number}: {line.detail} (mmdx.data.json_limits.MAX_LINE_BYTES); not read",
+                    NOTES_FILE,
+                    row=line.number,
+                )
+            )
+    return lines
 
 
 def case_row_document(row: dict) -> dict:
@@ -172,7 +266,10 @@ def case_row_document(row: dict) -> dict:
             doc[key] = None
             continue
         if key == "label":
-            doc[key] = int(value) if value in {"0", "1", "0.0", "1.0"} else value
+            try:
+                doc[key] = parse_label(value)
+            except ValueError:
+                doc[key] = value
         elif key == "age":
             try:
                 doc[key] = float(value)
@@ -188,6 +285,7 @@ __all__ = [
     "PathEscapesCohort",
     "case_row_document",
     "load_cohort_spec",
+    "parse_label",
     "read_cohort",
     "resolve_in_cohort",
     "schema_errors",

@@ -42,7 +42,9 @@ Decisions
   says which polarity they have.
 * A file without the ``DICM`` marker is read as DICOM only when a forced parse finds pixel data or a SOP
   Class UID; otherwise it is ``IMAGE_FORMAT_UNKNOWN``.
-* Images with more than ``MAX_VOXELS`` voxels are refused before decoding (``IMAGE_UNREADABLE``).
+* Images with more than ``MAX_VOXELS`` voxels are refused before decoding (``IMAGE_UNREADABLE``), and so
+  are images of the wrong dimensionality, NIfTI files holding less voxel data than their header declares
+  and DICOM pixel data declared to run past the end of its file (:mod:`mmdx.data.image_headers`).
 * ``meta`` holds no patient identifiers (no names, IDs or dates), only acquisition geometry and coding.
   Warnings that pydicom or nibabel emit while reading are kept in ``meta["reader_warnings"]`` rather
   than printed; they are collected with ``warnings.catch_warnings``, which is process-wide, so read
@@ -77,6 +79,7 @@ from pydicom.uid import (
     SegmentationStorage,
 )
 
+from mmdx.data.image_headers import check_declared_shape, check_deferred_extents, check_nifti_header
 from mmdx.data.issues import ImageReadError, Issue, IssueCode, Severity
 
 #: Largest image, in voxels, that is decoded (512 x 512 x 1024: 1 GiB as float32). Read at call time,
@@ -164,7 +167,7 @@ def read_image(path: str | Path, root: Path | None = None, dims: int | None = No
         candidate = _locate(Path(path), None if root is None else Path(root), label)
         if candidate.is_dir():
             with _dicom_errors(label):
-                volume = _read_series(candidate, label, root)
+                volume = _read_series(candidate, label, root, dims=dims)
         elif not candidate.is_file():
             raise ImageReadError(
                 IssueCode.IMAGE_UNREADABLE,
@@ -173,7 +176,7 @@ def read_image(path: str | Path, root: Path | None = None, dims: int | None = No
                 label,
             )
         elif _has_nifti_suffix(Path(path).name) or _has_nifti_suffix(candidate.resolve().name):
-            volume = _read_nifti(candidate, label)
+            volume = _read_nifti(candidate, label, dims=dims)
         else:
             with _dicom_errors(label):
                 dataset = _parse_dicom(candidate, label)
@@ -182,7 +185,7 @@ def read_image(path: str | Path, root: Path | None = None, dims: int | None = No
                     IssueCode.IMAGE_FORMAT_UNKNOWN, _unknown_format_message(candidate), label
                 )
             with _dicom_errors(label):
-                volume = _volume_from_file(dataset, label)
+                volume = _volume_from_file(dataset, label, dims=dims)
         return _keep_reader_warnings(_apply_dims(volume, dims, label), caught)
 
 
@@ -463,6 +466,7 @@ def _parse_dicom(path: Path, label: str) -> Dataset | None:
             ) from None
     if not marked and not any(k in dataset for k in (*_PIXEL_KEYWORDS, "SOPClassUID")):
         return None
+    check_deferred_extents(dataset, label)
     if any("End of file reached" in str(w.message) for w in caught) or _last_element_is_short(dataset):
         raise ImageReadError(
             IssueCode.DICOM_TRUNCATED,
@@ -1066,10 +1070,16 @@ def _physical(stored: np.ndarray, plane: _Plane) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _assemble(planes: list[_Plane], stack: _Stack, label: str) -> np.ndarray:
+def _assemble(planes: list[_Plane], stack: _Stack, label: str, dims: int | None = None) -> np.ndarray:
     """Decode and rescale every plane into ``[I, J, K]`` = ``[columns, rows, slices]``, float32."""
     rows, columns = planes[0].rows, planes[0].columns
     _guard_size((columns, rows, len(planes)), label)
+    if dims is not None:  # an undecodable transfer syntax is reported first, as when decoding came first
+        first = planes[stack.order[0]]
+        _check_decoder(
+            _transfer_syntax(first.dataset, _check_pixel_module(first.dataset, label), label), label
+        )
+        check_declared_shape((columns, rows, len(planes)), dims, label, MAX_VOXELS)
     out = np.empty((columns, rows, len(planes)), dtype=np.float32)
     current: Dataset | None = None
     stored = np.empty(0)
@@ -1129,13 +1139,13 @@ def _dicom_meta(planes: list[_Plane], datasets: list[Dataset], stack: _Stack) ->
     }
 
 
-def _volume_from_file(dataset: Dataset, label: str) -> ImageVolume:
+def _volume_from_file(dataset: Dataset, label: str, dims: int | None = None) -> ImageVolume:
     """A single DICOM file: ``[I, J]`` for one frame, ``[I, J, K]`` for a stack of frames."""
     _check_pixel_module(dataset, label)
     planes = _planes(dataset, label)
     found: list[Issue] = []
     stack = _stack(planes, label, found, frames=True)
-    array = _assemble(planes, stack, label)
+    array = _assemble(planes, stack, label, dims)
     if len(planes) == 1:
         array = np.ascontiguousarray(array[:, :, 0])
     volume = ImageVolume(
@@ -1183,7 +1193,7 @@ def _examples(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _read_series(folder: Path, label: str, root: str | Path | None) -> ImageVolume:
+def _read_series(folder: Path, label: str, root: str | Path | None, dims: int | None = None) -> ImageVolume:
     found: list[Issue] = []
     files = _series_files(folder, label, root, found)
     images: dict[str, list[tuple[str, Dataset]]] = {}
@@ -1262,7 +1272,7 @@ def _read_series(folder: Path, label: str, root: str | Path | None) -> ImageVolu
             )
         planes.extend(file_planes)
     stack = _stack(planes, label, found, frames=len(members) == 1 and len(planes) > 1)
-    array = _assemble(planes, stack, label)
+    array = _assemble(planes, stack, label, dims)
     volume = ImageVolume(
         array=array,
         affine=_LPS_TO_RAS @ stack.affine,
@@ -1281,7 +1291,8 @@ def _read_series(folder: Path, label: str, root: str | Path | None) -> ImageVolu
 # --------------------------------------------------------------------------------------------------------
 
 
-def _read_nifti(path: Path, label: str) -> ImageVolume:
+def _read_nifti(path: Path, label: str, dims: int | None = None) -> ImageVolume:
+    check_nifti_header(path, label, dims, MAX_VOXELS)
     try:
         image = nib.load(str(path))
     except MemoryError:

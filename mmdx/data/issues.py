@@ -22,6 +22,7 @@ class IssueCode(StrEnum):
     PATH_ESCAPES_COHORT = "PATH_ESCAPES_COHORT"
     UNKNOWN_CASE_ID = "UNKNOWN_CASE_ID"
     NO_USABLE_MODALITY = "NO_USABLE_MODALITY"
+    FILE_NOT_REGULAR = "FILE_NOT_REGULAR"
     # images
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
     IMAGE_UNREADABLE = "IMAGE_UNREADABLE"
@@ -48,16 +49,20 @@ class IssueCode(StrEnum):
     # notes
     NOTE_MALFORMED = "NOTE_MALFORMED"
     NOTE_EMPTY = "NOTE_EMPTY"
+    NOTE_LIMIT_EXCEEDED = "NOTE_LIMIT_EXCEEDED"
+    NOTE_ENCODING_INVALID = "NOTE_ENCODING_INVALID"
 
 
 DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.SCHEMA_VIOLATION: "a row or file does not match its JSON Schema",
     IssueCode.DUPLICATE_CASE_ID: "the same case_id appears on more than one row; all but the first are rejected",
     IssueCode.PATIENT_IN_TWO_SPLITS: "one patient's cases are assigned to different splits",
-    IssueCode.LABEL_INVALID: "label is neither 0, 1 nor empty",
+    IssueCode.LABEL_INVALID: "label is none of 0, 1, 0.0, 1.0, true, false or empty",
     IssueCode.PATH_ESCAPES_COHORT: "a path points outside the cohort directory",
     IssueCode.UNKNOWN_CASE_ID: "an observation or note refers to a case_id missing from the cases table",
     IssueCode.NO_USABLE_MODALITY: "after validation the case has no usable image, observation or note",
+    IssueCode.FILE_NOT_REGULAR: "a cohort file (notes.jsonl, the observations table) is a folder or another "
+    "non-regular file; it is not read",
     IssueCode.IMAGE_NOT_FOUND: "the image path does not exist",
     IssueCode.IMAGE_UNREADABLE: "the image file exists but cannot be read",
     IssueCode.IMAGE_FORMAT_UNKNOWN: "the image is neither DICOM nor NIfTI",
@@ -72,7 +77,8 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.SLICE_SPACING_INCONSISTENT: "the gaps between slices are not uniform (a slice is missing)",
     IssueCode.DUPLICATE_SLICE_POSITION: "two slices of one series share a position",
     IssueCode.NIFTI_QFORM_SFORM_MISMATCH: "the NIfTI qform and sform disagree about where the image is",
-    IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid",
+    IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid (e.g. the file, or what a .nii.gz decompresses "
+    "to, holds less voxel data than the header declares)",
     IssueCode.IMAGE_WRONG_DIMENSIONS: "the image is not 2D or 3D as the cohort requires",
     IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
     IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
@@ -81,6 +87,10 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.TIME_INVALID: "the time is not ISO 8601",
     IssueCode.NOTE_MALFORMED: "a notes.jsonl line is not a JSON object with case_id and text",
     IssueCode.NOTE_EMPTY: "a note has no text",
+    IssueCode.NOTE_LIMIT_EXCEEDED: "a notes.jsonl line is larger or more deeply nested than the limits of "
+    "mmdx.data.json_limits; it is not parsed",
+    IssueCode.NOTE_ENCODING_INVALID: "a notes.jsonl line is not valid UTF-8; it is not used (bad bytes are not "
+    "replaced silently)",
 }
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from mmdx.data.issues import Issue, IssueCode, Severity
+from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.data.schemas import schema_errors
 
 NOTE_SEPARATOR = "\n\n"
@@ -58,7 +59,17 @@ def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: st
     parsed = ParsedNotes(n_lines=len(lines))
     for number, raw in lines:
         try:
-            doc = json.loads(raw)
+            doc = parse_json_line(raw)
+        except JsonLimitExceeded as exc:
+            parsed.unattached.append(
+                Issue(
+                    IssueCode.NOTE_LIMIT_EXCEEDED,
+                    f"line {number}: {exc} (the limits are in mmdx.data.json_limits); not parsed",
+                    file,
+                    row=number,
+                )
+            )
+            continue
         except json.JSONDecodeError as exc:
             parsed.unattached.append(
                 Issue(

@@ -29,6 +29,7 @@ from mmdx.data.cohort import (
     CohortFiles,
     PathEscapesCohort,
     case_row_document,
+    parse_label,
     read_cohort,
     resolve_in_cohort,
 )
@@ -39,6 +40,7 @@ from mmdx.data.tabular import harmonise_observations
 from mmdx.data.text import parse_notes
 from mmdx.errors import CohortError
 from mmdx.keys import MODALITIES, Modality
+from mmdx.owner_only import write_text_owner_only
 
 #: issue codes that reject the whole case (others drop only the affected file, row or modality)
 REJECTING = frozenset(
@@ -95,7 +97,8 @@ class ValidationReport:
         }
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        """Write the report as JSON, readable by its owner only (it lists case IDs)."""
+        write_text_owner_only(path, json.dumps(self.to_dict(), indent=1))
 
 
 @dataclass
@@ -163,7 +166,7 @@ def validate_cohort(
     catalogue = _load_catalogue(files)
     dims = (spec.get("image") or {}).get("dims")
     reports: list[CaseReport] = []
-    file_issues: list[Issue] = []
+    file_issues: list[Issue] = list(files.read_issues)
 
     # 1. the cases table, row by row
     rows = files.cases.to_dict(orient="records")
@@ -172,16 +175,9 @@ def validate_cohort(
         case_id = row.get("case_id") or f"(row {i})"
         report = CaseReport(case_id=str(case_id), row=i, status="accepted", split=row.get("split"))
         reports.append(report)
-        label = row.get("label")
-        if label is not None and label not in {"0", "1", "0.0", "1.0"}:
-            report.issues.append(
-                Issue(
-                    IssueCode.LABEL_INVALID,
-                    f"row {i}: label {label!r} is not 0, 1 or empty",
-                    files.cases_file,
-                    row=i,
-                )
-            )
+        label_issue = _label_issue(row.get("label"), i, files.cases_file)
+        if label_issue is not None:
+            report.issues.append(label_issue)
         doc = case_row_document(row)
         if "label" in doc and doc["label"] not in (0, 1, None):
             doc["label"] = None  # already reported as LABEL_INVALID
@@ -311,6 +307,22 @@ def validate_cohort(
     )
 
 
+def _label_issue(label: str | None, row: int, file: str) -> Issue | None:
+    try:
+        parse_label(label)
+    except ValueError as exc:
+        return Issue(IssueCode.LABEL_INVALID, f"row {row}: {exc}", file, row=row)
+    return None
+
+
+def _label_or_none(label: str | None) -> float | None:
+    try:
+        value = parse_label(label)
+    except ValueError:
+        return None
+    return None if value is None else float(value)
+
+
 def _rejected(report: CaseReport) -> bool:
     return any(i.code in REJECTING for i in report.issues)
 
@@ -359,7 +371,7 @@ def _assign_missing_splits(
     fresh = [cid for cid in todo if rows[cid].get("patient_id") not in patient_split]
     if fresh:
         fractions = spec.get("split_fractions", DEFAULT_FRACTIONS)
-        labels = [float(rows[c]["label"]) if rows[c].get("label") in {"0", "1"} else None for c in fresh]
+        labels = [_label_or_none(rows[c].get("label")) for c in fresh]
         seed = seed if seed is not None else int(spec.get("split_seed", 0))
         for cid, split in zip(
             fresh,
@@ -379,8 +391,8 @@ def _cases_frame(
     for case_id in ids:
         row = dict(rows[case_id])
         report = primary[case_id]
-        label = row.get("label")
-        row["label"] = float(label) if label is not None else float("nan")
+        label = _label_or_none(row.get("label"))
+        row["label"] = label if label is not None else float("nan")
         row["split"] = report.split
         row["image_path"] = str(images[case_id]) if case_id in images else None
         for modality in MODALITIES:

@@ -5,9 +5,16 @@
 * **IDs**: every patient ID becomes ``P-<10 hex>`` and every case ID ``C-<10 hex>`` (keyed HMAC; the same key
   gives the same pseudonyms in the cases table, observations, notes, DICOM headers, ground truth and file
   names). Two originals that would share a pseudonym stop the run.
+* **allowlists**: only the columns and fields the cohort format knows leave: in the cases table the IDs,
+  ``label``, ``split``, ``image``, demographics (``age``, ``age_band``, ``sex``, ``site``), the subgroup
+  columns declared in ``cohort.yaml``, ``index_time`` and ``encounter_id``, plus columns named in
+  ``DeidOptions.keep_columns``; in the observations ``case_id, code, value, unit, time, encounter_id``; in
+  notes lines ``case_id, text, note_type, time, encounter_id``. Everything else is dropped and its name
+  listed in the report (``columns_not_in_the_format``, ``columns_dropped``, ``fields_dropped``).
 * **cases table**: direct identifier columns (names, MRN, birth date, address, phone, e-mail, …; see
-  ``DIRECT_IDENTIFIER_COLUMNS``) are dropped, ages above 89 written as 90, date and time columns shifted,
-  other free text scrubbed; age, sex, site, label and split are kept.
+  ``DIRECT_IDENTIFIER_COLUMNS``) are dropped (their values still scrub the notes), ages above 89 written
+  as 90, date and time columns (``index_time`` too) shifted, other free text scrubbed; encounter IDs
+  become ``E-<10 hex>`` (the same in every table and note).
 * **dates**: every date and time of a patient (observations, notes, DICOM, date columns) moves by the same
   number of days (−365 … −1, derived from the key and the patient ID), so intervals survive exactly.
 * **images**: DICOM files go through :class:`mmdx.deid.dicom.DicomDeidentifier` (pixel data untouched; a
@@ -46,6 +53,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mmdx.data import imaging
 from mmdx.data.cohort import (
     COHORT_FILE,
     GROUND_TRUTH_DIR,
@@ -55,6 +63,9 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.image_headers import check_nifti_header
+from mmdx.data.issues import ImageReadError
+from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.data.text import Note, join_notes
 from mmdx.deid.dicom import (
     DicomDeidentifier,
@@ -139,6 +150,14 @@ DIRECT_IDENTIFIER_COLUMNS: dict[str, Placeholder] = {
 }
 #: columns kept verbatim (besides the IDs and the image path, which are mapped)
 SAFE_COLUMNS = frozenset({"label", "split", "age", "age_band", "sex", "site"})
+#: the column of an index time (shifted like every date) and of an encounter ID (pseudonymised as E-...)
+INDEX_TIME = "index_time"
+ENCOUNTER_ID = "encounter_id"
+#: cases-table columns the cohort format knows; the subgroup columns of cohort.yaml are known too
+CASE_FORMAT_COLUMNS = frozenset({"case_id", "patient_id", "image", INDEX_TIME, ENCOUNTER_ID} | SAFE_COLUMNS)
+#: observation columns and notes fields the cohort format knows
+OBSERVATION_FORMAT_COLUMNS = ("case_id", "code", "value", "unit", "time", ENCOUNTER_ID)
+NOTE_FORMAT_FIELDS = frozenset({"case_id", "text", "note_type", "time", ENCOUNTER_ID})
 
 Progress = Callable[[int, int], None]
 
@@ -153,12 +172,15 @@ class DeidOptions:
 
     ``dicom``: DICOM options (private allowlist, date shift, patient characteristics, quarantine).
     ``drop_columns``: identifier columns of the cases table and the placeholder their values become.
+    ``keep_columns``: cases-table columns outside the cohort format to keep anyway (e.g. a feature a config
+    reads); they are scrubbed as free text, or shifted when they hold dates.
     ``workers``: processes de-identifying images. ``quarantine_dir``: where to copy quarantined originals
     for manual review (they are identified: keep that folder as protected as the input); None = not copied.
     """
 
     dicom: DicomOptions = field(default_factory=DicomOptions)
     drop_columns: dict[str, Placeholder] = field(default_factory=lambda: dict(DIRECT_IDENTIFIER_COLUMNS))
+    keep_columns: tuple[str, ...] = ()
     workers: int = 1
     quarantine_dir: Path | None = None
 
@@ -185,13 +207,18 @@ class DeidReport:
         dicom, notes = d["dicom"], d["notes"]
         lines = [
             f"cases: {d['cases']['rows']} rows, {d['cases']['patients']} patients pseudonymised; columns dropped: "
-            f"{', '.join(d['cases']['columns_dropped']) or 'none'}",
+            f"{', '.join(d['cases']['columns_dropped']) or 'none'}; not in the cohort format, dropped: "
+            f"{', '.join(d['cases']['columns_not_in_the_format']) or 'none'}",
             f"DICOM: {dicom['files_written']}/{dicom['files_in']} files written, {dicom['files_quarantined']} "
             f"quarantined; actions: " + ", ".join(f"{k} {v}" for k, v in sorted(dicom["actions"].items())),
             f"NIfTI: {d['nifti']['files']} files, {d['nifti']['header_fields_cleared']} header fields cleared",
-            f"observations: {d['observations']['rows']} rows, {d['observations']['times_shifted']} times shifted",
-            f"notes: {notes['lines']} lines ({notes['malformed']} malformed), replaced: "
-            + (", ".join(f"{k} {v}" for k, v in sorted(notes["replacements"].items())) or "nothing"),
+            f"observations: {d['observations']['rows']} rows, {d['observations']['times_shifted']} times shifted; "
+            f"columns dropped: {', '.join(d['observations']['columns_dropped']) or 'none'}",
+            f"notes: {notes['lines']} lines ({notes['malformed']} malformed, {notes['unreadable_lines_dropped']} "
+            "unreadable and dropped), replaced: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(notes["replacements"].items())) or "nothing")
+            + "; fields dropped: "
+            + (", ".join(f"{k} {v}" for k, v in notes["fields_dropped"].items()) or "none"),
         ]
         if d["quarantine"]:
             reasons = Counter(q["reason"] for q in d["quarantine"])
@@ -265,8 +292,14 @@ def scrub_nifti(source: Path, target: Path) -> dict[str, int]:
 
     Voxels, geometry and every other header field are copied byte for byte. Gzip output is written with a
     zero timestamp and no file name, so it is reproducible. Raises :class:`NiftiUnsupported` for NIfTI-2,
-    header/image pairs and anything that is not NIfTI-1.
+    header/image pairs and anything that is not NIfTI-1, and for a file whose header mmdx refuses before
+    reading it (:mod:`mmdx.data.image_headers`: too large, or less voxel data than declared), so that a
+    decompression bomb is never inflated in memory.
     """
+    try:
+        check_nifti_header(source, source.name, None, imaging.MAX_VOXELS)
+    except ImageReadError as exc:
+        raise NiftiUnsupported(exc.issue.message) from None
     raw = source.read_bytes()
     data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     if len(data) < 348:
@@ -350,7 +383,7 @@ def _run_image_job(job: _ImageJob) -> dict:
 # The cohort
 # ---------------------------------------------------------------------------------------------------------
 #: a pseudonym written by this module; the scrubber leaves these alone
-PSEUDONYM = re.compile(r"\b[PC]-[0-9a-f]{10}\b")
+PSEUDONYM = re.compile(r"\b[PCE]-[0-9a-f]{10}\b")
 #: what an image path pointing outside the input cohort becomes: it still escapes, so validation still
 #: rejects the case, but nothing of the original path is kept
 ESCAPED_PATH = "../outside-the-cohort"
@@ -380,7 +413,7 @@ class _CohortDeidentification:
         self.key = key
         self.options = options
         self.progress = progress
-        self._pseudonyms: dict[str, dict[str, str]] = {"P": {}, "C": {}}
+        self._pseudonyms: dict[str, dict[str, str]] = {"P": {}, "C": {}, "E": {}}
         self._reverse: dict[str, str] = {}
         self.patient_of_case: dict[str, str] = {}
         self.identity: dict[str, _Identity] = {}
@@ -412,9 +445,9 @@ class _CohortDeidentification:
         if original not in table:
             value = self.key.pseudonym(prefix, original)
             if value in self._reverse and self._reverse[value] != original:
+                kind = {"P": "patient", "C": "case", "E": "encounter"}[prefix]
                 raise MmdxError(
-                    f"two different {'patient' if prefix == 'P' else 'case'} IDs map to the pseudonym {value}; "
-                    "de-identify again with a new key file"
+                    f"two different {kind} IDs map to the pseudonym {value}; de-identify again with a new key file"
                 )
             self._reverse[value] = original
             table[original] = value
@@ -437,7 +470,7 @@ class _CohortDeidentification:
 
         def repl(match: re.Match) -> str:
             token = match.group(0)
-            for prefix in ("C", "P"):
+            for prefix in ("C", "P", "E"):
                 if token in self._pseudonyms[prefix]:
                     return self._pseudonyms[prefix][token]
             return token
@@ -462,6 +495,7 @@ class _CohortDeidentification:
                 self.pseudonym("P", pid)
                 self.global_ids.add(pid)
                 self.identity.setdefault(pid, _Identity())
+        self._register_encounters()
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         start = clock
@@ -488,6 +522,28 @@ class _CohortDeidentification:
         timings["total"] = time.perf_counter() - start
         self.report["not_copied"] = sorted(self.not_copied, key=lambda d: (d["path"], d["reason"]))
         return DeidReport(self.report, timings)
+
+    def _register_encounters(self) -> None:
+        """Encounter IDs of the tables and notes get their pseudonyms first, so free text mentioning one gets
+        the same pseudonym (see map_tokens)."""
+        tables = [self.files.cases, self.files.observations]
+        for frame in tables:
+            if frame is not None and ENCOUNTER_ID in frame.columns:
+                for value in frame[ENCOUNTER_ID]:
+                    if value is not None:
+                        self.pseudonym("E", value)
+                        self.global_ids.add(value)
+        for _, raw in self.files.note_lines:
+            doc = _note_document(raw)
+            value = doc.get(ENCOUNTER_ID) if doc is not None else None
+            if isinstance(value, str) and value:
+                self.pseudonym("E", value)
+                self.global_ids.add(value)
+
+    def known_case_columns(self) -> set[str]:
+        """The cases-table columns that may leave: the format's, the declared subgroups, the kept extras."""
+        subgroups = self.files.spec.get("subgroups") or []
+        return set(CASE_FORMAT_COLUMNS) | {str(c) for c in subgroups} | set(self.options.keep_columns)
 
     # -- identities ---------------------------------------------------------------------------------------------
     def dropped_columns(self) -> dict[str, Placeholder]:
@@ -651,7 +707,9 @@ class _CohortDeidentification:
     def _write_cases(self) -> None:
         cases = self.files.cases
         dropped = self.dropped_columns()
-        kept = [c for c in cases.columns if c not in dropped]
+        known = self.known_case_columns()
+        kept = [c for c in cases.columns if c not in dropped and c in known]
+        unknown = [c for c in cases.columns if c not in dropped and c not in known]
         rows = []
         counts = Counter()
         for row in cases.to_dict(orient="records"):
@@ -668,6 +726,8 @@ class _CohortDeidentification:
                     out[column] = self.pseudonym("P", value)
                 elif column == "image":
                     out[column] = self.image_map.get(value)
+                elif column == ENCOUNTER_ID:
+                    out[column] = self.pseudonym("E", value)
                 elif norm == "age":
                     out[column] = self._cap_age(value, counts)
                 elif norm in SAFE_COLUMNS:
@@ -690,6 +750,7 @@ class _CohortDeidentification:
             "rows": len(rows),
             "patients": len(self._pseudonyms["P"]),
             "columns_dropped": sorted(dropped),
+            "columns_not_in_the_format": sorted(self.safe_name(c) for c in unknown),
             "columns_kept": kept,
             **{
                 k: counts[k]
@@ -713,10 +774,17 @@ class _CohortDeidentification:
         frame, name = self.files.observations, self.files.observations_file
         counts = Counter()
         if frame is None or name is None:
-            self.report["observations"] = {"rows": 0, "times_shifted": 0, "times_unparseable": 0}
+            self.report["observations"] = {
+                "rows": 0,
+                "times_shifted": 0,
+                "times_unparseable": 0,
+                "columns_dropped": [],
+            }
             return
         rows = []
-        for row in frame.to_dict(orient="records"):
+        columns = [c for c in frame.columns if c in OBSERVATION_FORMAT_COLUMNS]
+        dropped = [c for c in frame.columns if c not in OBSERVATION_FORMAT_COLUMNS]
+        for row in frame[columns].to_dict(orient="records"):
             cid = row.get("case_id")
             out = {}
             for column, value in row.items():
@@ -724,6 +792,8 @@ class _CohortDeidentification:
                     out[column] = None
                 elif column == "case_id":
                     out[column] = self.case(value)
+                elif column == ENCOUNTER_ID:
+                    out[column] = self.pseudonym("E", value)
                 elif column == "time":
                     shifted = shift_iso(value, self.shift_of_case(cid))
                     if shifted is None:
@@ -737,12 +807,13 @@ class _CohortDeidentification:
                 else:
                     out[column] = self.safe_text(value, cid)
             rows.append(out)
-        _write_table(pd.DataFrame(rows, columns=list(frame.columns)), self.out / name)
+        _write_table(pd.DataFrame(rows, columns=columns), self.out / name)
         self.consumed.add(self.root / name)
         self.report["observations"] = {
             "rows": len(rows),
             "times_shifted": counts["times_shifted"],
             "times_unparseable": counts["times_unparseable"],
+            "columns_dropped": sorted(self.safe_name(c) for c in dropped),
         }
 
     def _notes(self) -> dict[str, str]:
@@ -751,16 +822,20 @@ class _CohortDeidentification:
         by_case: dict[str, list[Note]] = {}
         counts = Counter()
         if not path.is_file():
-            self.report["notes"] = {"lines": 0, "malformed": 0, "times_shifted": 0, "replacements": {}}
+            self.report["notes"] = {
+                "lines": 0,
+                "malformed": 0,
+                "unreadable_lines_dropped": 0,
+                "times_shifted": 0,
+                "fields_dropped": {},
+                "replacements": {},
+            }
             return {}
         assert self.scrubber is not None
         lines = []
         for number, raw in self.files.note_lines:
-            try:
-                doc = json.loads(raw)
-            except json.JSONDecodeError:
-                doc = None
-            if not isinstance(doc, dict):
+            doc = _note_document(raw)
+            if doc is None:
                 counts["malformed"] += 1
                 found = _CASE_ID_IN_RAW.search(raw)
                 cid = found.group(1) if found else None
@@ -774,8 +849,12 @@ class _CohortDeidentification:
             identity = self.identity_of_case(cid)
             out = {}
             for field_name, value in doc.items():
-                if field_name == "case_id" and isinstance(value, str):
+                if field_name not in NOTE_FORMAT_FIELDS:
+                    counts[f"field/{self.safe_name(str(field_name))}"] += 1
+                elif field_name == "case_id" and isinstance(value, str):
                     out[field_name] = self.case(value)
+                elif field_name == ENCOUNTER_ID and isinstance(value, str):
+                    out[field_name] = self.pseudonym("E", value)
                 elif field_name == "time" and isinstance(value, str):
                     shifted = shift_iso(value, self.shift_of_case(cid))
                     counts["times_shifted" if shifted is not None else "times_unparseable"] += 1
@@ -803,7 +882,12 @@ class _CohortDeidentification:
         self.report["notes"] = {
             "lines": len(lines),
             "malformed": counts["malformed"],
+            # lines that are not UTF-8 or too large: validation reports them; nothing of them is copied
+            "unreadable_lines_dropped": sum(1 for i in self.files.read_issues if i.file == NOTES_FILE),
             "times_shifted": counts["times_shifted"],
+            "fields_dropped": {
+                k.split("/", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("field/")
+            },
             "replacements": dict(sorted(self.note_counts.items())),
         }
         return {case: join_notes(notes) for case, notes in by_case.items()}
@@ -816,13 +900,31 @@ class _CohortDeidentification:
             self.report["ground_truth"] = {}
             return
         assert self.scrubber is not None
+        self._copy_truth(folder, joined, counts)
+        self._copy_defects(folder, counts)
+        canaries = folder / PHI_CANARIES
+        if canaries.is_file():
+            self.not_copied.append(
+                {
+                    "path": f"{GROUND_TRUTH_DIR}/{PHI_CANARIES}",
+                    "reason": "list of identifying values: withheld",
+                }
+            )
+            self.consumed.add(canaries)
+        self.report["ground_truth"] = dict(sorted(counts.items()))
+
+    def _copy_truth(self, folder: Path, joined: dict[str, str], counts: Counter) -> None:
+        """truth.jsonl with case IDs pseudonymised, masks copied and planted phrases re-spanned."""
         truth_path = folder / "truth.jsonl"
         if truth_path.is_file():
             lines = []
             for raw in truth_path.read_text(encoding="utf-8").splitlines():
                 if not raw.strip():
                     continue
-                record = json.loads(raw)
+                record = _note_document(raw)  # a JSON object within the limits, or None
+                if record is None:
+                    counts["truth_lines_unreadable"] += 1  # not copied: nothing unscrubbed leaves
+                    continue
                 original = record.get("case_id")
                 pseudo = self.case(original) if isinstance(original, str) else None
                 mask = record.get("mask")
@@ -839,9 +941,25 @@ class _CohortDeidentification:
                 "".join(line + "\n" for line in lines), encoding="utf-8"
             )
             self.consumed.add(truth_path)
+
+    def _copy_defects(self, folder: Path, counts: Counter) -> None:
+        """defects.json with case IDs, files and descriptions made safe."""
         defects_path = folder / "defects.json"
         if defects_path.is_file():
-            defects = json.loads(defects_path.read_text(encoding="utf-8"))
+            try:
+                defects = json.loads(defects_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                defects = None
+            if not isinstance(defects, list) or not all(isinstance(d, dict) for d in defects):
+                self.not_copied.append(
+                    {
+                        "path": f"{GROUND_TRUTH_DIR}/defects.json",
+                        "reason": "not a JSON list of objects: not copied",
+                    }
+                )
+                self.consumed.add(defects_path)
+                defects_path = None
+        if defects_path is not None and defects_path.is_file():
             out = []
             for item in defects:
                 item = dict(item)
@@ -858,16 +976,6 @@ class _CohortDeidentification:
             )
             self.consumed.add(defects_path)
             counts["defects"] = len(out)
-        canaries = folder / PHI_CANARIES
-        if canaries.is_file():
-            self.not_copied.append(
-                {
-                    "path": f"{GROUND_TRUTH_DIR}/{PHI_CANARIES}",
-                    "reason": "list of identifying values: withheld",
-                }
-            )
-            self.consumed.add(canaries)
-        self.report["ground_truth"] = dict(sorted(counts.items()))
 
     def _copy_mask(self, mask: str, pseudo: str | None, counts: Counter) -> str | None:
         try:
@@ -949,6 +1057,15 @@ class _CohortDeidentification:
                     "reason": "not referenced by the cohort: not de-identified",
                 }
             )
+
+
+def _note_document(raw: str) -> dict | None:
+    """A JSON Lines line as a JSON object, or None when it is not one (malformed, too large or too deep)."""
+    try:
+        doc = parse_json_line(raw)
+    except (JsonLimitExceeded, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _is_number(value: str) -> bool:

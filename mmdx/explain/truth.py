@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation
 
+from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.errors import MmdxError
 from mmdx.explain.attribution import CaseExplanation
 from mmdx.explain.grids import footprint_on_model_grid, resample_to_reference
@@ -57,7 +58,9 @@ def load_truth(cohort_dir: str | Path) -> dict[str, dict] | None:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = parse_json_line(line)
+            except JsonLimitExceeded as exc:
+                raise MmdxError(f"{path}: line {number} is {exc}; not a ground-truth record") from None
             except json.JSONDecodeError as exc:
                 raise MmdxError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
             records[str(record["case_id"])] = record

@@ -18,7 +18,7 @@ Every function that returns case data takes the signed-in :class:`~mmdx.store.Pr
 
 from mmdx.review.access import CASE_READER_ROLES, authorize_case_reading, may
 from mmdx.review.access_trail import AuditQuery, audit_csv, audit_trail
-from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, users_frame
+from mmdx.review.accounts import DEMO_ACCOUNT, ensure_demo_account, sign_in_locks_frame, users_frame
 from mmdx.review.case import (
     ATTRIBUTION_MEANING,
     GATE_MEANING,
@@ -32,7 +32,14 @@ from mmdx.review.case import (
 )
 from mmdx.review.context import ReviewContext, open_review_context, run_id_of
 from mmdx.review.explanations import ExplanationStatus, LoadedExplanation
-from mmdx.review.rendering import WINDOW_PRESETS, CaseImage, WindowLevel, encode_png, window_presets
+from mmdx.review.rendering import (
+    WINDOW_PRESETS,
+    CaseImage,
+    WindowLevel,
+    encode_png,
+    png_data_url,
+    window_presets,
+)
 from mmdx.review.session import ReviewSession, expire_if_idle, sign_in, sign_out
 from mmdx.review.uncertainty import (
     NEAR_THRESHOLD_MARGIN,
@@ -90,6 +97,7 @@ __all__ = [
     "build_worklist",
     "current_verdicts",
     "encode_png",
+    "png_data_url",
     "ensure_demo_account",
     "expire_if_idle",
     "filter_worklist",
@@ -104,6 +112,7 @@ __all__ = [
     "sign_out",
     "sort_worklist",
     "submit_case_verdict",
+    "sign_in_locks_frame",
     "users_frame",
     "verdict_history",
     "verdicts_csv",

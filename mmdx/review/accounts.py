@@ -70,3 +70,20 @@ def users_frame(store: ReviewStore, principal: Principal) -> pd.DataFrame:
         ],
         columns=["name", "role", "active", "created (UTC)"],
     )
+
+
+def sign_in_locks_frame(store: ReviewStore, principal: Principal) -> pd.DataFrame:
+    """The sign-in locks in force (admins only): scope (account or client), who, failures, locked until."""
+    locks = store.sign_in_locks(principal)
+    return pd.DataFrame(
+        [
+            {
+                "scope": lock.scope.value,
+                "account or client": lock.subject,
+                "failed sign-ins": lock.failures,
+                "locked until (UTC)": lock.until.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for lock in locks
+        ],
+        columns=["scope", "account or client", "failed sign-ins", "locked until (UTC)"],
+    )

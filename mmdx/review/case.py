@@ -309,6 +309,8 @@ def build_case_view(
     if inputs is not None and inputs.note_text is not None:
         view.note_text = inputs.note_text
         view.note_spans = token_attributions((document or {}).get("tokens"))
+    elif inputs is not None and presence[Modality.TEXT] and inputs.notes_problem:
+        view.problems.append(inputs.notes_problem)
 
     if presence[Modality.IMAGE] and context.image_config is not None and inputs is not None:
         if inputs.image_path is None:

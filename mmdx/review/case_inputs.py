@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mmdx.data.catalogue import Feature, FeatureCatalogue
-from mmdx.data.cohort import GROUND_TRUTH_DIR, PathEscapesCohort, read_cohort, resolve_in_cohort
+from mmdx.data.cohort import GROUND_TRUTH_DIR, NOTES_FILE, PathEscapesCohort, read_cohort, resolve_in_cohort
+from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.data.tabular import aggregate_latest, harmonise_observations
 from mmdx.data.text import parse_notes
 from mmdx.errors import CohortError, MmdxError
@@ -35,6 +36,8 @@ class CaseInputs:
             feature's canonical unit), plus numeric case columns (``age``); NaN never appears.
         catalogue: the cohort's feature catalogue (display names, units, reference ranges).
         problems: what could not be read, in words for the reviewer.
+        notes_problem: why ``note_text`` is ``None`` when notes.jsonl has lines that could not be read or
+            notes of the case that could not be used (to show when the case is known to have notes).
     """
 
     image_path: Path | None
@@ -43,6 +46,7 @@ class CaseInputs:
     values: dict[str, float]
     catalogue: FeatureCatalogue
     problems: list[str] = field(default_factory=list)
+    notes_problem: str | None = None
 
     def feature(self, key: str) -> Feature | None:
         try:
@@ -61,18 +65,43 @@ def _catalogue(root: Path, spec: dict) -> FeatureCatalogue:
         raise CohortError(f"cohort.yaml: feature_catalogue: {exc}") from None
 
 
-def _note_lines_of(lines: list[tuple[int, str]], case_id: str) -> list[tuple[int, str]]:
-    keep = []
-    for number, raw in lines:
-        if case_id not in raw:  # cheap pre-filter; the exact match is made on the parsed object
-            continue
-        try:
-            document = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(document, dict) and document.get("case_id") == case_id:
-            keep.append((number, raw))
-    return keep
+@dataclass
+class _NotesIndex:
+    """notes.jsonl lines by their parsed case_id (raw text would miss ids that JSON escapes, e.g. non-ASCII
+    characters and quotes written by ``json.dumps``), and the numbers of lines that name no case."""
+
+    by_case: dict[str, list[tuple[int, str]]]
+    unreadable: list[int]
+
+    @classmethod
+    def build(cls, lines: list[tuple[int, str]], unread: list[int]) -> _NotesIndex:
+        by_case: dict[str, list[tuple[int, str]]] = {}
+        unreadable = list(unread)
+        for number, raw in lines:
+            try:
+                document = parse_json_line(raw)
+            except (JsonLimitExceeded, json.JSONDecodeError):
+                unreadable.append(number)
+                continue
+            case_id = document.get("case_id") if isinstance(document, dict) else None
+            if isinstance(case_id, str):
+                by_case.setdefault(case_id, []).append((number, raw))
+            else:
+                unreadable.append(number)
+        return cls(by_case, sorted(unreadable))
+
+
+def _notes_problem(index: _NotesIndex, issues: list, case_id: str) -> str | None:
+    if issues:
+        reasons = "; ".join(issue.message for issue in issues[:3])
+        return f"The notes of this case in {NOTES_FILE} could not be used: {reasons}."
+    if index.unreadable and case_id not in index.by_case:
+        shown = ", ".join(map(str, index.unreadable[:10])) + (" ..." if len(index.unreadable) > 10 else "")
+        return (
+            f"No note of this case could be read; {len(index.unreadable)} line(s) of {NOTES_FILE} could not "
+            f"be read (line{'s' if len(index.unreadable) > 1 else ''} {shown}): see the run's validation report."
+        )
+    return None
 
 
 class CohortCaseReader:
@@ -82,6 +111,13 @@ class CohortCaseReader:
         self.files = read_cohort(cohort_dir)
         self.catalogue = _catalogue(self.files.root, self.files.spec)
         self.numeric_columns = tuple(numeric_columns)
+        self._notes: _NotesIndex | None = None
+
+    def _notes_index(self) -> _NotesIndex:
+        if self._notes is None:
+            unread = [i.row for i in self.files.read_issues if i.file == NOTES_FILE and i.row is not None]
+            self._notes = _NotesIndex.build(self.files.note_lines, unread)
+        return self._notes
 
     def case(self, case_id: str, with_values: bool = True) -> CaseInputs:
         """Read one case. Raises :class:`MmdxError` when the case is not in the cohort; a problem with one
@@ -112,8 +148,14 @@ class CohortCaseReader:
         if candidate is not None and candidate.is_file() and candidate.parent == files.root / MASKS_DIR:
             mask_path = candidate
 
-        notes = parse_notes(_note_lines_of(files.note_lines, case_id), {case_id}, "notes.jsonl")
+        index = self._notes_index()
+        notes = parse_notes(index.by_case.get(case_id, []), {case_id}, NOTES_FILE)
         note_text = notes.joined(case_id)
+        notes_problem = (
+            None
+            if note_text is not None
+            else _notes_problem(index, notes.case_issues.get(case_id, []), case_id)
+        )
 
         values: dict[str, float] = {}
         if with_values and files.observations is not None:
@@ -138,7 +180,7 @@ class CohortCaseReader:
                 continue
             if np.isfinite(number):
                 values[column] = number
-        return CaseInputs(image_path, mask_path, note_text, values, self.catalogue, problems)
+        return CaseInputs(image_path, mask_path, note_text, values, self.catalogue, problems, notes_problem)
 
 
 def read_case_inputs(

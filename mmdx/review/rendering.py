@@ -22,6 +22,7 @@ attributions (over the whole volume, so slices are comparable), clipped to 1.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from dataclasses import dataclass
@@ -270,6 +271,12 @@ def encode_png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     imsave(buffer, rgb, format="png")
     return buffer.getvalue()
+
+
+def png_data_url(png: bytes) -> str:
+    """``data:image/png;base64,...``: an image the dashboard sends inline over the session's WebSocket, so
+    that no URL serves it outside the session (Streamlit serves image bytes at /media/ URLs otherwise)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def load_case_image(

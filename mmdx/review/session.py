@@ -38,15 +38,21 @@ class ReviewSession:
 
 
 def sign_in(
-    store: ReviewStore, name: str, password: str, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    store: ReviewStore,
+    name: str,
+    password: str,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    client: str | None = None,
 ) -> ReviewSession | None:
     """Check the password (the store records ``sign_in`` or ``sign_in_failed``); a session or ``None``.
 
     The caller must not say why a sign-in failed: "unknown user" would tell a stranger which names exist.
+    ``client`` is the address the attempt came from; it is throttled with the account and raises
+    :class:`~mmdx.store.SignInLocked` while locked (the caller says to wait, which tells nothing about names).
     """
     if not name or not password:
         return None
-    principal = store.authenticate(name, password)
+    principal = store.authenticate(name, password, client=client)
     if principal is None:
         return None
     return ReviewSession(principal, SessionClock(timeout_s=idle_timeout_s))

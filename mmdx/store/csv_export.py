@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from mmdx.owner_only import open_owner_only
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 CsvTarget = str | Path | IO[str]
@@ -27,10 +29,10 @@ def neutralise_cell(value: Any) -> Any:
 
 
 def write_csv(target: CsvTarget, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Write ``header`` and ``rows`` to a path (UTF-8, overwritten) or an open text handle; return the
-    number of data rows written."""
+    """Write ``header`` and ``rows`` to a path (UTF-8, overwritten, mode 0600) or an open text handle;
+    return the number of data rows written."""
     if isinstance(target, str | Path):
-        with open(target, "w", encoding="utf-8", newline="") as fh:
+        with open_owner_only(target, "w", encoding="utf-8", newline="") as fh:
             return _write(fh, header, rows)
     if not hasattr(target, "write"):
         raise TypeError(f"expected a path or a text file handle, got {type(target).__name__}")

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from mmdx.errors import MmdxError
+from mmdx.owner_only import prepare_owner_only
 from mmdx.run import RunPaths
 from mmdx.store.errors import SchemaVersionError, StoreError
 from mmdx.store.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, Base, MetaRow
@@ -160,12 +161,14 @@ def create_store_engine(url: URL, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
         # One shared connection: each new connection to ":memory:" would be a new, empty database.
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     else:
-        parent = Path(url.database).expanduser().resolve().parent
-        if not parent.is_dir():
+        database = Path(url.database).expanduser().resolve()
+        if not database.parent.is_dir():
             raise StoreError(
-                f"cannot create the review store {display_url(url)}: the folder {parent} does not exist; "
-                "create it first or point the URL elsewhere"
+                f"cannot create the review store {display_url(url)}: the folder {database.parent} does not "
+                "exist; create it first or point the URL elsewhere"
             )
+        # password hashes, verdicts and the trail: owner-only, and SQLite gives -wal/-shm the same mode
+        prepare_owner_only(database)
     engine = create_engine(url, **kwargs)
     busy_ms = int(busy_timeout_s * 1000)
     memory = _is_memory(url)

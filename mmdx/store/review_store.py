@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import numbers
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -38,7 +39,7 @@ from mmdx.store.engine import (
     initialise_schema,
     parse_store_url,
 )
-from mmdx.store.errors import AccountError, PermissionDenied, StoreError
+from mmdx.store.errors import AccountError, PermissionDenied, SignInLocked, StoreError
 from mmdx.store.passwords import (
     DEFAULT_BCRYPT_ROUNDS,
     check_password_policy,
@@ -74,6 +75,7 @@ from mmdx.store.schema import (
     UserRow,
     VerdictRow,
 )
+from mmdx.store.throttle import COUNTED_REASONS, LOCKED_REASON, LockScope, SignInLock, ThrottlePolicy
 
 #: How failed sign-ins under a name that has no account appear in the trail. The attempted name itself is
 #: not stored: people type their password into the name field often enough.
@@ -83,6 +85,7 @@ USER_NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9._@-]{{0,{NAME_LENGTH - 1}}}")
 MAX_DETAIL_BYTES = 10_000
 _SUBMIT_ATTEMPTS = 8  # a retry happens only when one user submits on one case from two places at once
 _IN_CHUNK = 500  # case ids per IN (...) list
+_UNKNOWN_NAMES_KEPT = 10_000  # names without an account whose failures are remembered (in memory)
 
 # A process-wide key seals principals: any ReviewStore object of this process opened on the same database
 # accepts the principals of another (the dashboard may hold several), nothing built by hand passes.
@@ -238,6 +241,7 @@ class ReviewStore:
             ``postgresql+psycopg://user:password@host:port/database``. Tables are created on first open.
         bcrypt_rounds: cost of new password hashes (log2 of bcrypt's work factor), 4 to 20.
         busy_timeout_s: SQLite only: how long a writer waits for another process's write lock (seconds).
+        throttle: failed sign-ins allowed before backoff, and the lock lengths (:mod:`mmdx.store.throttle`).
 
     Raises:
         StoreError: the URL is unusable or the database cannot be reached.
@@ -250,6 +254,7 @@ class ReviewStore:
         *,
         bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        throttle: ThrottlePolicy | None = None,
     ) -> None:
         self.url = parse_store_url(url)
         self._display = display_url(self.url)
@@ -262,6 +267,11 @@ class ReviewStore:
             self._engine.dispose()
             raise
         self._dummy_hash: str | None = None
+        self._throttle = throttle or ThrottlePolicy()
+        # Failures under names without an account are kept here, keyed by a keyed hash of the name (the
+        # trail does not store attempted names): such names lock like real ones, so a lock does not tell
+        # which names exist.
+        self._unknown_failures: dict[bytes, list[datetime]] = {}
 
     def __repr__(self) -> str:
         return f"ReviewStore({self._display!r})"
@@ -384,18 +394,44 @@ class ReviewStore:
 
     # ------------------------------------------------------------------ accounts
 
-    def authenticate(self, name: str, password: str) -> Principal | None:
+    def authenticate(self, name: str, password: str, *, client: str | None = None) -> Principal | None:
         """Check a user's password; return a :class:`Principal` or ``None``.
 
-        Records ``sign_in`` or ``sign_in_failed`` (with the reason, never the password). An unknown name
-        still costs one bcrypt check, so the answer time does not tell which names exist.
+        Records ``sign_in`` or ``sign_in_failed`` (with the reason and the client, never the password). An
+        unknown name still costs one bcrypt check, so the answer time does not tell which names exist.
+        ``client`` (the address the attempt came from) is throttled like the account (see
+        :mod:`mmdx.store.throttle`).
+
+        Raises:
+            SignInLocked: too many recent failures for the account or from the client; the password was
+                not checked, and the refusal was recorded.
         """
         try:
             canonical: str | None = canonical_user_name(name)
         except AccountError:
             canonical = None
+        now = datetime.now(UTC)
+        unknown_key = self._unknown_key(canonical if canonical is not None else str(name))
         with self._session(write=False) as session:
             user = session.scalar(select(UserRow).where(UserRow.name == canonical)) if canonical else None
+            account = self._account_failures(session, user.name, now) if user is not None else None
+            clients = self._client_failures(session, client, now) if client else []
+        if account is None:
+            account = self._remembered_failures(unknown_key, now)
+        lock = self._lock(account, clients, user.name if user is not None else "", client, now)
+        if lock is not None:
+            self._record_sign_in(
+                user.name if user is not None else UNKNOWN_USER,
+                AuditAction.SIGN_IN_FAILED,
+                {"reason": LOCKED_REASON, "lock_scope": lock.scope.value, "locked_until": _iso(lock.until)},
+                client,
+            )
+            raise SignInLocked(
+                f"too many failed sign-ins {'for this account' if lock.scope is LockScope.ACCOUNT else 'from this client'}; "
+                f"try again in {math.ceil(lock.retry_after_s)} s",
+                lock.retry_after_s,
+                lock.until,
+            )
         # bcrypt runs outside any transaction: a SQLite write lock held for its ~0.2 s would stall writers.
         matches = verify_password(password, user.password_hash if user is not None else self._dummy())
         if user is None:
@@ -406,18 +442,150 @@ class ReviewStore:
             outcome, reason = AuditAction.SIGN_IN_FAILED, "account_deactivated"
         else:
             outcome, reason = AuditAction.SIGN_IN, None
-        with self._session(write=True) as session:
-            session.add(
-                self._event(
-                    user.name if user is not None else UNKNOWN_USER,
-                    outcome,
-                    detail={"reason": reason} if reason else None,
-                )
-            )
+        detail: dict[str, Any] = {"reason": reason} if reason else {}
+        if outcome is AuditAction.SIGN_IN_FAILED:
+            if user is None:
+                self._remember_failure(unknown_key, now)
+            # the lock this failure starts goes on the record with it
+            after = self._lock(account + [now], clients + [now] if client else [], "", client, now)
+            if after is not None:
+                detail.update(lock_scope=after.scope.value, locked_until=_iso(after.until))
+        self._record_sign_in(user.name if user is not None else UNKNOWN_USER, outcome, detail, client)
         if outcome is not AuditAction.SIGN_IN or user is None:
             return None
         role = Role(user.role)
         return Principal(name=user.name, role=role, seal=self._seal(user.name, role))
+
+    # ------------------------------------------------------------------ sign-in throttling
+
+    def _record_sign_in(
+        self, name: str, action: AuditAction, detail: dict[str, Any], client: str | None
+    ) -> None:
+        if client:
+            detail = {**detail, "client": str(client)[:100]}
+        with self._session(write=True) as session:
+            session.add(self._event(name, action, detail=detail or None))
+
+    def _unknown_key(self, name: str) -> bytes:
+        return hmac.new(_SEAL_KEY, f"{self._display}\x00{name}".encode(), hashlib.sha256).digest()
+
+    def _remembered_failures(self, key: bytes, now: datetime) -> list[datetime]:
+        start = now - timedelta(seconds=self._throttle.window_s)
+        return [t for t in self._unknown_failures.get(key, []) if t >= start]
+
+    def _remember_failure(self, key: bytes, now: datetime) -> None:
+        self._unknown_failures[key] = [*self._remembered_failures(key, now), now]
+        if len(self._unknown_failures) > _UNKNOWN_NAMES_KEPT:  # forget the names whose last failure is oldest
+            ordered = sorted(self._unknown_failures, key=lambda k: self._unknown_failures[k][-1])
+            for stale in ordered[: len(ordered) - _UNKNOWN_NAMES_KEPT]:
+                del self._unknown_failures[stale]
+
+    def _failed_sign_ins(
+        self, session: Session, now: datetime, name: str | None = None
+    ) -> list[AuditEventRow]:
+        query = select(AuditEventRow).where(
+            AuditEventRow.action == AuditAction.SIGN_IN_FAILED,
+            AuditEventRow.time >= now - timedelta(seconds=self._throttle.window_s),
+        )
+        if name is not None:
+            query = query.where(AuditEventRow.user_name == name)
+        return list(session.scalars(query.order_by(AuditEventRow.time, AuditEventRow.id)))
+
+    def _account_resets(self, session: Session, now: datetime) -> dict[str, datetime]:
+        """When each account's count last started afresh: its last sign-in, password change or unlock."""
+        rows = session.execute(
+            select(
+                AuditEventRow.time, AuditEventRow.action, AuditEventRow.user_name, AuditEventRow.detail
+            ).where(
+                AuditEventRow.action.in_(
+                    [AuditAction.SIGN_IN, AuditAction.PASSWORD_CHANGED, AuditAction.USER_ACTIVATED]
+                ),
+                AuditEventRow.time >= now - timedelta(seconds=self._throttle.window_s),
+            )
+        )
+        resets: dict[str, datetime] = {}
+        for time, action, user_name, detail in rows:
+            subject = user_name if action == AuditAction.SIGN_IN else (detail or {}).get("name")
+            if isinstance(subject, str) and (subject not in resets or resets[subject] < time):
+                resets[subject] = time
+        return resets
+
+    def _account_failures(self, session: Session, name: str, now: datetime) -> list[datetime]:
+        reset = self._account_resets(session, now).get(name)
+        return [
+            e.time
+            for e in self._failed_sign_ins(session, now, name)
+            if (e.detail or {}).get("reason") in COUNTED_REASONS and (reset is None or e.time > reset)
+        ]
+
+    def _client_failures(self, session: Session, client: str, now: datetime) -> list[datetime]:
+        return [
+            e.time
+            for e in self._failed_sign_ins(session, now)
+            if (e.detail or {}).get("client") == str(client)[:100]
+            and (e.detail or {}).get("reason") in COUNTED_REASONS
+        ]
+
+    def _lock(
+        self, account: list[datetime], clients: list[datetime], name: str, client: str | None, now: datetime
+    ) -> SignInLock | None:
+        policy = self._throttle
+        candidates = [
+            (LockScope.ACCOUNT, name, account, policy.locked_until(account, policy.free_failures)),
+            (
+                LockScope.CLIENT,
+                client or "",
+                clients,
+                policy.locked_until(clients, policy.client_free_failures),
+            ),
+        ]
+        active = [
+            (scope, subject, times, until)
+            for scope, subject, times, until in candidates
+            if until and until > now
+        ]
+        if not active:
+            return None
+        scope, subject, times, until = max(active, key=lambda c: c[3])
+        return SignInLock(scope, subject, until, len(times), (until - now).total_seconds())
+
+    def sign_in_locks(self, actor: Actor) -> list[SignInLock]:
+        """The sign-in locks in force now, of accounts and of clients (admins and operators only)."""
+        now = datetime.now(UTC)
+        with self._managing(actor, "list sign-in locks", Permission.MANAGE_USERS) as session:
+            failures = self._failed_sign_ins(session, now)
+            resets = self._account_resets(session, now)
+        by_account: dict[str, list[datetime]] = {}
+        by_client: dict[str, list[datetime]] = {}
+        for event in failures:
+            detail = event.detail or {}
+            if detail.get("reason") not in COUNTED_REASONS:
+                continue
+            reset = resets.get(event.user_name)
+            if event.user_name != UNKNOWN_USER and (reset is None or event.time > reset):
+                by_account.setdefault(event.user_name, []).append(event.time)
+            if isinstance(detail.get("client"), str):
+                by_client.setdefault(detail["client"], []).append(event.time)
+        locks = [self._lock(times, [], name, None, now) for name, times in by_account.items()]
+        locks += [self._lock([], times, "", client, now) for client, times in by_client.items()]
+        return sorted(
+            (lock for lock in locks if lock is not None), key=lambda lock: (lock.scope, lock.subject)
+        )
+
+    def clear_sign_in_lock(self, name: str, *, actor: Actor) -> None:
+        """End an account's sign-in lock now and start its count afresh (recorded as ``user_activated`` with
+        ``cleared: sign_in_lock``). A client's lock is not cleared: it ends by itself."""
+        canonical = canonical_user_name(name)
+        with self._managing(actor, "clear a sign-in lock", Permission.MANAGE_USERS) as session:
+            if session.scalar(select(UserRow).where(UserRow.name == canonical)) is None:
+                raise AccountError(f"no user named '{canonical}'; list the accounts with `mmdx users list`")
+            session.add(
+                self._event(
+                    self._actor_name(actor),
+                    AuditAction.USER_ACTIVATED,
+                    detail={"name": canonical, "cleared": "sign_in_lock"},
+                )
+            )
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:

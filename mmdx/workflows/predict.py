@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmdx.bundle import load_bundle
+from mmdx.owner_only import write_table_owner_only
 from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
 
 #: ``progress(done, total)`` while images are decoded
@@ -44,9 +45,6 @@ def predict_cohort(
     frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, batch_size))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
+    write_table_owner_only(frame, out)  # patient-level rows: owner-only
     rejected = [c.case_id for c in inputs.cohort.report.cases if c.status == "rejected"]
     return PredictResult(out, frame, bundle.version, bundle.threshold, rejected)

@@ -157,3 +157,30 @@ def test_reading_verdicts_records_an_export_and_refuses_clinicians(tmp_path: Pat
         exports = store.audit_events(auditor, action=AuditAction.EXPORT)
         assert len(exports) == 1 and exports[0].user == "aud" and exports[0].run_id == "run"
         assert exports[0].detail["what"] == "audit_report"
+
+
+@pytest.mark.parametrize(
+    ("comment", "names"),
+    [
+        ("MRN 12345678 John Smith", ["John", "Smith", "12345678"]),
+        ("Wife: Mary Brown disagreed with discharge.", ["Mary", "Brown"]),
+        ("Discussed with consultant Imre Szabó, who agreed.", ["Imre", "Szabó"]),
+    ],
+)
+def test_names_in_comments_are_scrubbed_before_the_report(
+    frame: pd.DataFrame, comment: str, names: list
+) -> None:
+    case_id = frame.loc[frame["split"] == "test", "case_id"].iloc[0]
+    section = clinician_review_section(
+        [_verdict(case_id, "dr.c", Verdict.DISAGREE, comment)],
+        frame,
+        VERSION,
+        [],
+        run_id="run",
+        store_label="sqlite:///x",
+        alpha=0.05,
+        min_n=5,
+    )
+    (shown,) = section["comments"]
+    assert not any(name in shown["comment"] for name in names), shown["comment"]
+    assert "[NAME]" in shown["comment"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from clinical_ui.launch import dashboard_url, start_server, wait_until_ready
 from clinical_ui.settings import IDLE_TIMEOUT_ENV, RUN_ENV, STORE_ENV
 from mmdx.review import sign_in
 from mmdx.store import Operator, ReviewStore, Role
@@ -128,3 +132,52 @@ def session_of(store: ReviewStore) -> Callable[[str], object]:
         return session
 
     return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _serving(
+    run: Path, folder: Path, password: str, idle_timeout_s: float = 900.0, wait_s: float = 90
+) -> Iterator[tuple[str, str]]:
+    """The real dashboard server (``mmdx review``'s launcher) on 127.0.0.1 with a store holding one clinician
+    account ``clin``; yields ``(url, store_url)`` and stops the server afterwards (its log: server.log)."""
+    store_url = f"sqlite:///{folder / 'review.sqlite'}"
+    with ReviewStore(store_url) as store:
+        store.add_user("clin", Role.CLINICIAN, password, actor=Operator("tests"))
+    port = free_port()
+    home = folder / "server-home"
+    home.mkdir()
+    with (folder / "server.log").open("w") as log:
+        process = start_server(
+            run,
+            store_url,
+            port,
+            "127.0.0.1",
+            idle_timeout_s=idle_timeout_s,
+            home=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = dashboard_url("127.0.0.1", port)
+        try:
+            wait_until_ready(url, process, timeout_s=wait_s)
+            yield url, store_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def serve_dashboard() -> Callable[..., AbstractContextManager[tuple[str, str]]]:
+    """``serve_dashboard(run, folder, password, idle_timeout_s=900)``: a context manager running the real
+    dashboard server; see :func:`_serving`."""
+    return _serving

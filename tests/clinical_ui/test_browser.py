@@ -6,16 +6,12 @@ submits a verdict, checks the store, and saves a screenshot under the test's tem
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from clinical_ui.launch import dashboard_url, start_server, wait_until_ready
 from mmdx.review import run_id_of
 from mmdx.store import AuditAction, Operator, ReviewStore, Role, Verdict
 
@@ -23,12 +19,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "a browser password"
 WAIT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,41 +30,9 @@ def browser(chromium, tmp_path: Path):
         driver.save_screenshot(str(tmp_path / "last_screen.png"))  # the state at the end, also on failure
 
 
-@contextmanager
-def _serving(run: Path, folder: Path, idle_timeout_s: float = 900.0) -> Iterator[tuple[str, str]]:
-    store_url = f"sqlite:///{folder / 'review.sqlite'}"
-    with ReviewStore(store_url) as store:
-        store.add_user("clin", Role.CLINICIAN, PASSWORD, actor=Operator("tests"))
-    port = _free_port()
-    home = folder / "server-home"
-    home.mkdir()
-    with (folder / "server.log").open("w") as log:
-        process = start_server(
-            run,
-            store_url,
-            port,
-            "127.0.0.1",
-            idle_timeout_s=idle_timeout_s,
-            home=home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = dashboard_url("127.0.0.1", port)
-        try:
-            wait_until_ready(url, process, timeout_s=WAIT_S)
-            yield url, store_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture
-def server(review_run_3d, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with _serving(review_run_3d.path, tmp_path) as served:
+def server(review_run_3d, tmp_path: Path, serve_dashboard) -> Iterator[tuple[str, str]]:
+    with serve_dashboard(review_run_3d.path, tmp_path, PASSWORD) as served:
         yield served
 
 
@@ -177,14 +135,14 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     assert (tmp_path / "case_review.png").stat().st_size > 10_000
 
 
-def test_an_abandoned_screen_is_cleared(browser, review_run, tmp_path: Path) -> None:
+def test_an_abandoned_screen_is_cleared(browser, review_run, tmp_path: Path, serve_dashboard) -> None:
     """Signed in and left alone, the page returns to the sign-in form by itself once the idle timeout has
     passed, and the trail records the timeout."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with _serving(review_run.path, tmp_path, idle_timeout_s=4) as (url, store_url):
+    with serve_dashboard(review_run.path, tmp_path, PASSWORD, idle_timeout_s=4) as (url, store_url):
         _sign_in(browser, url)
         WebDriverWait(browser, 60).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))

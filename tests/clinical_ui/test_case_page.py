@@ -64,6 +64,7 @@ def test_explained_case_shows_every_section(dashboard, review_run) -> None:
 def test_image_controls_redraw_the_image(dashboard, review_run) -> None:
     app = dashboard().sign_in("clin").open_case(_explained_image_case(review_run))
     first = app.at.image[0].proto.imgs[0].url
+    assert first.startswith("data:image/png;base64,")  # inline, never a /media/ URL outside the session
     app.widget("slider", "Overlay opacity").set_value(1.0)
     app.run_app()
     assert app.at.image[0].proto.imgs[0].url != first

@@ -68,3 +68,23 @@ def test_activity_keeps_the_session_alive(dashboard) -> None:
     assert app.at.title[0].value == "Worklist"
     assert session.clock.remaining_s() > 14 * 60
     assert not app.events("session_timeout")
+
+
+def test_repeated_failures_lock_sign_in_and_the_admin_sees_and_ends_the_lock(dashboard) -> None:
+    app = dashboard()
+    for _ in range(5):
+        app.sign_in("clin", "not the password")
+    app.sign_in("clin")  # the right password, too late
+    assert "Too many failed sign-ins" in app.at.error[0].value
+    assert SESSION not in app.at.session_state
+    reasons = sorted(e.detail["reason"] for e in app.events("sign_in_failed"))
+    assert reasons == ["locked"] + ["wrong_password"] * 5
+    admin = dashboard().sign_in("adm").go("views/users.py")
+    locks = next(f.value for f in admin.at.dataframe if "scope" in f.value.columns)
+    assert locks[["scope", "account or client", "failed sign-ins"]].values.tolist() == [
+        ["account", "clin", 5]
+    ]
+    admin.at.button(key="users_unlock").click()
+    admin.run_app()
+    assert "Sign-in lock of 'clin' ended." in admin.at.success[0].value
+    assert dashboard().sign_in("clin").at.title[0].value == "Worklist"

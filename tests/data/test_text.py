@@ -47,3 +47,25 @@ def test_tokenizer_offsets_map_back_to_the_text() -> None:
                 assert text[start:end].lower() == token.removeprefix("##")
     truncated = encode_notes(tokenizer, ["word " * 100], max_length=8)
     assert truncated.mask.sum() == 8
+
+
+def test_a_deeply_nested_line_is_a_typed_issue_on_its_line() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    parsed = parse_notes(
+        _lines({"case_id": "a", "text": "Kept."}, deep, '{"case_id": "a", "text": ' + deep + "}"),
+        {"a"},
+        "notes.jsonl",
+    )
+    assert parsed.joined("a") == "Kept."
+    issues = parsed.unattached + parsed.case_issues.get("a", [])
+    assert sorted((i.code, i.row) for i in issues) == [
+        (IssueCode.NOTE_LIMIT_EXCEEDED, 2),
+        (IssueCode.NOTE_LIMIT_EXCEEDED, 3),
+    ]
+    assert all("deep" in i.message for i in issues)
+
+
+def test_brackets_inside_note_text_do_not_count_as_nesting() -> None:
+    text = "Findings: " + "[" * 500 + " (sic) " + "{" * 500
+    parsed = parse_notes(_lines({"case_id": "a", "text": text}), {"a"}, "notes.jsonl")
+    assert parsed.joined("a") == text and not parsed.unattached

@@ -314,3 +314,95 @@ def test_names_known_only_from_dicom_headers_are_scrubbed_from_notes(
     deidentify_cohort(source, out, KEY_A)
     last = json.loads((out / "notes.jsonl").read_text().splitlines()[-1])
     assert last["text"] == "Scan run by [NAME]. Later [NAME] asked for water."
+
+
+def _extra_fields_cohort(root: Path) -> Path:
+    """Two cases whose tables and notes carry what the cohort format does not know, next to what it does."""
+    root.mkdir()
+    spec = {
+        "name": "extras",
+        "version": 1,
+        "task": {"label": "pneumonia", "positive": "present", "type": "binary"},
+        "subgroups": ["sex", "ethnicity"],
+    }
+    import yaml
+
+    (root / "cohort.yaml").write_text(yaml.safe_dump(spec))
+    pd.DataFrame(
+        {
+            "case_id": ["c1", "c2"],
+            "patient_id": ["p1", "p2"],
+            "label": ["1", "0"],
+            "sex": ["F", "M"],
+            "ethnicity": ["group a", "group b"],
+            "index_time": ["2024-03-04T10:00:00Z", "2024-05-06T08:30:00Z"],
+            "encounter_id": ["ENC-000981", "ENC-000982"],
+            "bmi": ["31.2", "24.0"],
+            "performer_note": ["by Nurse Ratched", "ok"],
+        }
+    ).to_csv(root / "cases.csv", index=False)
+    pd.DataFrame(
+        {
+            "case_id": ["c1", "c2"],
+            "code": ["8867-4", "8867-4"],
+            "value": ["88", "72"],
+            "unit": ["/min", "/min"],
+            "time": ["2024-03-04T09:00:00Z", "2024-05-06T08:00:00Z"],
+            "encounter_id": ["ENC-000981", "ENC-000982"],
+            "performer": ["Mary Brown", "Kai Nakamura"],
+        }
+    ).to_csv(root / "observations.csv", index=False)
+    notes = [
+        {"case_id": "c1", "text": "Wife: Mary Brown at the bedside.", "encounter_id": "ENC-000981",
+         "patient_name": "Rivera Canary", "author": "Imre Szabo"},
+        {"case_id": "c2", "text": "No distress.", "time": "2024-05-06T09:00:00Z", "note_type": "nursing"},
+    ]  # fmt: skip
+    (root / "notes.jsonl").write_text("".join(json.dumps(n) + "\n" for n in notes))
+    return root
+
+
+def test_only_fields_the_cohort_format_knows_leave(tmp_path: Path) -> None:
+    source = _extra_fields_cohort(tmp_path / "in")
+    out = tmp_path / "out"
+    report = deidentify_cohort(source, out, KEY_A, DeidOptions(keep_columns=("bmi",))).to_dict()
+    cases = pd.read_csv(out / "cases.csv", dtype=str)
+    assert list(cases.columns) == [
+        "case_id", "patient_id", "label", "sex", "ethnicity", "index_time", "encounter_id", "bmi"
+    ]  # fmt: skip
+    assert report["cases"]["columns_not_in_the_format"] == ["performer_note"]
+    before = pd.read_csv(source / "cases.csv", dtype=str)
+    shift = pd.Timestamp(cases["index_time"][0]) - pd.Timestamp(before["index_time"][0])
+    assert -365 <= shift.days <= -1 and shift.components.hours == 0
+    assert cases["encounter_id"].str.fullmatch(r"E-[0-9a-f]{10}").all()
+    observations = pd.read_csv(out / "observations.csv", dtype=str)
+    assert "performer" not in observations.columns and report["observations"]["columns_dropped"] == [
+        "performer"
+    ]
+    # one encounter keeps one pseudonym across the tables and the notes
+    assert observations["encounter_id"].tolist() == cases["encounter_id"].tolist()
+    notes = [json.loads(line) for line in (out / "notes.jsonl").read_text().splitlines()]
+    assert set(notes[0]) == {"case_id", "text", "encounter_id"}
+    assert notes[0]["encounter_id"] == cases["encounter_id"][0]
+    assert report["notes"]["fields_dropped"] == {"author": 1, "patient_name": 1}
+    written = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+    for identifying in ("Mary Brown", "Kai Nakamura", "Rivera", "Szabo", "Ratched", "ENC-00098"):
+        assert identifying not in written
+    assert "Wife: [NAME] at the bedside." in notes[0]["text"]
+
+
+def test_a_deeply_nested_notes_line_does_not_stop_deid(tmp_path: Path) -> None:
+    source = _extra_fields_cohort(tmp_path / "in")
+    with (source / "notes.jsonl").open("a") as handle:
+        handle.write("[" * 100_000 + "\n")
+    (source / "ground_truth").mkdir()
+    (source / "ground_truth" / "truth.jsonl").write_text('{"case_id": "c1"}\n' + "{" * 100_000 + "\n")
+    (source / "ground_truth" / "defects.json").write_text("[" * 100_000)
+    report = deidentify_cohort(source, tmp_path / "out", KEY_A).to_dict()
+    assert report["notes"]["malformed"] == 1
+    assert (
+        report["ground_truth"]["truth_records"] == 1 and report["ground_truth"]["truth_lines_unreadable"] == 1
+    )
+    assert {
+        "path": "ground_truth/defects.json",
+        "reason": "not a JSON list of objects: not copied",
+    } in report["not_copied"]

@@ -94,3 +94,54 @@ def test_shift_iso_keeps_format_and_moves_by_whole_days(moment: dt.datetime, day
 @pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "04/03/2024", ""])
 def test_shift_iso_rejects_what_is_not_iso(value: str) -> None:
     assert shift_iso(value, -3) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Wife: Mary Brown", "Wife: [NAME]"),
+        ("Accompanied by his daughter, Anna Kowalska.", "Accompanied by his daughter, [NAME]."),
+        (
+            "Spoke with the patient's son (Jean-Luc Martin) by phone.",
+            "Spoke with the patient's son ([NAME]) by phone.",
+        ),
+        ("Emergency contact: Pieter van der Berg, neighbour.", "Emergency contact: [NAME], neighbour."),
+        ("Husband Søren Ødegård at the bedside.", "Husband [NAME] at the bedside."),
+        ("Mary Brown (wife) was present.", "[NAME] (wife) was present."),
+        ("GP: Dr. Okafor informed.", "GP: Dr. [NAME] informed."),
+        ("Discussed with consultant Imre Szabó.", "Discussed with consultant [NAME]."),
+        ("Seen by Aiko Tanaka, physiotherapist.", "Seen by [NAME], physiotherapist."),
+        ("MRN 12345678 John Smith", "MRN [ID] [NAME]"),
+        ("Next of kin: J. R. Alvarez", "Next of kin: [NAME]"),
+        ("Mrs Østergaard attended.", "Mrs [NAME] attended."),
+        ("GP: Dr van Northeim.", "GP: Dr [NAME]."),
+        ("Name: Łucja Żak", "Name: [NAME]"),
+    ],
+)
+def test_untitled_names_next_to_a_relationship_or_role_word(text: str, expected: str) -> None:
+    result = NoteScrubber().scrub(text)
+    assert result.text == expected
+    assert result.counts[Placeholder.NAME.value] >= 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mother: Type 2 diabetes.",
+        "Father: Died aged 70 of MI.",
+        "Son: Alive and well.",
+        "Lives with his wife. She manages the medication.",
+        "Sister: breast cancer at 45.",
+        "Brother - Hypertension, on ramipril.",
+        "Daughter: None known.",
+        "Contact: Ward 7 nursing station.",
+        "Wife is aware of the plan.",
+        "MRN 12345678 Admitted overnight with cough.",
+        "Father: Coeliac disease.",
+        "Referred by Emergency Department.",
+        "GP: Riverside Medical Practice.",
+    ],
+)
+def test_relationship_words_before_clinical_words_leave_them(text: str) -> None:
+    out = NoteScrubber().scrub(text).text
+    assert "[NAME]" not in out, out

@@ -152,3 +152,27 @@ def test_help_explains_the_store_and_roles(capsys) -> None:
     assert all(role.value in text for role in Role)
     with pytest.raises(SystemExit):
         _parser().parse_args(["users", "add", "x", "--role", "superuser"])
+
+
+def test_locks_lists_and_unlock_ends_an_account_lock(store_url: str, monkeypatch, capsys) -> None:
+    from mmdx.store import Operator, SignInLocked
+
+    with ReviewStore(store_url, bcrypt_rounds=4) as store:
+        store.add_user("boss", Role.ADMIN, NEW_PASSWORD, actor=Operator("tests"))
+        for _ in range(6):
+            try:
+                store.authenticate("boss", "a wrong passphrase")
+            except SignInLocked:
+                pass
+    assert _run(["locks", "--store", store_url]) == 0
+    assert "account boss: 5 failures, locked until" in capsys.readouterr().out
+    assert _run(["unlock", "boss", "--store", store_url]) == 0
+    assert "sign-in lock of 'boss' cleared" in capsys.readouterr().out
+    with ReviewStore(store_url, bcrypt_rounds=4) as store:
+        assert store.authenticate("boss", NEW_PASSWORD) is not None
+        events = store.audit_events(
+            store.authenticate("boss", NEW_PASSWORD), action=AuditAction.USER_ACTIVATED
+        )
+        assert [e.detail for e in events] == [{"name": "boss", "cleared": "sign_in_lock"}]
+    assert _run(["locks", "--store", store_url]) == 0
+    assert "no sign-in lock in force" in capsys.readouterr().out

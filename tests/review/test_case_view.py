@@ -180,3 +180,17 @@ def test_every_role_may_read_cases(context: ReviewContext, accounts, review_run:
         assert build_case_view(context, principal, case_id).case_id == case_id
     events = accounts.store.audit_events(accounts.admin, case_id=case_id, action=AuditAction.OPEN_CASE)
     assert {e.user for e in events} == {"clin", "aud", "adm"}
+
+
+def test_notes_that_cannot_be_read_are_explained(
+    context: ReviewContext, accounts, review_run: TestRun, tmp_path: Path
+) -> None:
+    case_id = _explained_with(review_run, "text")
+    cohort = tmp_path / "cohort"
+    shutil.copytree(context.cohort_dir, cohort, ignore=shutil.ignore_patterns("images", "*.dcm", "*.nii*"))
+    lines = (cohort / "notes.jsonl").read_text(encoding="utf-8").splitlines()
+    broken = [line if json.loads(line)["case_id"] != case_id else line[:20] for line in lines]
+    (cohort / "notes.jsonl").write_text("\n".join(broken) + "\n", encoding="utf-8")
+    view = build_case_view(dataclasses.replace(context, cohort_dir=cohort), accounts.clinician, case_id)
+    assert view.note_text is None
+    assert any("notes.jsonl" in p and "could not be read" in p for p in view.problems), view.problems

@@ -329,10 +329,13 @@ class PretrainedTextEncoder(TextEncoder):
             ) from error
         try:
             self.model = AutoModel.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as error:
+        except Exception as error:
+            # e.g. a pytorch_model.bin that is not plain weights: PyTorch's weights-only loader refuses the
+            # pickle; the folder is named in one line instead of the loader's page of advice
+            first = next((line for line in str(error).splitlines() if line.strip()), "")
             raise HyperParameterError(
-                f"{owner}: cannot load a model from {str(folder)!r}: {error}"
-            ) from error
+                f"{owner}: cannot load a model from {str(folder)!r}: {type(error).__name__}: {first[:300]}"
+            ) from None
         self.path = folder
         self.freeze = freeze
         config = self.model.config
