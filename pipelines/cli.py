@@ -15,6 +15,7 @@ from mmdx.errors import MmdxError
 COMMANDS: dict[str, str] = {
     "synth": "pipelines.synth",
     "validate": "pipelines.validate",
+    "import": "pipelines.importing",
     "train": "pipelines.train",
     "evaluate": "pipelines.evaluate",
     "predict": "pipelines.predict",
