@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mmdx.config import load_config
 from mmdx.data.synth import SynthOptions, synthesize_cohort
+from mmdx.store.testing import (
+    PostgresUnavailable,
+    TemporaryPostgres,
+    create_database,
+    create_schema,
+    drop_database,
+    drop_schema,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -127,3 +137,59 @@ def chromium(tmp_path: Path):
     yield start
     for driver in drivers:
         driver.quit()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PostgreSQL (review store, OMOP import): from ``MMDX_TEST_POSTGRES_URL`` (a user allowed to create databases)
+# or, failing that, a throwaway server started here from Debian's binaries. Without either, tests needing it
+# are skipped, except under CI (``CI=true``), where they fail: CI must exercise PostgreSQL.
+# ---------------------------------------------------------------------------------------------------------
+UNAVAILABLE = "PostgreSQL not available: apt-get install postgresql, or set MMDX_TEST_POSTGRES_URL"
+
+
+def _unavailable(reason: str) -> None:
+    message = f"{UNAVAILABLE} ({reason})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A URL on a PostgreSQL server whose user may create databases."""
+    configured = os.environ.get("MMDX_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    server = TemporaryPostgres(durable=False)
+    try:
+        url = server.start()
+    except PostgresUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A database of this test session, dropped at its end (a throwaway server is simply deleted)."""
+    name = f"mmdx_test_{secrets.token_hex(6)}"
+    url = create_database(postgres_admin_url, name)
+    try:
+        yield url
+    finally:
+        if os.environ.get("MMDX_TEST_POSTGRES_URL"):
+            drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def postgres_url(postgres_database_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test (the URL selects it through search_path)."""
+    name = f"t_{secrets.token_hex(6)}"
+    url = create_schema(postgres_database_url, name)
+    try:
+        yield url
+    finally:
+        drop_schema(postgres_database_url, name)

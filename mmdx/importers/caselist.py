@@ -14,7 +14,9 @@ A source record (a value, a note, an image) of patient P attaches to a case of P
 Either way, for a case with an ``index_time`` nothing after it is attached, nor a record without a time
 (the rules of :mod:`mmdx.data.index_time`, applied while reading so that the future never reaches the
 cohort directory). A case with neither an encounter nor an index time is rejected (``CASE_NOT_LINKABLE``).
-Records that attach to no case are counted by reason, never silently lost.
+Records of listed patients that attach to no case are counted once each, under the first reason any of the
+patient's cases gives (after the index time, undated, before the look-back window, another encounter), and
+records of other patients are counted too: nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -79,9 +81,19 @@ class CaseList:
         for column in (ENCOUNTER_COLUMN, INDEX_TIME_COLUMN):
             if column not in raw.columns:
                 raw[column] = None
-        raw = raw.astype(object).where(raw.notna(), None)
-        for column in raw.columns:
-            raw[column] = [None if v is None or str(v).strip() == "" else str(v).strip() for v in raw[column]]
+        raw = pd.DataFrame(
+            {
+                column: pd.Series(
+                    [
+                        None if v is None or pd.isna(v) or str(v).strip() == "" else str(v).strip()
+                        for v in raw[column]
+                    ],
+                    dtype=object,
+                    index=raw.index,
+                )
+                for column in raw.columns
+            }
+        )
         rejected: list[Issue] = []
         keep = []
         seen: dict[str, int] = {}
@@ -177,21 +189,21 @@ class CaseList:
         undated = has_index & pairs["known"].isna()
         after = has_index & ~undated & (pairs["known"] > pairs["_index"])
         before = has_index & ~undated & window.notna() & (pairs["known"] < pairs["_index"] - window)
+        # a record that attaches to no case counts once, under the first of these reasons any case gives
         reasons = [
-            (other_encounter, NOT_ATTACHED_OTHER_ENCOUNTER),
-            (~other_encounter & undated, NOT_ATTACHED_UNDATED),
             (~other_encounter & after, NOT_ATTACHED_AFTER_INDEX),
+            (~other_encounter & undated, NOT_ATTACHED_UNDATED),
             (~other_encounter & before, NOT_ATTACHED_BEFORE_WINDOW),
+            (other_encounter, NOT_ATTACHED_OTHER_ENCOUNTER),
         ]
         attached = ~(other_encounter | undated | after | before)
-        # a record counts once, under the reason of its first case, however many cases of its patient it misses
-        missed = pairs.loc[~attached, ["_event"]].copy()
-        missed["reason"] = None
-        for mask, reason in reversed(reasons):
-            missed.loc[mask[~attached], "reason"] = reason
+        rank = pd.Series(len(reasons), index=pairs.index)
+        for position, (mask, _) in reversed(list(enumerate(reasons))):
+            rank[mask] = position
         ever_attached = set(pairs.loc[attached, "_event"])
-        missed = missed[~missed["_event"].isin(ever_attached)].drop_duplicates("_event")
-        not_attached.update(missed["reason"].tolist())
+        missed = pd.DataFrame({"_event": pairs["_event"], "rank": rank})[~attached]
+        missed = missed[~missed["_event"].isin(ever_attached)].groupby("_event")["rank"].min()
+        not_attached.update(reasons[int(r)][1] for r in missed)
         return (
             pairs.loc[attached].drop(columns=["_event", "_case_encounter", "_index"]).reset_index(drop=True)
         )

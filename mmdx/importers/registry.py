@@ -79,4 +79,4 @@ def parse_lookback(values: list[str]) -> dict[str, str]:
 
 
 # the built-in sources register themselves when imported; a new source adds its module here
-from mmdx.importers import fhir, meds  # noqa: E402,F401
+from mmdx.importers import fhir, meds, omop  # noqa: E402,F401

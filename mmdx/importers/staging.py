@@ -129,8 +129,15 @@ class ImportStaging:
     def _part(self, unit: str, suffix: str) -> Path:
         return self.dir / "parts" / f"{hashlib.sha256(unit.encode()).hexdigest()[:20]}{suffix}"
 
-    def commit(self, unit: str, output: UnitOutput) -> None:
-        """Write one unit's output and mark it done (after this returns, an interruption loses nothing of it)."""
+    def cursor(self, stream: str) -> list | None:
+        """Where a keyed stream (rows read in key order) stopped: the key of its last committed row, or None."""
+        return self.state.get("cursors", {}).get(stream)
+
+    def commit(self, unit: str, output: UnitOutput, cursor: tuple[str, list] | None = None) -> None:
+        """Write one unit's output and mark it done (after this returns, an interruption loses nothing of it).
+
+        ``cursor``: ``(stream, key)`` of the unit's last row, for sources read in key order (see :meth:`cursor`).
+        """
         files = {}
         if output.observations is not None and len(output.observations):
             path = self._part(unit, ".observations.parquet")
@@ -155,9 +162,11 @@ class ImportStaging:
                 files[name] = path.name
         self.state["units"][unit] = {
             "files": files,
-            "counts": dict(output.counts),
+            "counts": {key: int(n) for key, n in output.counts.items()},
             "patients_seen": sorted(output.patients_seen),
         }
+        if cursor is not None:
+            self.state.setdefault("cursors", {})[cursor[0]] = cursor[1]
         self._save()
 
     def _parts(self, name: str) -> Iterator[Path]:

@@ -1,14 +1,8 @@
-"""Fixtures of the review store tests: every store test runs on SQLite and on a real PostgreSQL server.
-
-PostgreSQL comes from ``MMDX_TEST_POSTGRES_URL`` (a user allowed to create databases) or, failing that, a
-throwaway server started here from Debian's binaries. Without either the PostgreSQL half is skipped, except
-under CI (``CI=true``), where it fails: CI must exercise both backends.
-"""
+"""Fixtures of the review store tests: every store test runs on SQLite and on a real PostgreSQL server
+(the ``postgres_url`` fixture of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +10,6 @@ from typing import Any
 import pytest
 
 from mmdx.store import Operator, Principal, ReviewStore, Role, VerdictRecord, default_store_url
-from mmdx.store.testing import (
-    PostgresUnavailable,
-    TemporaryPostgres,
-    create_database,
-    create_schema,
-    drop_database,
-    drop_schema,
-)
-
-UNAVAILABLE = "PostgreSQL not available: apt-get install postgresql, or set MMDX_TEST_POSTGRES_URL"
 
 PASSWORD = "correct horse battery"
 ROUNDS = 4  # bcrypt's minimum: the tests check behaviour, not hashing cost
@@ -72,54 +56,6 @@ def submit(
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-def _unavailable(reason: str) -> None:
-    message = f"{UNAVAILABLE} ({reason})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> Iterator[str]:
-    """A URL on a PostgreSQL server whose user may create databases."""
-    configured = os.environ.get("MMDX_TEST_POSTGRES_URL")
-    if configured:
-        yield configured
-        return
-    server = TemporaryPostgres(durable=False)
-    try:
-        url = server.start()
-    except PostgresUnavailable as exc:
-        _unavailable(str(exc))
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def postgres_database_url(postgres_admin_url: str) -> Iterator[str]:
-    """A database of this test session, dropped at its end (a throwaway server is simply deleted)."""
-    name = f"mmdx_test_{secrets.token_hex(6)}"
-    url = create_database(postgres_admin_url, name)
-    try:
-        yield url
-    finally:
-        if os.environ.get("MMDX_TEST_POSTGRES_URL"):
-            drop_database(postgres_admin_url, name)
-
-
-@pytest.fixture
-def postgres_url(postgres_database_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema for one test (the URL selects it through search_path)."""
-    name = f"t_{secrets.token_hex(6)}"
-    url = create_schema(postgres_database_url, name)
-    try:
-        yield url
-    finally:
-        drop_schema(postgres_database_url, name)
 
 
 @pytest.fixture(params=BACKENDS)
