@@ -351,10 +351,13 @@ def import_omop(
             if staging.done(f"{name}#done"):
                 continue
             after_key, after_case = staging.cursor(name) or (-(2**62), "")
-            streamed = connection.execution_options(
-                stream_results=True, yield_per=options.batch_size
-            ).execute(text(sql), {"after_key": after_key, "after_case": after_case})
-            for part in streamed.partitions():
+            # a server-side cursor: PostgreSQL hands over batch_size rows at a time
+            streamed = connection.execute(
+                text(sql),
+                {"after_key": after_key, "after_case": after_case},
+                execution_options={"stream_results": True, "yield_per": options.batch_size},
+            )
+            for part in streamed.partitions(options.batch_size):
                 output = UnitOutput()
                 output.counts["records_read"] += len(part)
                 _rows_to_output(name, part, output, loinc_kind, DICOMWEB_PREFIX)
