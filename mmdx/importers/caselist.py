@@ -21,7 +21,6 @@ records of other patients are counted too: nothing is silently lost.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,6 @@ from mmdx.data.issues import Issue, IssueCode
 from mmdx.errors import MmdxError
 
 REQUIRED = ("case_id", "patient_id")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_END_OF_DAY = pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
 
 #: why a record of a listed patient was not attached to one of the patient's cases (import report keys)
 NOT_ATTACHED_OTHER_ENCOUNTER = "other_encounter"
@@ -46,14 +43,20 @@ NOT_ATTACHED_OTHER_PATIENT = "patient_not_in_case_list"
 
 
 def known_times(times: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """``(time, known)`` as UTC timestamps from ISO 8601 text: ``known`` is the end of the day for a bare date.
+    """``(time, known)`` as UTC timestamps from ISO 8601 text (FHIR dateTime precision included).
 
-    Unparseable text becomes NaT in both (the caller reports it).
+    ``known`` is when the record is known for certain: the end of the day, month or year for a time given as
+    a bare date (``2024-03-01``), month (``2024-03``) or year (``2024``). Unparseable text becomes NaT.
     """
-    text = times.astype("string")
+    text = times.astype("string").str.strip()
     parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    date_only = text.str.fullmatch(_DATE_ONLY.pattern).fillna(False).astype(bool)
-    known = parsed.where(~date_only, parsed + _END_OF_DAY)
+    known = parsed.copy()
+    for pattern, period in ((r"\d{4}-\d{2}-\d{2}", "D"), (r"\d{4}-\d{2}", "M"), (r"\d{4}", "Y")):
+        partial = text.str.fullmatch(pattern).fillna(False).astype(bool)
+        if partial.any():
+            start = parsed[partial].dt.tz_localize(None)
+            end = start.dt.to_period(period).dt.end_time.dt.tz_localize("UTC")
+            known[partial] = end
     return parsed, known
 
 
