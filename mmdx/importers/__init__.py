@@ -21,3 +21,8 @@ inside the functions: the command line imports every source module to list them.
 existing cohort rather than writing a new one (``mmdx import dicomweb URL COHORT``) registers the same way
 with its own arguments.
 """
+
+# the registry first, so that every source registers in its fixed order whichever module is imported first
+from mmdx.importers.registry import IMPORTERS, ImporterSpec  # noqa: E402
+
+__all__ = ["IMPORTERS", "ImporterSpec"]
