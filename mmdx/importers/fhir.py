@@ -419,7 +419,7 @@ def import_fhir(
                 reader.read(document, rel, {}, output, rows)
         events = event_frame(rows)
         output.counts["records_read"] += len(events)
-        split_attached(caselist.attach(events, windows, output.counts), output, catalogue)
+        split_attached(caselist.attach(events, windows, output.counts), output)
         staging.commit(unit, output)
         if progress:
             progress(done_bytes, total_bytes, unit)

@@ -88,7 +88,7 @@ def _iso(stamp) -> str | None:
     return stamp.strftime(fmt)
 
 
-def _read_labels(path: Path, splits: dict[int, str], issues: list):
+def _read_labels(path: Path, splits: dict[int, str]):
     """The case list from a MEDS label file (one case per row)."""
     import pandas as pd
     import pyarrow.parquet as pq
@@ -245,7 +245,7 @@ def import_meds(
     setup_issues: list = []
     splits = _read_splits(root, setup_issues)
     parents, code_units = _read_code_metadata(root, setup_issues)
-    caselist = _read_labels(Path(labels), splits, setup_issues)
+    caselist = _read_labels(Path(labels), splits)
     caselist.rejected.extend(setup_issues)
     subjects = pa.array(sorted({int(p) for p in caselist.patients}), type=pa.int64())
     identity = {
@@ -396,7 +396,7 @@ def import_meds(
                     }
                 )
             events = event_frame(rows)
-            split_attached(caselist.attach(events, windows, output.counts), output, catalogue)
+            split_attached(caselist.attach(events, windows, output.counts), output)
             # demographics travel with the unit, so that a resumed import still has them
             output.facts.extend({"static": s, "columns": cols} for s, cols in static.items())
             output.facts.extend({"birth": s, "time": t.isoformat()} for s, t in births.items())

@@ -25,7 +25,8 @@ interrupted import resumes after the last committed batch.
   (the WADO-RS bases of ``wadors_uri`` are listed in the import report). Its time is the end of
   ``image_occurrence_date``.
 
-Rows after a case's index time and outside the look-back windows are counted in the report without being
+Catalogue measurements of the cases' patients left in the database -- after a case's index time, before its
+look-back window, of another visit -- are counted in the report (once per case they miss) without being
 fetched.
 """
 
@@ -360,7 +361,7 @@ def import_omop(
             for part in streamed.partitions(options.batch_size):
                 output = UnitOutput()
                 output.counts["records_read"] += len(part)
-                _rows_to_output(name, part, output, loinc_kind, DICOMWEB_PREFIX)
+                _rows_to_output(name, part, output, DICOMWEB_PREFIX)
                 last = part[-1]
                 staging.commit(f"{name}@{last[0]}:{last[1]}", output, cursor=(name, [last[0], last[1]]))
                 if progress:
@@ -381,7 +382,7 @@ def import_omop(
     return finish_import(staging, caselist, options, source, report, cases_dir=cases_dir)
 
 
-def _rows_to_output(name: str, rows, output, loinc_kind: dict[str, str], dicomweb_prefix: str) -> None:
+def _rows_to_output(name: str, rows, output, dicomweb_prefix: str) -> None:
     import pandas as pd
 
     from mmdx.data.issues import IssueCode

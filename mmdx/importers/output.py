@@ -55,9 +55,7 @@ def lookback_of(options: ImportOptions, catalogue: FeatureCatalogue) -> dict[str
         raise MmdxError(str(exc).replace("cohort.yaml: lookback.", "--lookback ")) from None
 
 
-def split_attached(
-    attached: pd.DataFrame, output: UnitOutput, catalogue: FeatureCatalogue | None = None
-) -> None:
+def split_attached(attached: pd.DataFrame, output: UnitOutput) -> None:
     """Move attached records (rows of :meth:`CaseList.attach`) into ``output``: observations, notes, images.
 
     Observation rows carry ``code, value, unit, time, source_id``; notes ``text, note_type, time``; images
