@@ -274,3 +274,29 @@ def test_missing_source_and_bad_case_list_are_one_line_errors(tmp_path: Path, ca
     )
     assert "required column(s) case_id, patient_id missing" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_images_named_by_the_case_list_are_copied_or_kept_as_references(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Observation.ndjson").write_text(json.dumps(_observation("o1")) + "\n")
+    (tmp_path / "img").mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "img" / "ct.dcm")
+    (tmp_path / "cases.csv").write_text(
+        "case_id,patient_id,label,index_time,image\n"
+        "local,p1,1,2024-03-02T00:00:00Z,img/ct.dcm\n"
+        "remote,p1,0,2024-03-02T00:00:00Z,dicomweb:1.2.3/4.5.6\n"
+        "lost,p1,0,2024-03-02T00:00:00Z,img/missing.dcm\n"
+    )
+    result = import_fhir(src, tmp_path / "out", tmp_path / "cases.csv")
+    cases = pd.read_csv(tmp_path / "out" / "cases.csv", dtype=str, keep_default_na=False).set_index("case_id")
+    assert cases.loc["local", "image"] == "images/local/ct.dcm"
+    assert (tmp_path / "out" / "images" / "local" / "ct.dcm").read_bytes() == (
+        tmp_path / "img" / "ct.dcm"
+    ).read_bytes()
+    assert cases.loc["remote", "image"] == "dicomweb:1.2.3/4.5.6"
+    assert cases.loc["lost", "image"] == ""
+    assert result.report["issues_by_code"] == {"IMAGE_NOT_FOUND": 1}
+    assert result.report["dicomweb_images"] == 1
