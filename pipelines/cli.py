@@ -43,6 +43,12 @@ for _spec in (
     CommandSpec(
         "validate", "pipelines.validate", "validate a cohort directory", ("pydicom", "nibabel", "rich")
     ),
+    CommandSpec(
+        "import",
+        "pipelines.importing",
+        "import hospital data (FHIR, MEDS, OMOP, DICOMweb) into a cohort",
+        ("pyarrow",),
+    ),
     CommandSpec("train", "pipelines.train", "train a model on a cohort", ("torch", "monai")),
     CommandSpec("evaluate", "pipelines.evaluate", "predict a cohort and compute metrics", ("torch", "monai")),
     CommandSpec("predict", "pipelines.predict", "predict a cohort with a trained bundle", ("torch", "monai")),

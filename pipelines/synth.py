@@ -22,6 +22,7 @@ units, a NIfTI qform/sform mismatch, a malformed notes line, ...) listed in grou
 addresses, phone numbers and e-mails in every identifying DICOM attribute (nested sequences and a private
 block included), in extra columns of cases.csv and in the notes, all recognisable canary values listed in
 ground_truth/phi_canaries.json. Run 'mmdx deid' on it before anything else.
+--export fhir|meds|omop also writes the cohort in that format under OUT/export/ (see mmdx import).
 """
 
 
@@ -34,6 +35,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=32, help="voxels per image axis (default 32)")
     p.add_argument("--defects", action="store_true", help="plant broken inputs, each with its reason code")
     p.add_argument("--workers", type=int, default=2, help="processes writing images (default 2)")
+    p.add_argument(
+        "--export",
+        action="append",
+        choices=["fhir", "meds", "omop"],
+        default=[],
+        help="also write the cohort as FHIR R4 NDJSON, a MEDS dataset or OMOP CDM tables (CSV + load.sql) "
+        "under OUT/export/, with the case list and label file the importers take; repeatable",
+    )
+    p.add_argument(
+        "--wado-url",
+        default="http://127.0.0.1:8042/dicom-web",
+        help="the DICOMweb (WADO-RS) base URL the exported FHIR and OMOP image references name",
+    )
     p.add_argument(
         "--phi",
         action="store_true",
@@ -79,4 +93,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if summary["defects"]:
         print(f"planted {summary['defects']} defects (see ground_truth/defects.json)")
+    if args.export:
+        from mmdx.data.synth.export import export_cohort
+
+        exported = export_cohort(args.out, args.export, wado_url=args.wado_url)
+        print(f"exported as {', '.join(args.export)} to {args.out}/export/ (case list: export/cases.csv)")
+        for fmt in args.export:
+            print(f"  {fmt}: " + ", ".join(f"{k} {v}" for k, v in exported[fmt].items()))
     return 0

@@ -75,6 +75,16 @@ def print_report(report: ValidationReport, console: Console, show: int = 20) -> 
         + ", ".join(f"{k} {v}" for k, v in s["modality_presence"].items())
         + f"; observation rows used {s['observation_rows_used']}/{s['observation_rows']}"
     )
+    timing = s.get("index_time") or {}
+    if timing.get("cases_with_index_time"):
+        excluded = "; ".join(
+            f"{what}: " + ", ".join(f"{n} {code}" for code, n in counts.items())
+            for what, counts in timing["excluded"].items()
+            if counts
+        )
+        console.print(
+            f"index time: {timing['cases_with_index_time']} cases; excluded " + (excluded or "nothing")
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,8 +22,19 @@ APPLICATIONS = ("pipelines", "clinical_ui", "benchmarks", "tests")
 
 #: The library's layers, lowest first.
 LAYERS: list[tuple[str, ...]] = [
-    ("mmdx.errors", "mmdx.keys", "mmdx.registry", "mmdx.metrics", "mmdx.config", "mmdx.owner_only"),  # foundations
-    ("mmdx.data", "mmdx.deid"),  # the cohort directory: reading, validation, synthesis, de-identification
+    (
+        "mmdx.errors",
+        "mmdx.keys",
+        "mmdx.registry",
+        "mmdx.metrics",
+        "mmdx.config",
+        "mmdx.owner_only",
+    ),  # foundations
+    (
+        "mmdx.data",
+        "mmdx.deid",
+        "mmdx.importers",
+    ),  # the cohort directory: read, validate, synthesise, de-identify, import
     ("mmdx.models", "mmdx.training", "mmdx.bundle"),  # the model and the model bundle
     ("mmdx.predict", "mmdx.explain", "mmdx.run", "mmdx.store"),  # what a run produces and keeps
     ("mmdx.audit", "mmdx.review"),  # what reads a run: the audit report, the dashboard's logic

@@ -31,7 +31,7 @@ import torch
 from tokenizers import Tokenizer
 
 from mmdx.config import Config, ImageConfig
-from mmdx.data.tabular import TabularNormaliser, aggregate_latest
+from mmdx.data.tabular import HOURS_SINCE, TabularNormaliser, aggregate_latest, hours_since_latest
 from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.data.validation import ValidatedCohort
 from mmdx.keys import MODALITIES, Keys, Modality
@@ -228,15 +228,22 @@ class Preprocessing:
     normaliser: TabularNormaliser
     text_max_length: int
     tokenizer: Tokenizer | None
+    time_since_measurement: bool = False
 
     @property
     def image_config(self) -> ImageConfig | None:
         return ImageConfig(**self.image) if self.image else None
 
     @property
+    def time_columns(self) -> list[str]:
+        """The hours since each feature's latest value (``<feature>.hours_since``), when the config asks."""
+        return [f + HOURS_SINCE for f in self.features] if self.time_since_measurement else []
+
+    @property
     def tabular_columns(self) -> list[str]:
-        """Names of the ``tabular`` tensor's columns: catalogue features, then numeric case columns."""
-        return self.features + self.numeric_columns
+        """Names of the ``tabular`` tensor's columns: catalogue features, the hours since each was measured
+        (with ``time_since_measurement``), then numeric case columns."""
+        return self.features + self.time_columns + self.numeric_columns
 
     def to_dict(self) -> dict:
         return {
@@ -246,6 +253,7 @@ class Preprocessing:
             "features": self.features,
             "units": self.units,
             "numeric_columns": self.numeric_columns,
+            "time_since_measurement": self.time_since_measurement,
             "normaliser": self.normaliser.to_dict(),
             "text": {
                 "max_length": self.text_max_length,
@@ -273,6 +281,7 @@ class Preprocessing:
             normaliser=TabularNormaliser.from_dict(state["normaliser"]),
             text_max_length=int(state["text"]["max_length"]),
             tokenizer=tokenizer,
+            time_since_measurement=bool(state.get("time_since_measurement", False)),
         )
 
 
@@ -295,9 +304,12 @@ def fit_preprocessing(
         raise ValueError(f"data.tabular.features: {', '.join(unknown)} not in the feature catalogue")
     numeric_columns = [c for c in tab.numeric_columns if c in cohort.cases.columns]
     categorical_columns = [c for c in tab.categorical_columns if c in cohort.cases.columns]
-    numeric = _numeric_frame(cohort, train["case_id"].tolist(), features, numeric_columns)
+    time_since = tab.time_since_measurement
+    numeric = _numeric_frame(cohort, train["case_id"].tolist(), features, numeric_columns, time_since)
     offsets = {f: cohort.catalogue[f].log_offset for f in features}
     log_offsets = {f: offset for f, offset in offsets.items() if offset is not None}
+    if time_since:  # hours are right-skewed: one hour's offset before the logarithm
+        log_offsets.update({f + HOURS_SINCE: 1.0 for f in features})
     normaliser = TabularNormaliser(clip=tab.clip, log_offsets=log_offsets).fit(
         numeric, train.set_index("case_id")[categorical_columns]
     )
@@ -319,11 +331,25 @@ def fit_preprocessing(
         normaliser=normaliser,
         text_max_length=config.data.text.max_length,
         tokenizer=tokenizer,
+        time_since_measurement=time_since,
     )
 
 
-def _numeric_frame(cohort: ValidatedCohort, case_ids: list[str], features: list[str], columns: list[str]):
+def _numeric_frame(
+    cohort: ValidatedCohort,
+    case_ids: list[str],
+    features: list[str],
+    columns: list[str],
+    time_since: bool = False,
+):
     wide = aggregate_latest(cohort.observations, case_ids, features)
+    if time_since:
+        cases = cohort.cases.set_index("case_id")
+        index_time = cases["index_time"] if "index_time" in cases.columns else pd.Series(dtype=object)
+        reference = pd.to_datetime(index_time, utc=True, errors="coerce", format="ISO8601")
+        wide = pd.concat(
+            [wide, hours_since_latest(cohort.observations, reference, case_ids, features)], axis=1
+        )
     if columns:
         extra = cohort.cases.set_index("case_id").loc[case_ids, columns].apply(pd.to_numeric, errors="coerce")
         wide = pd.concat([wide, extra.astype(float)], axis=1)
@@ -378,7 +404,9 @@ def build_case_table(
     cases = cohort.cases.set_index("case_id")
     case_ids = list(cases.index) if case_ids is None else list(case_ids)
     cases = cases.loc[case_ids]
-    numeric = _numeric_frame(cohort, case_ids, prep.features, prep.numeric_columns)
+    numeric = _numeric_frame(
+        cohort, case_ids, prep.features, prep.numeric_columns, prep.time_since_measurement
+    )
     values, missing = prep.normaliser.transform_numeric(numeric)
     categorical = prep.normaliser.transform_categorical(cases.reset_index())
     texts = [cohort.notes.get(c) for c in case_ids]

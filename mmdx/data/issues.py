@@ -51,6 +51,20 @@ class IssueCode(StrEnum):
     NOTE_EMPTY = "NOTE_EMPTY"
     NOTE_LIMIT_EXCEEDED = "NOTE_LIMIT_EXCEEDED"
     NOTE_ENCODING_INVALID = "NOTE_ENCODING_INVALID"
+    # index time: nothing recorded after the moment of prediction
+    INDEX_TIME_INVALID = "INDEX_TIME_INVALID"
+    AFTER_INDEX_TIME = "AFTER_INDEX_TIME"
+    BEFORE_LOOKBACK_WINDOW = "BEFORE_LOOKBACK_WINDOW"
+    UNDATED_WITH_INDEX_TIME = "UNDATED_WITH_INDEX_TIME"
+    # importers: what a source held that could not become part of the cohort
+    CASE_NOT_LINKABLE = "CASE_NOT_LINKABLE"
+    PATIENT_NOT_FOUND = "PATIENT_NOT_FOUND"
+    SOURCE_RECORD_INVALID = "SOURCE_RECORD_INVALID"
+    SOURCE_SCHEMA_INVALID = "SOURCE_SCHEMA_INVALID"
+    CONCEPT_UNKNOWN = "CONCEPT_UNKNOWN"
+    UNIT_NOT_UCUM = "UNIT_NOT_UCUM"
+    ATTACHMENT_NOT_TEXT = "ATTACHMENT_NOT_TEXT"
+    SPLIT_UNKNOWN = "SPLIT_UNKNOWN"
 
 
 DESCRIPTIONS: dict[IssueCode, str] = {
@@ -91,6 +105,29 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     "mmdx.data.json_limits; it is not parsed",
     IssueCode.NOTE_ENCODING_INVALID: "a notes.jsonl line is not valid UTF-8; it is not used (bad bytes are not "
     "replaced silently)",
+    IssueCode.INDEX_TIME_INVALID: "the case's index_time is not an ISO 8601 date-time; without it nothing can be kept",
+    IssueCode.AFTER_INDEX_TIME: (
+        "an observation, note or image was recorded after the case's index_time (it would leak the future); excluded"
+    ),
+    IssueCode.BEFORE_LOOKBACK_WINDOW: (
+        "an observation, note or image is older than the look-back window of its kind before the index_time; excluded"
+    ),
+    IssueCode.UNDATED_WITH_INDEX_TIME: (
+        "the case has an index_time but the observation or note has no time, so it cannot be shown to precede it; "
+        "excluded"
+    ),
+    IssueCode.CASE_NOT_LINKABLE: (
+        "the case list gives neither an encounter_id nor an index_time, so no source record can be attached to the case"
+    ),
+    IssueCode.PATIENT_NOT_FOUND: "the case's patient_id does not occur in the source",
+    IssueCode.SOURCE_RECORD_INVALID: (
+        "a source record (FHIR resource, MEDS row, OMOP row) fails its standard's model or lacks a field mmdx needs"
+    ),
+    IssueCode.SOURCE_SCHEMA_INVALID: "a source file or table does not have the columns and types its standard requires",
+    IssueCode.CONCEPT_UNKNOWN: "a source code or concept cannot be mapped to a LOINC code (no LOINC coding, concept 0 or missing)",
+    IssueCode.UNIT_NOT_UCUM: "a value's unit is not given as a UCUM code, so its conversion is unknown",
+    IssueCode.ATTACHMENT_NOT_TEXT: "a document's attachment is not inline plain text (e.g. a PDF or an external URL)",
+    IssueCode.SPLIT_UNKNOWN: "the source's split name maps to none of train, val and test; mmdx assigns one",
 }
 
 

@@ -147,6 +147,34 @@ def aggregate_latest(table: pd.DataFrame, case_ids: list[str], features: list[st
     return wide.astype(float)
 
 
+#: suffix of the columns holding the hours since a feature's latest value (``crp.hours_since``)
+HOURS_SINCE = ".hours_since"
+
+
+def hours_since_latest(
+    table: pd.DataFrame, reference: pd.Series, case_ids: list[str], features: list[str]
+) -> pd.DataFrame:
+    """Hours from each feature's latest value to the case's reference time: ``[len(case_ids), len(features)]``.
+
+    ``reference``: per case_id a UTC timestamp (its index time) or NaT, in which case the case's latest
+    observation time is used. NaN where the feature is missing, undated, or the case has no reference.
+    Columns are named ``<feature>.hours_since``.
+    """
+    columns = [f + HOURS_SINCE for f in features]
+    out = pd.DataFrame(np.nan, index=pd.Index(case_ids, name="case_id"), columns=columns, dtype=float)
+    dated = table[table["time"].notna()]
+    if dated.empty:
+        return out
+    latest = dated.groupby(["case_id", "feature"])["time"].max().unstack("feature")
+    latest = latest.reindex(index=case_ids, columns=features)
+    fallback = dated.groupby("case_id")["time"].max().reindex(case_ids)
+    ref = pd.to_datetime(reference.reindex(case_ids), utc=True)
+    ref = ref.where(ref.notna(), fallback)
+    hours = latest.apply(lambda col: (ref - pd.to_datetime(col, utc=True)).dt.total_seconds() / 3600.0)
+    out.loc[:, :] = np.maximum(hours.to_numpy(dtype=float), 0.0)
+    return out
+
+
 class NotFittedError(MmdxError, AttributeError):
     """A fitted-only method of a preprocessing step was called before ``fit`` (an ``AttributeError`` too,
     as scikit-learn's ``NotFittedError`` is, so code that expected the old error still catches it)."""

@@ -33,6 +33,7 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.index_time import enforce_index_time
 from mmdx.data.issues import Issue, IssueCode, Severity
 from mmdx.data.schemas import schema_errors
 from mmdx.data.splits import DEFAULT_FRACTIONS, SPLITS, patient_level_split
@@ -51,6 +52,7 @@ REJECTING = frozenset(
         IssueCode.PATIENT_IN_TWO_SPLITS,
         IssueCode.PATH_ESCAPES_COHORT,
         IssueCode.NO_USABLE_MODALITY,
+        IssueCode.INDEX_TIME_INVALID,
     }
 )
 
@@ -260,6 +262,10 @@ def validate_cohort(
     for case_id, issues in notes.case_issues.items():
         primary[case_id].issues.extend(issues)
     file_issues.extend(notes.unattached)
+    # 4b. nothing recorded after a case's index time, nor older than its look-back window
+    observations, index_time_summary = enforce_index_time(
+        files, catalogue, primary, primary_rows, observations, notes, image_paths
+    )
 
     # 5. modalities and status of every case
     with_obs = set(observations["case_id"]) if not observations.empty else set()
@@ -289,6 +295,7 @@ def validate_cohort(
     summary = _summary(
         reports, file_issues, cases, n_obs_rows, len(observations), notes.n_lines, split_assigned
     )
+    summary["index_time"] = index_time_summary
     report = ValidationReport(
         cohort={"name": files.name, "path": str(files.root), "version": str(spec.get("version"))},
         cases=reports,

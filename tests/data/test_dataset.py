@@ -80,3 +80,21 @@ def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
     assert cache.warm(paths, workers=2) == 0
     cache.load(paths[0])
     assert cache.misses == 0
+
+
+def test_time_since_measurement_adds_one_column_per_feature(cohort, tmp_path: Path) -> None:
+    from mmdx.data.dataset import Preprocessing
+
+    validated = cohort
+    off = fit_preprocessing(validated, load_config(CONFIG))
+    on = fit_preprocessing(validated, load_config(CONFIG, ["data.tabular.time_since_measurement=true"]))
+    assert off.time_columns == [] and len(on.time_columns) == len(on.features)
+    assert on.tabular_columns == on.features + on.time_columns + on.numeric_columns
+    table = build_case_table(validated, on)
+    assert table.tabular.shape[1] == len(on.tabular_columns)
+    hours = table.canonical[:, len(on.features) : 2 * len(on.features)]
+    present = table.canonical[:, : len(on.features)]
+    assert np.array_equal(np.isnan(hours), np.isnan(present))  # every synthetic value has a time
+    assert np.nanmin(hours) >= 0
+    on.save(tmp_path)
+    assert Preprocessing.load(tmp_path).tabular_columns == on.tabular_columns

@@ -109,3 +109,26 @@ def test_log_scale_columns_round_trip() -> None:
 def test_an_unfitted_normaliser_says_to_fit_it_first(call) -> None:
     with pytest.raises(NotFittedError, match=r"not fitted yet: call fit\(\)"):
         call(TabularNormaliser())
+
+
+def test_hours_since_latest_value() -> None:
+    from mmdx.data.tabular import hours_since_latest
+
+    table = pd.DataFrame(
+        {
+            "case_id": ["a", "a", "a", "b", "b"],
+            "feature": ["crp", "crp", "wbc", "crp", "wbc"],
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "time": pd.to_datetime(
+                ["2024-01-01T00:00Z", "2024-01-01T06:00Z", "2024-01-01T09:00Z", "2024-01-02T00:00Z", None],
+                utc=True,
+            ),
+        }
+    )
+    reference = pd.Series(pd.to_datetime(["2024-01-01T12:00Z", None], utc=True), index=["a", "b"])
+    hours = hours_since_latest(table, reference, ["a", "b", "c"], ["crp", "wbc", "sodium"])
+    assert list(hours.columns) == ["crp.hours_since", "wbc.hours_since", "sodium.hours_since"]
+    # a: index time 12:00; b: no index time, so its latest observation (crp) is the reference
+    np.testing.assert_allclose(hours.loc["a"].to_numpy(), [6.0, 3.0, np.nan])
+    np.testing.assert_allclose(hours.loc["b"].to_numpy(), [0.0, np.nan, np.nan])
+    assert hours.loc["c"].isna().all()

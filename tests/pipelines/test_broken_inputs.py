@@ -12,11 +12,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from mmdx.review.case_inputs import CohortCaseReader
 
 from mmdx.data.issues import IssueCode
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 from mmdx.data.synth.bombs import write_gzip_bomb, write_lying_nifti
+from mmdx.review.case_inputs import CohortCaseReader
 from pipelines.cli import main
 from tests.conftest import TINY
 
