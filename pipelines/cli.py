@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "review": "pipelines.review",
     "users": "pipelines.users",
     "deid": "pipelines.deid",
+    "export": "pipelines.export",
     "demo": "pipelines.demo",
 }
 
@@ -39,6 +40,7 @@ an audit report. Typical flow:
   mmdx evaluate runs/demo                         predictions.parquet + metrics.json
   mmdx explain runs/demo                          attributions per modality
   mmdx audit runs/demo                            HTML + JSON audit report
+  mmdx export runs/demo --dicomweb URL            results into the PACS (DICOM SR, Parametric Map)
   mmdx review runs/demo                           the clinician dashboard
 
 Run 'mmdx COMMAND --help' for the options of each command.
