@@ -46,10 +46,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from mmdx.dicomweb.connection import settings_from_arguments
     from mmdx.export.registry import ExportDestination
     from mmdx.workflows.export import export_run
 
+    if not args.verbose:
+        # highdicom logs every module it copies at INFO: a screen per case
+        logging.getLogger("highdicom").setLevel(logging.WARNING)
     if args.dicomweb:
         exporter = "dicomweb"
         destination = ExportDestination(args.dicomweb, settings_from_arguments(args.dicomweb, args))

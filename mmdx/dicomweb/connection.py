@@ -252,7 +252,16 @@ def open_session(settings: DicomwebSettings) -> requests.Session:
     """A ``requests.Session`` carrying the authentication and TLS settings."""
     import requests
 
-    session = requests.Session()
+    class _Session(requests.Session):
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own `verify`; an explicit
+        # --ca-bundle or --insecure must win (without them the environment's bundle still applies)
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if settings.ca_bundle is not None or not settings.verify_tls:
+                merged["verify"] = self.verify
+            return merged
+
+    session = _Session()
     if settings.auth == AuthKind.BASIC and settings.secret is not None:
         session.auth = (settings.username or "", settings.secret.reveal())
     elif settings.auth == AuthKind.BEARER and settings.secret is not None:
