@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import highdicom as hd
 import nibabel as nib
 import numpy as np
@@ -133,3 +135,29 @@ def test_model_identity_is_recorded(case) -> None:
     text = " ".join(_values(report.dataset))
     for value in (IDENTITY.bundle_sha256, IDENTITY.version, IDENTITY.explanation_version):
         assert value in text
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_real_scanner_files_give_conformant_objects(name: str, tmp_path: Path, dciodvfy) -> None:
+    """pydicom's CT and MR test files (real scanner headers) as the source of every kind of object."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from mmdx.export.dciodvfy import verify
+
+    (tmp_path / "images").mkdir()
+    shutil.copy(get_testdata_file(name), tmp_path / "images" / name)
+    volume = read_image(f"images/{name}", tmp_path)
+    attribution = np.random.default_rng(1).normal(size=volume.array.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(attribution, volume.affine), str(tmp_path / "map.nii.gz"))
+    source = read_case_source(tmp_path, f"images/{name}", tmp_path / "map.nii.gz")
+    objects = case_objects(source, _explanation(1), IDENTITY, segmentation=True, overlay=True)
+    for obj in objects:
+        path = tmp_path / f"{obj.kind}.dcm"
+        obj.dataset.save_as(path, enforce_file_format=True)
+        assert verify(path).errors == [], obj.kind
+    pm = objects[0].dataset
+    assert pm.FrameOfReferenceUID == source.datasets[0].FrameOfReferenceUID
+    assert attribution.ndim == 2  # a single-frame file: one frame, its rows along J
+    np.testing.assert_array_equal(pm.pixel_array, attribution.T)
