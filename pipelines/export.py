@@ -19,6 +19,8 @@ support, not for diagnosis alone" in its series description.
 --to DIR writes DICOM files (DIR/<case>/*.dcm and DIR/index.json); --dicomweb URL sends them by STOW-RS to a
 DICOMweb server (e.g. https://pacs.example.org/dicom-web). Exporting the same explanation again gives the same
 UIDs, so the PACS replaces the objects rather than duplicating them. Needs 'mmdx explain RUN' first.
+Cases that cannot be exported (no image, a NIfTI image, a cohort changed since 'mmdx explain') are listed
+with the reason. Exit status: 0 done, 1 no case could be exported, 2 bad input or the server failed.
 """
 
 
