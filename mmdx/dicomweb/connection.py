@@ -39,6 +39,9 @@ ENV_USER = "MMDX_DICOMWEB_USER"
 ENV_PASSWORD = "MMDX_DICOMWEB_PASSWORD"
 ENV_TOKEN = "MMDX_DICOMWEB_TOKEN"
 DEFAULT_TIMEOUT_S = 60.0
+#: Tries of a request that fails to connect, and the back-off multiplier (ms; waits of 2^n times it).
+RETRY_ATTEMPTS = 3
+RETRY_WAIT_MULTIPLIER_MS = 500
 INSTALL_HINT = "pip install dicomweb-client (it comes with mmdx: pip install -e . or 'make setup')"
 
 
@@ -285,7 +288,16 @@ def open_client(settings: DicomwebSettings, session: requests.Session | None = N
         raise MmdxError(
             f"talking to a DICOMweb server needs the package dicomweb-client: {INSTALL_HINT}"
         ) from None
-    return DICOMwebClient(settings.url, session=session or open_session(settings), timeout=settings.timeout_s)
+    client = DICOMwebClient(
+        settings.url, session=session or open_session(settings), timeout=settings.timeout_s
+    )
+    # dicomweb-client retries a request that raised (refused connection, TLS failure) 5 times with waits of
+    # 2, 4, 8 and 16 s: half a minute before an unreachable server is reported. Three tries, 1 and 2 s
+    # apart, still ride out a blip.
+    client.set_http_retry_params(
+        retry=True, max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=RETRY_WAIT_MULTIPLIER_MS
+    )
+    return client
 
 
 @contextlib.contextmanager

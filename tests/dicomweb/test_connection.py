@@ -158,6 +158,7 @@ def https_server(tls_certificate: Path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a connection whose handshake failed must not hold up the shutdown
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls_certificate / "cert.pem", tls_certificate / "key.pem")
     server.socket = context.wrap_socket(server.socket, server_side=True)
