@@ -74,6 +74,12 @@ for _spec in (
         ("sqlalchemy", "bcrypt"),
     ),
     CommandSpec("deid", "pipelines.deid", "write a de-identified copy of a cohort", ("pydicom", "nibabel")),
+    CommandSpec(
+        "export",
+        "pipelines.export",
+        "write explained cases as DICOM objects into a folder or a PACS",
+        ("highdicom", "dicomweb_client"),
+    ),
     CommandSpec("demo", "pipelines.demo", "run the whole workflow on a synthetic cohort"),
 ):
     COMMANDS.register(_spec)
@@ -91,6 +97,7 @@ an audit report. Typical flow:
   mmdx evaluate runs/demo                         predictions.parquet + metrics.json
   mmdx explain runs/demo                          attributions per modality
   mmdx audit runs/demo                            HTML + JSON audit report
+  mmdx export runs/demo --dicomweb URL            results into the PACS (DICOM SR, Parametric Map)
   mmdx review runs/demo                           the clinician dashboard
 
 Run 'mmdx COMMAND --help' for the options of each command.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -83,20 +85,25 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
-def require_installed(paths: tuple[Path, ...], packages: str) -> None:
-    """Skip (fail under ``CI=true``) when a system component is missing, naming the Debian packages."""
-    missing = [str(p) for p in paths if not p.is_file()]
+def require_system(missing: list[str], packages: str, reason: str = "not found") -> None:
+    """Skip the test (fail it under ``CI=true``) when a system component is ``missing``, naming the Debian
+    ``packages`` that provide it."""
     if not missing:
         return
-    message = f"{', '.join(missing)} not found; install it with: apt-get install {packages}"
+    message = f"{', '.join(missing)} {reason}; install with: apt-get install {packages}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
 
 
+def require_installed(paths: tuple[Path, ...], packages: str) -> None:
+    """Skip (fail under ``CI=true``) when one of the files ``paths`` is missing, naming the Debian packages."""
+    require_system([str(p) for p in paths if not p.is_file()], packages)
+
+
 def require_browser() -> None:
     """Skip (fail under ``CI=true``) when Debian's chromium and chromium-driver are missing."""
-    require_installed((CHROMIUM, CHROMEDRIVER), "chromium chromium-driver")
+    require_system([str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()], "chromium chromium-driver")
 
 
 @pytest.fixture
@@ -140,3 +147,97 @@ def chromium(tmp_path: Path):
     yield start
     for driver in drivers:
         driver.quit()
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> Path:
+    """dicom3tools' DICOM validator (skips, or fails under ``CI=true``, when it is not installed)."""
+    from mmdx.export.dciodvfy import PACKAGE, find_dciodvfy
+
+    found = find_dciodvfy()
+    require_system([] if found else ["dciodvfy"], PACKAGE)
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def orthanc_server():
+    """A throwaway Orthanc PACS with DICOMweb on 127.0.0.1 for the whole session (a
+    :class:`mmdx.dicomweb.orthanc.TemporaryOrthanc`; skips, or fails under ``CI=true``, without Debian's
+    orthanc and orthanc-dicomweb). Tests that need it empty use :func:`pacs`."""
+    from mmdx.dicomweb.orthanc import ORTHANC_PACKAGES, OrthancUnavailable, TemporaryOrthanc
+
+    server = TemporaryOrthanc()
+    try:
+        server.start()
+    except OrthancUnavailable as exc:
+        require_system(["Orthanc"], ORTHANC_PACKAGES, reason=f"unavailable ({exc})")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pacs(orthanc_server):
+    """The session's Orthanc server, emptied before the test."""
+    orthanc_server.delete_everything()
+    return orthanc_server
+
+
+@pytest.fixture
+def pacs_environment(pacs, monkeypatch: pytest.MonkeyPatch):
+    """The session's Orthanc server, emptied, with its basic-authentication credentials in the environment
+    variables mmdx reads them from."""
+    from mmdx.dicomweb.connection import ENV_PASSWORD, ENV_USER
+
+    monkeypatch.setenv(ENV_USER, pacs.username)
+    monkeypatch.setenv(ENV_PASSWORD, pacs.password)
+    return pacs
+
+
+# Explained runs for the export and DICOMweb tests: they reuse the sample runs the dashboard tests build
+# (same folders and arguments, so a full session trains each once) and explain a few cases in a copy.
+
+
+@dataclass(frozen=True)
+class ExplainedRun:
+    path: Path
+    cohort: Path
+    dicom: list[str]  # explained cases with a DICOM image
+    nifti: list[str]  # explained cases with a NIfTI image
+
+
+def _explained(tmp_path_factory: pytest.TempPathFactory, built: Path, name: str) -> ExplainedRun:
+    from mmdx.export.testing import dicom_cases, explained_copy
+
+    cohort = Path(json.loads((built / "bundle" / "card.json").read_text())["cohort"]["path"])
+    dicom = dicom_cases(built, cohort, 2)
+    nifti = dicom_cases(built, cohort, 1, kind="nifti")
+    path = explained_copy(built, tmp_path_factory.mktemp("export-runs") / name, dicom + nifti)
+    return ExplainedRun(path, cohort, dicom, nifti)
+
+
+@pytest.fixture(scope="session")
+def explained_2d(tmp_path_factory: pytest.TempPathFactory) -> ExplainedRun:
+    """The dashboard tests' 2D sample run (single DICOM slices), copied, two DICOM cases and one NIfTI case
+    explained for real."""
+    from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE
+    from pipelines.review import build_sample_run
+
+    built = build_sample_run(
+        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
+    )
+    return _explained(tmp_path_factory, built, "run2d")
+
+
+@pytest.fixture(scope="session")
+def explained_3d(tmp_path_factory: pytest.TempPathFactory) -> ExplainedRun:
+    """The same for the dashboard tests' 3D sample run (DICOM series)."""
+    from pipelines.review import build_sample_run
+
+    built = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
+    return _explained(tmp_path_factory, built, "run3d")
+
+
+@pytest.fixture(params=["2d", "3d"])
+def explained(request: pytest.FixtureRequest) -> ExplainedRun:
+    return request.getfixturevalue(f"explained_{request.param}")

@@ -289,6 +289,13 @@ def _locate(path: Path, root: Path | None, label: str) -> Path:
         _check_inside(candidate, root, label)
     if not candidate.exists():
         where = f" in the cohort directory {root}" if root is not None else ""
+        if str(path).startswith("dicomweb:"):
+            raise ImageReadError(
+                IssueCode.IMAGE_NOT_FOUND,
+                f"'{label}' is a series on a PACS that has not been fetched; run "
+                "'mmdx import dicomweb URL COHORT' first",
+                label,
+            )
         raise ImageReadError(
             IssueCode.IMAGE_NOT_FOUND,
             f"'{label}' does not exist{where}; check the image column of the cases table",

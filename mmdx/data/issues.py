@@ -40,6 +40,11 @@ class IssueCode(StrEnum):
     NIFTI_QFORM_SFORM_MISMATCH = "NIFTI_QFORM_SFORM_MISMATCH"
     NIFTI_INVALID = "NIFTI_INVALID"
     IMAGE_WRONG_DIMENSIONS = "IMAGE_WRONG_DIMENSIONS"
+    # images fetched from a PACS (mmdx import dicomweb)
+    DICOMWEB_REFERENCE_INVALID = "DICOMWEB_REFERENCE_INVALID"
+    PACS_UNREACHABLE = "PACS_UNREACHABLE"
+    SERIES_NOT_FOUND = "SERIES_NOT_FOUND"
+    DICOMWEB_RETRIEVE_FAILED = "DICOMWEB_RETRIEVE_FAILED"
     # observations
     UNIT_UNKNOWN = "UNIT_UNKNOWN"
     VALUE_IMPLAUSIBLE = "VALUE_IMPLAUSIBLE"
@@ -94,6 +99,10 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid (e.g. the file, or what a .nii.gz decompresses "
     "to, holds less voxel data than the header declares)",
     IssueCode.IMAGE_WRONG_DIMENSIONS: "the image is not 2D or 3D as the cohort requires",
+    IssueCode.DICOMWEB_REFERENCE_INVALID: "an image reference is not dicomweb:<StudyInstanceUID>/<SeriesInstanceUID>",
+    IssueCode.PACS_UNREACHABLE: "the DICOMweb server could not be reached or refused the credentials; the series was not fetched",
+    IssueCode.SERIES_NOT_FOUND: "the referenced study/series is not on the DICOMweb server, or has no instance",
+    IssueCode.DICOMWEB_RETRIEVE_FAILED: "the DICOMweb server failed to deliver an instance of the series, or sent another series",
     IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
     IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
     IssueCode.VALUE_NOT_NUMERIC: "the value is not a number",

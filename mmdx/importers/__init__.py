@@ -1,4 +1,7 @@
-"""Hospital data into cohort directories: FHIR R4, MEDS and OMOP CDM (``mmdx import SOURCE ...``).
+"""Hospital data into cohort directories: FHIR R4, MEDS, OMOP CDM and DICOMweb (``mmdx import SOURCE ...``).
+
+``dicomweb`` is the one source that fills an existing cohort: it fetches the image series the cohort references
+(``dicomweb:<study>/<series>``) from a PACS (:mod:`.dicomweb`).
 
 Each source is one module here holding its library body (``import_fhir``, ``import_meds``, ``import_omop``:
 source in, cohort directory out, returning an :class:`~mmdx.importers.output.ImportResult`) and its

@@ -824,6 +824,12 @@ def test_missing_image(cohort: Path) -> None:
         read_image(cohort / "nowhere")
 
 
+def test_unfetched_pacs_reference_names_the_import(cohort: Path) -> None:
+    (issue,) = check_image("dicomweb:1.2.3/4.5.6", root=cohort)
+    assert issue.code == IssueCode.IMAGE_NOT_FOUND
+    assert "mmdx import dicomweb URL COHORT" in issue.message
+
+
 def test_relative_paths_and_sources(cohort: Path) -> None:
     assert read_image("images/a.nii.gz", root=cohort).source == "images/a.nii.gz"
     assert read_image(cohort / "images" / "a.nii.gz", root=cohort).source == "images/a.nii.gz"

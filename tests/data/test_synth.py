@@ -7,6 +7,7 @@ lesion presence from the ground-truth masks), so a bug in the generator's own bo
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -236,3 +237,24 @@ def test_refuses_non_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         synthesize_cohort(tmp_path, SynthOptions(n_cases=10))
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("which", ["cohort2d", "cohort3d"])
+def test_dicom_files_pass_dciodvfy(which: str, request: pytest.FixtureRequest, dciodvfy: Path) -> None:
+    """Every DICOM file of ten cases is a conformant CT Image: dicom3tools' validator finds no error."""
+    from mmdx.export.dciodvfy import verify
+
+    root = request.getfixturevalue(which)
+    with (root / "cases.csv").open(encoding="utf-8") as fh:
+        images = [row["image"] for row in csv.DictReader(fh) if row["image"] and ".nii" not in row["image"]]
+    files = [
+        p
+        for image in images[:10]
+        for p in ([root / image] if image.endswith(".dcm") else sorted((root / image).glob("*.dcm")))
+    ]
+    assert len(files) >= 10
+    for path in files:
+        report = verify(path)
+        assert report.iod == "CTImage"
+        assert report.errors == [], f"{path.relative_to(root)}: {report.errors}"
+        assert report.warnings == [], f"{path.relative_to(root)}: {report.warnings}"

@@ -52,6 +52,7 @@ def _study_slice(ids: dict, site: dict, k: int, ndim: int, z_spacing: float) -> 
     ds.SeriesInstanceUID = ids.get("series_uid") or synthetic_uid(ids["seed_uid"], "series", 0)
     ds.StudyID = "1"
     ds.SeriesNumber = 2
+    ds.AcquisitionNumber = 1
     return ds
 
 
@@ -88,6 +89,8 @@ def dicom_slices(
         ds.ImagePositionPatient = [f"{v:.4f}" for v in lps]
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
         ds.FrameOfReferenceUID = synthetic_uid(ids["seed_uid"], "frame", 0)
+        ds.PositionReferenceIndicator = ""  # type 2: present, empty when there is no anatomical reference
+        ds.PositionReferenceIndicator = ""  # type 2: present, empty when there is no anatomical reference
         ds.SliceLocation = f"{lps[2]:.4f}"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
