@@ -221,6 +221,7 @@ def explained_2d(tmp_path_factory: pytest.TempPathFactory) -> ExplainedRun:
     """The dashboard tests' 2D sample run (single DICOM slices), copied, two DICOM cases and one NIfTI case
     explained for real."""
     from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE
+
     from pipelines.review import build_sample_run
 
     built = build_sample_run(
