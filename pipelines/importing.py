@@ -1,4 +1,4 @@
-"""``mmdx import SOURCE ...``: hospital data (FHIR, MEDS, OMOP, ...) into a cohort directory.
+"""``mmdx import SOURCE ...``: hospital data (FHIR, MEDS, OMOP, DICOMweb images) into a cohort directory.
 
 The sources are the entries of :data:`mmdx.importers.registry.IMPORTERS`; this module only turns each entry
 into a subcommand and runs it. Adding a source: write its module (its library body, an ``add_arguments``
@@ -16,6 +16,9 @@ notes attach to the cases of the user's case list by encounter, or by patient wi
 before each case's index_time; nothing recorded after the index time is imported. Every record that cannot
 be used is counted or reported with a typed reason code in OUT/import_report.json. An interrupted import
 resumes when run again with the same arguments.
+
+'mmdx import dicomweb URL COHORT' fills an existing cohort instead: it fetches the image series its cases
+table references (dicomweb:<study>/<series>) from a PACS.
 """
 
 
@@ -24,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "import",
-        help="import FHIR, MEDS or OMOP data into a cohort directory",
+        help="import FHIR, MEDS, OMOP data or DICOMweb images into a cohort directory",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -33,6 +33,7 @@ file, so neither can write outside the cohort.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -43,20 +44,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from mmdx.data.cohort import CASES_FILES
 from mmdx.data.issues import Issue, IssueCode
 from mmdx.dicomweb.connection import (
     DicomwebError,
     DicomwebFailure,
     DicomwebSettings,
+    add_connection_arguments,
     open_client,
     open_session,
     reporting_failures,
 )
 from mmdx.errors import CohortError, MmdxError
+from mmdx.importers.registry import IMPORTERS, ImporterSpec
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: the command line lists every source
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,8 @@ class _SeriesProblem(Exception):
 
 
 def _cases_path(cohort: Path) -> Path:
+    from mmdx.data.cohort import CASES_FILES
+
     found = [cohort / name for name in CASES_FILES if (cohort / name).is_file()]
     if not found:
         raise CohortError(f"{cohort} has no cases.csv or cases.parquet; is it a cohort directory?")
@@ -143,6 +149,8 @@ def _cases_path(cohort: Path) -> Path:
 
 
 def _read_cases(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -422,3 +430,69 @@ def _write_report(cohort: Path, result: DicomwebImportResult) -> None:
     tmp = path.with_name(f".{REPORT}.tmp")
     tmp.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     os.replace(tmp, path)
+
+
+HELP = """\
+Fetch the image series a cohort references into its images/ folder. A cases-table image cell
+'dicomweb:<StudyInstanceUID>/<SeriesInstanceUID>' names a series on the DICOMweb server at URL: its instances
+are listed with QIDO-RS and retrieved with WADO-RS (as stored, no transcoding) into
+COHORT/images/dicomweb/<SeriesInstanceUID>/, at most --parallel requests at a time. The image cell then points
+at that folder (at the file, for a one-instance series) and the reference moves to the column image_source.
+The import resumes where it stopped: complete series are not fetched again, interrupted ones only for their
+missing instances. A malformed reference, a series the server lacks, a failed retrieval or an unreachable
+server is reported per case with a typed reason code (also in COHORT/dicomweb_import.json); such a case keeps
+its reference for the next run.
+Exit status: 0 every referenced series is present, 1 some case did not get its image, 2 bad arguments.
+"""
+
+#: how many issues the command line prints; the report holds them all
+PRINTED_ISSUES = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "url", metavar="URL", help="DICOMweb service root, e.g. https://pacs.example.org/dicom-web"
+    )
+    parser.add_argument(
+        "cohort", metavar="COHORT", help="cohort directory whose image column holds dicomweb: references"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"requests in flight at most (default {DEFAULT_PARALLEL})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_connection_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmdx.dicomweb.connection import settings_from_arguments
+
+    settings = settings_from_arguments(args.url, args)
+    result = import_dicomweb(settings, args.cohort, parallel=args.parallel, progress=not args.quiet)
+    print(
+        f"{result.server}: fetched {result.series_fetched} series ({result.instances_fetched} instances), "
+        f"{result.series_already_present} already present; {result.cases_rewritten} case(s) now point at "
+        f"their local images ({result.seconds:.1f} s)"
+    )
+    if not result.issues:
+        return 0
+    print(f"{len(result.issues)} case(s) without their image (details in {Path(args.cohort) / REPORT}):")
+    for issue in result.issues[:PRINTED_ISSUES]:
+        print(f"  {issue.code}: {issue.message} (row {issue.row})")
+    if len(result.issues) > PRINTED_ISSUES:
+        print(f"  ... and {len(result.issues) - PRINTED_ISSUES} more")
+    return 1
+
+
+IMPORTERS.register(
+    ImporterSpec(
+        name="dicomweb",
+        help="fetch the image series a cohort references (dicomweb:<study>/<series>) from a PACS",
+        description=HELP,
+        add_arguments=add_arguments,
+        run=run,
+    )
+)

@@ -78,5 +78,10 @@ def parse_lookback(values: list[str]) -> dict[str, str]:
     return out
 
 
-# the built-in sources register themselves when imported; a new source adds its module here
+# the built-in sources register themselves when imported, in this order (that of ``mmdx import --help``):
+# those that write a cohort directory, then the one that fills an existing cohort's images; a new source adds
+# its module here
 from mmdx.importers import fhir, meds, omop  # noqa: E402,F401
+
+# isort: split
+from mmdx.importers import dicomweb  # noqa: E402,F401

@@ -4,7 +4,6 @@ resumably, with typed issues for everything that goes wrong."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from mmdx.data.imaging import read_image
 from mmdx.data.issues import IssueCode
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 from mmdx.data.validation import validate_cohort
-from mmdx.dicomweb.connection import ENV_PASSWORD, ENV_USER, AuthKind, DicomwebSettings, Secret
+from mmdx.dicomweb.connection import AuthKind, DicomwebSettings, Secret
 from mmdx.importers import dicomweb as importer
 from mmdx.importers.dicomweb import (
     COMPLETE_MARKER,
@@ -28,7 +27,7 @@ from mmdx.importers.dicomweb import (
     import_dicomweb,
     parse_reference,
 )
-from pipelines.import_dicomweb import main
+from tests.support.dicomweb_cohorts import by_reference, dicom_files
 
 
 @pytest.mark.parametrize(
@@ -65,31 +64,6 @@ def originals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def _dicom_files(cohort: Path, image: str) -> list[Path]:
-    path = cohort / image
-    return [path] if path.is_file() else sorted(path.glob("*.dcm"))
-
-
-def _by_reference(original: Path, target: Path, pacs) -> dict[str, str]:
-    """Upload the original cohort's DICOM images to ``pacs`` and write at ``target`` the same cohort with
-    each DICOM image replaced by its dicomweb: reference (and its files removed); returns case -> image."""
-    shutil.copytree(original, target)
-    cases = pd.read_csv(target / "cases.csv", dtype=str, keep_default_na=False)
-    originals = {}
-    for row, image in enumerate(cases["image"]):
-        if not image or ".nii" in image:
-            continue
-        files = _dicom_files(original, image)
-        pacs.upload(files)
-        header = pydicom.dcmread(files[0], stop_before_pixels=True)
-        cases.loc[row, "image"] = f"dicomweb:{header.StudyInstanceUID}/{header.SeriesInstanceUID}"
-        originals[cases.loc[row, "case_id"]] = image
-        gone = target / image
-        shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
-    cases.to_csv(target / "cases.csv", index=False)
-    return originals
-
-
 def _settings(pacs) -> DicomwebSettings:
     return DicomwebSettings(pacs.dicomweb_url, AuthKind.BASIC, pacs.username, Secret(pacs.password))
 
@@ -99,7 +73,7 @@ def _settings(pacs) -> DicomwebSettings:
 def test_fetched_images_equal_the_originals_voxel_for_voxel(dims, originals, pacs, tmp_path: Path) -> None:
     original = originals[dims]
     cohort = tmp_path / "cohort"
-    referenced = _by_reference(original, cohort, pacs)
+    referenced = by_reference(original, cohort, pacs)
     assert referenced
     result = import_dicomweb(_settings(pacs), cohort, parallel=3, progress=False)
     assert result.issues == []
@@ -117,9 +91,9 @@ def test_fetched_images_equal_the_originals_voxel_for_voxel(dims, originals, pac
         # and the stored pixel bytes are those of the original files, instance by instance
         stored = {
             pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).PixelData
-            for p in _dicom_files(original, image)
+            for p in dicom_files(original, image)
         }
-        for path in _dicom_files(cohort, local):
+        for path in dicom_files(cohort, local):
             dataset = pydicom.dcmread(path)
             assert dataset.PixelData == stored[dataset.SOPInstanceUID]
     # NIfTI cases and cases without an image are untouched
@@ -139,7 +113,7 @@ def test_fetched_images_equal_the_originals_voxel_for_voxel(dims, originals, pac
 @pytest.mark.slow
 def test_import_resumes_and_fetches_only_what_is_missing(originals, pacs, tmp_path: Path) -> None:
     cohort = tmp_path / "cohort"
-    referenced = _by_reference(originals["3d"], cohort, pacs)
+    referenced = by_reference(originals["3d"], cohort, pacs)
     first = import_dicomweb(_settings(pacs), cohort, progress=False)
     assert first.series_fetched == len(referenced)
     # an interruption: one series lost an instance and was never marked complete
@@ -159,7 +133,7 @@ def test_import_resumes_and_fetches_only_what_is_missing(originals, pacs, tmp_pa
 @pytest.mark.slow
 def test_missing_series_and_bad_references_are_typed_issues(originals, pacs, tmp_path: Path) -> None:
     cohort = tmp_path / "cohort"
-    referenced = _by_reference(originals["2d"], cohort, pacs)
+    referenced = by_reference(originals["2d"], cohort, pacs)
     cases = pd.read_csv(cohort / "cases.csv", dtype=str, keep_default_na=False)
     absent, malformed = list(referenced)[:2]
     cases.loc[cases["case_id"] == absent, "image"] = "dicomweb:1.2.3.4/5.6.7.8"
@@ -174,30 +148,10 @@ def test_missing_series_and_bad_references_are_typed_issues(originals, pacs, tmp
     assert after.loc[malformed, "image"] == "dicomweb:1.2.3.4"
 
 
-def test_unreachable_pacs_fails_every_case_and_never_shows_the_password(
-    originals, tmp_path: Path, monkeypatch, capsys
-) -> None:
-    cohort = tmp_path / "cohort"
-    shutil.copytree(originals["2d"], cohort)
-    cases = pd.read_csv(cohort / "cases.csv", dtype=str, keep_default_na=False)
-    dicom = cases["image"].str.endswith(".dcm")
-    cases.loc[dicom, "image"] = [f"dicomweb:1.2.{i}/3.4.{i}" for i in range(int(dicom.sum()))]
-    cases.to_csv(cohort / "cases.csv", index=False)
-    monkeypatch.setenv(ENV_USER, "ana")
-    monkeypatch.setenv(ENV_PASSWORD, "unreachable-secret-99")
-    code = main(["http://127.0.0.1:9/dicom-web", str(cohort), "--quiet", "--timeout", "5"])
-    out = capsys.readouterr()
-    assert code == 1
-    report = json.loads((cohort / REPORT).read_text())
-    assert [i["code"] for i in report["issues"]] == [IssueCode.PACS_UNREACHABLE] * int(dicom.sum())
-    assert "cannot connect" in report["issues"][0]["message"]
-    assert "unreachable-secret-99" not in out.out + out.err + (cohort / REPORT).read_text()
-
-
 @pytest.mark.slow
 def test_requests_in_flight_stay_within_the_bound(originals, pacs, tmp_path: Path, monkeypatch) -> None:
     cohort = tmp_path / "cohort"
-    _by_reference(originals["3d"], cohort, pacs)
+    by_reference(originals["3d"], cohort, pacs)
     active, peak, lock = [0], [0], threading.Lock()
     retrieve = importer._Fetcher.retrieve
 

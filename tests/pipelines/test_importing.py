@@ -13,7 +13,7 @@ def test_every_registered_importer_is_a_subcommand(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["import", "--help"])
     text = capsys.readouterr().out
-    assert IMPORTERS.names() == ["fhir", "meds", "omop"]
+    assert IMPORTERS.names() == ["fhir", "meds", "omop", "dicomweb"]
     for name in IMPORTERS.names():
         assert name in text
 
@@ -24,6 +24,7 @@ def test_every_registered_importer_is_a_subcommand(capsys) -> None:
         ("fhir", "SRC_DIR OUT --cases CASES.csv"),
         ("meds", "MEDS_ROOT OUT"),
         ("omop", "URL OUT"),
+        ("dicomweb", "URL COHORT"),
     ],
 )
 def test_command_shapes(source: str, shape: str, capsys) -> None:
