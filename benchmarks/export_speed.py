@@ -1,7 +1,7 @@
 """Export speed of ``mmdx export`` on a 100-case run, and what dciodvfy says about every exported object.
 
 Builds a run the way the dashboard's sample run is built (a synthetic 3D cohort of DICOM series, the tiny
-model of ``mmdx.review.testing.tiny_config``, one epoch, evaluated), explains ``--cases`` of its DICOM cases
+model of ``mmdx.workflows.sample_run.sample_config``, one epoch, evaluated), explains ``--cases`` of its DICOM cases
 with ``mmdx explain`` (Integrated Gradients, no checks), then times, ``--repeats`` times each:
 
 * ``dir``: ``mmdx export RUN --to DIR`` (Parametric Map + SR), and with ``--segmentation --overlay``;
@@ -34,13 +34,11 @@ from mmdx.dicomweb.connection import AuthKind, DicomwebSettings, Secret
 from mmdx.dicomweb.orthanc import TemporaryOrthanc
 from mmdx.export.dciodvfy import verify
 from mmdx.export.registry import ExportDestination
-from mmdx.export.testing import dicom_cases, explained_copy
 from mmdx.workflows.export import export_run
+from mmdx.workflows.sample_run import build_sample_run, cases_with_image, explained_copy
 
 
 def _build(base: Path, n_cases: int, size: int, seed: int) -> tuple[Path, Path]:
-    from pipelines.review import build_sample_run
-
     run = build_sample_run(base / "built", dims=3, n_cases=n_cases, size=size, seed=seed)
     return run, base / "built" / "cohort"
 
@@ -78,7 +76,7 @@ def main() -> None:
     try:
         began = time.perf_counter()
         built, cohort = _build(base, args.cohort_cases, args.size, args.seed)
-        cases = dicom_cases(built, cohort, args.cases)
+        cases = cases_with_image(built, cohort, args.cases)
         if len(cases) < args.cases:
             raise SystemExit(f"only {len(cases)} DICOM cases were predicted; raise --cohort-cases")
         run = explained_copy(built, base / "run", cases)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ pytest_plugins = [
     "tests.support.audit_runs",
     "tests.support.phi_cohorts",
     "tests.support.review_runs",
+    "tests.support.export_runs",  # after review_runs, which it imports
     "tests.support.store_backends",
 ]
 
@@ -192,53 +191,3 @@ def pacs_environment(pacs, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ENV_USER, pacs.username)
     monkeypatch.setenv(ENV_PASSWORD, pacs.password)
     return pacs
-
-
-# Explained runs for the export and DICOMweb tests: they reuse the sample runs the dashboard tests build
-# (same folders and arguments, so a full session trains each once) and explain a few cases in a copy.
-
-
-@dataclass(frozen=True)
-class ExplainedRun:
-    path: Path
-    cohort: Path
-    dicom: list[str]  # explained cases with a DICOM image
-    nifti: list[str]  # explained cases with a NIfTI image
-
-
-def _explained(tmp_path_factory: pytest.TempPathFactory, built: Path, name: str) -> ExplainedRun:
-    from mmdx.export.testing import dicom_cases, explained_copy
-
-    cohort = Path(json.loads((built / "bundle" / "card.json").read_text())["cohort"]["path"])
-    dicom = dicom_cases(built, cohort, 2)
-    nifti = dicom_cases(built, cohort, 1, kind="nifti")
-    path = explained_copy(built, tmp_path_factory.mktemp("export-runs") / name, dicom + nifti)
-    return ExplainedRun(path, cohort, dicom, nifti)
-
-
-@pytest.fixture(scope="session")
-def explained_2d(tmp_path_factory: pytest.TempPathFactory) -> ExplainedRun:
-    """The dashboard tests' 2D sample run (single DICOM slices), copied, two DICOM cases and one NIfTI case
-    explained for real."""
-    from mmdx.review.testing import MARKUP_CASE, MARKUP_NOTE
-
-    from pipelines.review import build_sample_run
-
-    built = build_sample_run(
-        tmp_path_factory.getbasetemp() / "review-run-2d", extra_notes={MARKUP_CASE: MARKUP_NOTE}
-    )
-    return _explained(tmp_path_factory, built, "run2d")
-
-
-@pytest.fixture(scope="session")
-def explained_3d(tmp_path_factory: pytest.TempPathFactory) -> ExplainedRun:
-    """The same for the dashboard tests' 3D sample run (DICOM series)."""
-    from pipelines.review import build_sample_run
-
-    built = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
-    return _explained(tmp_path_factory, built, "run3d")
-
-
-@pytest.fixture(params=["2d", "3d"])
-def explained(request: pytest.FixtureRequest) -> ExplainedRun:
-    return request.getfixturevalue(f"explained_{request.param}")

@@ -1,5 +1,10 @@
 """A small run to try the dashboard on: synthesise a cohort, train a model that trains in seconds, and
 evaluate it. The dashboard's tests and its benchmark build their runs with :func:`build_sample_run`.
+
+:func:`explained_copy` copies a built run (bundle and predictions; not its checkpoints, explanations or review
+store) and explains chosen cases of it for real, so that several users of one trained run (the export tests
+and benchmark) each get explanations of their own; :func:`cases_with_image` picks those cases by the kind of
+their image.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mmdx.run import RunPaths
+
+#: what :func:`image_kinds` calls a case's image
+IMAGE_KINDS = ("dicom", "nifti", "none")
 
 
 def sample_config(dims: int = 2, size: int = 16, name: str = "sample") -> dict[str, Any]:
@@ -74,3 +82,44 @@ def build_sample_run(
     train_run(config, cohort, run.root, progress=False)
     evaluate_run(run.root, cohort, workers=1)
     return run.root
+
+
+def image_kinds(cohort_dir: str | Path) -> dict[str, str]:
+    """``case_id -> "dicom" | "nifti" | "none"`` from the cohort's cases table."""
+    from mmdx.data.cohort import read_cohort
+
+    cases = read_cohort(cohort_dir).cases
+    kinds = {}
+    for case_id, image in zip(cases["case_id"], cases["image"], strict=True):
+        kinds[str(case_id)] = (
+            "none" if not image else "nifti" if str(image).endswith((".nii", ".nii.gz")) else "dicom"
+        )
+    return kinds
+
+
+def cases_with_image(run_dir: str | Path, cohort_dir: str | Path, n: int, kind: str = "dicom") -> list[str]:
+    """The first ``n`` cases of the run's predictions whose image is of ``kind`` (one of :data:`IMAGE_KINDS`)."""
+    if kind not in IMAGE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(IMAGE_KINDS)}, got {kind!r}")
+    predicted = RunPaths(Path(run_dir)).read_predictions()["case_id"].astype(str)
+    kinds = image_kinds(cohort_dir)
+    return [c for c in predicted if kinds.get(c) == kind][:n]
+
+
+def explained_copy(run_dir: str | Path, out: str | Path, cases: list[str]) -> Path:
+    """A copy of the run at ``out`` (replacing what is there) with ``cases`` explained by Integrated
+    Gradients (no sanity checks, one worker); returns ``out``."""
+    from mmdx.workflows.explain import explain_run
+
+    run, copy = RunPaths(Path(run_dir)), RunPaths(Path(out))
+    if copy.root.exists():
+        shutil.rmtree(copy.root)
+    # the review store's SQLite companions (review.sqlite-wal, -shm) stay behind with it
+    left_out = {run.checkpoints.name, run.explanations.name, run.review_store.name}
+
+    def ignored(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.split("-")[0] in left_out] if Path(folder) == run.root else []
+
+    shutil.copytree(run.root, copy.root, ignore=ignored)
+    explain_run(copy.root, cases=cases, check_cases=0, workers=1)
+    return copy.root

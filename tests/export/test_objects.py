@@ -22,7 +22,7 @@ from mmdx.export.objects import (
     overlay_picture,
 )
 from mmdx.export.source import read_case_source
-from mmdx.export.testing import image_kinds
+from mmdx.workflows.sample_run import image_kinds
 
 IDENTITY = ModelIdentity("demo", "0123456789abcdef", "f" * 64, "0.1.0", "expl1234", "integrated_gradients")
 

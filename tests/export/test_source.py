@@ -13,7 +13,7 @@ import pytest
 from mmdx.data.imaging import read_image
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 from mmdx.export.source import SourceProblem, header_affine, read_case_source, read_source_headers
-from mmdx.export.testing import image_kinds
+from mmdx.workflows.sample_run import image_kinds
 
 
 @pytest.fixture(scope="module")
