@@ -16,7 +16,7 @@
 #    folder. Fetch them where pip works, for the target's Python, e.g. for 3.12:
 #      pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #          -d wheels monai==1.6.1 pydicom nibabel pydantic pydantic_core ...
-#    (whatever `python -c "import pipelines.train"` reports missing there).
+#    (whatever `python -c "import mmdx.workflows.train"` reports missing there).
 # 3. Writes a synthetic 3D cohort (--cases volumes of --size³ voxels) with `mmdx synth`.
 # 4. Trains configs/ct3d_gpu.yaml (3D DenseNet-121, bf16 autocast) for --steps optimizer steps and prints
 #    samples/s, peak GPU memory (torch.cuda.max_memory_allocated, per process) and the share of step time
@@ -108,7 +108,7 @@ if [ -n "$use_python" ]; then
         export PYTHONPATH="$work/site:$PYTHONPATH"
     fi
     if ! probe_env; then
-        "$py" -c 'import torch, mmdx, pipelines.train' || true
+        "$py" -c 'import torch, mmdx, mmdx.workflows.train' || true
         fail "$py cannot import torch with CUDA and the project (see the error above; --wheels DIR supplies missing packages)"
     fi
     say "using $py as it is (project on PYTHONPATH)"
@@ -146,7 +146,7 @@ if [ ! -f "$cohort/cohort.yaml" ]; then
 fi
 
 # ---- 4./5. training runs ---------------------------------------------------------------------------------
-# The training runs in-process (pipelines.train.train_run) so that each process can report its own peak GPU
+# The training runs in-process (mmdx.workflows.train.train_run) so that each process can report its own peak GPU
 # memory; every rank prints one JSON line, rank 0 with the throughput and data-wait share.
 probe="$work/train_probe.py"
 cat > "$probe" <<'EOF'

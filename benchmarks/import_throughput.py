@@ -15,7 +15,7 @@ FHIR models, SQLAlchemy, ...) and records its resident memory (the *baseline*); 
 high-water mark (``VmHWM``) at the end. The criterion: the peak above the baseline at 1e6 events stays
 under twice that at 1e5, i.e. memory does not grow with the source.
 
-    python benchmarks/import_throughput.py --sizes 100000 1000000 --data /work/data/importers \
+    python -m benchmarks.import_throughput --sizes 100000 1000000 --data /work/data/importers \
         --json import_throughput.json
 """
 
@@ -417,7 +417,7 @@ def main() -> None:
         server = None
         url = None
         if source == "omop":
-            from mmdx.store.testing import TemporaryPostgres, create_database
+            from tests.support.postgres import TemporaryPostgres, create_database
 
             server = TemporaryPostgres(durable=False)
             url = create_database(server.start(), "omop")

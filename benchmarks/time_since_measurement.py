@@ -31,13 +31,12 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from mmdx.training.metrics import auroc
-
     from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.config import load_config
     from mmdx.data.synth import SynthOptions, synthesize_cohort
-    from pipelines.evaluate import evaluate_run
-    from pipelines.train import train_run
+    from mmdx.metrics import auroc
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.train import train_run
 
     cohort = Path(args.cohort)
     if not (cohort / "cohort.yaml").is_file():
@@ -56,8 +55,7 @@ def main() -> None:
                 [f"seed={seed}", "train.threads=1", f"data.tabular.time_since_measurement={str(on).lower()}"],
             )
             train_run(config, cohort, out, progress=False)
-            evaluate_run(out, workers=1, progress=False)
-            frame = pd.read_parquet(out / "predictions.parquet")
+            frame = evaluate_run(out, workers=1).run.read_predictions()
             test = frame[frame["split"] == "test"].set_index("case_id").sort_index()
             probs[on] = test["probability"]
             labels = test["label"]

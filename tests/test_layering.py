@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
         "mmdx.metrics",
         "mmdx.config",
         "mmdx.owner_only",
-    ),  # foundations
+        "mmdx.dicomweb",
+    ),  # foundations, and the connection to a PACS that importing and exporting share
     (
         "mmdx.data",
         "mmdx.deid",
@@ -37,8 +38,9 @@ LAYERS: list[tuple[str, ...]] = [
     ),  # the cohort directory: read, validate, synthesise, de-identify, import
     ("mmdx.models", "mmdx.training", "mmdx.bundle"),  # the model and the model bundle
     ("mmdx.predict", "mmdx.explain", "mmdx.run", "mmdx.store"),  # what a run produces and keeps
-    ("mmdx.audit", "mmdx.review"),  # what reads a run: the audit report, the dashboard's logic
-    ("mmdx.workflows",),  # train, evaluate, explain, predict, audit
+    # what reads a run: the audit report, the dashboard's logic, the DICOM export
+    ("mmdx.audit", "mmdx.review", "mmdx.export"),
+    ("mmdx.workflows",),  # train, evaluate, explain, predict, audit, export
 ]
 #: ``mmdx/__init__.py`` re-exports :func:`mmdx.load_bundle` lazily: the package's front door, not a layer.
 FRONT_DOOR = {"mmdx": {"mmdx.bundle"}}

@@ -254,8 +254,8 @@ def test_planted_leak_never_reaches_the_tabular_tensors(leak_cohorts: dict, tiny
 
 @pytest.mark.slow
 def test_a_tiny_model_cannot_exploit_the_planted_leak(leak_cohorts: dict, tiny, tmp_path: Path) -> None:
-    from pipelines.evaluate import evaluate_run
-    from pipelines.train import train_run
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.train import train_run
 
     _, make_config = tiny
     # a one-token-per-feature transformer picks a single decisive feature out quickly
@@ -268,6 +268,6 @@ def test_a_tiny_model_cannot_exploit_the_planted_leak(leak_cohorts: dict, tiny, 
     aurocs = {}
     for name in ("guarded", "unguarded"):
         train_run(config, leak_cohorts[name], tmp_path / name, progress=False)
-        aurocs[name] = evaluate_run(tmp_path / name, progress=False)["splits"]["test"]["auroc"]
+        aurocs[name] = evaluate_run(tmp_path / name, workers=1).metrics["splits"]["test"]["auroc"]
     assert aurocs["unguarded"] > 0.95  # the leak, if it got through, is easy to learn
     assert aurocs["guarded"] < aurocs["unguarded"] - 0.1

@@ -9,28 +9,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mmdx.data.synth.export import OMOP_TABLES, omop_ddl
-from pipelines.cli import main
+from mmdx.data.synth import SynthOptions, synthesize_cohort
+from mmdx.data.synth.export import OMOP_TABLES, export_cohort, omop_ddl
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "cohort"
-    args = [
-        "synth",
-        str(out),
-        "--cases",
-        "24",
-        "--dims",
-        "2",
-        "--size",
-        "16",
-        "--workers",
-        "1",
-        "--seed",
-        "3",
-    ]
-    assert main([*args, "--export", "fhir", "--export", "meds", "--export", "omop"]) == 0
+    synthesize_cohort(out, SynthOptions(n_cases=24, seed=3, dims=2, size=16, workers=1))
+    export_cohort(out, ["fhir", "meds", "omop"])
     return out / "export"
 
 

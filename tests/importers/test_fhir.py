@@ -14,23 +14,12 @@ from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
 from mmdx.importers.fhir import import_fhir
 from mmdx.importers.output import ImportOptions
-from pipelines.cli import main
 
 
 @pytest.fixture(scope="module")
 def imported(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fhir") / "cohort"
-    code = main(
-        [
-            "import",
-            "fhir",
-            str(exported / "export" / "fhir"),
-            str(out),
-            "--cases",
-            str(exported / "export" / "cases.csv"),
-        ]
-    )
-    assert code == 0
+    import_fhir(exported / "export" / "fhir", out, exported / "export" / "cases.csv")
     return out
 
 
@@ -253,27 +242,14 @@ def test_an_interrupted_import_resumes_and_gives_the_same_cohort(
         import_fhir(src, tmp_path / "out", cases, options)
 
 
-def test_missing_source_and_bad_case_list_are_one_line_errors(tmp_path: Path, capsys) -> None:
-    assert main(["import", "fhir", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--cases", "x.csv"]) == 2
-    assert "FHIR source folder not found" in capsys.readouterr().err
+def test_a_missing_source_and_a_case_list_without_its_columns_are_named(tmp_path: Path) -> None:
+    with pytest.raises(MmdxError, match="FHIR source folder not found"):
+        import_fhir(tmp_path / "nowhere", tmp_path / "out", tmp_path / "x.csv")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.ndjson").write_text("{}\n")
     (tmp_path / "cases.csv").write_text("case,patient\n1,2\n")
-    assert (
-        main(
-            [
-                "import",
-                "fhir",
-                str(tmp_path / "src"),
-                str(tmp_path / "out"),
-                "--cases",
-                str(tmp_path / "cases.csv"),
-            ]
-        )
-        == 2
-    )
-    assert "required column(s) case_id, patient_id missing" in capsys.readouterr().err
-    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    with pytest.raises(MmdxError, match="required column\\(s\\) case_id, patient_id missing"):
+        import_fhir(tmp_path / "src", tmp_path / "out", tmp_path / "cases.csv")
 
 
 def test_images_named_by_the_case_list_are_copied_or_kept_as_references(tmp_path: Path) -> None:

@@ -15,28 +15,16 @@ from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
 from mmdx.importers.meds import import_meds
 from mmdx.importers.output import ImportOptions
-from pipelines.cli import main
 
 #: the synthetic records of a case lie within 71 hours before its exported index time
-WINDOW = ["--lookback", "vital=P3D", "--lookback", "lab=P3D", "--lookback", "note=P3D"]
+WINDOW = {"vital": "P3D", "lab": "P3D", "note": "P3D"}
 
 
 @pytest.fixture(scope="module")
 def imported(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("meds") / "cohort"
     export = exported / "export"
-    code = main(
-        [
-            "import",
-            "meds",
-            str(export / "meds"),
-            str(out),
-            "--labels",
-            str(export / "meds_labels.parquet"),
-            *WINDOW,
-        ]
-    )
-    assert code == 0
+    import_meds(export / "meds", out, export / "meds_labels.parquet", ImportOptions(lookback=WINDOW))
     return out
 
 

@@ -17,7 +17,6 @@ from mmdx.export.dciodvfy import verify
 from mmdx.export.registry import ExportDestination
 from mmdx.export.source import read_source_headers
 from mmdx.workflows.export import export_run
-from pipelines.cli import main
 
 
 def _files(folder: Path) -> list[Path]:
@@ -110,14 +109,6 @@ def test_changed_cohort_is_reported_not_exported(explained_2d, tmp_path: Path) -
 def test_unknown_case_names_the_command(explained_2d, tmp_path: Path) -> None:
     with pytest.raises(MmdxError, match="mmdx explain RUN --cases NOPE"):
         export_run(explained_2d.path, "dir", ExportDestination(str(tmp_path)), cases=["NOPE"], progress=False)
-
-
-def test_cli_exports_chosen_case(explained_2d, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    case = explained_2d.dicom[1]
-    code = main(["export", str(explained_2d.path), "--to", str(tmp_path / "out"), "--cases", case, "--quiet"])
-    assert code == 0
-    assert "exported 1 case(s), 2 object(s)" in capsys.readouterr().out
-    assert [p.parent.name for p in _files(tmp_path / "out")] == [case, case]
 
 
 def test_run_without_explanations_says_what_to_run(explained_2d, tmp_path: Path) -> None:
