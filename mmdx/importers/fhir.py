@@ -332,6 +332,74 @@ def _source_files(src: Path) -> list[list]:
     return [[str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
+def _read_ndjson_block(
+    reader: _ResourceReader, rel: str, block: list[tuple[int, str]], output: UnitOutput, rows: list[dict]
+) -> None:
+    """Read one unit of an NDJSON file: a resource per line; a line that is not a JSON object is an issue."""
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.staging import import_issue
+
+    for number, line in block:
+        where = f"{rel} line {number}"
+        try:
+            resource = json.loads(line)
+        except json.JSONDecodeError as exc:
+            output.issues.append(
+                import_issue(IssueCode.SOURCE_RECORD_INVALID, f"{where}: not valid JSON ({exc.msg})")
+            )
+            continue
+        if not isinstance(resource, dict):
+            output.issues.append(import_issue(IssueCode.SOURCE_RECORD_INVALID, f"{where}: not a JSON object"))
+            continue
+        reader.read(resource, where, {}, output, rows)
+
+
+def _read_json_file(
+    reader: _ResourceReader, path: Path, rel: str, output: UnitOutput, rows: list[dict]
+) -> None:
+    """Read a ``.json`` file: a Bundle (its entries, whose ``urn:uuid:`` full URLs resolve references between
+    them) or a single resource."""
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.staging import import_issue
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        output.issues.append(
+            import_issue(IssueCode.SOURCE_RECORD_INVALID, f"{rel}: not valid JSON ({exc}); file skipped")
+        )
+        return
+    if not isinstance(document, dict):
+        return
+    if document.get("resourceType") != "Bundle":
+        reader.read(document, rel, {}, output, rows)
+        return
+    entries = [e for e in document.get("entry") or [] if isinstance(e, dict)]
+    full_urls = {}
+    for entry in entries:
+        res = entry.get("resource") or {}
+        if entry.get("fullUrl") and res.get("resourceType") and res.get("id"):
+            full_urls[entry["fullUrl"]] = f"{res['resourceType']}/{res['id']}"
+    for i, entry in enumerate(entries, start=1):
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
+            reader.read(resource, f"{rel} entry {i}", full_urls, output, rows)
+
+
+def _checked_source(src: Path) -> list[list]:
+    """The source folder's files (name, size, mtime) for the import's identity; raises when there are none."""
+    from mmdx.errors import MmdxError
+
+    if not src.is_dir():
+        raise MmdxError(f"FHIR source folder not found: {src}")
+    files = _source_files(src)
+    if not files:
+        raise MmdxError(
+            f"{src} holds no .ndjson or .json file; point at a FHIR bulk-data export or Bundle folder"
+        )
+    return files
+
+
 def import_fhir(
     src: str | Path,
     out: str | Path,
@@ -341,21 +409,13 @@ def import_fhir(
 ) -> ImportResult:
     """Import a folder of FHIR R4 NDJSON / Bundle files into the cohort directory ``out``."""
     from mmdx.data.catalogue import FeatureCatalogue
-    from mmdx.data.issues import IssueCode
-    from mmdx.errors import MmdxError
     from mmdx.importers.caselist import CaseList
     from mmdx.importers.output import ImportOptions, event_frame, finish_import, lookback_of, split_attached
-    from mmdx.importers.staging import ImportStaging, UnitOutput, fingerprint_file, import_issue
+    from mmdx.importers.staging import ImportStaging, UnitOutput, fingerprint_file
 
     options = options or ImportOptions()
     src = Path(src)
-    if not src.is_dir():
-        raise MmdxError(f"FHIR source folder not found: {src}")
-    files = _source_files(src)
-    if not files:
-        raise MmdxError(
-            f"{src} holds no .ndjson or .json file; point at a FHIR bulk-data export or Bundle folder"
-        )
+    files = _checked_source(src)
     catalogue = FeatureCatalogue.load()
     windows = lookback_of(options, catalogue)
     caselist = CaseList.read(cases)
@@ -379,44 +439,9 @@ def import_fhir(
         rows: list[dict] = []
         rel = str(path.relative_to(src))
         if kind == "ndjson":
-            for number, line in block:
-                where = f"{rel} line {number}"
-                try:
-                    resource = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    output.issues.append(
-                        import_issue(IssueCode.SOURCE_RECORD_INVALID, f"{where}: not valid JSON ({exc.msg})")
-                    )
-                    continue
-                if not isinstance(resource, dict):
-                    output.issues.append(
-                        import_issue(IssueCode.SOURCE_RECORD_INVALID, f"{where}: not a JSON object")
-                    )
-                    continue
-                reader.read(resource, where, {}, output, rows)
+            _read_ndjson_block(reader, rel, block, output, rows)
         else:
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                output.issues.append(
-                    import_issue(
-                        IssueCode.SOURCE_RECORD_INVALID, f"{rel}: not valid JSON ({exc}); file skipped"
-                    )
-                )
-                document = None
-            if isinstance(document, dict) and document.get("resourceType") == "Bundle":
-                entries = [e for e in document.get("entry") or [] if isinstance(e, dict)]
-                full_urls = {}
-                for entry in entries:
-                    res = entry.get("resource") or {}
-                    if entry.get("fullUrl") and res.get("resourceType") and res.get("id"):
-                        full_urls[entry["fullUrl"]] = f"{res['resourceType']}/{res['id']}"
-                for i, entry in enumerate(entries, start=1):
-                    resource = entry.get("resource")
-                    if isinstance(resource, dict):
-                        reader.read(resource, f"{rel} entry {i}", full_urls, output, rows)
-            elif isinstance(document, dict):
-                reader.read(document, rel, {}, output, rows)
+            _read_json_file(reader, path, rel, output, rows)
         events = event_frame(rows)
         output.counts["records_read"] += len(events)
         split_attached(caselist.attach(events, windows, output.counts), output)

@@ -36,6 +36,7 @@ from mmdx.importers.registry import IMPORTERS, ImporterSpec, add_cohort_argument
 
 if TYPE_CHECKING:
     from mmdx.importers.output import ImportOptions, ImportResult, Progress
+    from mmdx.importers.staging import ImportStaging, UnitOutput
 
 MEDS_SPLITS = {"train": "train", "tuning": "val", "held_out": "test"}
 GENDER_CODE = "GENDER"
@@ -209,6 +210,218 @@ def _read_code_metadata(root: Path, issues: list) -> tuple[dict[str, list[str]],
     return parents, units
 
 
+class _CodeClassifier:
+    """What a MEDS code stands for, cached per code: ``(what, loinc, unit)`` where ``what`` is ``value`` (a
+    catalogue LOINC code), ``other_loinc``, ``note`` or ``other``, and ``unit`` the code's ``//unit`` suffix or
+    its unit in ``codes.parquet``."""
+
+    def __init__(
+        self,
+        loinc_kind: dict[str, str],
+        parents: dict[str, list[str]],
+        units: dict[str, str],
+        note_prefix: str,
+    ) -> None:
+        self.loinc_kind = loinc_kind
+        self.parents = parents
+        self.units = units
+        self.note_prefix = note_prefix.upper()
+        self._cache: dict[str, tuple] = {}
+
+    def __call__(self, code: str) -> tuple:
+        if code not in self._cache:
+            loinc, unit = _loinc_and_unit(code, self.parents)
+            if loinc is not None:
+                what = "value" if loinc in self.loinc_kind else "other_loinc"
+            elif code.upper().startswith(self.note_prefix):
+                what = "note"
+            else:
+                what = "other"
+            self._cache[code] = (what, loinc, unit or self.units.get(code))
+        return self._cache[code]
+
+
+def _data_files(root: Path) -> list[Path]:
+    """The dataset's data Parquet files; raises when ``root`` is not a MEDS dataset."""
+    from mmdx.errors import MmdxError
+
+    meds = _meds()
+    data_dir = root / meds.data_subdirectory
+    if not data_dir.is_dir():
+        raise MmdxError(f"{root} is not a MEDS dataset: no {meds.data_subdirectory}/ folder of Parquet files")
+    files = sorted(data_dir.rglob("*.parquet"))
+    if not files:
+        raise MmdxError(f"{data_dir} holds no .parquet file")
+    return files
+
+
+def _total_rows(files: list[Path]) -> int:
+    """Rows of every readable data file, from the Parquet footers (for the progress bar)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in files:
+        try:
+            total += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def _batch_frame(batch, subjects, classify: _CodeClassifier, output: UnitOutput):
+    """A record batch as a frame of the listed subjects' events, each classified (``what``, ``loinc``,
+    ``code_unit``); the subjects seen go into ``output``."""
+    import pyarrow.compute as pc
+
+    output.counts["records_read"] += batch.num_rows
+    frame = batch.filter(pc.is_in(batch.column("subject_id"), value_set=subjects)).to_pandas()
+    for column in ("numeric_value", "text_value", "unit"):
+        if column not in frame.columns:
+            frame[column] = None
+    output.patients_seen.update(str(s) for s in frame["subject_id"].unique())
+    frame["subject_id"] = frame["subject_id"].astype(str)
+    classes = frame["code"].map(classify)
+    frame["what"] = [c[0] for c in classes]
+    frame["loinc"] = [c[1] for c in classes]
+    frame["code_unit"] = [c[2] for c in classes]
+    return frame
+
+
+def _demographic_facts(frame) -> list[dict]:
+    """Static events (``GENDER//F``, ``NAME//value``) as ``{"static": subject, "columns": {...}}`` and birth
+    events as ``{"birth": subject, "time": ...}``: they travel with the unit, so a resumed import keeps them."""
+    import pandas as pd
+
+    meds = _meds()
+    static: dict[str, dict[str, str]] = {}
+    births: dict[str, pd.Timestamp] = {}
+    statics = frame[frame["time"].isna()]
+    for subject, code in zip(statics["subject_id"], statics["code"], strict=True):
+        name, sep, value = code.partition(CODE_SEPARATOR)
+        if sep and value:
+            column = "sex" if name.upper() == GENDER_CODE else name.lower()
+            static.setdefault(subject, {})[column] = value
+    born = frame[(frame["code"] == meds.birth_code) & frame["time"].notna()]
+    for subject, time in zip(born["subject_id"], born["time"], strict=True):
+        births[subject] = pd.Timestamp(time, tz="UTC")
+    return [{"static": s, "columns": cols} for s, cols in static.items()] + [
+        {"birth": s, "time": t.isoformat()} for s, t in births.items()
+    ]
+
+
+def _value_rows(timed, where: str, loinc_kind: dict[str, str], output: UnitOutput) -> list[dict]:
+    """Event rows of the catalogue's values; those without a unit (``UNIT_NOT_UCUM``) or a numeric value are
+    reported in ``output`` and skipped. ``where`` names the file and batch in messages."""
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.staging import import_issue
+
+    values = timed[timed["what"] == "value"].copy()
+    if not len(values):
+        return []
+    values["unit"] = values["unit"].where(values["unit"].notna(), values["code_unit"])
+    no_unit = values["unit"].isna()
+    for code, n in values.loc[no_unit, "code"].value_counts().items():
+        output.issues.append(
+            import_issue(
+                IssueCode.UNIT_NOT_UCUM,
+                f"{where}: {n} value(s) of code {code} have no unit (no unit column, "
+                "no //unit suffix, no unit in codes.parquet); values skipped",
+                warning=True,
+            )
+        )
+    values = values[~no_unit]
+    no_value = values["numeric_value"].isna()
+    if no_value.any():
+        output.issues.append(
+            import_issue(
+                IssueCode.SOURCE_RECORD_INVALID,
+                f"{where}: {int(no_value.sum())} event(s) of catalogue codes have no numeric_value; skipped",
+                warning=True,
+            )
+        )
+    values = values[~no_value]
+    times = [_iso(t) for t in values["time"]]
+    numbers = _shortest(values["numeric_value"].to_numpy())
+    return [
+        {
+            "patient_id": subject,
+            "kind": loinc_kind[loinc],
+            "time": time,
+            "code": loinc,
+            "value": value,
+            "unit": str(unit_text),
+            "source_id": code,
+        }
+        for subject, loinc, value, unit_text, time, code in zip(
+            values["subject_id"], values["loinc"], numbers, values["unit"], times, values["code"], strict=True
+        )
+    ]
+
+
+def _note_rows(timed) -> list[dict]:
+    """Event rows of the notes: events of note codes with a ``text_value``; the code's part after ``//`` is
+    the note type."""
+    notes = timed[(timed["what"] == "note") & timed["text_value"].notna()]
+    rows = []
+    for subject, code, text, time in zip(
+        notes["subject_id"], notes["code"], notes["text_value"], notes["time"], strict=True
+    ):
+        _, _, note_type = code.partition(CODE_SEPARATOR)
+        rows.append(
+            {
+                "patient_id": subject,
+                "kind": "note",
+                "time": _iso(time),
+                "text": text,
+                "note_type": note_type or None,
+                "source_id": code,
+            }
+        )
+    return rows
+
+
+def _skip_invalid_file(staging: ImportStaging, rel: str, exc: Exception) -> None:
+    """Report a data file whose schema is not MEDS's (once, as a committed unit of its own)."""
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.staging import UnitOutput, import_issue
+
+    unit = f"{rel}#schema"
+    if staging.done(unit):
+        return
+    output = UnitOutput()
+    output.issues.append(
+        import_issue(
+            IssueCode.SOURCE_SCHEMA_INVALID, f"{rel}: not a MEDS data file ({exc}); the file is skipped"
+        )
+    )
+    staging.commit(unit, output)
+
+
+def _add_demographics(staging: ImportStaging, caselist) -> None:
+    """Add the committed static events as case-list columns (``sex``, ...) and ``age`` in whole years at the
+    index time, unless the case list has those columns already."""
+    import numpy as np
+    import pandas as pd
+
+    demographics: dict[str, dict[str, str]] = {}
+    birth_of: dict[str, pd.Timestamp] = {}
+    for record in staging.json_lines("facts"):
+        if "static" in record:
+            demographics.setdefault(record["static"], {}).update(record["columns"])
+        elif "birth" in record:
+            birth_of[record["birth"]] = pd.Timestamp(record["time"])
+    frame = caselist.frame
+    for column in sorted({c for cols in demographics.values() for c in cols}):
+        if column not in frame.columns:
+            frame[column] = [demographics.get(p, {}).get(column) for p in frame["patient_id"]]
+    if birth_of and "age" not in frame.columns:
+        ages = []
+        for patient, index in zip(frame["patient_id"], frame["_index"], strict=True):
+            born = birth_of.get(patient)
+            ages.append(None if born is None else str(int(np.floor((index - born).days / 365.25))))
+        frame["age"] = ages
+
+
 def import_meds(
     root: str | Path,
     out: str | Path,
@@ -218,28 +431,18 @@ def import_meds(
     note_prefix: str = DEFAULT_NOTE_PREFIX,
 ) -> ImportResult:
     """Import the MEDS dataset at ``root`` for the cases of the label file ``labels`` into ``out``."""
-    import numpy as np
-    import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from flexible_schema.exceptions import SchemaValidationError
 
     from mmdx.data.catalogue import FeatureCatalogue
-    from mmdx.data.issues import IssueCode
-    from mmdx.errors import MmdxError
     from mmdx.importers.output import ImportOptions, event_frame, finish_import, lookback_of, split_attached
-    from mmdx.importers.staging import ImportStaging, UnitOutput, fingerprint_file, import_issue
+    from mmdx.importers.staging import ImportStaging, UnitOutput, fingerprint_file
 
     meds = _meds()
     options = options or ImportOptions()
     root = Path(root)
-    data_dir = root / meds.data_subdirectory
-    if not data_dir.is_dir():
-        raise MmdxError(f"{root} is not a MEDS dataset: no {meds.data_subdirectory}/ folder of Parquet files")
-    files = sorted(data_dir.rglob("*.parquet"))
-    if not files:
-        raise MmdxError(f"{data_dir} holds no .parquet file")
+    files = _data_files(root)
     catalogue = FeatureCatalogue.load()
     windows = lookback_of(options, catalogue)
     setup_issues: list = []
@@ -258,46 +461,15 @@ def import_meds(
     }
     staging = ImportStaging(out, identity)
     loinc_kind = {f.loinc: f.kind for f in catalogue}
-    code_cache: dict[str, tuple] = {}
-
-    def classify(code: str) -> tuple:
-        """``(what, loinc, unit)``: what is 'value', 'other_loinc', 'note', 'static' or 'other'."""
-        if code not in code_cache:
-            loinc, unit = _loinc_and_unit(code, parents)
-            if loinc is not None:
-                what = "value" if loinc in loinc_kind else "other_loinc"
-            elif code.upper().startswith(note_prefix.upper()):
-                what = "note"
-            else:
-                what = "other"
-            code_cache[code] = (what, loinc, unit or code_units.get(code))
-        return code_cache[code]
-
-    static: dict[str, dict[str, str]] = {}
-    births: dict[str, pd.Timestamp] = {}
-    total_rows = 0
-    for path in files:
-        try:
-            total_rows += pq.ParquetFile(path).metadata.num_rows
-        except (OSError, ValueError):
-            pass
-    done_rows = 0
+    classify = _CodeClassifier(loinc_kind, parents, code_units, note_prefix)
+    total_rows, done_rows = _total_rows(files), 0
     for path in files:
         rel = str(path.relative_to(root))
         try:
             parquet = pq.ParquetFile(path)
             meds.DataSchema.validate(parquet.schema_arrow)
         except (OSError, ValueError, SchemaValidationError) as exc:
-            unit = f"{rel}#schema"
-            if not staging.done(unit):
-                output = UnitOutput()
-                output.issues.append(
-                    import_issue(
-                        IssueCode.SOURCE_SCHEMA_INVALID,
-                        f"{rel}: not a MEDS data file ({exc}); the file is skipped",
-                    )
-                )
-                staging.commit(unit, output)
+            _skip_invalid_file(staging, rel, exc)
             continue
         names = parquet.schema_arrow.names
         columns = [
@@ -309,119 +481,16 @@ def import_meds(
             if staging.done(unit):
                 continue
             output = UnitOutput()
-            output.counts["records_read"] += batch.num_rows
-            batch = batch.filter(pc.is_in(batch.column("subject_id"), value_set=subjects))
-            frame = batch.to_pandas()
-            for column in ("numeric_value", "text_value", "unit"):
-                if column not in frame.columns:
-                    frame[column] = None
-            output.patients_seen.update(str(s) for s in frame["subject_id"].unique())
-            frame["subject_id"] = frame["subject_id"].astype(str)
-            classes = frame["code"].map(classify)
-            frame["what"] = [c[0] for c in classes]
-            frame["loinc"] = [c[1] for c in classes]
-            frame["code_unit"] = [c[2] for c in classes]
-            rows: list[dict] = []
-            statics = frame[frame["time"].isna()]
-            for subject, code in zip(statics["subject_id"], statics["code"], strict=True):
-                name, sep, value = code.partition(CODE_SEPARATOR)
-                if sep and value:
-                    column = "sex" if name.upper() == GENDER_CODE else name.lower()
-                    static.setdefault(subject, {})[column] = value
-            born = frame[(frame["code"] == meds.birth_code) & frame["time"].notna()]
-            for subject, time in zip(born["subject_id"], born["time"], strict=True):
-                births[subject] = pd.Timestamp(time, tz="UTC")
+            frame = _batch_frame(batch, subjects, classify, output)
             timed = frame[frame["time"].notna()]
             output.counts["observations_not_in_catalogue"] += int((timed["what"] == "other_loinc").sum())
-            values = timed[timed["what"] == "value"].copy()
-            if len(values):
-                values["unit"] = values["unit"].where(values["unit"].notna(), values["code_unit"])
-                no_unit = values["unit"].isna()
-                for code, n in values.loc[no_unit, "code"].value_counts().items():
-                    output.issues.append(
-                        import_issue(
-                            IssueCode.UNIT_NOT_UCUM,
-                            f"{rel} batch {number}: {n} value(s) of code {code} have no unit (no unit column, "
-                            "no //unit suffix, no unit in codes.parquet); values skipped",
-                            warning=True,
-                        )
-                    )
-                values = values[~no_unit]
-                no_value = values["numeric_value"].isna()
-                if no_value.any():
-                    output.issues.append(
-                        import_issue(
-                            IssueCode.SOURCE_RECORD_INVALID,
-                            f"{rel} batch {number}: {int(no_value.sum())} event(s) of catalogue codes have no "
-                            "numeric_value; skipped",
-                            warning=True,
-                        )
-                    )
-                values = values[~no_value]
-                times = [_iso(t) for t in values["time"]]
-                numbers = _shortest(values["numeric_value"].to_numpy())
-                for subject, loinc, value, unit_text, time, code in zip(
-                    values["subject_id"],
-                    values["loinc"],
-                    numbers,
-                    values["unit"],
-                    times,
-                    values["code"],
-                    strict=True,
-                ):
-                    rows.append(
-                        {
-                            "patient_id": subject,
-                            "kind": loinc_kind[loinc],
-                            "time": time,
-                            "code": loinc,
-                            "value": value,
-                            "unit": str(unit_text),
-                            "source_id": code,
-                        }
-                    )
-            notes = timed[(timed["what"] == "note") & timed["text_value"].notna()]
-            for subject, code, text, time in zip(
-                notes["subject_id"], notes["code"], notes["text_value"], notes["time"], strict=True
-            ):
-                _, _, note_type = code.partition(CODE_SEPARATOR)
-                rows.append(
-                    {
-                        "patient_id": subject,
-                        "kind": "note",
-                        "time": _iso(time),
-                        "text": text,
-                        "note_type": note_type or None,
-                        "source_id": code,
-                    }
-                )
-            events = event_frame(rows)
-            split_attached(caselist.attach(events, windows, output.counts), output)
-            # demographics travel with the unit, so that a resumed import still has them
-            output.facts.extend({"static": s, "columns": cols} for s, cols in static.items())
-            output.facts.extend({"birth": s, "time": t.isoformat()} for s, t in births.items())
-            static.clear()
-            births.clear()
+            rows = _value_rows(timed, f"{rel} batch {number}", loinc_kind, output) + _note_rows(timed)
+            split_attached(caselist.attach(event_frame(rows), windows, output.counts), output)
+            output.facts.extend(_demographic_facts(frame))
             staging.commit(unit, output)
             if progress:
                 progress(done_rows, total_rows, unit)
-    demographics: dict[str, dict[str, str]] = {}
-    birth_of: dict[str, pd.Timestamp] = {}
-    for record in staging.json_lines("facts"):
-        if "static" in record:
-            demographics.setdefault(record["static"], {}).update(record["columns"])
-        elif "birth" in record:
-            birth_of[record["birth"]] = pd.Timestamp(record["time"])
-    frame = caselist.frame
-    for column in sorted({c for cols in demographics.values() for c in cols}):
-        if column not in frame.columns:
-            frame[column] = [demographics.get(p, {}).get(column) for p in frame["patient_id"]]
-    if birth_of and "age" not in frame.columns:
-        ages = []
-        for patient, index in zip(frame["patient_id"], frame["_index"], strict=True):
-            born = birth_of.get(patient)
-            ages.append(None if born is None else str(int(np.floor((index - born).days / 365.25))))
-        frame["age"] = ages
+    _add_demographics(staging, caselist)
     source = {"format": "meds", "path": str(root.resolve()), "labels": str(Path(labels).resolve())}
     return finish_import(staging, caselist, options, source, {})
 

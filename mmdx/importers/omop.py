@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ from mmdx.importers.registry import IMPORTERS, ImporterSpec, add_cohort_argument
 
 if TYPE_CHECKING:
     from mmdx.importers.output import ImportOptions, ImportResult, Progress
+    from mmdx.importers.staging import ImportStaging
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 REQUIRED_TABLES = ("person", "concept", "measurement")
@@ -178,6 +180,207 @@ def _cases_from_query(connection, query: str):
     return CaseList.from_frame(frame.astype(object).where(frame.notna(), None), "--cases-query")
 
 
+def _check_arguments(cases: str | Path | None, cases_query: str | None, schema: str | None) -> None:
+    from mmdx.errors import MmdxError
+
+    if (cases is None) == (cases_query is None):
+        raise MmdxError(
+            "give the case list either as --cases CASES.csv or as --cases-query SQL (one of them)"
+        )
+    if schema is not None and not _IDENTIFIER.fullmatch(schema):
+        raise MmdxError(f"--schema {schema!r} is not a plain SQL identifier")
+
+
+def _table_namer(schema: str | None) -> Callable[[str], str]:
+    """``table(name)``: the CDM table ``name``, qualified by ``schema`` when one is given."""
+
+    def table(name: str) -> str:
+        return f'"{schema}".{name}' if schema else name
+
+    return table
+
+
+def _check_tables(connection, schema: str | None, shown: str) -> set[str]:
+    """The database's tables (of ``schema``); raises when a required CDM table is missing."""
+    from sqlalchemy import inspect
+
+    from mmdx.errors import MmdxError
+
+    present = set(inspect(connection).get_table_names(schema=schema))
+    missing = [t for t in REQUIRED_TABLES if t not in present]
+    if missing:
+        raise MmdxError(
+            f"{shown}{' schema ' + schema if schema else ''} has no OMOP table(s) {', '.join(missing)}; "
+            "point --schema at the CDM schema"
+        )
+    return present
+
+
+def _reject_non_integer_ids(caselist) -> None:
+    """Drop the cases whose ``patient_id`` or ``encounter_id`` is not an integer OMOP id, each with an issue."""
+    import pandas as pd
+
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.staging import import_issue
+
+    frame = caselist.frame
+    bad_ids = []
+    for column in ("patient_id", "encounter_id"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column].notna() & (numbers.isna() | (numbers % 1 != 0))
+        for case_id, value in zip(frame.loc[bad, "case_id"], frame.loc[bad, column], strict=True):
+            caselist.rejected.append(
+                import_issue(
+                    IssueCode.SOURCE_RECORD_INVALID,
+                    f"case {case_id}: {column} {value!r} is not an integer OMOP id "
+                    f"({'person_id' if column == 'patient_id' else 'visit_occurrence_id'}); case not imported",
+                )
+            )
+        bad_ids.append(bad)
+    caselist.frame = frame[~(bad_ids[0] | bad_ids[1])].reset_index(drop=True)
+
+
+def _create_temporary_tables(
+    connection, frame, catalogue, windows: dict, table: Callable[[str], str]
+) -> list[str]:
+    """Put the cases, the catalogue's LOINC concepts and the look-back windows into the temporary tables
+    ``mmdx_cases``, ``mmdx_features`` and ``mmdx_windows`` the queries join; returns the catalogue's LOINC
+    codes the database has no concept for."""
+    import pandas as pd
+    from sqlalchemy import text
+
+    from mmdx.data.index_time import IMAGE_KIND, NOTE_KIND
+
+    connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE mmdx_cases (case_id text PRIMARY KEY, person_id bigint NOT NULL, "
+            "visit_id bigint, index_time timestamp)"
+        )
+    )
+    index_naive = frame["_index"].dt.tz_convert("UTC").dt.tz_localize(None)
+    rows = [
+        {
+            "case_id": c,
+            "person_id": int(p),
+            "visit_id": int(v) if v is not None else None,
+            "index_time": None if pd.isna(t) else t.to_pydatetime(),
+        }
+        for c, p, v, t in zip(
+            frame["case_id"], frame["patient_id"], frame["encounter_id"], index_naive, strict=True
+        )
+    ]
+    if rows:
+        connection.execute(
+            text("INSERT INTO mmdx_cases VALUES (:case_id, :person_id, :visit_id, :index_time)"), rows
+        )
+    connection.execute(text("CREATE INDEX ON mmdx_cases (person_id)"))
+    connection.execute(text("ANALYZE mmdx_cases"))
+    loinc_kind = {f.loinc: f.kind for f in catalogue}
+    concept_rows = connection.execute(
+        text(
+            f"SELECT concept_id, concept_code FROM {table('concept')} "
+            "WHERE vocabulary_id = 'LOINC' AND concept_code = ANY(:codes)"
+        ),
+        {"codes": list(loinc_kind)},
+    ).fetchall()
+    connection.execute(
+        text("CREATE TEMPORARY TABLE mmdx_features (concept_id integer PRIMARY KEY, loinc text, kind text)")
+    )
+    if concept_rows:
+        connection.execute(
+            text("INSERT INTO mmdx_features VALUES (:id, :loinc, :kind)"),
+            [{"id": cid, "loinc": code, "kind": loinc_kind[code]} for cid, code in concept_rows],
+        )
+    kinds = sorted({f.kind for f in catalogue}) + [NOTE_KIND, IMAGE_KIND]
+    connection.execute(text("CREATE TEMPORARY TABLE mmdx_windows (kind text PRIMARY KEY, lookback interval)"))
+    connection.execute(
+        text("INSERT INTO mmdx_windows VALUES (:kind, CAST(:lookback AS interval))"),
+        [
+            {"kind": k, "lookback": f"{windows[k].total_seconds()} seconds" if k in windows else None}
+            for k in kinds
+        ],
+    )
+    connection.commit()
+    return sorted(set(loinc_kind) - {code for _, code in concept_rows})
+
+
+def _commit_person_unit(connection, staging: ImportStaging, table: Callable[[str], str]) -> None:
+    """The first unit: which listed persons exist, the cases' measurements of unknown concepts
+    (``CONCEPT_UNKNOWN``) and the counts of catalogue measurements left in the database, by reason."""
+    from sqlalchemy import text
+
+    from mmdx.data.issues import IssueCode
+    from mmdx.importers.caselist import (
+        NOT_ATTACHED_AFTER_INDEX,
+        NOT_ATTACHED_BEFORE_WINDOW,
+        NOT_ATTACHED_OTHER_ENCOUNTER,
+    )
+    from mmdx.importers.staging import UnitOutput, import_issue
+
+    if staging.done("person"):
+        return
+    output = UnitOutput()
+    seen = connection.execute(
+        text(
+            f"SELECT DISTINCT p.person_id FROM {table('person')} p JOIN mmdx_cases c ON c.person_id = p.person_id"
+        )
+    ).fetchall()
+    output.patients_seen.update(str(r[0]) for r in seen)
+    for concept_id, source_value, n in connection.execute(text(_unknown_concepts_sql(table))).fetchall():
+        output.issues.append(
+            import_issue(
+                IssueCode.CONCEPT_UNKNOWN,
+                f"measurement: {n} row(s) of the cases with measurement_concept_id {concept_id} "
+                f"(source value {source_value!r}) have no concept in {table('concept')}; not imported",
+                warning=True,
+            )
+        )
+    other, after, before = connection.execute(text(_not_attached_sql(table))).one()
+    output.counts[NOT_ATTACHED_OTHER_ENCOUNTER] += int(other or 0)
+    output.counts[NOT_ATTACHED_AFTER_INDEX] += int(after or 0)
+    output.counts[NOT_ATTACHED_BEFORE_WINDOW] += int(before or 0)
+    staging.commit("person", output)
+
+
+def _stream_table(
+    connection, staging: ImportStaging, name: str, sql: str, batch_size: int, progress: Progress | None
+) -> None:
+    """Stream one CDM table's query from where the last committed batch ended, committing a unit per batch."""
+    from sqlalchemy import text
+
+    from mmdx.importers.output import DICOMWEB_PREFIX
+    from mmdx.importers.staging import UnitOutput
+
+    if staging.done(f"{name}#done"):
+        return
+    after_key, after_case = staging.cursor(name) or (-(2**62), "")
+    # a server-side cursor: PostgreSQL hands over batch_size rows at a time
+    streamed = connection.execute(
+        text(sql),
+        {"after_key": after_key, "after_case": after_case},
+        execution_options={"stream_results": True, "yield_per": batch_size},
+    )
+    for part in streamed.partitions(batch_size):
+        output = UnitOutput()
+        output.counts["records_read"] += len(part)
+        _rows_to_output(name, part, output, DICOMWEB_PREFIX)
+        last = part[-1]
+        staging.commit(f"{name}@{last[0]}:{last[1]}", output, cursor=(name, [last[0], last[1]]))
+        if progress:
+            progress(int(staging.counts()["records_read"]), None, name)
+    streamed.close()
+    staging.commit(f"{name}#done", UnitOutput())
+
+
+def _count_absent_table(staging: ImportStaging, name: str) -> None:
+    from mmdx.importers.staging import UnitOutput
+
+    if not staging.done(f"{name}#absent"):
+        output = UnitOutput()
+        output.counts[f"table_absent_{name}"] += 1
+        staging.commit(f"{name}#absent", output)
+
+
 def import_omop(
     url: str,
     out: str | Path,
@@ -188,34 +391,18 @@ def import_omop(
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import the cases of ``cases`` (a CSV file) or ``cases_query`` (SQL) from the OMOP database at ``url``."""
-    import pandas as pd
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import create_engine
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from mmdx.data.catalogue import FeatureCatalogue
-    from mmdx.data.index_time import IMAGE_KIND, NOTE_KIND
-    from mmdx.data.issues import IssueCode
     from mmdx.errors import MmdxError
-    from mmdx.importers.caselist import (
-        NOT_ATTACHED_AFTER_INDEX,
-        NOT_ATTACHED_BEFORE_WINDOW,
-        NOT_ATTACHED_OTHER_ENCOUNTER,
-        CaseList,
-    )
-    from mmdx.importers.output import DICOMWEB_PREFIX, ImportOptions, finish_import, lookback_of
-    from mmdx.importers.staging import ImportStaging, UnitOutput, fingerprint_file, import_issue
+    from mmdx.importers.caselist import CaseList
+    from mmdx.importers.output import ImportOptions, finish_import, lookback_of
+    from mmdx.importers.staging import ImportStaging, fingerprint_file
 
     options = options or ImportOptions()
-    if (cases is None) == (cases_query is None):
-        raise MmdxError(
-            "give the case list either as --cases CASES.csv or as --cases-query SQL (one of them)"
-        )
-    if schema is not None and not _IDENTIFIER.fullmatch(schema):
-        raise MmdxError(f"--schema {schema!r} is not a plain SQL identifier")
-
-    def table(name: str) -> str:
-        return f'"{schema}".{name}' if schema else name
-
+    _check_arguments(cases, cases_query, schema)
+    table = _table_namer(schema)
     catalogue = FeatureCatalogue.load()
     windows = lookback_of(options, catalogue)
     address = engine_url(url)
@@ -226,30 +413,9 @@ def import_omop(
     except OperationalError as exc:
         raise MmdxError(f"cannot connect to {shown}: {str(exc.orig).strip().splitlines()[0]}") from None
     try:
-        present = set(inspect(connection).get_table_names(schema=schema))
-        missing = [t for t in REQUIRED_TABLES if t not in present]
-        if missing:
-            raise MmdxError(
-                f"{shown}{' schema ' + schema if schema else ''} has no OMOP table(s) {', '.join(missing)}; "
-                "point --schema at the CDM schema"
-            )
+        present = _check_tables(connection, schema, shown)
         caselist = CaseList.read(cases) if cases is not None else _cases_from_query(connection, cases_query)
-        frame = caselist.frame
-        bad_ids = []
-        for column in ("patient_id", "encounter_id"):
-            numbers = pd.to_numeric(frame[column], errors="coerce")
-            bad = frame[column].notna() & (numbers.isna() | (numbers % 1 != 0))
-            for case_id, value in zip(frame.loc[bad, "case_id"], frame.loc[bad, column], strict=True):
-                caselist.rejected.append(
-                    import_issue(
-                        IssueCode.SOURCE_RECORD_INVALID,
-                        f"case {case_id}: {column} {value!r} is not an integer OMOP id "
-                        f"({'person_id' if column == 'patient_id' else 'visit_occurrence_id'}); case not imported",
-                    )
-                )
-            bad_ids.append(bad)
-        if bad_ids:
-            caselist.frame = frame = frame[~(bad_ids[0] | bad_ids[1])].reset_index(drop=True)
+        _reject_non_integer_ids(caselist)
         identity = {
             "source": "omop",
             "url": shown,
@@ -258,116 +424,13 @@ def import_omop(
             **options.identity(),
         }
         staging = ImportStaging(out, identity)
-
-        # the cases, the catalogue's concepts and the look-back windows go to temporary tables
-        connection.execute(
-            text(
-                "CREATE TEMPORARY TABLE mmdx_cases (case_id text PRIMARY KEY, person_id bigint NOT NULL, "
-                "visit_id bigint, index_time timestamp)"
-            )
-        )
-        index_naive = frame["_index"].dt.tz_convert("UTC").dt.tz_localize(None)
-        rows = [
-            {
-                "case_id": c,
-                "person_id": int(p),
-                "visit_id": int(v) if v is not None else None,
-                "index_time": None if pd.isna(t) else t.to_pydatetime(),
-            }
-            for c, p, v, t in zip(
-                frame["case_id"], frame["patient_id"], frame["encounter_id"], index_naive, strict=True
-            )
-        ]
-        if rows:
-            connection.execute(
-                text("INSERT INTO mmdx_cases VALUES (:case_id, :person_id, :visit_id, :index_time)"), rows
-            )
-        connection.execute(text("CREATE INDEX ON mmdx_cases (person_id)"))
-        connection.execute(text("ANALYZE mmdx_cases"))
-        loinc_kind = {f.loinc: f.kind for f in catalogue}
-        concept_rows = connection.execute(
-            text(
-                f"SELECT concept_id, concept_code FROM {table('concept')} "
-                "WHERE vocabulary_id = 'LOINC' AND concept_code = ANY(:codes)"
-            ),
-            {"codes": list(loinc_kind)},
-        ).fetchall()
-        connection.execute(
-            text(
-                "CREATE TEMPORARY TABLE mmdx_features (concept_id integer PRIMARY KEY, loinc text, kind text)"
-            )
-        )
-        if concept_rows:
-            connection.execute(
-                text("INSERT INTO mmdx_features VALUES (:id, :loinc, :kind)"),
-                [{"id": cid, "loinc": code, "kind": loinc_kind[code]} for cid, code in concept_rows],
-            )
-        kinds = sorted({f.kind for f in catalogue}) + [NOTE_KIND, IMAGE_KIND]
-        connection.execute(
-            text("CREATE TEMPORARY TABLE mmdx_windows (kind text PRIMARY KEY, lookback interval)")
-        )
-        connection.execute(
-            text("INSERT INTO mmdx_windows VALUES (:kind, CAST(:lookback AS interval))"),
-            [
-                {"kind": k, "lookback": f"{windows[k].total_seconds()} seconds" if k in windows else None}
-                for k in kinds
-            ],
-        )
-        connection.commit()
-        missing_concepts = sorted(set(loinc_kind) - {code for _, code in concept_rows})
-
-        if not staging.done("person"):
-            output = UnitOutput()
-            seen = connection.execute(
-                text(
-                    f"SELECT DISTINCT p.person_id FROM {table('person')} p JOIN mmdx_cases c ON c.person_id = p.person_id"
-                )
-            ).fetchall()
-            output.patients_seen.update(str(r[0]) for r in seen)
-            for concept_id, source_value, n in connection.execute(
-                text(_unknown_concepts_sql(table))
-            ).fetchall():
-                output.issues.append(
-                    import_issue(
-                        IssueCode.CONCEPT_UNKNOWN,
-                        f"measurement: {n} row(s) of the cases with measurement_concept_id {concept_id} "
-                        f"(source value {source_value!r}) have no concept in {table('concept')}; not imported",
-                        warning=True,
-                    )
-                )
-            other, after, before = connection.execute(text(_not_attached_sql(table))).one()
-            output.counts[NOT_ATTACHED_OTHER_ENCOUNTER] += int(other or 0)
-            output.counts[NOT_ATTACHED_AFTER_INDEX] += int(after or 0)
-            output.counts[NOT_ATTACHED_BEFORE_WINDOW] += int(before or 0)
-            staging.commit("person", output)
-
-        queries = _queries(table)
-        for name, sql in queries.items():
-            if name not in present:
-                if not staging.done(f"{name}#absent"):
-                    output = UnitOutput()
-                    output.counts[f"table_absent_{name}"] += 1
-                    staging.commit(f"{name}#absent", output)
-                continue
-            if staging.done(f"{name}#done"):
-                continue
-            after_key, after_case = staging.cursor(name) or (-(2**62), "")
-            # a server-side cursor: PostgreSQL hands over batch_size rows at a time
-            streamed = connection.execute(
-                text(sql),
-                {"after_key": after_key, "after_case": after_case},
-                execution_options={"stream_results": True, "yield_per": options.batch_size},
-            )
-            for part in streamed.partitions(options.batch_size):
-                output = UnitOutput()
-                output.counts["records_read"] += len(part)
-                _rows_to_output(name, part, output, DICOMWEB_PREFIX)
-                last = part[-1]
-                staging.commit(f"{name}@{last[0]}:{last[1]}", output, cursor=(name, [last[0], last[1]]))
-                if progress:
-                    progress(int(staging.counts()["records_read"]), None, name)
-            streamed.close()
-            staging.commit(f"{name}#done", UnitOutput())
+        missing_concepts = _create_temporary_tables(connection, caselist.frame, catalogue, windows, table)
+        _commit_person_unit(connection, staging, table)
+        for name, sql in _queries(table).items():
+            if name in present:
+                _stream_table(connection, staging, name, sql, options.batch_size, progress)
+            else:
+                _count_absent_table(staging, name)
         report = {"missing_catalogue_concepts": missing_concepts}
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]

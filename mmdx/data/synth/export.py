@@ -35,6 +35,7 @@ import csv
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -188,133 +189,133 @@ def _write_cases(cohort: _Cohort, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # FHIR
 # ---------------------------------------------------------------------------------------------------------
-def _fhir(cohort: _Cohort, out: Path, wado_url: str) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
+def _write_ndjson(path: Path, resources: Iterable[dict]) -> int:
+    """Write one resource per line; returns how many."""
+    n = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for resource in resources:
+            fh.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
+            n += 1
+    return n
 
-    def write(kind: str, resources) -> None:
-        n = 0
-        with (out / f"{kind}.ndjson").open("w", encoding="utf-8") as fh:
-            for resource in resources:
-                fh.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
-                n += 1
-        counts[kind] = n
 
-    cases = cohort.cases
+def _fhir_patients(cases: pd.DataFrame) -> Iterator[dict]:
+    for row in cases.drop_duplicates("person_id").itertuples(index=False):
+        resource = {
+            "resourceType": "Patient",
+            "id": str(row.person_id),
+            "identifier": [{"system": "urn:mmdx:patient_id", "value": str(row.patient_id)}],
+        }
+        sex = getattr(row, "sex", None)
+        if sex in ("F", "M"):
+            resource["gender"] = "female" if sex == "F" else "male"
+        yield resource
 
-    def patients():
-        for row in cases.drop_duplicates("person_id").itertuples(index=False):
+
+def _fhir_encounters(cases: pd.DataFrame) -> Iterator[dict]:
+    for row in cases.itertuples(index=False):
+        period = {k: _iso(v) for k, v in (("start", row.start_stamp), ("end", row.index_stamp)) if _iso(v)}
+        yield {
+            "resourceType": "Encounter",
+            "id": str(row.visit_id),
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": f"Patient/{row.person_id}"},
+            **({"period": period} if period else {}),
+        }
+
+
+def _fhir_observations(cohort: _Cohort) -> Iterator[dict]:
+    for i, row in enumerate(cohort.observations.itertuples(index=False), start=1):
+        case = cohort.by_case.loc[row.case_id]
+        coding = {"system": LOINC_SYSTEM, "code": row.loinc} if row.loinc else {"code": str(row.code)}
+        quantity: dict = {"unit": str(row.unit)}
+        if not math.isnan(row.number):
+            integral = float(row.number).is_integer() and "." not in str(row.value)
+            quantity["value"] = int(row.number) if integral else float(row.number)
+        if row.ucum:
+            quantity.update(system=UCUM_SYSTEM, code=row.ucum)
+        resource = {
+            "resourceType": "Observation",
+            "id": f"obs-{i}",
+            "status": "final",
+            "code": {"coding": [coding], "text": str(row.code)},
+            "subject": {"reference": f"Patient/{case.person_id}"},
+            "encounter": {"reference": f"Encounter/{case.visit_id}"},
+            "valueQuantity": quantity,
+        }
+        if isinstance(row.time, str) and row.time:
+            resource["effectiveDateTime"] = row.time
+        yield resource
+
+
+def _fhir_documents(cohort: _Cohort, reports: bool) -> Iterator[dict]:
+    """Radiology notes as DiagnosticReports (``reports``), the others as DocumentReferences."""
+    for i, row in enumerate(cohort.notes.itertuples(index=False), start=1):
+        if (row.note_type == RADIOLOGY_NOTE) != reports:
+            continue
+        case = cohort.by_case.loc[row.case_id]
+        attachment = {
+            "contentType": "text/plain; charset=utf-8",
+            "data": base64.b64encode(row.text.encode("utf-8")).decode("ascii"),
+        }
+        kind = {"text": row.note_type or "note"}
+        common = {"id": f"note-{i}", "subject": {"reference": f"Patient/{case.person_id}"}}
+        dated = isinstance(row.time, str) and row.time
+        if reports:
             resource = {
-                "resourceType": "Patient",
-                "id": str(row.person_id),
-                "identifier": [{"system": "urn:mmdx:patient_id", "value": str(row.patient_id)}],
-            }
-            sex = getattr(row, "sex", None)
-            if sex in ("F", "M"):
-                resource["gender"] = "female" if sex == "F" else "male"
-            yield resource
-
-    def encounters():
-        for row in cases.itertuples(index=False):
-            period = {
-                k: _iso(v) for k, v in (("start", row.start_stamp), ("end", row.index_stamp)) if _iso(v)
-            }
-            yield {
-                "resourceType": "Encounter",
-                "id": str(row.visit_id),
-                "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-                "subject": {"reference": f"Patient/{row.person_id}"},
-                **({"period": period} if period else {}),
-            }
-
-    def observations():
-        for i, row in enumerate(cohort.observations.itertuples(index=False), start=1):
-            case = cohort.by_case.loc[row.case_id]
-            coding = {"system": LOINC_SYSTEM, "code": row.loinc} if row.loinc else {"code": str(row.code)}
-            quantity: dict = {"unit": str(row.unit)}
-            if not math.isnan(row.number):
-                integral = float(row.number).is_integer() and "." not in str(row.value)
-                quantity["value"] = int(row.number) if integral else float(row.number)
-            if row.ucum:
-                quantity.update(system=UCUM_SYSTEM, code=row.ucum)
-            resource = {
-                "resourceType": "Observation",
-                "id": f"obs-{i}",
+                "resourceType": "DiagnosticReport",
+                **common,
                 "status": "final",
-                "code": {"coding": [coding], "text": str(row.code)},
-                "subject": {"reference": f"Patient/{case.person_id}"},
+                "code": kind,
                 "encounter": {"reference": f"Encounter/{case.visit_id}"},
-                "valueQuantity": quantity,
+                "presentedForm": [attachment],
             }
-            if isinstance(row.time, str) and row.time:
-                resource["effectiveDateTime"] = row.time
-            yield resource
+            if dated:
+                resource["issued"] = row.time
+        else:
+            resource = {
+                "resourceType": "DocumentReference",
+                **common,
+                "status": "current",
+                "type": kind,
+                "context": {"encounter": [{"reference": f"Encounter/{case.visit_id}"}]},
+                "content": [{"attachment": attachment}],
+            }
+            if dated:
+                resource["date"] = row.time
+        yield resource
 
-    def documents(reports: bool):
-        for i, row in enumerate(cohort.notes.itertuples(index=False), start=1):
-            if (row.note_type == RADIOLOGY_NOTE) != reports:
-                continue
-            case = cohort.by_case.loc[row.case_id]
-            attachment = {
-                "contentType": "text/plain; charset=utf-8",
-                "data": base64.b64encode(row.text.encode("utf-8")).decode("ascii"),
-            }
-            kind = {"text": row.note_type or "note"}
-            common = {"id": f"note-{i}", "subject": {"reference": f"Patient/{case.person_id}"}}
-            if reports:
-                resource = {
-                    "resourceType": "DiagnosticReport",
-                    **common,
-                    "status": "final",
-                    "code": kind,
-                    "encounter": {"reference": f"Encounter/{case.visit_id}"},
-                    "presentedForm": [attachment],
+
+def _fhir_studies(cohort: _Cohort, series: dict[str, dict]) -> Iterator[dict]:
+    for case_id, entry in series.items():
+        case = cohort.by_case.loc[case_id]
+        started = _iso(entry["acquired"])
+        yield {
+            "resourceType": "ImagingStudy",
+            "id": f"study-{case.visit_id}",
+            "status": "available",
+            "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{entry['study_uid']}"}],
+            "subject": {"reference": f"Patient/{case.person_id}"},
+            "encounter": {"reference": f"Encounter/{case.visit_id}"},
+            **({"started": started} if started else {}),
+            "endpoint": [{"reference": "Endpoint/wado"}],
+            "series": [
+                {
+                    "uid": entry["series_uid"],
+                    "modality": {
+                        "system": "http://dicom.nema.org/resources/ontology/DCM",
+                        "code": entry["modality"],
+                    },
+                    "numberOfInstances": entry["count"],
+                    **({"started": started} if started else {}),
                 }
-                if isinstance(row.time, str) and row.time:
-                    resource["issued"] = row.time
-            else:
-                resource = {
-                    "resourceType": "DocumentReference",
-                    **common,
-                    "status": "current",
-                    "type": kind,
-                    "context": {"encounter": [{"reference": f"Encounter/{case.visit_id}"}]},
-                    "content": [{"attachment": attachment}],
-                }
-                if isinstance(row.time, str) and row.time:
-                    resource["date"] = row.time
-            yield resource
+            ],
+        }
 
-    series = {k: v for k, v in cohort.image_series().items() if not v.get("nifti")}
 
-    def studies():
-        for case_id, entry in series.items():
-            case = cohort.by_case.loc[case_id]
-            started = _iso(entry["acquired"])
-            yield {
-                "resourceType": "ImagingStudy",
-                "id": f"study-{case.visit_id}",
-                "status": "available",
-                "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{entry['study_uid']}"}],
-                "subject": {"reference": f"Patient/{case.person_id}"},
-                "encounter": {"reference": f"Encounter/{case.visit_id}"},
-                **({"started": started} if started else {}),
-                "endpoint": [{"reference": "Endpoint/wado"}],
-                "series": [
-                    {
-                        "uid": entry["series_uid"],
-                        "modality": {
-                            "system": "http://dicom.nema.org/resources/ontology/DCM",
-                            "code": entry["modality"],
-                        },
-                        "numberOfInstances": entry["count"],
-                        **({"started": started} if started else {}),
-                    }
-                ],
-            }
-
-    endpoint = {
+def _fhir_endpoint(wado_url: str) -> dict:
+    return {
         "resourceType": "Endpoint",
         "id": "wado",
         "status": "active",
@@ -325,14 +326,22 @@ def _fhir(cohort: _Cohort, out: Path, wado_url: str) -> dict:
         "payloadType": [{"text": "DICOM"}],
         "address": wado_url,
     }
-    write("Patient", patients())
-    write("Encounter", encounters())
-    write("Observation", observations())
-    write("DocumentReference", documents(reports=False))
-    write("DiagnosticReport", documents(reports=True))
-    write("ImagingStudy", studies())
-    write("Endpoint", [endpoint] if series else [])
-    return counts
+
+
+def _fhir(cohort: _Cohort, out: Path, wado_url: str) -> dict:
+    """One ``<ResourceType>.ndjson`` per resource type; returns the count of each."""
+    out.mkdir(parents=True, exist_ok=True)
+    series = {k: v for k, v in cohort.image_series().items() if not v.get("nifti")}
+    resources = {
+        "Patient": _fhir_patients(cohort.cases),
+        "Encounter": _fhir_encounters(cohort.cases),
+        "Observation": _fhir_observations(cohort),
+        "DocumentReference": _fhir_documents(cohort, reports=False),
+        "DiagnosticReport": _fhir_documents(cohort, reports=True),
+        "ImagingStudy": _fhir_studies(cohort, series),
+        "Endpoint": [_fhir_endpoint(wado_url)] if series else [],
+    }
+    return {kind: _write_ndjson(out / f"{kind}.ndjson", items) for kind, items in resources.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -604,170 +613,165 @@ def omop_ddl() -> str:
     return "\n".join(parts) + "\n"
 
 
-def _omop(cohort: _Cohort, out: Path, wado_url: str) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    concepts: list[dict] = []
-    concept_ids: dict[tuple[str, str], int] = {}
+#: the concepts every export holds, with fixed ids: (id, name, domain, vocabulary, class, code)
+_OMOP_FIXED_CONCEPTS = (
+    (OMOP_MALE, "MALE", "Gender", "Gender", "Gender", "M"),
+    (OMOP_FEMALE, "FEMALE", "Gender", "Gender", "Gender", "F"),
+    (OMOP_INPATIENT_VISIT, "Inpatient Visit", "Visit", "Visit", "Visit", "IP"),
+    (OMOP_EHR, "EHR", "Type Concept", "Type Concept", "Type Concept", "OMOP4976890"),
+)
 
-    def concept(vocabulary: str, code: str, name: str, domain: str, klass: str) -> int:
+
+class _OmopConcepts:
+    """The export's ``concept`` table: the fixed concepts, then local ids given to each (vocabulary, code) as
+    it is first asked for."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.ids: dict[tuple[str, str], int] = {}
+        for fixed_id, name, domain, vocabulary, klass, code in _OMOP_FIXED_CONCEPTS:
+            self.rows.append(self._row(fixed_id, name, domain, vocabulary, klass, code))
+
+    @staticmethod
+    def _row(concept_id: int, name: str, domain: str, vocabulary: str, klass: str, code: str) -> dict:
+        return {
+            "concept_id": concept_id,
+            "concept_name": name,
+            "domain_id": domain,
+            "vocabulary_id": vocabulary,
+            "concept_class_id": klass,
+            "standard_concept": "S",
+            "concept_code": code,
+            "valid_start_date": "1970-01-01",
+            "valid_end_date": "2099-12-31",
+            "invalid_reason": None,
+        }
+
+    def id_of(self, vocabulary: str, code: str, name: str, domain: str, klass: str) -> int:
         key = (vocabulary, code)
-        if key not in concept_ids:
-            concept_ids[key] = OMOP_LOCAL_CONCEPT + len(concept_ids) + 1
-            concepts.append(
-                {
-                    "concept_id": concept_ids[key],
-                    "concept_name": name,
-                    "domain_id": domain,
-                    "vocabulary_id": vocabulary,
-                    "concept_class_id": klass,
-                    "standard_concept": "S",
-                    "concept_code": code,
-                    "valid_start_date": "1970-01-01",
-                    "valid_end_date": "2099-12-31",
-                    "invalid_reason": None,
-                }
-            )
-        return concept_ids[key]
+        if key not in self.ids:
+            self.ids[key] = OMOP_LOCAL_CONCEPT + len(self.ids) + 1
+            self.rows.append(self._row(self.ids[key], name, domain, vocabulary, klass, code))
+        return self.ids[key]
 
-    for fixed_id, name, domain, vocabulary, klass, code in (
-        (OMOP_MALE, "MALE", "Gender", "Gender", "Gender", "M"),
-        (OMOP_FEMALE, "FEMALE", "Gender", "Gender", "Gender", "F"),
-        (OMOP_INPATIENT_VISIT, "Inpatient Visit", "Visit", "Visit", "Visit", "IP"),
-        (OMOP_EHR, "EHR", "Type Concept", "Type Concept", "Type Concept", "OMOP4976890"),
-    ):
-        concepts.append(
-            {
-                "concept_id": fixed_id,
-                "concept_name": name,
-                "domain_id": domain,
-                "vocabulary_id": vocabulary,
-                "concept_class_id": klass,
-                "standard_concept": "S",
-                "concept_code": code,
-                "valid_start_date": "1970-01-01",
-                "valid_end_date": "2099-12-31",
-                "invalid_reason": None,
-            }
+    def known(self, vocabulary: str, code: str) -> int:
+        """The id of a concept already added, else 0 (OMOP's "no matching concept")."""
+        return self.ids.get((vocabulary, code), 0)
+
+
+def _write_omop_table(out: Path, name: str, rows: Iterable[dict]) -> int:
+    """``out/<name>.csv`` with the columns of :data:`OMOP_TABLES`; returns how many rows."""
+    columns = [c for c, _ in OMOP_TABLES[name]]
+    n = 0
+    with (out / f"{name}.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            n += 1
+    return n
+
+
+def _omop_persons(cases: pd.DataFrame) -> Iterator[dict]:
+    for row in cases.drop_duplicates("person_id").itertuples(index=False):
+        age = pd.to_numeric(getattr(row, "age", None), errors="coerce")
+        year = int(row.index_stamp.year - age) if not pd.isna(age) and not pd.isna(row.index_stamp) else 1900
+        sex = getattr(row, "sex", None)
+        yield {
+            "person_id": row.person_id,
+            "gender_concept_id": {"F": OMOP_FEMALE, "M": OMOP_MALE}.get(sex, 0),
+            "year_of_birth": year,
+            "race_concept_id": 0,
+            "ethnicity_concept_id": 0,
+            "person_source_value": row.patient_id,
+            "gender_source_value": sex,
+        }
+
+
+def _omop_visits(cases: pd.DataFrame) -> Iterator[dict]:
+    for row in cases.itertuples(index=False):
+        start = row.start_stamp if not pd.isna(row.start_stamp) else row.index_stamp
+        end = row.index_stamp if not pd.isna(row.index_stamp) else start
+        if pd.isna(start):
+            start = end = pd.Timestamp("1970-01-01", tz="UTC")
+        yield {
+            "visit_occurrence_id": row.visit_id,
+            "person_id": row.person_id,
+            "visit_concept_id": OMOP_INPATIENT_VISIT,
+            "visit_start_date": start.strftime("%Y-%m-%d"),
+            "visit_start_datetime": start.strftime("%Y-%m-%d %H:%M:%S"),
+            "visit_end_date": end.strftime("%Y-%m-%d"),
+            "visit_end_datetime": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "visit_type_concept_id": OMOP_EHR,
+        }
+
+
+def _omop_measurements(cohort: _Cohort, concepts: _OmopConcepts) -> Iterator[dict]:
+    obs = cohort.observations
+    for i, row in enumerate(obs[obs["stamp"].notna()].itertuples(index=False), start=1):
+        case = cohort.by_case.loc[row.case_id]
+        yield {
+            "measurement_id": i,
+            "person_id": case.person_id,
+            "measurement_concept_id": concepts.known("LOINC", row.loinc),
+            "measurement_date": row.stamp.strftime("%Y-%m-%d"),
+            "measurement_datetime": row.stamp.strftime("%Y-%m-%d %H:%M:%S"),
+            "measurement_type_concept_id": OMOP_EHR,
+            "value_as_number": None if math.isnan(row.number) else row.value,
+            "unit_concept_id": concepts.known("UCUM", row.ucum),
+            "visit_occurrence_id": case.visit_id,
+            "measurement_source_value": str(row.code)[:50],
+            "unit_source_value": str(row.unit)[:50],
+            "value_source_value": str(row.value)[:50],
+        }
+
+
+def _omop_notes(cohort: _Cohort) -> Iterator[dict]:
+    for i, row in enumerate(cohort.notes[cohort.notes["stamp"].notna()].itertuples(index=False), start=1):
+        case = cohort.by_case.loc[row.case_id]
+        yield {
+            "note_id": i,
+            "person_id": case.person_id,
+            "note_date": row.stamp.strftime("%Y-%m-%d"),
+            "note_datetime": row.stamp.strftime("%Y-%m-%d %H:%M:%S"),
+            "note_type_concept_id": OMOP_EHR,
+            "note_class_concept_id": 0,
+            "note_title": row.note_type,
+            "note_text": row.text,
+            "encoding_concept_id": 0,
+            "language_concept_id": 0,
+            "visit_occurrence_id": case.visit_id,
+            "note_source_value": (row.note_type or "")[:50],
+        }
+
+
+def _omop_images(cohort: _Cohort, concepts: _OmopConcepts, wado_url: str) -> Iterator[dict]:
+    """Image occurrences; each modality becomes a DICOM concept as it is met."""
+    for i, (case_id, entry) in enumerate(cohort.image_series().items(), start=1):
+        case = cohort.by_case.loc[case_id]
+        when = entry["acquired"] if entry["acquired"] is not None else case.start_stamp
+        if pd.isna(when):
+            continue
+        modality = concepts.id_of(
+            "DICOM", entry["modality"], entry["modality"], "Meas Value", "DICOM Modality"
         )
-    for feature in cohort.catalogue:
-        concept("LOINC", feature.loinc, feature.display, "Measurement", "Lab Test")
-        for unit in feature.units:
-            concept("UCUM", unit, unit, "Unit", "Unit")
-    cases = cohort.cases
+        yield {
+            "image_occurrence_id": i,
+            "person_id": case.person_id,
+            "visit_occurrence_id": case.visit_id,
+            "wadors_uri": None
+            if entry.get("nifti")
+            else f"{wado_url}/studies/{entry['study_uid']}/series/{entry['series_uid']}",
+            "local_path": entry["path"],
+            "image_occurrence_date": when.strftime("%Y-%m-%d"),
+            "image_study_uid": entry["study_uid"],
+            "image_series_uid": entry["series_uid"],
+            "modality_concept_id": modality,
+        }
 
-    def table(name: str, rows) -> int:
-        columns = [c for c, _ in OMOP_TABLES[name]]
-        n = 0
-        with (out / f"{name}.csv").open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-                n += 1
-        return n
 
-    def persons():
-        for row in cases.drop_duplicates("person_id").itertuples(index=False):
-            age = pd.to_numeric(getattr(row, "age", None), errors="coerce")
-            year = (
-                int(row.index_stamp.year - age) if not pd.isna(age) and not pd.isna(row.index_stamp) else 1900
-            )
-            sex = getattr(row, "sex", None)
-            yield {
-                "person_id": row.person_id,
-                "gender_concept_id": {"F": OMOP_FEMALE, "M": OMOP_MALE}.get(sex, 0),
-                "year_of_birth": year,
-                "race_concept_id": 0,
-                "ethnicity_concept_id": 0,
-                "person_source_value": row.patient_id,
-                "gender_source_value": sex,
-            }
-
-    def visits():
-        for row in cases.itertuples(index=False):
-            start = row.start_stamp if not pd.isna(row.start_stamp) else row.index_stamp
-            end = row.index_stamp if not pd.isna(row.index_stamp) else start
-            if pd.isna(start):
-                start = end = pd.Timestamp("1970-01-01", tz="UTC")
-            yield {
-                "visit_occurrence_id": row.visit_id,
-                "person_id": row.person_id,
-                "visit_concept_id": OMOP_INPATIENT_VISIT,
-                "visit_start_date": start.strftime("%Y-%m-%d"),
-                "visit_start_datetime": start.strftime("%Y-%m-%d %H:%M:%S"),
-                "visit_end_date": end.strftime("%Y-%m-%d"),
-                "visit_end_datetime": end.strftime("%Y-%m-%d %H:%M:%S"),
-                "visit_type_concept_id": OMOP_EHR,
-            }
-
-    by_case = cohort.by_case
-
-    def measurements():
-        obs = cohort.observations
-        for i, row in enumerate(obs[obs["stamp"].notna()].itertuples(index=False), start=1):
-            case = by_case.loc[row.case_id]
-            yield {
-                "measurement_id": i,
-                "person_id": case.person_id,
-                "measurement_concept_id": concept_ids.get(("LOINC", row.loinc), 0),
-                "measurement_date": row.stamp.strftime("%Y-%m-%d"),
-                "measurement_datetime": row.stamp.strftime("%Y-%m-%d %H:%M:%S"),
-                "measurement_type_concept_id": OMOP_EHR,
-                "value_as_number": None if math.isnan(row.number) else row.value,
-                "unit_concept_id": concept_ids.get(("UCUM", row.ucum), 0),
-                "visit_occurrence_id": case.visit_id,
-                "measurement_source_value": str(row.code)[:50],
-                "unit_source_value": str(row.unit)[:50],
-                "value_source_value": str(row.value)[:50],
-            }
-
-    def notes():
-        for i, row in enumerate(cohort.notes[cohort.notes["stamp"].notna()].itertuples(index=False), start=1):
-            case = by_case.loc[row.case_id]
-            yield {
-                "note_id": i,
-                "person_id": case.person_id,
-                "note_date": row.stamp.strftime("%Y-%m-%d"),
-                "note_datetime": row.stamp.strftime("%Y-%m-%d %H:%M:%S"),
-                "note_type_concept_id": OMOP_EHR,
-                "note_class_concept_id": 0,
-                "note_title": row.note_type,
-                "note_text": row.text,
-                "encoding_concept_id": 0,
-                "language_concept_id": 0,
-                "visit_occurrence_id": case.visit_id,
-                "note_source_value": (row.note_type or "")[:50],
-            }
-
-    def images():
-        for i, (case_id, entry) in enumerate(cohort.image_series().items(), start=1):
-            case = by_case.loc[case_id]
-            when = entry["acquired"] if entry["acquired"] is not None else case.start_stamp
-            if pd.isna(when):
-                continue
-            modality = concept("DICOM", entry["modality"], entry["modality"], "Meas Value", "DICOM Modality")
-            yield {
-                "image_occurrence_id": i,
-                "person_id": case.person_id,
-                "visit_occurrence_id": case.visit_id,
-                "wadors_uri": None
-                if entry.get("nifti")
-                else f"{wado_url}/studies/{entry['study_uid']}/series/{entry['series_uid']}",
-                "local_path": entry["path"],
-                "image_occurrence_date": when.strftime("%Y-%m-%d"),
-                "image_study_uid": entry["study_uid"],
-                "image_series_uid": entry["series_uid"],
-                "modality_concept_id": modality,
-            }
-
-    counts = {
-        "person": table("person", persons()),
-        "visit_occurrence": table("visit_occurrence", visits()),
-        "measurement": table("measurement", measurements()),
-        "note": table("note", notes()),
-        "image_occurrence": table("image_occurrence", images()),
-    }
-    counts["concept"] = table("concept", concepts)
+def _write_omop_scripts(out: Path) -> None:
+    """``ddl.sql`` (the tables) and ``load.sql`` (creates them and copies the CSV files in, run by psql)."""
     (out / "ddl.sql").write_text(omop_ddl(), encoding="utf-8")
     load = [
         "-- Create the OMOP CDM v5.4 tables mmdx reads and load the CSV files beside this script.",
@@ -779,6 +783,28 @@ def _omop(cohort: _Cohort, out: Path, wado_url: str) -> dict:
         columns = ", ".join(c for c, _ in OMOP_TABLES[name])
         load.append(f"\\copy {name} ({columns}) FROM '{name}.csv' WITH (FORMAT csv, HEADER true)")
     (out / "load.sql").write_text("\n".join(load) + "\n", encoding="utf-8")
+
+
+def _omop(cohort: _Cohort, out: Path, wado_url: str) -> dict:
+    """One CSV file per OMOP table, with the scripts that create and load them; returns the row counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    concepts = _OmopConcepts()
+    for feature in cohort.catalogue:
+        concepts.id_of("LOINC", feature.loinc, feature.display, "Measurement", "Lab Test")
+        for unit in feature.units:
+            concepts.id_of("UCUM", unit, unit, "Unit", "Unit")
+    counts = {
+        "person": _write_omop_table(out, "person", _omop_persons(cohort.cases)),
+        "visit_occurrence": _write_omop_table(out, "visit_occurrence", _omop_visits(cohort.cases)),
+        "measurement": _write_omop_table(out, "measurement", _omop_measurements(cohort, concepts)),
+        "note": _write_omop_table(out, "note", _omop_notes(cohort)),
+        "image_occurrence": _write_omop_table(
+            out, "image_occurrence", _omop_images(cohort, concepts, wado_url)
+        ),
+    }
+    # last: the image occurrences added their modalities' concepts
+    counts["concept"] = _write_omop_table(out, "concept", concepts.rows)
+    _write_omop_scripts(out)
     return counts
 
 
