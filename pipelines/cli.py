@@ -15,6 +15,7 @@ from mmdx.errors import MmdxError
 COMMANDS: dict[str, str] = {
     "synth": "pipelines.synth",
     "validate": "pipelines.validate",
+    "plan": "pipelines.plan",
     "train": "pipelines.train",
     "evaluate": "pipelines.evaluate",
     "predict": "pipelines.predict",
@@ -35,6 +36,7 @@ an audit report. Typical flow:
 
   mmdx synth cohorts/demo --cases 600 --defects   write a synthetic cohort
   mmdx validate cohorts/demo                      check every case, file and row
+  mmdx plan cohorts/demo                          the image fingerprint and preprocessing plan
   mmdx train --config configs/demo.yaml --cohort cohorts/demo --out runs/demo
   mmdx evaluate runs/demo                         predictions.parquet + metrics.json
   mmdx explain runs/demo                          attributions per modality

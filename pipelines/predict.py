@@ -14,7 +14,9 @@ HELP = """\
 Predict every usable case of COHORT with a trained bundle (a bundle folder or a run directory). The cohort
 is validated first -- unlabelled cases (empty label) are fine -- and rejected cases are listed. Writes a
 table with case_id, calibrated probability, the decision at the bundle's operating threshold, per-modality
-gate values and which modalities were present: CSV or Parquet by the extension of --out.
+gate values and which modalities were present: CSV or Parquet by the extension of --out. The split column
+is the cohort's own (empty for cases without one: new cases belong to no training split). Images are
+preprocessed with the bundle's own plan; images it does not fit are reported as validation warnings.
 """
 
 
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )
-    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, args.batch_size))
+    frame = predictions_frame(
+        bundle, inputs, run_predictions(bundle, inputs, args.batch_size), assigned_splits=False
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":

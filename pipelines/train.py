@@ -24,7 +24,9 @@ from mmdx.data.dataset import (
     Preprocessing,
     build_case_table,
     fit_preprocessing,
+    plan_training_images,
 )
+from mmdx.data.plan import declared_modality, describe_warnings
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
@@ -143,16 +145,22 @@ def train_run(
         started = time.perf_counter()
 
         cohort = validate_cohort(cohort_dir, workers=config.data.validate_workers)
-        if dist.is_main:
-            cohort.report.write(run.validation_report)
-        if not cohort.report.usable:
-            raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
         # a resumed run must see exactly the inputs the interrupted one saw: reuse its fitted preprocessing
         fitted = run.root / "preprocessing"
-        if resume and (fitted / "preprocessing.json").is_file():
-            prep = Preprocessing.load(fitted)
+        previous = (
+            Preprocessing.load(fitted) if resume and (fitted / "preprocessing.json").is_file() else None
+        )
+        images = plan_training_images(cohort, config, previous)
+        if dist.is_main:
+            cohort.report.write(run.validation_report)
+            if images is not None:
+                log.info("image plan: %s%s", images.plan.describe(), describe_warnings(images))
+        if not cohort.report.usable:
+            raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
+        if previous is not None:
+            prep = previous
         else:
-            prep = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model))
+            prep = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model), images)
             if dist.is_main:
                 fitted.mkdir(exist_ok=True, mode=0o700)
                 prep.save(fitted)
@@ -167,7 +175,9 @@ def train_run(
             )
         cache = None
         if prep.image_config is not None:
-            cache = ImageCache(prep.image_config, config.data.cache.mode, config.data.cache.dir)
+            cache = ImageCache(
+                prep.image_config, config.data.cache.mode, config.data.cache.dir, declared_modality(cohort)
+            )
         if cache is not None:
             with tqdm(
                 desc="caching images", unit="image", disable=not (progress and dist.is_main), leave=False

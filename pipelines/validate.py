@@ -18,14 +18,40 @@ Check a cohort directory against the mmdx cohort contract. Every case ends accep
 (something was dropped, e.g. an unreadable image or an observation in an unknown unit) or rejected (e.g. a
 duplicate case_id), each problem with a typed reason code. DICOM folders are grouped by SeriesInstanceUID
 and slices sorted along the slice normal; images are decoded to catch truncated files and unsupported
-transfer syntaxes. One bad file never stops the run. Exit status: 0 when the cohort is usable, 1 when no
-case is usable, 2 when the cohort itself cannot be read (no cohort.yaml or cases table).
+transfer syntaxes. One bad file never stops the run.
+
+With --config CONFIG (or --bundle BUNDLE), every image is also checked against the image preprocessing
+plan that config would fit to the cohort's training images (or the bundle's own plan), where it can still
+be fixed: an image covering less than half of the model grid (IMAGE_FOV_MISMATCH) or cropped by more than
+half (IMAGE_FOV_CROPPED), a 2D image in a 3D cohort (IMAGE_DIMS_DROPPED), a volume in a 2D cohort
+(IMAGE_CENTRE_SLICE), a normalisation that does not fit the modality (IMAGE_INTENSITY_MISMATCH), a modality
+the model never saw (IMAGE_MODALITY_UNSEEN). A config that cannot fit the cohort at all fails with one line
+saying what to change. The ground truth of a synthetic cohort (ground_truth/) is checked against its
+JSON Schema.
+
+Exit status: 0 when the cohort is usable, 1 when no case is usable, 2 when the cohort itself cannot be read
+(no cohort.yaml or cases table) or the config cannot be planned on it.
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("validate", help="validate a cohort directory", description=HELP)
-    p.add_argument("cohort", help="cohort directory")
+    p = subparsers.add_parser(
+        "validate",
+        help="validate a cohort directory",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("cohort", nargs="?", help="cohort directory (default: data.cohort of --config)")
+    p.add_argument("--config", help="also check every image against the preprocessing plan of this config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value",
+    )
+    p.add_argument("--bundle", help="also check every image against this trained bundle's own plan")
     p.add_argument("--report", metavar="FILE.json", help="write the full per-case report as JSON")
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
     p.add_argument("--no-images", action="store_true", help="skip decoding images (faster, less thorough)")
@@ -76,7 +102,15 @@ def print_report(report: ValidationReport, console: Console, show: int = 20) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmdx.errors import MmdxError
+    from mmdx.workflows.plan import load_plan_source, plan_images
+
     start = time.perf_counter()
+    source = load_plan_source(args.config, args.overrides, args.bundle)
+    if args.cohort is None:
+        args.cohort = getattr(getattr(source, "data", None), "cohort", None)
+        if args.cohort is None:
+            raise MmdxError("no cohort given: pass COHORT, or --config with data.cohort set")
     with tqdm(
         total=None,
         desc="decoding images",
@@ -93,9 +127,16 @@ def run(args: argparse.Namespace) -> int:
         cohort = validate_cohort(
             args.cohort, check_images=not args.no_images, workers=args.workers, progress=progress
         )
+    planned = plan_images(cohort, source) if source is not None and cohort.report.usable else None
     report = cohort.report
     console = Console(file=sys.stdout, width=140)
     print_report(report, console, args.show)
+    if planned is not None:
+        from mmdx.data.plan import describe_warnings
+
+        console.print(f"image plan: {planned.plan.describe()}{describe_warnings(planned)}", highlight=False)
+        for note in planned.plan.notes:
+            console.print(f"  note: {note}", highlight=False)
     if args.report:
         report.write(args.report)
         console.print(f"report written to {args.report}")

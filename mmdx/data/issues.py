@@ -39,15 +39,28 @@ class IssueCode(StrEnum):
     NIFTI_QFORM_SFORM_MISMATCH = "NIFTI_QFORM_SFORM_MISMATCH"
     NIFTI_INVALID = "NIFTI_INVALID"
     IMAGE_WRONG_DIMENSIONS = "IMAGE_WRONG_DIMENSIONS"
+    # images against the preprocessing plan (mmdx.data.plan)
+    IMAGE_FOV_MISMATCH = "IMAGE_FOV_MISMATCH"
+    IMAGE_FOV_CROPPED = "IMAGE_FOV_CROPPED"
+    IMAGE_DIMS_DROPPED = "IMAGE_DIMS_DROPPED"
+    IMAGE_CENTRE_SLICE = "IMAGE_CENTRE_SLICE"
+    IMAGE_INTENSITY_MISMATCH = "IMAGE_INTENSITY_MISMATCH"
+    IMAGE_MODALITY_UNSEEN = "IMAGE_MODALITY_UNSEEN"
     # observations
     UNIT_UNKNOWN = "UNIT_UNKNOWN"
     VALUE_IMPLAUSIBLE = "VALUE_IMPLAUSIBLE"
     VALUE_NOT_NUMERIC = "VALUE_NOT_NUMERIC"
     CODE_UNKNOWN = "CODE_UNKNOWN"
+    LOINC_CHECK_DIGIT = "LOINC_CHECK_DIGIT"
+    LOINC_NOT_IN_CATALOGUE = "LOINC_NOT_IN_CATALOGUE"
+    VALUE_CENSORED = "VALUE_CENSORED"
+    VALUE_DECIMAL_COMMA = "VALUE_DECIMAL_COMMA"
     TIME_INVALID = "TIME_INVALID"
     # notes
     NOTE_MALFORMED = "NOTE_MALFORMED"
     NOTE_EMPTY = "NOTE_EMPTY"
+    # ground truth of synthetic cohorts
+    GROUND_TRUTH_INVALID = "GROUND_TRUTH_INVALID"
 
 
 DESCRIPTIONS: dict[IssueCode, str] = {
@@ -74,13 +87,24 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.NIFTI_QFORM_SFORM_MISMATCH: "the NIfTI qform and sform disagree about where the image is",
     IssueCode.NIFTI_INVALID: "the NIfTI header or data is invalid",
     IssueCode.IMAGE_WRONG_DIMENSIONS: "the image is not 2D or 3D as the cohort requires",
+    IssueCode.IMAGE_FOV_MISMATCH: "the image covers less than half of the model grid: most of the model input is padding",
+    IssueCode.IMAGE_FOV_CROPPED: "more than half of the image's field of view lies outside the model grid and is cropped",
+    IssueCode.IMAGE_DIMS_DROPPED: "a 2D image in a cohort planned as 3D: the image is not used, the case keeps its other modalities",
+    IssueCode.IMAGE_CENTRE_SLICE: "a volume in a cohort planned as 2D: the model sees its centre slice",
+    IssueCode.IMAGE_INTENSITY_MISMATCH: "the intensity normalisation does not fit the image's modality or values (e.g. a HU window on MR)",
+    IssueCode.IMAGE_MODALITY_UNSEEN: "the image's modality was not among the training images of the model",
     IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
     IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
     IssueCode.VALUE_NOT_NUMERIC: "the value is not a number",
     IssueCode.CODE_UNKNOWN: "the code is neither a LOINC code nor a key of the feature catalogue",
+    IssueCode.LOINC_CHECK_DIGIT: "the code looks like a LOINC code but its mod-10 check digit is wrong (a typo)",
+    IssueCode.LOINC_NOT_IN_CATALOGUE: "a valid LOINC code that the feature catalogue does not list; the row is not used",
+    IssueCode.VALUE_CENSORED: "a censored value ('<0.05', '>1000'): used at its limit, flagged",
+    IssueCode.VALUE_DECIMAL_COMMA: "a value written with a decimal comma ('4,2'): read as 4.2 when unambiguous, else not used",
     IssueCode.TIME_INVALID: "the time is not ISO 8601",
     IssueCode.NOTE_MALFORMED: "a notes.jsonl line is not a JSON object with case_id and text",
     IssueCode.NOTE_EMPTY: "a note has no text",
+    IssueCode.GROUND_TRUTH_INVALID: "a ground_truth/ file or record does not match its JSON Schema; it is skipped",
 }
 
 

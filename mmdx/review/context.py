@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmdx.bundle import load_bundle
-from mmdx.config import ImageConfig
+from mmdx.data.plan import ImagePlan
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.run import RunPaths
@@ -69,7 +69,7 @@ class ReviewContext:
     store: ReviewStore
     model_version: str
     threshold: float
-    image_config: ImageConfig | None
+    image_config: ImagePlan | None
     tabular_features: tuple[str, ...]
     numeric_columns: tuple[str, ...]
     modalities: tuple[Modality, ...]

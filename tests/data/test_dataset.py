@@ -55,7 +55,7 @@ def test_samples_have_contract_shapes_and_presence(cohort, tmp_path: Path) -> No
 
 def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -> None:
     path = cohort.cases["image_path"].dropna().iloc[0]
-    config = ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0])
+    config = ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window")
     cache = ImageCache(config, "disk", tmp_path)
     first, affine = cache.load(path)
     again, _ = ImageCache(config, "disk", tmp_path).load(path)
@@ -66,7 +66,9 @@ def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -
     with np.load(files[0], allow_pickle=False) as data:
         assert data["image"].shape == (1, 32, 32)
     other = ImageCache(
-        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], window=(-160.0, 240.0)), "disk", tmp_path
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window", window=(-160.0, 240.0)),
+        "disk",
+        tmp_path,
     )
     assert other.key(path) != cache.key(path)
     windowed, _ = other.load(path)
@@ -75,7 +77,9 @@ def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -
 
 def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
     paths = cohort.cases["image_path"].dropna().tolist()[:12]
-    cache = ImageCache(ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0]), "memory", tmp_path)
+    cache = ImageCache(
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window"), "memory", tmp_path
+    )
     assert cache.warm(paths, workers=2) == 12
     assert cache.warm(paths, workers=2) == 0
     cache.load(paths[0])

@@ -51,8 +51,9 @@ def plant_defects(
         t["posterior"] = sigmoid(sum(t["logit_terms"].values()))
 
     dicom = "dicom"
-    series = lambda p: p.has_image and p.image_format == dicom and opts.dims == 3  # noqa: E731
+    series = lambda p: p.has_image and p.image_format == dicom and p.image_dims == 3  # noqa: E731
     dicom_file = lambda p: p.has_image and p.image_format == dicom  # noqa: E731
+    slice_file = lambda p: dicom_file(p) and p.image_dims == 2  # noqa: E731
     nifti = lambda p: p.has_image and p.image_format == "nifti"  # noqa: E731
 
     # 1. the image file does not exist
@@ -90,11 +91,11 @@ def plant_defects(
         drop_image(cid)
         note("DICOM_MIXED_SERIES", cid, f"five slices of {other} copied into the folder", by_id[cid]["image"])
     else:
-        cid = pick(dicom_file)
+        cid = pick(slice_file)
         folder = out / "images" / f"{cid}_mixed"
         folder.mkdir()
         shutil.copy(out / by_id[cid]["image"], folder / "a.dcm")
-        other = pick(dicom_file)
+        other = pick(slice_file)
         shutil.copy(out / by_id[other]["image"], folder / "b.dcm")
         used.discard(other)
         by_id[cid]["image"] = f"images/{cid}_mixed"

@@ -21,8 +21,10 @@ def dicom_slices(
 ) -> list:
     """One pydicom dataset per slice. ``hu`` is [I, J] or [I, J, K] with I along the DICOM row direction."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
+    modality = site.get("modality", "CT")
+    sop_class = MRImageStorage if modality == "MR" else CTImageStorage
     volume = hu if hu.ndim == 3 else hu[..., None]
     n_slices = volume.shape[2]
     slope, intercept = site["rescale"]
@@ -43,7 +45,7 @@ def dicom_slices(
         ras = origin_ras + geometry.affine[:3, 2] * k if hu.ndim == 3 else origin_ras
         lps = [-ras[0], -ras[1], ras[2]]
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = synthetic_uid(ids["seed_uid"], "sop", k)
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -52,17 +54,17 @@ def dicom_slices(
         ds.file_meta = meta
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
+        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyDate = ids["study_date"]
         ds.SeriesDate = ids["study_date"]
         ds.StudyTime = "083000"
         ds.AccessionNumber = ids["accession"]
-        ds.Modality = "CT"
+        ds.Modality = modality
         ds.Manufacturer = site["manufacturer"]
         ds.InstitutionName = f"{ids['site'].title()} General Hospital"
         ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "CT CHEST"
+        ds.StudyDescription = f"{modality} CHEST"
         ds.SeriesDescription = "AXIAL 2D" if hu.ndim == 2 else "AXIAL"
         ds.PatientName = ids["patient_name"]
         ds.PatientID = ids["patient_id"]
@@ -71,7 +73,8 @@ def dicom_slices(
         ds.PatientAge = f"{int(ids['age']):03d}Y"
         ds.BodyPartExamined = "CHEST"
         ds.SliceThickness = f"{z_spacing:.4f}"
-        ds.KVP = "120"
+        if modality == "CT":
+            ds.KVP = "120"
         ds.PatientPosition = "FFS"
         ds.StudyInstanceUID = synthetic_uid(ids["seed_uid"], "study", 0)
         ds.SeriesInstanceUID = ids.get("series_uid") or synthetic_uid(ids["seed_uid"], "series", 0)
@@ -93,11 +96,13 @@ def dicom_slices(
         ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 1 if signed else 0
-        ds.WindowCenter = "-600"
-        ds.WindowWidth = "1500"
+        if modality == "CT":
+            ds.WindowCenter = "-600"
+            ds.WindowWidth = "1500"
         ds.RescaleIntercept = f"{intercept:g}"
         ds.RescaleSlope = f"{slope:g}"
-        ds.RescaleType = "HU"
+        if modality == "CT":
+            ds.RescaleType = "HU"
         # pixel rows run along J (the column direction), columns along I: store the transpose
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T.astype(dtype)).tobytes()
         if "phi" in ids:
