@@ -184,7 +184,8 @@ def explain_run(
     }
     version = explanation_version(bundle.version, methods, settings)
     rows = chosen.set_index("case_id")
-    truth = load_truth(cohort_dir)
+    truth_warnings: list[str] = []
+    truth = load_truth(cohort_dir, truth_warnings)
     checked_ids = set(chosen["case_id"][: max(0, check_cases)])
     # what the checks need after the loop: the checked cases' model-grid maps, every case's delta and scores
     kept: dict[str, list[CaseExplanation]] = {m: [] for m in methods}
@@ -250,6 +251,7 @@ def explain_run(
             "n_cases": len(chosen),
             "check_cases": len(checked_ids),
             "ground_truth_available": truth is not None,
+            "ground_truth_warnings": truth_warnings,
             "seconds_per_case": {m: seconds[m] / max(1, len(chosen)) for m in methods},
             "settings": settings,
             "methods": {},

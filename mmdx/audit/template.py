@@ -475,6 +475,7 @@ TEMPLATE = r"""<!DOCTYPE html>
   {%- endif %}
   {%- endfor %}
   {%- if not E.ground_truth_available %}<p class="small muted">Ground-truth scores: {{ E.ground_truth_reason }}.</p>{% endif %}
+  {%- for w in E.ground_truth_warnings or [] %}<p class="small"><span class="flag">Ground truth skipped:</span> {{ w }}</p>{% endfor %}
   {%- if figures.deletion %}<figure><img src="{{ figures.deletion }}" alt="Deletion curves"><figcaption>Deletion curves of the {{ E.primary_method | replace("_", " ") }} attributions.</figcaption></figure>{% endif %}
   {%- endif %}
 </section>

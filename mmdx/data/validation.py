@@ -32,6 +32,7 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.ground_truth import check_ground_truth
 from mmdx.data.issues import Issue, IssueCode, Severity
 from mmdx.data.schemas import schema_errors
 from mmdx.data.splits import DEFAULT_FRACTIONS, SPLITS, patient_level_split
@@ -265,6 +266,7 @@ def validate_cohort(
         for case_id, issues in harmonised.case_issues.items():
             primary[case_id].issues.extend(issues)
         file_issues.extend(harmonised.unattached)
+    file_issues.extend(check_ground_truth(files.root))
     notes = parse_notes(files.note_lines, known, "notes.jsonl")
     for case_id, issues in notes.case_issues.items():
         primary[case_id].issues.extend(issues)

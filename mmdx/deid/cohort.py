@@ -55,6 +55,7 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.ground_truth import read_defects, read_truth
 from mmdx.data.text import Note, join_notes
 from mmdx.deid.dicom import (
     DicomDeidentifier,
@@ -202,6 +203,8 @@ class DeidReport:
             )
         if d["not_copied"]:
             lines.append(f"not copied: {len(d['not_copied'])} files (listed in {REPORT_FILE})")
+        for warning in d.get("ground_truth_warnings") or []:
+            lines.append(f"ground truth not copied: {warning}")
         return lines
 
 
@@ -817,12 +820,18 @@ class _CohortDeidentification:
             return
         assert self.scrubber is not None
         truth_path = folder / "truth.jsonl"
-        if truth_path.is_file():
+        truth = read_truth(self.root)
+        if truth is not None:
             lines = []
-            for raw in truth_path.read_text(encoding="utf-8").splitlines():
-                if not raw.strip():
-                    continue
-                record = json.loads(raw)
+            skipped = []
+            for issue in truth.issues:  # not copied: a line in an unknown layout may hold anything
+                skipped.append(
+                    f"{issue.file} line {issue.row}: {issue.message}" if issue.row else issue.message
+                )
+                counts["truth_lines_skipped"] += 1
+            if skipped:
+                self.report["ground_truth_warnings"] = skipped
+            for record in truth.records.values():
                 original = record.get("case_id")
                 pseudo = self.case(original) if isinstance(original, str) else None
                 mask = record.get("mask")
@@ -840,8 +849,14 @@ class _CohortDeidentification:
             )
             self.consumed.add(truth_path)
         defects_path = folder / "defects.json"
-        if defects_path.is_file():
-            defects = json.loads(defects_path.read_text(encoding="utf-8"))
+        defects, defect_issues = read_defects(self.root)
+        if defect_issues:
+            self.report.setdefault("ground_truth_warnings", []).extend(
+                f"{i.file}: {i.message}" for i in defect_issues
+            )
+            counts["defects_skipped"] += 1
+            self.consumed.add(defects_path)
+        if defects is not None:
             out = []
             for item in defects:
                 item = dict(item)
