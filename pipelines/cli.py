@@ -115,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmdx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a fault of mmdx, not of the input: one line, the traceback only with -v
+        if args.verbose:
+            raise
+        print(
+            f"mmdx {args.command}: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+            f"(run 'mmdx -v {args.command} ...' for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

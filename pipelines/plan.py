@@ -47,8 +47,9 @@ def _axes(values: list[float] | None, unit: str = "") -> str:
     return "-" if not values else " x ".join(f"{v:.3g}" for v in values) + unit
 
 
-def print_plan(result: dict, show: int = 10, out=sys.stdout) -> None:
+def print_plan(result: dict, show: int = 10, out=None) -> None:
     """Human-readable fingerprint and plan of :meth:`mmdx.workflows.plan.PlanResult.to_dict`."""
+    out = out or sys.stdout
     print(
         f"cohort {result['cohort']['name']} ({result['cohort']['path']}), plan from {result['source']}",
         file=out,

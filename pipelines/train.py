@@ -33,7 +33,7 @@ from mmdx.errors import MmdxError
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
-from mmdx.training.calibration import TemperatureScaler
+from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.distributed import init_distributed, shutdown_distributed
 from mmdx.training.inference import predict_dataset
 from mmdx.training.metrics import binary_metrics, choose_threshold, json_ready
@@ -239,6 +239,9 @@ def train_run(
                 target=rule.target if rule.rule == "sensitivity" else None,
             )
         val_metrics = json_ready(binary_metrics(val.labels, val_prob, threshold))
+        warnings = calibration_warnings(val.labels, scaler, config.train.calibrate)
+        for warning in warnings:
+            log.warning("%s", warning)
         card = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seed": config.seed,
@@ -270,6 +273,7 @@ def train_run(
             },
             "operating_point": {"threshold": float(threshold), "rule": rule.rule, "chosen_on": "val"},
             "calibration": scaler.to_dict(),
+            "warnings": warnings,
             "metrics": {"val": val_metrics},
             "environment": environment(),
             "intended_use": (
@@ -293,6 +297,8 @@ def train_run(
             "threshold": float(threshold),
             "temperature": scaler.temperature_,
             "parameters": n_params,
+            "warnings": warnings,
+            "image_plan": images.summary() if images is not None else None,
         }
         run.training.write_text(json.dumps(json_ready(summary), indent=1), encoding="utf-8")
         return summary
@@ -314,5 +320,7 @@ def run(args: argparse.Namespace) -> int:
             f"({r['epochs_run']} epochs, stopped: {r['stopped']}); temperature {summary['temperature']:.3f}, "
             f"threshold {summary['threshold']:.3f}"
         )
+        for warning in summary["warnings"]:
+            print(f"warning: {warning}")
         print(f"run: {summary['run']}  (bundle: {summary['bundle']})")
     return 0

@@ -495,17 +495,19 @@ class ImagePlan:
         )
 
 
-def _round_axis(value: float) -> int:
-    return max(MIN_AXIS, GRID_MULTIPLE * int(round(value / GRID_MULTIPLE)))
+def _round_axis(value: float, up: bool = False) -> int:
+    steps = math.ceil(value / GRID_MULTIPLE - 1e-9) if up else int(round(value / GRID_MULTIPLE))
+    return max(MIN_AXIS, GRID_MULTIPLE * steps)
 
 
-def _fit_shape(voxels: np.ndarray, budget: int) -> tuple[int, ...]:
-    """Grid axes near ``voxels`` (fractional), multiples of GRID_MULTIPLE, whose product fits ``budget``."""
+def _fit_shape(voxels: np.ndarray, budget: int, up: bool = False) -> tuple[int, ...]:
+    """Grid axes near ``voxels`` (fractional; at least as many with ``up``), multiples of GRID_MULTIPLE,
+    whose product fits ``budget``."""
     voxels = np.maximum(np.asarray(voxels, dtype=np.float64), 1.0)
     total = float(np.prod(voxels))
     if total > budget:
         voxels = voxels * (budget / total) ** (1.0 / len(voxels))
-    shape = [_round_axis(v) for v in voxels]
+    shape = [_round_axis(v, up) for v in voxels]
     while math.prod(shape) > budget and max(shape) > MIN_AXIS:
         # shrink the axis that overshoots its ideal size the most
         ratios = [s / v if s > MIN_AXIS else 0.0 for s, v in zip(shape, voxels, strict=True)]
@@ -567,7 +569,7 @@ def derive_plan(fp: Fingerprint, config) -> ImagePlan:
             spacing = None
         else:
             spacing = tuple(float(s) for s in config.spacing)
-            shape = _fit_shape(np.asarray(fov) / np.asarray(spacing), budget)
+            shape = _fit_shape(np.asarray(fov) / np.asarray(spacing), budget, up=True)
             covered = [n * s for n, s in zip(shape, spacing, strict=True)]
             if any(c < 0.9 * f for c, f in zip(covered, fov, strict=True)):
                 notes.append(
@@ -614,7 +616,8 @@ def _share(value: float) -> str:
 
 
 def _fmt(values: Iterable[float] | None) -> str:
-    return " x ".join(f"{v:.3g}" for v in values or ())
+    """``"40 x 40 x 100"``: millimetres to three significant digits, whole millimetres from 1 m on."""
+    return " x ".join(f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}" for v in values or ())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -672,8 +675,8 @@ def check_image(
         if cropped > MAX_CROPPED_SHARE:
             warn(
                 IssueCode.IMAGE_FOV_CROPPED,
-                f"the model grid ({grid} mm) keeps {1 - cropped:.0%} of the image's field of view ({fov} mm): "
-                f"{cropped:.0%} is cropped away around its centre",
+                f"the model grid ({grid} mm) keeps {_share(1 - cropped)} of the image's field of view ({fov} mm): "
+                "the rest is cropped away around its centre",
             )
     modality = image_modality(facts, declared_modality)
     family = modality_family(modality)
@@ -760,7 +763,10 @@ def cohort_facts(cohort, case_ids: Iterable[str] | None = None) -> dict[str, Ima
     if case_ids is not None:
         wanted = set(case_ids)
         with_image = with_image[with_image["case_id"].isin(wanted)]
-    known = getattr(cohort, "image_facts", {}) or {}
+    known = getattr(cohort, "image_facts", None)
+    if known is None:
+        known = {}
+    # facts read here are kept on the cohort, so a second plan (a resumed run, a check) reads nothing
     out: dict[str, ImageFacts] = {}
     for case_id, path in zip(with_image["case_id"], with_image["image_path"], strict=True):
         state = known.get(case_id)

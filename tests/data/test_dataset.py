@@ -84,3 +84,32 @@ def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
     assert cache.warm(paths, workers=2) == 0
     cache.load(paths[0])
     assert cache.misses == 0
+
+
+def test_an_image_off_the_grid_is_named_before_collate(cohort, tmp_path: Path) -> None:
+    """Nothing reaches collate with inconsistent shapes (it used to die there with 'stack expects each tensor
+    to be equal size'): the dataset names the case."""
+    from mmdx.data.dataset import ImageGridError
+
+    prep = fit_preprocessing(cohort, load_config(CONFIG))
+    table = build_case_table(cohort, prep)
+    cache = ImageCache(prep.image_config, "memory", tmp_path, declared_modality="CT")
+    index = int(np.flatnonzero(table.presence[:, 0])[0])
+    path = table.image_paths[index]
+    cache._memory[cache.key(path)] = (np.zeros((1, 16, 16), np.float32), np.eye(3))  # a stale entry
+    dataset = MultimodalDataset(table, prep, cache)
+    with pytest.raises(ImageGridError) as info:
+        dataset[index]
+    assert table.case_ids[index] in str(info.value) and "[1, 16, 16]" in str(info.value)
+
+
+def test_the_fitted_plan_is_saved_with_its_fingerprint(cohort, tmp_path: Path) -> None:
+    from mmdx.data.dataset import Preprocessing
+
+    prep = fit_preprocessing(cohort, load_config(CONFIG))
+    plan = prep.image_plan
+    assert plan.dims == 2 and plan.shape == (32, 32) and plan.trained_families == ("CT",)
+    assert prep.image_fingerprint["n_images"] == int(cohort.split("train")["has_image"].sum())
+    prep.save(tmp_path)
+    again = Preprocessing.load(tmp_path)
+    assert again.image_plan == plan and again.image_fingerprint == prep.image_fingerprint

@@ -1,0 +1,181 @@
+"""Foreign but valid input end to end: a cohort of real files (pydicom, pydicom-data, nibabel) and a
+synthetic cohort with every planted defect go through the command line without a Python traceback, and the
+preprocessing plan makes each image it accepts fill most of the model grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmdx.bundle import load_bundle
+from mmdx.data.dataset import preprocess_volume
+from mmdx.data.imaging import read_image
+from mmdx.data.plan import MIN_GRID_COVERAGE
+
+from .real_cohort import real_file_cohort
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "train.epochs=2",
+    "train.threads=1",
+    "data.loader.batch_size=8",
+    "data.text.max_length=32",
+    "data.text.vocab_size=100",
+    "data.text.min_frequency=1",
+    "model.image.channels=[8, 16]",
+    "model.image.out_dim=16",
+    "model.tabular={name: mlp, dim: 16, hidden_dim: 32}",
+    "model.text={name: text_cnn, dim: 16, channels: 16, embedding_dim: 16}",
+    "model.fusion.dim=16",
+]
+
+
+def mmdx(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the command line in a fresh process, as a user would; stdout and stderr together."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
+
+
+def assert_quiet(result: subprocess.CompletedProcess, rc: int = 0) -> str:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "unexpected error" not in output, output[-3000:]
+    assert result.returncode == rc, output[-3000:]
+    return output
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """validate -> train (2 epochs) -> evaluate -> explain -> audit on the real-files cohort."""
+    root = tmp_path_factory.mktemp("real")
+    cohort = real_file_cohort(root / "cohort")
+    run = root / "run"
+    outputs = {
+        "validate": assert_quiet(
+            mmdx("validate", str(cohort), "--config", "configs/demo.yaml", "--report", str(root / "v.json"))
+        ),
+        "train": assert_quiet(
+            mmdx(
+                "train",
+                "--config",
+                "configs/demo.yaml",
+                "--cohort",
+                str(cohort),
+                "--out",
+                str(run),
+                "--quiet",
+                *_sets(TINY),
+            )
+        ),
+        "evaluate": assert_quiet(mmdx("evaluate", str(run))),
+        "explain": assert_quiet(mmdx("explain", str(run), "--split", "test", "--limit", "3")),
+        "audit": assert_quiet(mmdx("audit", str(run))),
+    }
+    return {
+        "cohort": cohort,
+        "run": run,
+        "outputs": outputs,
+        "report": json.loads((root / "v.json").read_text()),
+    }
+
+
+@pytest.mark.slow
+def test_every_broken_real_file_has_its_reason_code(real_run: dict) -> None:
+    codes = real_run["report"]["summary"]["issues_by_code"]
+    for code in (
+        "IMAGE_UNREADABLE",  # the JPEG Extended file that decodes badly: its syntax is supported
+        "IMAGE_WRONG_DIMENSIONS",  # 4D NIfTI
+        "NIFTI_INVALID",  # NaN voxels
+        "DICOM_INCONSISTENT_GEOMETRY",  # a series folder mixing orientations
+        "LOINC_NOT_IN_CATALOGUE",  # 2339-0, glucose in blood
+        "VALUE_CENSORED",
+        "VALUE_DECIMAL_COMMA",
+        "IMAGE_FOV_MISMATCH",  # the 20 mm MR patches among 85-250 mm CT slices
+        "IMAGE_CENTRE_SLICE",  # the volumes of a cohort planned as 2D
+    ):
+        assert code in codes, code
+    assert "TRANSFER_SYNTAX_UNSUPPORTED" not in codes and "UNIT_UNKNOWN" not in codes
+    unreadable = [
+        i["message"]
+        for c in real_run["report"]["cases"]
+        for i in c["issues"]
+        if i["code"] == "IMAGE_UNREADABLE"
+    ]
+    assert unreadable and all("pylibjpeg" in m for m in unreadable)  # names the decoder that failed
+
+
+@pytest.mark.slow
+def test_accepted_images_fill_most_of_the_planned_grid(real_run: dict) -> None:
+    bundle = load_bundle(real_run["run"])
+    plan = bundle.preprocessing.image_plan
+    report = json.loads((real_run["run"] / "validation_report.json").read_text())
+    cases = {c["case_id"]: c for c in report["cases"]}
+    rows = {
+        line.split(",")[0]: line.split(",")[4]
+        for line in (real_run["cohort"] / "cases.csv").read_text().splitlines()[1:]
+    }
+    checked = 0
+    for case_id, case in cases.items():
+        codes = {i["code"] for i in case["issues"]}
+        if not case["modalities"].get("image"):
+            continue
+        volume = read_image(real_run["cohort"] / rows[case_id])
+        ones, _ = preprocess_volume(np.ones_like(volume.array), volume.affine, plan, is_mask=True)
+        coverage = float(ones.mean())
+        if "IMAGE_FOV_MISMATCH" in codes:
+            assert coverage < MIN_GRID_COVERAGE, case_id
+        else:
+            assert coverage > MIN_GRID_COVERAGE, (case_id, coverage)
+            checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.slow
+def test_the_plan_travels_in_the_bundle_and_the_audit(real_run: dict) -> None:
+    document = json.loads((real_run["run"] / "bundle" / "preprocessing.json").read_text())
+    assert document["schema_version"] == 2 and document["image"]["dims"] == 2
+    assert set(document["image_fingerprint"]["modalities"]) == {"CT", "MR", "XR"}
+    audit = json.loads((real_run["run"] / "audit" / "audit_report.json").read_text())
+    provenance = audit["sections"]["provenance"]
+    assert provenance["preprocessing"]["image_plan"] == document["image"]
+    # 13 validation cases at most: the temperature cannot be trusted, and every output says so
+    card = audit["sections"]["model_card"]
+    assert any("validation split is too small" in w for w in card["warnings"])
+    assert "validation split is too small" in real_run["outputs"]["train"]
+
+
+@pytest.mark.slow
+def test_the_synthetic_defects_print_no_traceback(defect_cohort: Path, tmp_path: Path) -> None:
+    assert_quiet(mmdx("validate", str(defect_cohort), "--config", "configs/ct3d.yaml"))
+    assert_quiet(mmdx("plan", str(defect_cohort)))
+    run = tmp_path / "run"
+    tiny = [t for t in TINY if not t.startswith("train.epochs")] + ["train.epochs=1"]
+    assert_quiet(
+        mmdx(
+            "train",
+            "--config",
+            "configs/ct3d.yaml",
+            "--cohort",
+            str(defect_cohort),
+            "--out",
+            str(run),
+            "--quiet",
+            *_sets(tiny),
+        )
+    )
+    assert_quiet(mmdx("predict", str(run), str(defect_cohort), "--out", str(tmp_path / "p.csv")))
