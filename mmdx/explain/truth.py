@@ -40,6 +40,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 
 from mmdx.data.ground_truth import read_truth
+from mmdx.errors import MmdxError
 from mmdx.explain.attribution import CaseExplanation
 from mmdx.explain.grids import footprint_on_model_grid, resample_to_reference
 
@@ -162,7 +163,11 @@ def case_scores(explanation: CaseExplanation, record: Mapping, cohort_dir: str |
     when the case cannot be scored for that modality (see the module docs)."""
     image = None
     if record.get("lesion") and record.get("mask") and explanation.image_map is not None:
-        mask = _read_mask(Path(cohort_dir), record["mask"], explanation)
+        try:
+            mask = _read_mask(Path(cohort_dir), record["mask"], explanation)
+        except (MmdxError, ValueError) as exc:  # a mask that cannot be put on the image's grid
+            log.warning("ground truth: the lesion mask of %s is skipped: %s", explanation.case_id, exc)
+            mask = None
         image = image_scores(explanation, mask) if mask is not None else None
     return {
         "image": image,

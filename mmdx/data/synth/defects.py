@@ -181,7 +181,12 @@ def plant_defects(
     obs_rows.append(
         {"case_id": plan.case_id, "code": "99999-9", "value": "1.0", "unit": "mg/dL", "time": early(plan)}
     )
-    note("CODE_UNKNOWN", plan.case_id, "LOINC code 99999-9 is not in the catalogue", "observations.csv")
+    note(
+        "LOINC_CHECK_DIGIT",
+        plan.case_id,
+        "LOINC-shaped code 99999-9 whose check digit is wrong (99999 has check digit 5)",
+        "observations.csv",
+    )
     plan = with_obs[int(rng.integers(len(with_obs)))]
     obs_rows.append(
         {"case_id": plan.case_id, "code": "heart_rate", "value": "80", "unit": "/min", "time": "yesterday"}
