@@ -83,7 +83,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             )
         ),
         "evaluate": assert_quiet(mmdx("evaluate", str(run))),
-        "explain": assert_quiet(mmdx("explain", str(run), "--split", "test", "--limit", "6")),  # a volume among them
+        # six test cases: a volume (seen through its centre slice) is among them
+        "explain": assert_quiet(mmdx("explain", str(run), "--split", "test", "--limit", "6")),
         "audit": assert_quiet(mmdx("audit", str(run))),
     }
     return {
