@@ -83,8 +83,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             )
         ),
         "evaluate": assert_quiet(mmdx("evaluate", str(run))),
-        # six test cases: a volume (seen through its centre slice) is among them
-        "explain": assert_quiet(mmdx("explain", str(run), "--split", "test", "--limit", "6")),
+        # an MR patch, a radiograph and two volumes (seen through their centre slices)
+        "explain": assert_quiet(mmdx("explain", str(run), "--cases", "R004", "R024", "R011", "R015")),
         "audit": assert_quiet(mmdx("audit", str(run))),
     }
     return {
@@ -144,6 +144,19 @@ def test_accepted_images_fill_most_of_the_planned_grid(real_run: dict) -> None:
             assert coverage > MIN_GRID_COVERAGE, (case_id, coverage)
             checked += 1
     assert checked >= 10
+
+
+@pytest.mark.slow
+def test_a_volume_under_the_2d_plan_is_explained_on_its_centre_slice(real_run: dict) -> None:
+    from mmdx.explain.artifacts import INDEX
+
+    index = json.loads((real_run["run"] / "explanations" / INDEX).read_text())
+    explained = {c["case_id"] for c in index["cases"]}
+    cases = (real_run["cohort"] / "cases.csv").read_text().splitlines()[1:]
+    volumes = {
+        line.split(",")[0] for line in cases if line.split(",")[4].endswith(("anatomical.nii", "_CT5N"))
+    }
+    assert explained == {"R004", "R024", "R011", "R015"} and len(explained & volumes) == 2
 
 
 @pytest.mark.slow
