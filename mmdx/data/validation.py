@@ -104,8 +104,9 @@ class ValidatedCohort:
     """What validation kept, ready for the dataset.
 
     ``cases``: one row per usable case with ``case_id, patient_id, label`` (float, NaN = unlabelled),
-    ``split``, ``split_given`` (False when mmdx assigned the split), ``image_path`` (absolute path or None), the presence of each modality (``has_image``,
-    ``has_tabular``, ``has_text``) and every other column of the cases table (demographics, site, ...).
+    ``split``, ``split_given`` (False when mmdx assigned the split), ``image_path`` (absolute path or None),
+    the presence of each modality (``has_image``, ``has_tabular``, ``has_text``) and every other column of
+    the cases table (demographics, site, ...).
     ``observations``: canonical observations of those cases (see ``mmdx.data.tabular``).
     ``notes``: the joined note text of each case that has one.
     """
