@@ -1,12 +1,13 @@
 """The fitted preprocessing plan against the old fixed grid, on a cohort whose field of view is not ours.
 
-    .venv/bin/python -m benchmarks.plan_fov TRAIN_COHORT TEST_COHORT [--config configs/ct3d.yaml]
-        [--seeds 0 1 2] [--variants planned-image fixed-image planned-fused fixed-fused]
-        [--out /work/data/plan/bench] [--jobs 2] [--threads 1] [--set KEY=VALUE ...] [--resamples 2000]
+    .venv/bin/python -m benchmarks.plan_fov TRAIN_COHORT TEST_COHORT [TEST_COHORT ...]
+        [--config configs/ct3d.yaml] [--seeds 0 1 2]
+        [--variants planned-image fixed-image planned-fused fixed-fused] [--out /work/data/plan/bench]
+        [--jobs 2] [--threads 1] [--set KEY=VALUE ...] [--resamples 2000]
 
 Each variant trains the shipped config on TRAIN_COHORT (``mmdx train``, fresh process, ``--set seed=S``),
-then predicts every case of TEST_COHORT -- another cohort from the same generator with another seed, so the
-test set is large -- with the bundle's own plan (``mmdx predict``):
+then predicts every case of each TEST_COHORT -- other cohorts from the same generator with other seeds, so
+that the test set is large -- with the bundle's own plan (``mmdx predict``):
 
 * ``planned-image``: ``--set model.tabular=null --set model.text=null`` (the image alone), the plan fitted
   to the training volumes (the shipped defaults: ``dims``/``shape``/``spacing``/``intensity: auto``);
@@ -14,11 +15,11 @@ test set is large -- with the bundle's own plan (``mmdx predict``):
   window on every image);
 * ``planned-fused`` / ``fixed-fused``: the whole model (image, values, notes) with either grid.
 
-Scored on the test cohort's labelled, usable cases: AUROC of each run; the image modality's oracle AUROC
+Scored on the test cohorts' labelled, usable cases, pooled: AUROC of each run; the image modality's oracle AUROC
 (the exact posterior from the image alone, ``prior + image term`` of ``ground_truth/truth.jsonl``, on the
 same cases); paired stratified bootstrap intervals of the oracle's lead over each image-only run and of
 planned minus fixed for each seed. Finished runs are reused (delete a run folder to redo it). Prints a
-Markdown report and writes ``results.json`` under ``--out``.
+Markdown report and writes ``NAME.json`` (``--name``, default ``results``) under ``--out``.
 """
 
 from __future__ import annotations
@@ -56,13 +57,23 @@ def _mmdx(*args: str) -> list[str]:
     return ["nice", "-n", "10", sys.executable, "-m", "pipelines.cli", *args]
 
 
+def predictions_file(run: Path, test: Path) -> Path:
+    return run / f"predictions_{test.name}.parquet"
+
+
 def run_one(
-    variant: str, seed: int, train: Path, test: Path, config: Path, out: Path, threads: int, extra: list[str]
+    variant: str,
+    seed: int,
+    train: Path,
+    tests: list[Path],
+    config: Path,
+    out: Path,
+    threads: int,
+    extra: list[str],
 ) -> Path:
-    """Train and predict one variant and seed (reused when its predictions exist); returns the run folder."""
+    """Train and predict one variant and seed (reused where it exists); returns the run folder."""
     run = out / f"{variant}-seed{seed}"
-    predictions = run / "test_predictions.parquet"
-    if predictions.is_file():
+    if all(predictions_file(run, test).is_file() for test in tests):
         return run
     log = out / f"{variant}-seed{seed}.log"
     sets = [*VARIANTS[variant], f"seed={seed}", f"train.threads={threads}", *extra]
@@ -77,19 +88,20 @@ def run_one(
             for item in sets:
                 cmd += ["--set", item]
             subprocess.run(cmd, stdout=fh, stderr=fh, check=True, cwd=REPO)
-        subprocess.run(
-            _mmdx("predict", str(run), str(test), "--out", str(predictions), "--workers", "1"),
-            stdout=fh,
-            stderr=fh,
-            check=True,
-            cwd=REPO,
-        )
+        for test in tests:
+            if predictions_file(run, test).is_file():
+                continue
+            cmd = _mmdx(
+                "predict", str(run), str(test), "--out", str(predictions_file(run, test)), "--workers", "1"
+            )
+            subprocess.run(cmd, stdout=fh, stderr=fh, check=True, cwd=REPO)
     (run / "benchmark_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
     return run
 
 
 def oracle_scores(cohort: Path) -> pd.DataFrame:
-    """Per case of ``cohort``: label, the image-alone oracle log-odds and the full Bayes log-odds."""
+    """Per case of ``cohort``, indexed ``cohort-name/case_id``: the image-alone oracle log-odds and the full
+    Bayes log-odds."""
     rows = []
     with (cohort / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
@@ -97,7 +109,7 @@ def oracle_scores(cohort: Path) -> pd.DataFrame:
             terms = record["logit_terms"]
             rows.append(
                 {
-                    "case_id": record["case_id"],
+                    "case_id": f"{cohort.name}/{record['case_id']}",
                     "oracle_image": terms["prior"] + terms["image"],
                     "oracle_all": sum(terms.values()),
                 }
@@ -105,31 +117,40 @@ def oracle_scores(cohort: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("case_id")
 
 
+def pooled_predictions(run: Path, tests: list[Path]) -> pd.DataFrame:
+    """The run's predictions on every test cohort, indexed ``cohort-name/case_id``."""
+    frames = []
+    for test in tests:
+        frame = pd.read_parquet(predictions_file(run, test))
+        frame["case_id"] = test.name + "/" + frame["case_id"].astype(str)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True).set_index("case_id")
+
+
 def _interval(estimate) -> dict:
     return {"estimate": estimate.estimate, "low": estimate.low, "high": estimate.high}
 
 
-def score(runs: dict[tuple[str, int], Path], test: Path, resamples: int) -> dict:
+def score(runs: dict[tuple[str, int], Path], tests: list[Path], resamples: int) -> dict:
+    from scipy.special import expit
+
     from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.training.metrics import auroc
 
-    oracle = oracle_scores(test)
-    frames = {
-        key: pd.read_parquet(run / "test_predictions.parquet").set_index("case_id")
-        for key, run in runs.items()
-    }
+    oracle = pd.concat([oracle_scores(test) for test in tests])
+    frames = {key: pooled_predictions(run, tests) for key, run in runs.items()}
     common = set(oracle.index)
     for frame in frames.values():
         common &= set(frame.index[frame["label"].notna()])
     cases = sorted(common)
     first = next(iter(frames.values()))
     y = first.loc[cases, "label"].to_numpy(dtype=float)
-    image_oracle = oracle.loc[cases, "oracle_image"].to_numpy()
+    image_oracle = expit(oracle.loc[cases, "oracle_image"].to_numpy())  # the exact posterior, a probability
     out: dict = {
         "n_cases": len(cases),
         "n_positive": int(y.sum()),
         "oracle_image_auroc": auroc(y, image_oracle),
-        "oracle_all_auroc": auroc(y, oracle.loc[cases, "oracle_all"].to_numpy()),
+        "oracle_all_auroc": auroc(y, expit(oracle.loc[cases, "oracle_all"].to_numpy())),
         "runs": {},
         "gap_to_image_oracle": {},
         "planned_minus_fixed": {},
@@ -192,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("train", type=Path)
-    parser.add_argument("test", type=Path)
+    parser.add_argument("tests", type=Path, nargs="+", metavar="test")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "ct3d.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -201,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--name", default="results", help="results are written to OUT/NAME.json")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MMDX_CACHE_DIR", str(args.out / "cache"))
@@ -212,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 key[0],
                 key[1],
                 args.train,
-                args.test,
+                args.tests,
                 args.config,
                 args.out,
                 args.threads,
@@ -221,16 +243,16 @@ def main(argv: list[str] | None = None) -> int:
             for key in keys
         }
         runs = {key: future.result() for key, future in futures.items()}
-    results = score(runs, args.test, args.resamples)
+    results = score(runs, args.tests, args.resamples)
     results["settings"] = {
         "train": str(args.train),
-        "test": str(args.test),
+        "tests": [str(t) for t in args.tests],
         "config": str(args.config),
         "seeds": args.seeds,
         "overrides": args.overrides,
         "variants": {v: VARIANTS[v] for v in args.variants},
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(report(results, args.variants, args.seeds))
     return 0
 
