@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# Ctrl+C ends the demo (it is how its dashboard is closed): mmdx demo then exits 0, so make stays quiet
 demo: setup
 	$(BIN)/mmdx demo
 

@@ -111,6 +111,7 @@ def prepare(cohort: Path, config_path: Path, overrides: list[str]):
     """The training set, model and optimizer exactly as ``mmdx train`` builds them."""
     from mmdx.config import load_config
     from mmdx.data.dataset import ImageCache, MultimodalDataset, build_case_table, fit_preprocessing
+    from mmdx.data.plan import declared_modality
     from mmdx.data.validation import validate_cohort
     from mmdx.models.classifier import build_model
     from mmdx.models.factory import model_arguments, pretrained_tokenizer
@@ -128,7 +129,12 @@ def prepare(cohort: Path, config_path: Path, overrides: list[str]):
     val_idx = np.flatnonzero((split == "val") & ~np.isnan(table.labels))
     cache = None
     if preprocessing.image_config is not None:
-        cache = ImageCache(preprocessing.image_config, config.data.cache.mode, config.data.cache.dir)
+        cache = ImageCache(
+            preprocessing.image_config,
+            config.data.cache.mode,
+            config.data.cache.dir,
+            declared_modality(validated),
+        )
         cache.warm(table.image_paths, workers=2)
     train_set = MultimodalDataset(table.subset(train_idx), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(val_idx), preprocessing, cache)

@@ -24,25 +24,60 @@ class _Strict(BaseModel):
 
 
 class ImageConfig(_Strict):
-    """Image preprocessing: orient to RAS, resample to ``spacing`` (mm) when given, pad/crop to ``shape``,
-    map the HU ``window`` linearly to [0, 1] (clipped)."""
+    """Image preprocessing, fitted to the cohort unless given.
 
-    dims: Literal[2, 3] = 2
-    shape: list[int] = Field(default_factory=lambda: [32, 32])
-    spacing: list[float] | None = None
+    ``auto`` values are derived at training from the fingerprint of the training images (see
+    :mod:`mmdx.data.plan`): ``dims`` the dimensionality most training images have; ``spacing`` and
+    ``shape`` so that the median field of view fills the grid within ``voxel_budget_2d`` /
+    ``voxel_budget_3d`` voxels; ``intensity`` by modality (CT: the HU ``window``; MR: a per-image robust
+    z-score; CR/DX: per-image percentile scaling with MONOCHROME1 inverted; see
+    :mod:`mmdx.data.intensity`). Explicit values win: ``intensity: window`` applies the HU ``window`` to
+    every image (the behaviour before plans existed), ``spacing: null`` stretches each image to the grid.
+    Every image is oriented to RAS and resampled once onto the grid (mm).
+    """
+
+    dims: Literal[2, 3, "auto"] = "auto"
+    shape: list[int] | Literal["auto"] = "auto"
+    spacing: list[float] | Literal["auto"] | None = "auto"
+    intensity: Literal["auto", "window", "zscore", "percentile"] = "auto"
     window: tuple[float, float] = (-1000.0, 400.0)
+    voxel_budget_2d: int = Field(default=1024, ge=64)
+    voxel_budget_3d: int = Field(default=32768, ge=512)
 
     @model_validator(mode="after")
     def _check(self) -> ImageConfig:
-        if len(self.shape) != self.dims:
-            raise ValueError(f"shape {self.shape} has {len(self.shape)} axes but dims is {self.dims}")
-        if any(s < 8 for s in self.shape):
-            raise ValueError(f"shape {self.shape}: every axis must be at least 8 voxels")
-        if self.spacing is not None and (len(self.spacing) != self.dims or any(s <= 0 for s in self.spacing)):
-            raise ValueError(f"spacing {self.spacing} must have {self.dims} positive values (mm) or be null")
+        dims = self.declared_dims
+        if self.shape != "auto":
+            if dims is not None and len(self.shape) != dims:
+                raise ValueError(f"shape {self.shape} has {len(self.shape)} axes but dims is {self.dims}")
+            if len(self.shape) not in (2, 3):
+                raise ValueError(f"shape {self.shape} must have 2 or 3 axes")
+            if any(s < 8 for s in self.shape):
+                raise ValueError(f"shape {self.shape}: every axis must be at least 8 voxels")
+        if isinstance(self.spacing, list):
+            if any(s <= 0 for s in self.spacing) or (dims is not None and len(self.spacing) != dims):
+                what = f"{dims} positive values (mm)" if dims is not None else "positive values (mm)"
+                raise ValueError(f"spacing {self.spacing} must have {what}, be auto or null")
+            if len(self.spacing) not in (2, 3):
+                raise ValueError(f"spacing {self.spacing} must have 2 or 3 values (mm)")
         if self.window[1] <= self.window[0]:
             raise ValueError(f"window {self.window}: the upper HU bound must exceed the lower")
         return self
+
+    @property
+    def declared_dims(self) -> int | None:
+        """The dimensionality the config fixes: ``dims``, or the length of an explicit shape or spacing."""
+        if self.dims != "auto":
+            return int(self.dims)
+        if self.shape != "auto":
+            return len(self.shape)
+        if isinstance(self.spacing, list):
+            return len(self.spacing)
+        return None
+
+    def budget(self, dims: int) -> int:
+        """Largest number of voxels of a ``dims``-D grid."""
+        return self.voxel_budget_2d if dims == 2 else self.voxel_budget_3d
 
 
 class TabularConfig(_Strict):

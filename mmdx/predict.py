@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from mmdx.bundle import Bundle
 from mmdx.data.dataset import CaseTable, ImageCache, MultimodalDataset, build_case_table
+from mmdx.data.plan import declared_modality, plan_cohort_images
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Modality
@@ -37,16 +38,24 @@ class CohortInputs:
 def prepare_inputs(
     bundle: Bundle, cohort_dir: str | Path, workers: int = 1, progress=None, check_images: bool = True
 ) -> CohortInputs:
-    """Validate ``cohort_dir`` and build the bundle's inputs for every usable case."""
+    """Validate ``cohort_dir`` and build the bundle's inputs for every usable case.
+
+    The bundle's image plan is applied as it is (never refitted): its warnings (an image far smaller than
+    the grid, a modality the model never saw, ...) join the validation report, and images it cannot take
+    are dropped from their cases.
+    """
     cohort = validate_cohort(cohort_dir, workers=workers, check_images=check_images)
+    preprocessing = bundle.preprocessing
+    plan = preprocessing.image_plan
+    if plan is not None and cohort.report.usable:
+        plan_cohort_images(cohort, plan=plan)
     if not cohort.report.usable:
         raise MmdxError(f"no usable case in {cohort_dir}; run 'mmdx validate {cohort_dir}' for the reasons")
-    preprocessing = bundle.preprocessing
     table = build_case_table(cohort, preprocessing)
     cache = None
-    if preprocessing.image_config is not None:
+    if plan is not None:
         data = bundle.config.data.cache
-        cache = ImageCache(preprocessing.image_config, data.mode, data.dir)
+        cache = ImageCache(plan, data.mode, data.dir, declared_modality(cohort))
         cache.warm(table.image_paths, workers=max(1, workers), progress=progress)
     return CohortInputs(cohort, table, MultimodalDataset(table, preprocessing, cache), cache)
 
@@ -58,8 +67,14 @@ def presence_pattern(presence: np.ndarray) -> list[str]:
     ]
 
 
-def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) -> pd.DataFrame:
+def predictions_frame(
+    bundle: Bundle, inputs: CohortInputs, preds: Predictions, assigned_splits: bool = True
+) -> pd.DataFrame:
     """The run directory's predictions table (``data_schemas/predictions.schema.json``): one row per case.
+
+    ``assigned_splits``: keep the splits validation assigned to cases without one (evaluation of the
+    training cohort needs them); ``False`` (new cases, ``mmdx predict``) writes an empty split unless the
+    cohort gave one.
 
     Columns: ``case_id, patient_id, split, label, logit, probability`` (calibrated), ``probability_uncalibrated``,
     ``predicted`` (at the bundle's threshold), ``gate_<modality>`` and ``has_<modality>`` for each modality,
@@ -71,7 +86,7 @@ def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) 
         {
             "case_id": preds.case_ids,
             "patient_id": cases["patient_id"].to_numpy(),
-            "split": cases["split"].to_numpy(),
+            "split": _splits(cases, assigned_splits),
             "label": preds.labels.astype(float),
             "logit": preds.logits.astype(float),
             "probability": probability,
@@ -87,6 +102,13 @@ def predictions_frame(bundle: Bundle, inputs: CohortInputs, preds: Predictions) 
         if column in cases.columns:
             frame[column] = cases[column].astype(str).to_numpy()
     return frame
+
+
+def _splits(cases: pd.DataFrame, assigned: bool) -> np.ndarray:
+    splits = cases["split"].astype(object).to_numpy()
+    if assigned or "split_given" not in cases:
+        return splits
+    return np.where(cases["split_given"].astype(bool).to_numpy(), splits, "")
 
 
 def run_predictions(bundle: Bundle, inputs: CohortInputs, batch_size: int = 64) -> Predictions:

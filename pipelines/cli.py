@@ -44,6 +44,12 @@ for _spec in (
         "validate", "pipelines.validate", "validate a cohort directory", ("pydicom", "nibabel", "rich")
     ),
     CommandSpec(
+        "plan",
+        "pipelines.plan",
+        "print a cohort's image fingerprint and preprocessing plan",
+        ("torch", "monai", "pydicom", "nibabel"),
+    ),
+    CommandSpec(
         "import",
         "pipelines.importing",
         "import hospital data (FHIR, MEDS, OMOP, DICOMweb) into a cohort",
@@ -93,6 +99,7 @@ an audit report. Typical flow:
 
   mmdx synth cohorts/demo --cases 600 --defects   write a synthetic cohort
   mmdx validate cohorts/demo                      check every case, file and row
+  mmdx plan cohorts/demo                          the image fingerprint and preprocessing plan
   mmdx train --config configs/demo.yaml --cohort cohorts/demo --out runs/demo
   mmdx evaluate runs/demo                         predictions.parquet + metrics.json
   mmdx explain runs/demo                          attributions per modality
@@ -186,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmdx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a fault of mmdx, not of the input: one line, the traceback only with -v
+        if args.verbose:
+            raise
+        print(
+            f"mmdx {args.command}: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+            f"(run 'mmdx -v {args.command} ...' for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ HELP = """\
 Run the whole mmdx workflow on a synthetic cohort: synth (600 2D cases with planted defects) -> validate
 -> train (configs/demo.yaml) -> evaluate -> explain (test split) -> audit -> review dashboard. Outputs go to
 cohorts/demo and runs/demo (replaced on each run). --no-review stops before starting the dashboard.
+Ctrl+C stops the demo at any step (it is how the dashboard is closed) and exits cleanly.
 """
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,24 @@ def _has(command: str) -> bool:
     return importlib.util.find_spec(f"pipelines.{command}") is not None
 
 
+#: the exit status of a step stopped with Ctrl+C (the command line's, 128 + SIGINT)
+STOPPED = 130
+
+
 def run(args: argparse.Namespace) -> int:
+    """The demo; Ctrl+C stops it cleanly at any step (exit status 0, so that ``make demo`` stays quiet:
+    stopping the dashboard with Ctrl+C is how the demo ends)."""
+    try:
+        rc = _run(args)
+    except KeyboardInterrupt:
+        rc = STOPPED
+    if rc == STOPPED:
+        print(f"\nmmdx demo: stopped (Ctrl+C); what ran so far is in {Path(args.run).resolve()}", flush=True)
+        return 0
+    return rc
+
+
+def _run(args: argparse.Namespace) -> int:
     cohort, out = Path(args.cohort), Path(args.run)
     for path in (cohort, out):
         if path.exists():

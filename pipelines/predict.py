@@ -11,7 +11,9 @@ HELP = """\
 Predict every usable case of COHORT with a trained bundle (a bundle folder or a run directory). The cohort
 is validated first -- unlabelled cases (empty label) are fine -- and rejected cases are listed. Writes a
 table with case_id, calibrated probability, the decision at the bundle's operating threshold, per-modality
-gate values and which modalities were present: CSV or Parquet by the extension of --out.
+gate values and which modalities were present: CSV or Parquet by the extension of --out. The split column
+is the cohort's own (empty for cases without one: new cases belong to no training split). Images are
+preprocessed with the bundle's own plan; images it does not fit are reported as validation warnings.
 """
 
 

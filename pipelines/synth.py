@@ -18,10 +18,13 @@ demographics, per-case missing modalities, lesion masks and the exact Bayes post
 (ground_truth/truth.jsonl; bayes_auroc in cohort.yaml). --defects plants broken inputs (missing, truncated
 and mixed DICOM, a missing slice, a path escaping the cohort, duplicate IDs, implausible values, unknown
 units, a NIfTI qform/sform mismatch, a malformed notes line, ...) listed in ground_truth/defects.json.
---phi writes an *identified* cohort for testing de-identification: patient names, MRNs, dates of birth,
-addresses, phone numbers and e-mails in every identifying DICOM attribute (nested sequences and a private
-block included), in extra columns of cases.csv and in the notes, all recognisable canary values listed in
-ground_truth/phi_canaries.json. Run 'mmdx deid' on it before anything else.
+--fov, --slice-spacing, --slices, --mr-site and --mix-dims vary the images (a targeted field of view,
+anisotropic volumes, an MR-like site in arbitrary units, 2D slices among 3D volumes); without them the
+cohort is the same, byte for byte, as before they existed. --phi writes an *identified* cohort for testing
+de-identification: patient names, MRNs, dates of birth, addresses, phone numbers and e-mails in every
+identifying DICOM attribute (nested sequences and a private block included), in extra columns of cases.csv
+and in the notes, all recognisable canary values listed in ground_truth/phi_canaries.json. Run 'mmdx deid'
+on it before anything else.
 --export fhir|meds|omop also writes the cohort in that format under OUT/export/ (see mmdx import).
 """
 
@@ -49,6 +52,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the DICOMweb (WADO-RS) base URL the exported FHIR and OMOP image references name",
     )
     p.add_argument(
+        "--fov",
+        type=float,
+        metavar="MM",
+        help="in-plane field of view of every site in mm, centred on a lung (default: each site's 320-380 mm)",
+    )
+    p.add_argument(
+        "--slice-spacing",
+        type=float,
+        metavar="MM",
+        help="distance between slices in mm (anisotropic volumes; default: the in-plane spacing times a site factor)",
+    )
+    p.add_argument("--slices", type=int, help="slices per 3D volume (default: --size)")
+    p.add_argument(
+        "--mr-site",
+        action="store_true",
+        help="add an MR-like site: DICOM with Modality MR, signal in arbitrary units scaled per image",
+    )
+    p.add_argument(
+        "--mix-dims",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of images written with the other dimensionality (2D slices in a 3D cohort); default 0",
+    )
+    p.add_argument(
         "--phi",
         action="store_true",
         help="fill identifying fields with canary PHI values (for de-identification tests)",
@@ -65,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
             defects=args.defects,
             workers=max(1, args.workers),
             phi=args.phi,
+            fov_mm=args.fov,
+            slice_spacing_mm=args.slice_spacing,
+            slices=args.slices,
+            mr_site=args.mr_site,
+            mix_dims=args.mix_dims,
         )
     except ValueError as exc:
         raise MmdxError(str(exc)) from None

@@ -78,5 +78,7 @@ def run(args: argparse.Namespace) -> int:
             f"({fit.epochs_run} epochs, stopped: {fit.stopped}); temperature {result.temperature:.3f}, "
             f"threshold {result.threshold:.3f}"
         )
+        for warning in result.warnings:
+            print(f"warning: {warning}")
         print(f"run: {result.run.root}  (bundle: {result.run.bundle})")
     return 0

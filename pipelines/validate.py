@@ -11,7 +11,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from mmdx.data.issues import describe
-from mmdx.data.validation import ValidationReport, validate_cohort
+from mmdx.data.validation import ValidationReport
 
 HELP = """\
 Check a cohort directory against the mmdx cohort contract. Every case ends accepted, accepted with warnings
@@ -19,15 +19,41 @@ Check a cohort directory against the mmdx cohort contract. Every case ends accep
 duplicate case_id), each problem with a typed reason code. DICOM folders are grouped by SeriesInstanceUID
 and slices sorted along the slice normal; images are decoded to catch truncated files and unsupported
 transfer syntaxes; image headers are judged before pixel data is read (wrong dimensionality, too many
-voxels, less data than declared). One bad file never stops the run. Exit status: 0 when the cohort is
-usable, 1 when no case is usable, 2 when the cohort itself cannot be read (no cohort.yaml or cases table,
-or a table header naming a column twice).
+voxels, less data than declared). One bad file never stops the run.
+
+With --config CONFIG (or --bundle BUNDLE), every image is also checked against the image preprocessing
+plan that config would fit to the cohort's training images (or the bundle's own plan), where it can still
+be fixed: an image covering less than half of the model grid (IMAGE_FOV_MISMATCH) or cropped by more than
+half (IMAGE_FOV_CROPPED), a 2D image in a 3D cohort (IMAGE_DIMS_DROPPED), a volume in a 2D cohort
+(IMAGE_CENTRE_SLICE), a normalisation that does not fit the modality (IMAGE_INTENSITY_MISMATCH), a modality
+the model never saw (IMAGE_MODALITY_UNSEEN). A config that cannot fit the cohort at all fails with one line
+saying what to change. The ground truth of a synthetic cohort (ground_truth/) is checked against its
+JSON Schema.
+
+Exit status: 0 when the cohort is usable, 1 when no case is usable, 2 when the cohort itself cannot be read
+(no cohort.yaml or cases table, or a table header naming a column twice) or the config cannot be planned on
+it.
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("validate", help="validate a cohort directory", description=HELP)
-    p.add_argument("cohort", help="cohort directory")
+    p = subparsers.add_parser(
+        "validate",
+        help="validate a cohort directory",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("cohort", nargs="?", help="cohort directory (default: data.cohort of --config)")
+    p.add_argument("--config", help="also check every image against the preprocessing plan of this config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value",
+    )
+    p.add_argument("--bundle", help="also check every image against this trained bundle's own plan")
     p.add_argument("--report", metavar="FILE.json", help="write the full per-case report as JSON")
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
     p.add_argument("--no-images", action="store_true", help="skip decoding images (faster, less thorough)")
@@ -88,6 +114,8 @@ def print_report(report: ValidationReport, console: Console, show: int = 20) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmdx.workflows.plan import validate_against_plan
+
     start = time.perf_counter()
     with tqdm(
         total=None,
@@ -102,12 +130,25 @@ def run(args: argparse.Namespace) -> int:
             bar.n = done
             bar.refresh()
 
-        cohort = validate_cohort(
-            args.cohort, check_images=not args.no_images, workers=args.workers, progress=progress
+        result = validate_against_plan(
+            args.cohort,
+            args.config,
+            args.overrides,
+            args.bundle,
+            check_images=not args.no_images,
+            workers=args.workers,
+            progress=progress,
         )
-    report = cohort.report
+    report = result.cohort.report
     console = Console(file=sys.stdout, width=140)
     print_report(report, console, args.show)
+    if result.planned is not None:
+        from mmdx.data.plan import describe_warnings
+
+        planned = result.planned
+        console.print(f"image plan: {planned.plan.describe()}{describe_warnings(planned)}", highlight=False)
+        for note in planned.plan.notes:
+            console.print(f"  note: {note}", highlight=False)
     if args.report:
         report.write(args.report)
         console.print(f"report written to {args.report}")

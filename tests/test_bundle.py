@@ -182,3 +182,56 @@ def test_a_pickle_in_an_hf_local_folder_is_refused_in_one_line(tiny_run: Path, t
     with pytest.raises(BundleError, match="clinical-bert") as info:
         load_bundle(copy)
     assert "\n" not in str(info.value)
+
+
+def _rewrite_preprocessing(bundle_dir: Path, change) -> None:
+    """Edit preprocessing.json and re-sign it in the manifest, as an older or newer mmdx would have written it."""
+    from mmdx.bundle import sha256_file
+
+    path = bundle_dir / "preprocessing.json"
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    manifest["files"]["preprocessing.json"] = sha256_file(path)
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_bundle_from_before_plans_loads_with_its_fixed_settings(
+    tiny_run: Path, small_cohort_2d: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", copy)
+    plan = load_bundle(copy).preprocessing.image_plan
+
+    def to_version_1(document: dict) -> None:
+        document["schema_version"] = 1
+        document.pop("image_fingerprint")
+        image = document["image"]
+        document["image"] = {k: image[k] for k in ("dims", "shape", "spacing", "window")}
+
+    _rewrite_preprocessing(copy, to_version_1)
+    old = load_bundle(copy)
+    legacy = old.preprocessing.image_plan
+    assert legacy.legacy and (legacy.dims, legacy.shape, legacy.spacing) == (
+        plan.dims,
+        plan.shape,
+        plan.spacing,
+    )
+    # the synthetic images are CT: the old fixed HU window gives exactly what the fitted plan gives
+    first = predict_dataset(old.model, prepare_inputs(old, small_cohort_2d, check_images=False).dataset)
+    bundle = load_bundle(tiny_run)
+    second = predict_dataset(
+        bundle.model, prepare_inputs(bundle, small_cohort_2d, check_images=False).dataset
+    )
+    assert torch.allclose(torch.from_numpy(first.logits), torch.from_numpy(second.logits), atol=1e-5)
+
+
+def test_a_bundle_from_a_newer_mmdx_fails_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", copy)
+    _rewrite_preprocessing(copy, lambda document: document.update(schema_version=3))
+    with pytest.raises(BundleError) as info:
+        load_bundle(copy)
+    message = str(info.value)
+    assert "schema version 3" in message and "upgrade mmdx" in message and "\n" not in message

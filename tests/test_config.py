@@ -50,7 +50,10 @@ def test_switching_a_component_drops_the_base_arguments(tmp_path: Path) -> None:
         (["train.epoch=3"], "train.epoch: unknown key; did you mean 'epochs'?"),
         (["data.imge.dims=3"], "data.imge: unknown key; did you mean 'image'?"),
         (["train.lr=-1"], "train.lr"),
-        (["data.image.dims=3"], "shape [32, 32] has 2 axes but dims is 3"),
+        (["data.image.dims=3", "data.image.shape=[32, 32]"], "shape [32, 32] has 2 axes but dims is 3"),
+        (["data.image.dims=4"], "data.image.dims"),
+        (["data.image.spacing=[1.0, -2.0]"], "spacing [1.0, -2.0]"),
+        (["data.image.intensity=hu"], "data.image.intensity"),
         (
             ["model.image=null", "model.tabular=null", "model.text=null"],
             "at least one of image, tabular, text",

@@ -25,6 +25,7 @@ from scipy import ndimage
 from benchmarks.peers.common import EXPORT_SCHEMA, ExportFile, PeerModality, Split
 from mmdx.config import Config, load_config
 from mmdx.data.dataset import ImageCache
+from mmdx.data.plan import declared_modality, plan_cohort_images
 from mmdx.data.tabular import aggregate_latest
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
@@ -228,6 +229,8 @@ def export_cohort(
     out.mkdir(parents=True, exist_ok=True)
     manifest_file.unlink(missing_ok=True)  # the manifest is written last: its presence marks a whole export
 
+    # the image plan mmdx training would fit (it may drop images it cannot take, so it comes first)
+    plan = plan_cohort_images(validated, config.data.image).plan
     cases = validated.cases.reset_index(drop=True)
     ids = cases["case_id"].tolist()
     table = pd.DataFrame(
@@ -248,16 +251,16 @@ def export_cohort(
         for case_id, text in zip(ids, texts, strict=True):
             fh.write(json.dumps({"case_id": case_id, "text": text}) + "\n")
 
-    image_config = config.data.image
-    dims = image_config.dims
-    cache = ImageCache(image_config, config.data.cache.mode if config.data.cache.mode != "none" else "disk")
+    dims = plan.dims
+    mode = config.data.cache.mode if config.data.cache.mode != "none" else "disk"
+    cache = ImageCache(plan, mode, declared_modality=declared_modality(validated))
     paths = [
         p if isinstance(p, str) and h else None
         for p, h in zip(cases["image_path"], cases["has_image"], strict=True)
     ]
     log(f"preprocessing {sum(p is not None for p in paths)} images as mmdx does ({config_path.name})")
     cache.warm([p for p in paths if p], workers=workers)
-    shape = tuple(image_config.shape)
+    shape = tuple(plan.shape)
     volumes = np.zeros((len(ids), *shape), dtype=np.float32)
     for i, path in enumerate(paths):
         if path is not None:
@@ -296,7 +299,7 @@ def export_cohort(
         "image": {
             "dims": dims,
             "shape": list(shape),
-            "settings": image_config.model_dump(mode="json"),
+            "settings": plan.to_dict(),
             "image2d": "the preprocessed image" if dims == 2 else "the middle axial slice of the volume",
         },
         "tabular": {"continuous": continuous, "categories": categories},

@@ -225,10 +225,10 @@ def mmdx_inputs(config_path: Path, variant: str) -> dict[str, str]:
     model, data = config.model, config.data
     given = {}
     if model.image is not None:
-        what = "the volume" if data.image.dims == 3 else "the image"
-        given[PeerModality.IMAGE.value] = (
-            f"{what} ({'×'.join(map(str, data.image.shape))}), {model.image.name}"
-        )
+        what = "the volume" if data.image.declared_dims == 3 else "the image"
+        shape = data.image.shape
+        grid = "×".join(map(str, shape)) if shape != "auto" else "grid fitted to the cohort"
+        given[PeerModality.IMAGE.value] = f"{what} ({grid}), {model.image.name}"
     if model.tabular is not None:
         given[PeerModality.TABULAR.value] = (
             f"normalised canonical values with missing indicators, sex/site embeddings, {model.tabular.name}"

@@ -100,6 +100,7 @@ def explanations_section(run: RunPaths, model_version: str) -> dict[str, Any]:
         "settings": summary.get("settings") or {},
         "seconds_per_case": summary.get("seconds_per_case") or {},
         "ground_truth_available": ground_truth,
+        "ground_truth_warnings": list(summary.get("ground_truth_warnings") or []),
         "ground_truth_reason": None
         if ground_truth
         else "the cohort has no planted ground truth (only synthetic cohorts do)",

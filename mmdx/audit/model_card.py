@@ -14,6 +14,7 @@ from typing import Any
 from mmdx.audit.sections import Section, is_ok
 from mmdx.bundle import Bundle
 from mmdx.data.catalogue import FeatureCatalogue
+from mmdx.data.dataset import Preprocessing
 from mmdx.errors import CohortError
 from mmdx.keys import MODALITIES
 
@@ -69,8 +70,8 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
             if image is None
             else {
                 **image,
-                "intensity": "HU window mapped linearly to [0, 1], clipped",
-                "orientation": "RAS",
+                "intensity": _intensity_text(preprocessing),
+                "orientation": image.get("orientation", "RAS"),
             },
             "tabular": _tabular_inputs(card),
             "text": None
@@ -98,7 +99,19 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
         },
         "operating_point": card.get("operating_point") or {},
         "calibration": card.get("calibration") or {},
+        "warnings": list(card.get("warnings") or []),
     }
+
+
+def _intensity_text(preprocessing: Preprocessing) -> str:
+    """How image intensities become the model input, per modality family the model was trained on."""
+    plan = preprocessing.image_plan
+    if plan is None:
+        return "none"
+    families = [k for k in plan.intensity if k in plan.trained_families] or list(plan.intensity)
+    return "; ".join(
+        f"{'every image' if k == 'ANY' else k}: {plan.intensity[k].describe()}" for k in families
+    )
 
 
 def _config_limitations(bundle: Bundle) -> list[str]:
@@ -118,9 +131,12 @@ def _config_limitations(bundle: Bundle) -> list[str]:
             out.append(
                 f"Images are padded or cropped to {shape} voxels without resampling to a common spacing."
             )
-        out.append(
-            f"Image intensities outside the HU window {image.window[0]:g} to {image.window[1]:g} are clipped."
-        )
+        out.append(f"Image intensities: {_intensity_text(preprocessing)}.")
+        if image.trained_families:
+            out.append(
+                f"The model was trained on {', '.join(image.trained_families)} images only; images of other "
+                "modalities are flagged IMAGE_MODALITY_UNSEEN and lie outside what it learned."
+            )
     if preprocessing.tokenizer is not None:
         out.append(
             f"Notes are cut to their first {preprocessing.text_max_length} tokens; later text in a long note is not read."
@@ -132,6 +148,7 @@ def _config_limitations(bundle: Bundle) -> list[str]:
         )
     point = card.get("operating_point") or {}
     training = card.get("training") or {}
+    out.extend(f"Training: {warning[0].upper()}{warning[1:]}." for warning in card.get("warnings") or [])
     if point:
         out.append(
             f"The threshold was chosen on the validation split ({training.get('val_cases', '?')} cases) by the "

@@ -117,6 +117,18 @@ def artifact_digests(run: RunPaths) -> dict[str, str | None]:
     return {name: sha256_file(path) if path.is_file() else None for name, path in files.items()}
 
 
+def preprocessing_provenance(bundle: Bundle) -> dict[str, Any]:
+    """The bundle's image preprocessing plan and the fingerprint of the training images it was fitted to
+    (``None`` values for a model without images, or a bundle written before plans existed)."""
+    prep = bundle.preprocessing
+    plan = prep.image_plan
+    return {
+        "image_plan": None if plan is None else plan.to_dict(),
+        "description": None if plan is None else plan.describe(),
+        "image_fingerprint": prep.image_fingerprint,
+    }
+
+
 def provenance_section(
     run: RunPaths,
     bundle: Bundle,
@@ -176,6 +188,7 @@ def provenance_section(
             # run was evaluated on its own cohort
             "matches_training": split_now == recorded_split if recorded_split else None,
         },
+        "preprocessing": preprocessing_provenance(bundle),
         "artifacts": artifact_digests(run),
         "hardware": {"training": card.get("environment") or {}, "audit": this_machine()},
     }

@@ -173,7 +173,15 @@ TEMPLATE = r"""<!DOCTYPE html>
     <tr><th>Split fingerprint of the predictions</th><td class="mono break">{{ P.split_now.fingerprint }}
       {% if P.split_now.matches_training %}<span class="badge ok">matches</span>{% elif P.split_now.matches_training == false %}<span class="flag">differs from training</span>{% endif %}</td></tr>
     <tr><th>Seeds</th><td>{% for k, v in P.seeds.items() %}{{ k }} {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
+    {%- if P.preprocessing and P.preprocessing.image_plan %}
+    <tr><th>Image preprocessing plan</th><td>{{ P.preprocessing.description }}</td></tr>
+    {%- endif %}
   </table>
+  {%- if P.preprocessing and P.preprocessing.image_plan %}
+  <details><summary>Image plan and the fingerprint of the training images</summary>
+    <pre>{{ {"plan": P.preprocessing.image_plan, "fingerprint": P.preprocessing.image_fingerprint} | tojson(indent=1) }}</pre>
+  </details>
+  {%- endif %}
   <h3>Hardware</h3>
   <table>
     <tr><th></th><th>Training</th><th>This audit</th></tr>
@@ -235,6 +243,9 @@ TEMPLATE = r"""<!DOCTYPE html>
     <tr><th>Optimisation</th><td>learning rate {{ M.training.learning_rate }}; modality dropout {{ M.training.modality_dropout }};
       class weighting {{ M.training.class_weighting }}; early stopping on {{ M.training.early_stopping }}; seed {{ M.training.seed }}</td></tr>
   </table>
+  {%- for w in M.warnings or [] %}
+  <p><span class="flag">Training warning:</span> {{ w }}</p>
+  {%- endfor %}
   <h3>Limitations</h3>
   <ul class="limits">
   {%- for item in M.limitations %}
@@ -475,6 +486,7 @@ TEMPLATE = r"""<!DOCTYPE html>
   {%- endif %}
   {%- endfor %}
   {%- if not E.ground_truth_available %}<p class="small muted">Ground-truth scores: {{ E.ground_truth_reason }}.</p>{% endif %}
+  {%- for w in E.ground_truth_warnings or [] %}<p class="small"><span class="flag">Ground truth skipped:</span> {{ w }}</p>{% endfor %}
   {%- if figures.deletion %}<figure><img src="{{ figures.deletion }}" alt="Deletion curves"><figcaption>Deletion curves of the {{ E.primary_method | replace("_", " ") }} attributions.</figcaption></figure>{% endif %}
   {%- endif %}
 </section>

@@ -3,12 +3,27 @@
 An observation names its feature by LOINC code (``2160-0``) or catalogue key (``creatinine``); its value is
 converted to the canonical unit with ``canonical = value * factor + offset`` and checked against the
 plausible range.
+
+**Codes.** A code shaped like a LOINC code (``NNNNN-N``) is checked by its mod-10 check digit (the last
+digit, computed from the others as LOINC specifies). A valid LOINC code the catalogue does not list is
+reported as such (``LOINC_NOT_IN_CATALOGUE``: "LOINC 2339-0 is not in the feature catalogue"), with no
+suggestion -- it is another test, not a typo. Only a code whose check digit is wrong (``LOINC_CHECK_DIGIT``)
+gets a suggestion, and only a catalogue code one edit away. Other codes are matched against the catalogue
+keys (``CODE_UNKNOWN``, with a spelling suggestion).
+
+**Units.** A unit is normalised before lookup (:func:`normalise_unit`): Unicode NFKC (so the micro sign
+``µ`` and the Greek mu ``μ`` agree), the micro prefix written ``u`` as in UCUM's ASCII form, ``×``/``x``
+before a power of ten dropped and ``^`` written ``*`` (``x10^9/L`` is UCUM ``10*9/L``). Letters keep their
+case: UCUM is case-sensitive (``mg/dL``, not ``MG/DL``), so only spellings the catalogue lists as aliases
+(``mg/dl``, ``K/uL``, ``C`` for a temperature) are accepted besides the UCUM units themselves.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +33,63 @@ from mmdx.data.schemas import schema_errors
 from mmdx.errors import CohortError, did_you_mean
 
 DEFAULT_CATALOGUE = "feature_catalogue.json"
+
+
+_LOINC = re.compile(r"^(\d{1,7})-(\d)$")
+_POWER_OF_TEN = re.compile(r"^[x×*]\s*(?=10[\^*])")
+
+
+def loinc_check_digit(number: str) -> int:
+    """The mod-10 check digit of the digits of a LOINC code before its hyphen.
+
+    From the right, every other digit starting with the rightmost is doubled (the digits of a two-digit
+    product are added); the check digit brings the sum to a multiple of ten. ``loinc_check_digit("2160")``
+    is 0 (creatinine, ``2160-0``).
+    """
+    total = 0
+    for position, char in enumerate(reversed(number)):
+        digit = int(char)
+        if position % 2 == 0:
+            digit *= 2
+            digit = digit // 10 + digit % 10
+        total += digit
+    return (10 - total % 10) % 10
+
+
+def is_loinc_shaped(code: str) -> bool:
+    """Whether ``code`` looks like a LOINC code (digits, a hyphen, one check digit)."""
+    return _LOINC.match(code) is not None
+
+
+def is_valid_loinc(code: str) -> bool:
+    """Whether ``code`` is a LOINC code with a correct check digit."""
+    match = _LOINC.match(code)
+    return match is not None and loinc_check_digit(match.group(1)) == int(match.group(2))
+
+
+def normalise_unit(unit: str) -> str:
+    """A unit spelling reduced to a canonical form for lookup (see the module docs); case is kept."""
+    text = unicodedata.normalize("NFKC", str(unit)).strip()
+    text = text.replace("\u03bc", "u")  # NFKC turns the micro sign into the Greek mu; UCUM writes micro "u"
+    text = _POWER_OF_TEN.sub("", text)
+    text = re.sub(r"10\^(\d+)", r"10*\1", text)
+    return re.sub(r"\s+", "", text)
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """One substituted, inserted, deleted or transposed character apart (Damerau-Levenshtein distance 1)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return len(diff) == 1 or (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 class ObservationError(ValueError):
@@ -50,18 +122,37 @@ class Feature:
         return 10.0**-self.decimals if self.scale == "log" else None
 
     def resolve_unit(self, unit: str) -> str:
-        """The accepted UCUM unit meant by ``unit`` (exact, or a listed alias); raises ``UNIT_UNKNOWN``."""
+        """The accepted UCUM unit meant by ``unit`` (exact, a listed alias, or either after
+        :func:`normalise_unit`); raises ``UNIT_UNKNOWN``."""
         unit = str(unit).strip()
         if unit in self.units:
             return unit
         if unit in self.aliases:
             return self.aliases[unit]
+        normal = normalise_unit(unit)
+        for accepted, target in [*((u, u) for u in self.units), *self.aliases.items()]:
+            if normalise_unit(accepted) == normal:
+                return target
         accepted = list(self.units) + list(self.aliases)
+        shown = unit if unit.isascii() else f"{unit} ({_code_points(unit)})"
+        same_letters = [a for a in self.units if normalise_unit(a).lower() == normal.lower()]
+        hint = f"; did you mean '{same_letters[0]}'?" if same_letters else did_you_mean(normal, accepted)
         raise ObservationError(
             IssueCode.UNIT_UNKNOWN,
-            f"unit '{unit}' is not accepted for {self.key} ({self.loinc}){did_you_mean(unit, accepted)}; "
-            f"accepted units: {', '.join(self.units)}",
+            f"unit '{shown}' is not accepted for {self.key} ({self.loinc}){hint}; "
+            f"accepted units: {', '.join(self.units)} (UCUM is case-sensitive)",
         )
+
+    def range_in(self, unit: str, bounds: tuple[float, float] | None = None) -> str:
+        """``bounds`` (default: the plausible range; canonical units) written in ``unit``, e.g.
+        ``"8.84-2210 umol/L"``, followed by the canonical range when ``unit`` is not the canonical one."""
+        low, high = self.plausible if bounds is None else bounds
+        resolved = self.resolve_unit(unit)
+        in_unit = sorted((self.from_canonical(low, resolved), self.from_canonical(high, resolved)))
+        text = f"{in_unit[0]:.4g}-{in_unit[1]:.4g} {resolved}"
+        if resolved != self.unit:
+            text += f" ({low:g}-{high:g} {self.unit})"
+        return text
 
     def to_canonical(self, value: float, unit: str) -> float:
         """``value`` in ``unit`` converted to the canonical unit (no range check)."""
@@ -88,8 +179,8 @@ class Feature:
         if not low <= canonical <= high:
             raise ObservationError(
                 IssueCode.VALUE_IMPLAUSIBLE,
-                f"{self.key}: {number:g} {unit} = {canonical:.4g} {self.unit} is outside the plausible range "
-                f"{low:g}-{high:g} {self.unit}",
+                f"{self.key}: {number:g} {self.resolve_unit(unit)} is outside the plausible range "
+                f"{self.range_in(unit)}",
             )
         return canonical
 
@@ -127,16 +218,35 @@ class FeatureCatalogue:
         return self.lookup(key)
 
     def lookup(self, code: str) -> Feature:
-        """The feature named by LOINC code or key; raises ``CODE_UNKNOWN`` with a suggestion."""
+        """The feature named by LOINC code or key; raises :class:`ObservationError` with
+        ``LOINC_NOT_IN_CATALOGUE`` (a valid LOINC code not listed), ``LOINC_CHECK_DIGIT`` (a LOINC-shaped code
+        with a wrong check digit, with a suggestion one edit away) or ``CODE_UNKNOWN`` (anything else, with
+        a suggestion among the keys)."""
         code = str(code).strip()
         feature = self._by_name.get(code)
-        if feature is None:
+        if feature is not None:
+            return feature
+        match = _LOINC.match(code)
+        if match is None:
+            keys = [f.key for f in self.features]
             raise ObservationError(
                 IssueCode.CODE_UNKNOWN,
-                f"code '{code}' is neither a LOINC code nor a key of the feature catalogue"
-                f"{did_you_mean(code, self._by_name)}",
+                f"code '{code}' is neither a LOINC code nor a key of the feature catalogue{did_you_mean(code, keys)}",
             )
-        return feature
+        check = loinc_check_digit(match.group(1))
+        if check == int(match.group(2)):
+            raise ObservationError(
+                IssueCode.LOINC_NOT_IN_CATALOGUE,
+                f"LOINC {code} is not in the feature catalogue; the row is not used (add the code, its units "
+                "and ranges to a cohort catalogue to use it)",
+            )
+        close = [f for f in self.features if _one_edit_apart(code, f.loinc)]
+        hint = f"; did you mean {close[0].loinc} ({close[0].key})?" if len(close) == 1 else ""
+        raise ObservationError(
+            IssueCode.LOINC_CHECK_DIGIT,
+            f"code '{code}' is not a valid LOINC code: the check digit of {match.group(1)} is {check}, not "
+            f"{match.group(2)}{hint}",
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -201,6 +311,10 @@ class FeatureCatalogue:
         except json.JSONDecodeError as exc:
             raise CohortError(f"feature catalogue {path} is not valid JSON: {exc}") from None
         return cls.from_dict(document, source=str(path))
+
+
+def _code_points(text: str) -> str:
+    return " ".join(f"U+{ord(c):04X}" for c in text if not c.isascii())
 
 
 def _drop_nulls(document: dict) -> dict:

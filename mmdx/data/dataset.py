@@ -1,12 +1,14 @@
 """From a validated cohort to model-ready samples.
 
-Preprocessing is *fitted* on the training split (the tabular normaliser, the categorical vocabularies and the
-note tokenizer) and saved with the model, so prediction applies exactly what training learned.
+Preprocessing is *fitted* on the training split (the image plan, the tabular normaliser, the categorical
+vocabularies and the note tokenizer) and saved with the model, so prediction applies exactly what training
+learned.
 
 A sample is a dict keyed by :class:`mmdx.keys.Keys`:
 
-* ``image``: ``[1, H, W]`` or ``[1, D, H, W]`` float32 in [0, 1] -- oriented to RAS, optionally resampled to a
-  fixed spacing (mm), HU window mapped to [0, 1], padded/cropped to the configured shape;
+* ``image``: ``[1, H, W]`` or ``[1, D, H, W]`` float32 in [0, 1] -- intensities normalised by modality,
+  oriented to RAS, resampled to the plan's spacing (mm), padded/cropped to the plan's shape
+  (:mod:`mmdx.data.plan`);
 * ``tabular`` / ``tabular_missing``: ``[F]`` normalised canonical values and missingness indicators;
   ``categorical``: ``[C]`` int64 indices (0 = unknown);
 * ``text_ids`` / ``text_mask``: ``[T]`` token ids of the case's notes joined in time order;
@@ -31,40 +33,61 @@ import torch
 from tokenizers import Tokenizer
 
 from mmdx.config import Config, ImageConfig
+from mmdx.data.intensity import normalise
+from mmdx.data.plan import (
+    CohortImagePlan,
+    ImagePlan,
+    PlanError,
+    centre_slice,
+    plan_cohort_images,
+    spatial_affine,
+)
 from mmdx.data.tabular import HOURS_SINCE, TabularNormaliser, aggregate_latest, hours_since_latest
 from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.data.validation import ValidatedCohort
+from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 TOKENIZER_FILE = "tokenizer.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------------------
-def _spatial_affine(affine: np.ndarray, dims: int) -> np.ndarray:
-    """The 4x4 voxel->RAS affine reduced to ``dims`` spatial axes (a 3x3 affine for 2D images)."""
-    if dims == 3:
-        return affine
-    keep = [0, 1, 3]
-    return affine[np.ix_(keep, keep)]
+class ImageGridError(MmdxError):
+    """A preprocessed image whose shape is not the plan's grid; names the case so it can be fixed."""
+
+    def __init__(self, case_id: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+        super().__init__(
+            f"case {case_id}: its image was preprocessed to shape {list(shape)} but the model's grid is "
+            f"{list(expected)}; run 'mmdx validate COHORT --config CONFIG' to see which images the "
+            "preprocessing plan cannot take"
+        )
+        self.case_id = case_id
 
 
-def model_grid(affine: np.ndarray, shape: tuple[int, ...], config: ImageConfig) -> np.ndarray:
+def as_plan(settings: ImagePlan | ImageConfig) -> ImagePlan:
+    """An :class:`ImagePlan` from a plan, or from an image config that fixes every setting."""
+    return settings if isinstance(settings, ImagePlan) else ImagePlan.from_config(settings)
+
+
+def model_grid(affine: np.ndarray, shape: tuple[int, ...], plan: ImagePlan | ImageConfig) -> np.ndarray:
     """The affine of the model's voxel grid for an image with voxel->RAS ``affine`` and array ``shape``.
 
-    The grid is axis-aligned in RAS, centred on the image's centre, ``config.shape`` voxels of
-    ``config.spacing`` mm -- or, without a spacing, stretched so its first and last voxel centres meet the
-    image's bounding box. Returns a ``[dims+1, dims+1]`` affine.
+    The grid is axis-aligned in RAS (in 2D: in the image's plane, see :func:`mmdx.data.plan.plane_axes`),
+    centred on the image's centre, ``plan.shape`` voxels of ``plan.spacing`` mm -- or, without a spacing,
+    stretched so its first and last voxel centres meet the image's bounding box. Returns a
+    ``[dims+1, dims+1]`` affine.
     """
-    dims = config.dims
-    spatial = _spatial_affine(np.asarray(affine, dtype=np.float64), dims)
+    plan = as_plan(plan)
+    dims = plan.dims
+    spatial = spatial_affine(np.asarray(affine, dtype=np.float64), dims)
     n = np.asarray(shape[:dims], dtype=np.float64)
     centre = spatial @ np.append((n - 1) / 2, 1.0)
-    out = np.asarray(config.shape, dtype=np.float64)
-    if config.spacing is not None:
-        spacing = np.asarray(config.spacing, dtype=np.float64)
+    out = np.asarray(plan.shape, dtype=np.float64)
+    if plan.spacing is not None:
+        spacing = np.asarray(plan.spacing, dtype=np.float64)
     else:
         corners = np.array(np.meshgrid(*[[0.0, m - 1] for m in n], indexing="ij")).reshape(dims, -1)
         world = spatial[:dims, :dims] @ corners + spatial[:dims, dims : dims + 1]
@@ -76,32 +99,68 @@ def model_grid(affine: np.ndarray, shape: tuple[int, ...], config: ImageConfig) 
     return grid
 
 
-def preprocess_volume(array: np.ndarray, affine: np.ndarray, config: ImageConfig, is_mask: bool = False):
-    """Apply the configured image preprocessing to one image (or, with ``is_mask``, to a label mask).
+def _fit_dims(array: np.ndarray, affine: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image as the plan's ``dims`` need it: a single-slice volume as 2D, a volume's centre slice for a
+    2D plan. A 2D image under a 3D plan cannot be used (validation drops it with IMAGE_DIMS_DROPPED)."""
+    if array.ndim == 3 and dims == 2:
+        if array.shape[2] == 1:
+            return array[..., 0], affine
+        return centre_slice(array, affine)
+    if dims == 3 and (array.ndim == 2 or array.shape[2] == 1):
+        raise PlanError(
+            f"a 2D image (shape {list(array.shape)}) cannot be put on a 3D grid; validation drops such "
+            "images (IMAGE_DIMS_DROPPED)"
+        )
+    return array, affine
 
-    ``array``: ``[I, J]`` or ``[I, J, K]`` in HU (or mask values); ``affine``: 4x4 voxel -> RAS mm.
-    The HU ``window`` is mapped to [0, 1] (clipped), then one resampling (MONAI's ``SpatialResample``:
-    bilinear, or nearest for masks) puts the image on :func:`model_grid` -- oriented to RAS, at the
-    configured spacing, cropped or padded (with air = 0) to the configured shape, in a single interpolation.
-    Returns ``(image [1, *shape] float32, affine of the output grid [dims+1, dims+1])``.
-    """
+
+def resample_to_grid(
+    values: np.ndarray, affine: np.ndarray, plan: ImagePlan | ImageConfig, mode: str = "bilinear"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One resampling (MONAI's ``SpatialResample``, zeros outside the image) of ``values`` onto
+    :func:`model_grid`. Returns ``([*plan.shape] float32, grid affine [dims+1, dims+1])``."""
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 
-    dims = config.dims
-    if array.ndim == 3 and dims == 2 and array.shape[2] == 1:
-        array = array[..., 0]
+    plan = as_plan(plan)
+    values, affine = _fit_dims(
+        np.asarray(values, dtype=np.float32), np.asarray(affine, dtype=np.float64), plan.dims
+    )
+    spatial = spatial_affine(affine, plan.dims)
+    grid = model_grid(affine, values.shape, plan)
+    tensor = MetaTensor(torch.from_numpy(np.ascontiguousarray(values))[None], affine=torch.as_tensor(spatial))
+    resampled = SpatialResample(mode=mode, padding_mode="zeros")(
+        tensor, dst_affine=torch.as_tensor(grid), spatial_size=tuple(plan.shape)
+    )
+    return np.asarray(resampled.as_tensor(), dtype=np.float32)[0], grid
+
+
+def preprocess_volume(
+    array: np.ndarray,
+    affine: np.ndarray,
+    plan: ImagePlan | ImageConfig,
+    is_mask: bool = False,
+    modality: str | None = None,
+    photometric: str | None = None,
+):
+    """Apply the preprocessing plan to one image (or, with ``is_mask``, to a label mask).
+
+    ``array``: ``[I, J]`` or ``[I, J, K]`` in physical units (or mask values); ``affine``: 4x4 voxel -> RAS
+    mm; ``modality``: the DICOM Modality (or the cohort's declared one) choosing the intensity normalisation
+    (:meth:`ImagePlan.spec_for`); ``photometric``: MONOCHROME1 images are inverted by percentile scaling.
+    The values are normalised to [0, 1] (:func:`mmdx.data.intensity.normalise`), then one resampling
+    (bilinear, or nearest for masks) puts the image on :func:`model_grid` -- oriented to RAS, at the
+    plan's spacing, cropped or padded (with 0, the darkest value) to the plan's shape. A volume under a 2D
+    plan contributes its centre slice. Returns ``(image [1, *shape] float32, affine of the output grid
+    [dims+1, dims+1])``.
+    """
+    plan = as_plan(plan)
+    array, affine = _fit_dims(np.asarray(array), np.asarray(affine, dtype=np.float64), plan.dims)
     values = np.asarray(array, dtype=np.float32)
     if not is_mask:
-        low, high = config.window
-        values = np.clip((values - low) / (high - low), 0.0, 1.0)
-    spatial = _spatial_affine(np.asarray(affine, dtype=np.float64), dims)
-    grid = model_grid(affine, values.shape, config)
-    tensor = MetaTensor(torch.from_numpy(np.ascontiguousarray(values))[None], affine=torch.as_tensor(spatial))
-    resampled = SpatialResample(mode="nearest" if is_mask else "bilinear", padding_mode="zeros")(
-        tensor, dst_affine=torch.as_tensor(grid), spatial_size=tuple(config.shape)
-    )
-    return np.asarray(resampled.as_tensor(), dtype=np.float32), grid
+        values = normalise(values, plan.spec_for(modality), photometric)
+    resampled, grid = resample_to_grid(values, affine, plan, mode="nearest" if is_mask else "bilinear")
+    return resampled[None], grid
 
 
 def default_cache_dir() -> Path:
@@ -111,40 +170,62 @@ def default_cache_dir() -> Path:
 class ImageCache:
     """Preprocessed images on disk (``.npz`` without pickle), optionally mirrored in memory.
 
-    The key hashes the image file(s) (path, size, modification time) and the preprocessing settings, so
-    changing the window, shape or spacing -- or touching the file -- yields a fresh entry.
+    The key hashes the image file(s) (path, size, modification time), the preprocessing plan and the
+    cohort's declared modality (used for images without a DICOM Modality), so changing the plan -- or
+    touching the file -- yields a fresh entry.
     """
 
     def __init__(
-        self, config: ImageConfig, mode: str = "memory", directory: str | Path | None = None
+        self,
+        plan: ImagePlan | ImageConfig,
+        mode: str = "memory",
+        directory: str | Path | None = None,
+        declared_modality: str | None = None,
     ) -> None:
-        self.config = config
+        self.plan = as_plan(plan)
         self.mode = mode
         self.directory = Path(directory) if directory else default_cache_dir()
+        self.declared_modality = declared_modality
         self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.hits = 0
         self.misses = 0
         if mode != "none":
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    @property
+    def config(self) -> ImagePlan:
+        """The plan (the name callers used before plans existed)."""
+        return self.plan
+
     def key(self, path: str | Path, is_mask: bool = False) -> str:
         path = Path(path)
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
         stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        settings = self.config.model_dump(mode="json")
+        settings = [self.plan.to_dict(), self.declared_modality]
         blob = json.dumps([CACHE_VERSION, str(path.resolve()), stamp, settings, is_mask], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _file(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npz"
 
-    def load(self, path: str | Path, is_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``(image [1, *shape] float32, output affine)`` for an image file or DICOM folder."""
+    def _compute(self, path: str | Path, is_mask: bool) -> tuple[np.ndarray, np.ndarray]:
         from mmdx.data.imaging import read_image
 
+        volume = read_image(path)
+        modality = volume.meta.get("modality") or self.declared_modality
+        return preprocess_volume(
+            volume.array,
+            volume.affine,
+            self.plan,
+            is_mask,
+            modality=modality,
+            photometric=volume.meta.get("photometric_interpretation"),
+        )
+
+    def load(self, path: str | Path, is_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(image [1, *shape] float32, output affine)`` for an image file or DICOM folder."""
         if self.mode == "none":
-            volume = read_image(path)
-            return preprocess_volume(volume.array, volume.affine, self.config, is_mask)
+            return self._compute(path, is_mask)
         key = self.key(path, is_mask)
         if key in self._memory:
             self.hits += 1
@@ -160,8 +241,7 @@ class ImageCache:
                 entry = None  # a damaged cache file is rebuilt
         if entry is None:
             self.misses += 1
-            volume = read_image(path)
-            entry = preprocess_volume(volume.array, volume.affine, self.config, is_mask)
+            entry = self._compute(path, is_mask)
             file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = file.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, image=entry[0], affine=entry[1])
@@ -181,7 +261,7 @@ class ImageCache:
         if workers > 1 and len(todo) > 8:
             from concurrent.futures import ProcessPoolExecutor
 
-            settings = (self.config.model_dump(mode="json"), str(self.directory))
+            settings = (self.plan.to_dict(), str(self.directory), self.declared_modality)
             with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_worker) as pool:
                 for done, _ in enumerate(pool.map(_warm_one, [(p, *settings) for p in todo], chunksize=4), 1):
                     if progress:
@@ -205,19 +285,27 @@ def _one_thread_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _warm_one(args: tuple[str, dict, str]) -> None:
-    path, config, directory = args
-    ImageCache(ImageConfig(**config), mode="disk", directory=directory).load(path)
+def _warm_one(args: tuple[str, dict, str, str | None]) -> None:
+    path, plan, directory, declared = args
+    ImageCache(ImagePlan.from_dict(plan), mode="disk", directory=directory, declared_modality=declared).load(
+        path
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Fitted preprocessing
 # ---------------------------------------------------------------------------------------------------------
+#: ``schema_version`` of ``preprocessing.json``: 1 before image plans existed, 2 with the plan.
+PREPROCESSING_SCHEMA_VERSION = 2
+
+
 @dataclass
 class Preprocessing:
     """Everything learned from the training split and needed to turn a case into tensors.
 
-    Saved as ``preprocessing.json`` (plus the tokenizer file) in the model bundle.
+    Saved as ``preprocessing.json`` (plus the tokenizer file) in the model bundle. ``image`` is the image
+    plan (:meth:`ImagePlan.to_dict`) and ``image_fingerprint`` the training images it was derived from;
+    a bundle written before plans existed holds fixed image settings instead, read as a legacy plan.
     """
 
     modalities: list[str]
@@ -229,10 +317,16 @@ class Preprocessing:
     text_max_length: int
     tokenizer: Tokenizer | None
     time_since_measurement: bool = False
+    image_fingerprint: dict | None = None
 
     @property
-    def image_config(self) -> ImageConfig | None:
-        return ImageConfig(**self.image) if self.image else None
+    def image_plan(self) -> ImagePlan | None:
+        return ImagePlan.from_dict(self.image) if self.image else None
+
+    @property
+    def image_config(self) -> ImagePlan | None:
+        """The image plan (dims, shape, spacing, window, intensity per modality); the name predates plans."""
+        return self.image_plan
 
     @property
     def time_columns(self) -> list[str]:
@@ -247,9 +341,10 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         return {
-            "schema_version": 1,
+            "schema_version": PREPROCESSING_SCHEMA_VERSION,
             "modalities": self.modalities,
             "image": self.image,
+            "image_fingerprint": self.image_fingerprint,
             "features": self.features,
             "units": self.units,
             "numeric_columns": self.numeric_columns,
@@ -268,13 +363,28 @@ class Preprocessing:
 
     @classmethod
     def load(cls, directory: Path) -> Preprocessing:
+        """Read ``preprocessing.json``; schema version 1 (fixed image settings) and 2 (an image plan).
+
+        Raises :class:`~mmdx.errors.BundleError` in one line for a newer schema version.
+        """
+        from mmdx.errors import BundleError
+
         state = json.loads((directory / "preprocessing.json").read_text(encoding="utf-8"))
+        version = state.get("schema_version", 1)
+        if not isinstance(version, int) or version > PREPROCESSING_SCHEMA_VERSION:
+            raise BundleError(
+                f"{directory / 'preprocessing.json'} has schema version {version!r}, written by a newer mmdx; "
+                f"this mmdx reads versions 1 to {PREPROCESSING_SCHEMA_VERSION}: upgrade mmdx, or retrain"
+            )
         tokenizer = None
         if state["text"]["tokenizer"]:
             tokenizer = Tokenizer.from_file(str(directory / state["text"]["tokenizer"]))
+        image = state["image"]
+        if image:
+            image = ImagePlan.from_dict(image).to_dict()  # a version-1 bundle's fixed settings, as a plan
         return cls(
             modalities=list(state["modalities"]),
-            image=state["image"],
+            image=image,
             features=list(state["features"]),
             units=dict(state["units"]),
             numeric_columns=list(state["numeric_columns"]),
@@ -282,6 +392,7 @@ class Preprocessing:
             text_max_length=int(state["text"]["max_length"]),
             tokenizer=tokenizer,
             time_since_measurement=bool(state.get("time_since_measurement", False)),
+            image_fingerprint=state.get("image_fingerprint"),
         )
 
 
@@ -289,14 +400,38 @@ def model_modalities(config: Config) -> list[str]:
     return [m.value for m in MODALITIES if getattr(config.model, m.value) is not None]
 
 
+def plan_training_images(
+    cohort: ValidatedCohort, config: Config, previous: Preprocessing | None = None
+) -> CohortImagePlan | None:
+    """The image plan of a training run, applied to ``cohort`` (``None`` when the model reads no image).
+
+    Fitted to the training split under ``config.data.image``; a resumed run reuses ``previous``'s plan so
+    that it sees exactly the inputs the interrupted run saw. Raises :class:`~mmdx.data.plan.PlanError`
+    before any training when config and images cannot be reconciled.
+    """
+    if Modality.IMAGE.value not in model_modalities(config):
+        return None
+    plan = previous.image_plan if previous is not None else None
+    return plan_cohort_images(cohort, config.data.image, plan=plan)
+
+
 def fit_preprocessing(
-    cohort: ValidatedCohort, config: Config, pretrained_tokenizer: str | Path | None = None
+    cohort: ValidatedCohort,
+    config: Config,
+    pretrained_tokenizer: str | Path | None = None,
+    images: CohortImagePlan | None = None,
 ) -> Preprocessing:
-    """Fit the normaliser, vocabularies and tokenizer on the cohort's training split."""
+    """Fit the normaliser, vocabularies, tokenizer and image plan on the cohort's training split.
+
+    ``images``: the image plan already applied to ``cohort`` (:func:`mmdx.data.plan.plan_cohort_images`,
+    which training calls first so that its warnings reach the validation report); fitted here otherwise.
+    """
     train = cohort.split("train")
     if train.empty:
         raise ValueError(f"cohort {cohort.name} has no usable training case; check the split column")
     modalities = model_modalities(config)
+    if Modality.IMAGE.value in modalities and images is None:
+        images = plan_cohort_images(cohort, config.data.image)
     tab = config.data.tabular
     features = cohort.catalogue.keys if tab.features == "all" else list(tab.features)
     unknown = [f for f in features if f not in cohort.catalogue.keys]
@@ -322,9 +457,10 @@ def fit_preprocessing(
             tokenizer = train_note_tokenizer(
                 texts, config.data.text.vocab_size, config.data.text.min_frequency
             )
+    with_image = Modality.IMAGE.value in modalities and images is not None
     return Preprocessing(
         modalities=modalities,
-        image=config.data.image.model_dump(mode="json") if Modality.IMAGE.value in modalities else None,
+        image=images.plan.to_dict() if with_image else None,
         features=features,
         units={f: cohort.catalogue[f].unit for f in features},
         numeric_columns=numeric_columns,
@@ -332,6 +468,7 @@ def fit_preprocessing(
         text_max_length=config.data.text.max_length,
         tokenizer=tokenizer,
         time_since_measurement=time_since,
+        image_fingerprint=images.fingerprint.to_dict() if with_image and images.fingerprint else None,
     )
 
 
@@ -455,6 +592,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
         if path is None or not self.table.presence[index, 0]:
             return torch.zeros((1, *self.image_config.shape), dtype=torch.float32)
         array, _ = self.cache.load(path)
+        expected = (1, *self.image_config.shape)
+        if tuple(array.shape) != expected:
+            # nothing may reach collate with inconsistent shapes: name the case instead
+            raise ImageGridError(self.table.case_ids[index], tuple(array.shape), expected)
         return torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
 
     def __getitem__(self, index: int) -> dict:

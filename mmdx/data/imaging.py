@@ -54,6 +54,7 @@ Decisions
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import warnings
 from collections.abc import Iterator
@@ -679,36 +680,86 @@ def _decode_stored(dataset: Dataset, keyword: str, label: str) -> np.ndarray:
                 f"Allocated need {expected}: the file was cut short; copy or export it again",
                 label,
             )
-    with _captured_warnings():
+    with _captured_warnings(), _decoder_log() as logged:
         try:
             stored = pydicom.pixels.pixel_array(dataset)
         except MemoryError:
             raise
         except Exception as exc:
-            raise _decode_error(exc, syntax, label) from None
+            raise _decode_error(exc, syntax, label, logged) from None
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     return stored.reshape(-1, rows, columns)
 
 
-def _decode_error(exc: Exception, syntax: UID, label: str) -> ImageReadError:
+@contextlib.contextmanager
+def _decoder_log() -> Iterator[list[str]]:
+    """What pydicom's decoders log while decoding (each failing plugin, with a traceback) is kept, one line
+    per record, for the issue's message instead of being printed; with debug logging (``mmdx -v``) it is
+    printed too."""
+    logger = logging.getLogger("pydicom")
+    kept: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(_one_line(record.getMessage(), 300))
+
+    handler = _Keep(level=logging.DEBUG)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logger.propagate = False
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+#: how a decoding plugin says that it does not handle this variant of a transfer syntax at all
+_NOT_SUPPORTED = ("does not support", "not supported", "unsupported", "is not available", "no module named")
+
+
+def _plugin_failures(text: str) -> dict[str, str]:
+    """``plugin -> its error`` from pydicom's "exceptions were raised by all available plugins" message."""
+    failures = {}
+    for line in text.splitlines()[1:]:
+        name, sep, message = line.strip().partition(": ")
+        if sep and name and " " not in name:
+            failures[name] = message
+    return failures
+
+
+def _decode_error(exc: Exception, syntax: UID, label: str, logged: list[str] | None = None) -> ImageReadError:
+    """Classify a decoder failure: truncated data, a syntax (variant) no installed plugin supports, or pixel
+    data of a supported syntax that the decoder(s) could not decode (``IMAGE_UNREADABLE``, naming them)."""
     text = str(exc)
     lowered = text.lower()
     if "less than expected" in lowered or "end of file" in lowered:
         return ImageReadError(
-            IssueCode.DICOM_TRUNCATED, f"'{label}': pixel data is incomplete: {text}", label
+            IssueCode.DICOM_TRUNCATED, f"'{label}': pixel data is incomplete: {_one_line(text)}", label
         )
-    if syntax.is_encapsulated and (
-        isinstance(exc, NotImplementedError) or "not support" in lowered or "unsupported" in lowered
-    ):
+    failures = _plugin_failures(text)
+    if not failures and syntax.is_encapsulated:
+        failures = {type(exc).__name__: _one_line(text)}
+    tried = {n: m for n, m in failures.items() if not any(k in m.lower() for k in _NOT_SUPPORTED)}
+    if syntax.is_encapsulated and failures and not tried:
         return ImageReadError(
             IssueCode.TRANSFER_SYNTAX_UNSUPPORTED,
-            f"'{label}': no installed decoder can decode this {syntax.name} pixel data: {_one_line(text)}",
+            f"'{label}': no installed decoder supports this {syntax.name} pixel data ("
+            + "; ".join(f"{n}: {_one_line(m, 160)}" for n, m in failures.items())
+            + "); convert it to an uncompressed transfer syntax",
             label,
         )
     if syntax.is_encapsulated:
+        named = ", ".join(tried)
+        others = [n for n in failures if n not in tried]
         return ImageReadError(
             IssueCode.IMAGE_UNREADABLE,
-            f"'{label}': the {syntax.name} pixel data could not be decoded (corrupt?): {_one_line(text)}",
+            f"'{label}': the {syntax.name} pixel data could not be decoded by {named} (corrupt or a variant "
+            f"the decoder mishandles): "
+            + "; ".join(f"{n}: {_one_line(m, 200)}" for n, m in tried.items())
+            + (f" ({', '.join(others)}: not supported)" if others else "")
+            + (f"; decoder log: {len(logged)} message(s), shown with mmdx -v" if logged else ""),
             label,
         )
     return ImageReadError(

@@ -45,11 +45,22 @@ class IssueCode(StrEnum):
     PACS_UNREACHABLE = "PACS_UNREACHABLE"
     SERIES_NOT_FOUND = "SERIES_NOT_FOUND"
     DICOMWEB_RETRIEVE_FAILED = "DICOMWEB_RETRIEVE_FAILED"
+    # images against the preprocessing plan (mmdx.data.plan)
+    IMAGE_FOV_MISMATCH = "IMAGE_FOV_MISMATCH"
+    IMAGE_FOV_CROPPED = "IMAGE_FOV_CROPPED"
+    IMAGE_DIMS_DROPPED = "IMAGE_DIMS_DROPPED"
+    IMAGE_CENTRE_SLICE = "IMAGE_CENTRE_SLICE"
+    IMAGE_INTENSITY_MISMATCH = "IMAGE_INTENSITY_MISMATCH"
+    IMAGE_MODALITY_UNSEEN = "IMAGE_MODALITY_UNSEEN"
     # observations
     UNIT_UNKNOWN = "UNIT_UNKNOWN"
     VALUE_IMPLAUSIBLE = "VALUE_IMPLAUSIBLE"
     VALUE_NOT_NUMERIC = "VALUE_NOT_NUMERIC"
     CODE_UNKNOWN = "CODE_UNKNOWN"
+    LOINC_CHECK_DIGIT = "LOINC_CHECK_DIGIT"
+    LOINC_NOT_IN_CATALOGUE = "LOINC_NOT_IN_CATALOGUE"
+    VALUE_CENSORED = "VALUE_CENSORED"
+    VALUE_DECIMAL_COMMA = "VALUE_DECIMAL_COMMA"
     TIME_INVALID = "TIME_INVALID"
     # notes
     NOTE_MALFORMED = "NOTE_MALFORMED"
@@ -70,6 +81,8 @@ class IssueCode(StrEnum):
     UNIT_NOT_UCUM = "UNIT_NOT_UCUM"
     ATTACHMENT_NOT_TEXT = "ATTACHMENT_NOT_TEXT"
     SPLIT_UNKNOWN = "SPLIT_UNKNOWN"
+    # ground truth of synthetic cohorts
+    GROUND_TRUTH_INVALID = "GROUND_TRUTH_INVALID"
 
 
 DESCRIPTIONS: dict[IssueCode, str] = {
@@ -103,10 +116,20 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.PACS_UNREACHABLE: "the DICOMweb server could not be reached or refused the credentials; the series was not fetched",
     IssueCode.SERIES_NOT_FOUND: "the referenced study/series is not on the DICOMweb server, or has no instance",
     IssueCode.DICOMWEB_RETRIEVE_FAILED: "the DICOMweb server failed to deliver an instance of the series, or sent another series",
+    IssueCode.IMAGE_FOV_MISMATCH: "the image covers less than half of the model grid: most of the model input is padding",
+    IssueCode.IMAGE_FOV_CROPPED: "more than half of the image's field of view lies outside the model grid and is cropped",
+    IssueCode.IMAGE_DIMS_DROPPED: "a 2D image in a cohort planned as 3D: the image is not used, the case keeps its other modalities",
+    IssueCode.IMAGE_CENTRE_SLICE: "a volume in a cohort planned as 2D: the model sees its centre slice",
+    IssueCode.IMAGE_INTENSITY_MISMATCH: "the intensity normalisation does not fit the image's modality or values (e.g. a HU window on MR)",
+    IssueCode.IMAGE_MODALITY_UNSEEN: "the image's modality was not among the training images of the model",
     IssueCode.UNIT_UNKNOWN: "the unit is not among the feature's accepted units",
     IssueCode.VALUE_IMPLAUSIBLE: "the value, in canonical units, lies outside the feature's plausible range",
     IssueCode.VALUE_NOT_NUMERIC: "the value is not a number",
     IssueCode.CODE_UNKNOWN: "the code is neither a LOINC code nor a key of the feature catalogue",
+    IssueCode.LOINC_CHECK_DIGIT: "the code looks like a LOINC code but its mod-10 check digit is wrong (a typo)",
+    IssueCode.LOINC_NOT_IN_CATALOGUE: "a valid LOINC code that the feature catalogue does not list; the row is not used",
+    IssueCode.VALUE_CENSORED: "a censored value ('<0.05', '>1000'): used at its limit, flagged",
+    IssueCode.VALUE_DECIMAL_COMMA: "a value written with a decimal comma ('4,2'): read as 4.2 when unambiguous, else not used",
     IssueCode.TIME_INVALID: "the time is not ISO 8601",
     IssueCode.NOTE_MALFORMED: "a notes.jsonl line is not a JSON object with case_id and text",
     IssueCode.NOTE_EMPTY: "a note has no text",
@@ -137,6 +160,7 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.UNIT_NOT_UCUM: "a value's unit is not given as a UCUM code, so its conversion is unknown",
     IssueCode.ATTACHMENT_NOT_TEXT: "a document's attachment is not inline plain text (e.g. a PDF or an external URL)",
     IssueCode.SPLIT_UNKNOWN: "the source's split name maps to none of train, val and test; mmdx assigns one",
+    IssueCode.GROUND_TRUTH_INVALID: "a ground_truth/ file or record does not match its JSON Schema; it is skipped",
 }
 
 

@@ -1,4 +1,5 @@
-"""JSON Schema validation of cohort documents (``cohort.yaml``, case rows, note lines, the catalogue)."""
+"""JSON Schema validation of cohort documents (``cohort.yaml``, case rows, note lines, the catalogue, the
+ground truth of synthetic cohorts)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jsonschema
 
 from data_schemas import schema_path
 
-SchemaName = Literal["cohort", "case", "note", "feature_catalogue"]
+SchemaName = Literal["cohort", "case", "note", "feature_catalogue", "ground_truth", "defects"]
 
 
 @cache

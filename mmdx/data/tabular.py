@@ -8,6 +8,8 @@ value per case and feature (the latest by time); :class:`TabularNormaliser` is f
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,9 +48,11 @@ def harmonise_observations(
     frame["row"] = np.arange(1, len(frame) + 1)
     result = HarmonisedObservations(table=pd.DataFrame(columns=CANONICAL_COLUMNS), n_rows=len(frame))
 
-    def report(rows: pd.DataFrame, code: IssueCode, message_for_row) -> None:
+    def report(
+        rows: pd.DataFrame, code: IssueCode, message_for_row, severity: Severity = Severity.ERROR
+    ) -> None:
         for rec in rows.itertuples(index=False):
-            issue = Issue(code, message_for_row(rec), file=file, severity=Severity.ERROR, row=int(rec.row))
+            issue = Issue(code, message_for_row(rec), file=file, severity=severity, row=int(rec.row))
             cid = rec.case_id
             if cid is not None and cid in known_case_ids:
                 result.case_issues.setdefault(cid, []).append(issue)
@@ -94,13 +98,24 @@ def harmonise_observations(
             report(group, exc.code, lambda r, m=message: f"row {r.row}: {m}")
             continue
         numbers = pd.to_numeric(group["value"], errors="coerce")
-        not_numeric = numbers.isna() | ~np.isfinite(numbers.fillna(0.0))
+        read_specially = pd.Series(False, index=group.index)
+        for index in group.index[numbers.isna() & group["value"].notna()]:
+            reading = read_value(str(group.at[index, "value"]))
+            if reading.code is None:
+                continue  # not a number at all: reported below
+            read_specially[index] = True
+            text = reading.message(feature.key, feature.resolve_unit(unit))
+            severity = Severity.WARNING if reading.value is not None else Severity.ERROR
+            report(group.loc[[index]], reading.code, lambda r, t=text: f"row {r.row}: {t}", severity)
+            if reading.value is not None:
+                numbers[index] = reading.value
+        finite = numbers.notna() & np.isfinite(numbers.fillna(np.inf))
         report(
-            group[not_numeric],
+            group[~finite & ~read_specially],
             IssueCode.VALUE_NOT_NUMERIC,
             lambda r, f=feature: f"row {r.row}: {f.key} value {r.value!r} is not a number; row ignored",
         )
-        numbers = numbers[~not_numeric]
+        numbers = numbers[finite]
         canonical = numbers * factor + offset
         low, high = feature.plausible
         implausible = (canonical < low) | (canonical > high)
@@ -108,9 +123,9 @@ def harmonise_observations(
         report(
             bad,
             IssueCode.VALUE_IMPLAUSIBLE,
-            lambda r, f=feature: (
-                f"row {r.row}: {f.key} {r.value} {r.unit} is outside the plausible range "
-                f"{f.plausible[0]:g}-{f.plausible[1]:g} {f.unit}; row ignored"
+            lambda r, f=feature, u=unit: (
+                f"row {r.row}: {f.key} {r.value} {f.resolve_unit(u)} is outside the plausible range "
+                f"{f.range_in(u)}; row ignored"
             ),
         )
         keep = canonical[~implausible]
@@ -130,6 +145,64 @@ def harmonise_observations(
         table["time"] = pd.to_datetime(table["time"], utc=True)
         result.table = table.sort_values("row", kind="stable").reset_index(drop=True)
     return result
+
+
+_CENSORED = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*([+-]?\d+(?:[.,]\d+)?)\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*([+-]?)(\d+),(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class ValueReading:
+    """How a value that is not a plain number was read: ``value`` (``None`` when it cannot be used), the
+    reason ``code`` and what was seen (``kind``: ``censored-below``/``censored-above``/``decimal-comma``/
+    ``ambiguous-comma``)."""
+
+    value: float | None
+    code: IssueCode | None
+    kind: str = ""
+    raw: str = ""
+
+    def message(self, key: str, unit: str) -> str:
+        if self.kind.startswith("censored"):
+            side = "below" if self.kind == "censored-below" else "above"
+            return (
+                f"{key} value {self.raw!r} is censored (the true value lies {side} {self.value:g} {unit}): "
+                f"used as {self.value:g} {unit}"
+            )
+        if self.kind == "decimal-comma":
+            return f"{key} value {self.raw!r} has a decimal comma: read as {self.value:g} {unit}"
+        return (
+            f"{key} value {self.raw!r} is ambiguous: a thousands separator or a decimal comma; write it with a "
+            "decimal point (e.g. 1000 or 1.000); row ignored"
+        )
+
+
+def read_value(raw: str) -> ValueReading:
+    """Read a value that ``float()`` refuses, by the documented policy:
+
+    * a **censored** value (``<0.05``, ``>1000``, ``<=``, ``≥``) -- a result beyond the laboratory's
+      detection or reporting limit -- is used at its limit and flagged ``VALUE_CENSORED``: the limit is the
+      closest value the record supports, and dropping the row would lose that the value was extreme;
+    * a **decimal comma** (``4,2``) is read as a decimal point and flagged ``VALUE_DECIMAL_COMMA``, unless
+      three digits follow the comma after a non-zero integer part (``1,000``, ``4,200``): that may be a
+      thousands separator, so the row is not used (``VALUE_DECIMAL_COMMA``, an error);
+    * anything else is not a number (``code`` None: the caller reports ``VALUE_NOT_NUMERIC``).
+    """
+    text = unicodedata.normalize("NFKC", raw).strip()
+    censored = _CENSORED.match(text)
+    if censored:
+        limit = float(censored.group(2).replace(",", "."))
+        kind = "censored-below" if censored.group(1) in ("<", "<=", "≤") else "censored-above"
+        return ValueReading(limit, IssueCode.VALUE_CENSORED, kind, raw)
+    comma = _DECIMAL_COMMA.match(text)
+    if comma:
+        sign, whole, fraction = comma.groups()
+        if len(fraction) == 3 and whole.lstrip("0"):
+            return ValueReading(None, IssueCode.VALUE_DECIMAL_COMMA, "ambiguous-comma", raw)
+        return ValueReading(
+            float(f"{sign}{whole}.{fraction}"), IssueCode.VALUE_DECIMAL_COMMA, "decimal-comma", raw
+        )
+    return ValueReading(None, None, "", raw)
 
 
 def aggregate_latest(table: pd.DataFrame, case_ids: list[str], features: list[str]) -> pd.DataFrame:

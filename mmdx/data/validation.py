@@ -33,6 +33,7 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.ground_truth import check_ground_truth
 from mmdx.data.index_time import enforce_index_time
 from mmdx.data.issues import Issue, IssueCode, Severity
 from mmdx.data.schemas import schema_errors
@@ -108,8 +109,9 @@ class ValidatedCohort:
     """What validation kept, ready for the dataset.
 
     ``cases``: one row per usable case with ``case_id, patient_id, label`` (float, NaN = unlabelled),
-    ``split``, ``image_path`` (absolute path or None), the presence of each modality (``has_image``,
-    ``has_tabular``, ``has_text``) and every other column of the cases table (demographics, site, ...).
+    ``split``, ``split_given`` (False when mmdx assigned the split), ``image_path`` (absolute path or None),
+    the presence of each modality (``has_image``, ``has_tabular``, ``has_text``) and every other column of
+    the cases table (demographics, site, ...).
     ``observations``: canonical observations of those cases (see ``mmdx.data.tabular``).
     ``notes``: the joined note text of each case that has one.
     """
@@ -121,6 +123,8 @@ class ValidatedCohort:
     observations: pd.DataFrame
     notes: dict[str, str]
     report: ValidationReport
+    #: case_id -> facts of its decoded image (``mmdx.data.plan.ImageFacts.to_dict``), for the image plan
+    image_facts: dict[str, dict] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -148,11 +152,11 @@ def fingerprint_directory(root: Path, exclude: Iterable[str] = (".mmdx_cache",))
     return digest.hexdigest()
 
 
-def _check_image_job(args: tuple[str, str, int | None]) -> list[Issue]:
-    from mmdx.data.imaging import check_image
+def _check_image_job(args: tuple[str, str, int | None]) -> tuple[list[Issue], dict | None]:
+    from mmdx.data.plan import inspect_image
 
     path, root, dims = args
-    return check_image(Path(path), root=Path(root), dims=dims)
+    return inspect_image(Path(path), root=Path(root), dims=dims)
 
 
 def validate_cohort(
@@ -223,9 +227,10 @@ def validate_cohort(
         image_paths[case_id] = path
         image_jobs.append((str(path), str(files.root), dims))
     image_issues: dict[str, list[Issue]] = {}
+    image_facts: dict[str, dict] = {}
     if check_images and image_jobs:
         ids = list(image_paths)
-        results: Iterable[list[Issue]]
+        results: Iterable[tuple[list[Issue], dict | None]]
         if workers > 1 and len(image_jobs) > 4:
             pool = ProcessPoolExecutor(max_workers=workers)
             results = pool.map(_check_image_job, image_jobs, chunksize=4)
@@ -233,8 +238,10 @@ def validate_cohort(
             pool = None
             results = map(_check_image_job, image_jobs)
         try:
-            for done, (case_id, issues) in enumerate(zip(ids, results, strict=True), start=1):
+            for done, (case_id, (issues, facts)) in enumerate(zip(ids, results, strict=True), start=1):
                 image_issues[case_id] = issues
+                if facts is not None:
+                    image_facts[case_id] = facts
                 if progress:
                     progress(done, len(image_jobs))
         finally:
@@ -258,6 +265,7 @@ def validate_cohort(
         for case_id, issues in harmonised.case_issues.items():
             primary[case_id].issues.extend(issues)
         file_issues.extend(harmonised.unattached)
+    file_issues.extend(check_ground_truth(files.root))
     notes = parse_notes(files.note_lines, known, "notes.jsonl")
     for case_id, issues in notes.case_issues.items():
         primary[case_id].issues.extend(issues)
@@ -288,6 +296,7 @@ def validate_cohort(
         report.status = "rejected" if _rejected(report) else ("warning" if report.issues else "accepted")
 
     usable_ids = [r.case_id for r in primary.values() if r.status != "rejected"]
+    usable = set(usable_ids)
     cases = _cases_frame(usable_ids, primary, primary_rows, image_paths)
     observations = observations[observations["case_id"].isin(set(usable_ids))].reset_index(drop=True)
     joined = {cid: text for cid in usable_ids if (text := notes.joined(cid)) is not None}
@@ -311,6 +320,7 @@ def validate_cohort(
         observations=observations,
         notes=joined,
         report=report,
+        image_facts={c: f for c, f in image_facts.items() if c in usable and c in image_paths},
     )
 
 
@@ -328,6 +338,60 @@ def _label_or_none(label: str | None) -> float | None:
     except ValueError:
         return None
     return None if value is None else float(value)
+
+
+def attach_issues(
+    cohort: ValidatedCohort, issues: dict[str, list[Issue]], drop_images: Iterable[str] = ()
+) -> None:
+    """Record issues found after validation (e.g. by the image plan) in ``cohort``'s report, and drop the
+    image of each case in ``drop_images``. A case left with no usable modality is rejected and leaves
+    ``cohort.cases``. Statuses and the summary are updated."""
+    dropped = set(drop_images)
+    if not issues and not dropped:
+        return
+    by_case = {r.case_id: r for r in cohort.report.cases if r.status != "rejected"}
+    rejected: set[str] = set()
+    for case_id, found in issues.items():
+        report = by_case.get(case_id)
+        if report is not None:
+            report.issues.extend(found)
+    cases = cohort.cases
+    for case_id in dropped:
+        report = by_case.get(case_id)
+        if report is None:
+            continue
+        report.modalities[Modality.IMAGE.value] = False
+        if not any(report.modalities.values()):
+            report.issues.append(
+                Issue(
+                    IssueCode.NO_USABLE_MODALITY, "no usable image, observation or note remains for this case"
+                )
+            )
+            rejected.add(case_id)
+    if dropped:
+        mask = cases["case_id"].isin(dropped)
+        cases.loc[mask, "has_image"] = False
+        cases.loc[mask, "image_path"] = None
+        for case_id in dropped:
+            cohort.image_facts.pop(case_id, None)
+    for report in by_case.values():
+        report.status = "rejected" if _rejected(report) else ("warning" if report.issues else "accepted")
+    if rejected:
+        cohort.cases = cases[~cases["case_id"].isin(rejected)].reset_index(drop=True)
+        cohort.observations = cohort.observations[~cohort.observations["case_id"].isin(rejected)]
+        cohort.notes = {c: t for c, t in cohort.notes.items() if c not in rejected}
+    old = cohort.report.summary
+    # recounted; what only validation itself knows (the index-time exclusions) is kept as it was
+    cohort.report.summary = old | _summary(
+        cohort.report.cases,
+        cohort.report.files,
+        cohort.cases,
+        old["observation_rows"],
+        old["observation_rows_used"] if not rejected else len(cohort.observations),
+        old["note_lines"],
+        old["splits_assigned_by_mmdx"],
+    )
+    cohort.report.usable = len(cohort.cases) > 0
 
 
 def _rejected(report: CaseReport) -> bool:
@@ -397,9 +461,10 @@ def _cases_frame(
     records = []
     for case_id in ids:
         row = dict(rows[case_id])
-        report = primary[case_id]
         label = _label_or_none(row.get("label"))
         row["label"] = label if label is not None else float("nan")
+        row["split_given"] = row.get("split") in SPLITS  # False: assigned by mmdx
+        report = primary[case_id]
         row["split"] = report.split
         row["image_path"] = str(images[case_id]) if case_id in images else None
         for modality in MODALITIES:

@@ -63,6 +63,7 @@ from mmdx.data.cohort import (
     read_cohort,
     resolve_in_cohort,
 )
+from mmdx.data.ground_truth import read_defects, read_truth
 from mmdx.data.image_headers import check_nifti_header
 from mmdx.data.issues import ImageReadError
 from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
@@ -229,6 +230,8 @@ class DeidReport:
             )
         if d["not_copied"]:
             lines.append(f"not copied: {len(d['not_copied'])} files (listed in {REPORT_FILE})")
+        for warning in d.get("ground_truth_warnings") or []:
+            lines.append(f"ground truth not copied: {warning}")
         return lines
 
 
@@ -916,15 +919,18 @@ class _CohortDeidentification:
     def _copy_truth(self, folder: Path, joined: dict[str, str], counts: Counter) -> None:
         """truth.jsonl with case IDs pseudonymised, masks copied and planted phrases re-spanned."""
         truth_path = folder / "truth.jsonl"
-        if truth_path.is_file():
+        truth = read_truth(self.root)
+        if truth is not None:
             lines = []
-            for raw in truth_path.read_text(encoding="utf-8").splitlines():
-                if not raw.strip():
-                    continue
-                record = _note_document(raw)  # a JSON object within the limits, or None
-                if record is None:
-                    counts["truth_lines_unreadable"] += 1  # not copied: nothing unscrubbed leaves
-                    continue
+            skipped = []
+            for issue in truth.issues:  # not copied: a line in an unknown layout may hold anything
+                skipped.append(
+                    f"{issue.file} line {issue.row}: {issue.message}" if issue.row else issue.message
+                )
+                counts["truth_lines_skipped"] += 1
+            if skipped:
+                self.report["ground_truth_warnings"] = skipped
+            for record in truth.records.values():
                 original = record.get("case_id")
                 pseudo = self.case(original) if isinstance(original, str) else None
                 mask = record.get("mask")
@@ -945,21 +951,20 @@ class _CohortDeidentification:
     def _copy_defects(self, folder: Path, counts: Counter) -> None:
         """defects.json with case IDs, files and descriptions made safe."""
         defects_path = folder / "defects.json"
-        if defects_path.is_file():
-            try:
-                defects = json.loads(defects_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                defects = None
-            if not isinstance(defects, list) or not all(isinstance(d, dict) for d in defects):
-                self.not_copied.append(
-                    {
-                        "path": f"{GROUND_TRUTH_DIR}/defects.json",
-                        "reason": "not a JSON list of objects: not copied",
-                    }
-                )
-                self.consumed.add(defects_path)
-                defects_path = None
-        if defects_path is not None and defects_path.is_file():
+        defects, defect_issues = read_defects(self.root)
+        if defect_issues:
+            self.report.setdefault("ground_truth_warnings", []).extend(
+                f"{i.file}: {i.message}" for i in defect_issues
+            )
+            counts["defects_skipped"] += 1
+            self.not_copied.append(
+                {
+                    "path": f"{GROUND_TRUTH_DIR}/defects.json",
+                    "reason": "not JSON within the limits, or not the defects schema: not copied",
+                }
+            )
+            self.consumed.add(defects_path)
+        if defects is not None:
             out = []
             for item in defects:
                 item = dict(item)

@@ -340,6 +340,7 @@ def cohort_explain_inputs(bundle: Bundle, prepared: CohortInputs, index: Sequenc
     """
     from mmdx.data.dataset import collate
     from mmdx.data.imaging import read_image
+    from mmdx.data.plan import centre_slice
     from mmdx.data.text import pad_id
 
     index = [int(i) for i in index]
@@ -356,12 +357,15 @@ def cohort_explain_inputs(bundle: Bundle, prepared: CohortInputs, index: Sequenc
             continue
         model_image, model_affine = prepared.cache.load(path)
         original = read_image(path)
+        array, affine = original.array, original.affine
+        if image_config.dims == 2 and array.ndim == 3 and array.shape[2] > 1:
+            array, affine = centre_slice(array, affine)  # what a 2D plan takes of a volume
         grids.append(
             ImageGrid(
                 model_affine=np.asarray(model_affine, dtype=np.float64),
                 model_shape=tuple(int(s) for s in model_image.shape[1:]),
-                original_affine=np.asarray(original.affine, dtype=np.float64),
-                original_shape=tuple(int(s) for s in original.array.shape),
+                original_affine=np.asarray(affine, dtype=np.float64),
+                original_shape=tuple(int(s) for s in array.shape),
             )
         )
     return ExplainInputs.from_batch(

@@ -31,7 +31,7 @@ note's words inside those sentences.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,32 +39,28 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
+from mmdx.data.ground_truth import read_truth
 from mmdx.errors import MmdxError
 from mmdx.explain.attribution import CaseExplanation
 from mmdx.explain.grids import footprint_on_model_grid, resample_to_reference
 
-TRUTH_FILE = Path("ground_truth") / "truth.jsonl"
+log = logging.getLogger(__name__)
 
 
-def load_truth(cohort_dir: str | Path) -> dict[str, dict] | None:
-    """``case_id -> truth record`` of a synthetic cohort, or ``None`` when it has no ground truth."""
-    path = Path(cohort_dir) / TRUTH_FILE
-    if not path.is_file():
+def load_truth(cohort_dir: str | Path, warnings: list[str] | None = None) -> dict[str, dict] | None:
+    """``case_id -> truth record`` of a synthetic cohort, or ``None`` when it has no ground truth.
+
+    Lines that do not match ``data_schemas/ground_truth.schema.json`` are skipped; each is logged as a
+    warning naming its line and, when ``warnings`` is given, appended to it.
+    """
+    truth = read_truth(cohort_dir)
+    if truth is None:
         return None
-    records = {}
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = parse_json_line(line)
-            except JsonLimitExceeded as exc:
-                raise MmdxError(f"{path}: line {number} is {exc}; not a ground-truth record") from None
-            except json.JSONDecodeError as exc:
-                raise MmdxError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-            records[str(record["case_id"])] = record
-    return records
+    for message in truth.warnings:
+        log.warning("ground truth skipped: %s", message)
+        if warnings is not None:
+            warnings.append(message)
+    return truth.records
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -73,11 +69,18 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def _read_mask(cohort_dir: Path, relative: str, explanation: CaseExplanation) -> np.ndarray | None:
     from mmdx.data.imaging import read_image
+    from mmdx.data.issues import ImageReadError
 
     grid = explanation.image_grid
     if grid is None:
         return None
-    mask = read_image(cohort_dir / relative)
+    try:
+        mask = read_image(relative, root=cohort_dir)
+    except ImageReadError as exc:
+        log.warning(
+            "ground truth: the lesion mask of %s is skipped: %s", explanation.case_id, exc.issue.message
+        )
+        return None
     array = np.asarray(mask.array)
     # a 2D image's slice axis carries no voxels: DICOM and NIfTI may disagree on its length harmlessly
     axes = [0, 1, 3] if grid.dims == 2 else [0, 1, 2, 3]
@@ -160,7 +163,11 @@ def case_scores(explanation: CaseExplanation, record: Mapping, cohort_dir: str |
     when the case cannot be scored for that modality (see the module docs)."""
     image = None
     if record.get("lesion") and record.get("mask") and explanation.image_map is not None:
-        mask = _read_mask(Path(cohort_dir), record["mask"], explanation)
+        try:
+            mask = _read_mask(Path(cohort_dir), record["mask"], explanation)
+        except (MmdxError, ValueError) as exc:  # a mask that cannot be put on the image's grid
+            log.warning("ground truth: the lesion mask of %s is skipped: %s", explanation.case_id, exc)
+            mask = None
         image = image_scores(explanation, mask) if mask is not None else None
     return {
         "image": image,

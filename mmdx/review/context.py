@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmdx.bundle import load_bundle
-from mmdx.config import ImageConfig
+from mmdx.data.plan import ImagePlan
 from mmdx.errors import MmdxError
 from mmdx.keys import Modality
 from mmdx.run import RunPaths
@@ -57,7 +57,7 @@ class ReviewContext:
     store: ReviewStore
     model_version: str
     threshold: float
-    image_config: ImageConfig | None
+    image_config: ImagePlan | None
     tabular_features: tuple[str, ...]
     numeric_columns: tuple[str, ...]
     modalities: tuple[Modality, ...]

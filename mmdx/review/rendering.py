@@ -4,9 +4,8 @@ contour, one slice at a time, encoded as PNG without any network asset.
 **Which grid.** The image is shown on the model's grid (oriented to RAS, resampled and padded/cropped by
 :func:`mmdx.data.dataset.preprocess_volume`), the grid the attribution map and the preprocessed lesion mask
 live on, so the three align voxel for voxel. The intensities are not the model's windowed [0, 1] input but
-Hounsfield units: :func:`hu_on_model_grid` runs the model's own preprocessing with the intensity window
-widened to the image's full range (so nothing is clipped) and maps the result back to HU, which is the HU
-image resampled onto the model's grid. Window/level presets then work over the whole HU range (the model's
+Hounsfield units: :func:`hu_on_model_grid` resamples the HU image itself onto the model's grid with the
+model's own resampling (:func:`mmdx.data.dataset.resample_to_grid`), so nothing is clipped. Window/level presets then work over the whole HU range (the model's
 input window, -1000..400 HU for the demo, would clip bone at 400 HU). Where a voxel's neighbourhood lies
 inside the model's window, the "model input" preset shows exactly what the model was fed; at the edge of
 structures beyond the window (bone, metal) it differs slightly, since the model clips before resampling.
@@ -31,7 +30,9 @@ import numpy as np
 from scipy.ndimage import binary_erosion
 
 from mmdx.config import ImageConfig
-from mmdx.data.dataset import preprocess_volume
+from mmdx.data.dataset import resample_to_grid
+from mmdx.data.intensity import apply_window as window_to_unit
+from mmdx.data.plan import ImagePlan
 from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, footprint_on_model_grid
 
@@ -76,13 +77,13 @@ WINDOW_PRESETS: dict[str, WindowLevel] = {
 }
 
 
-def model_window(config: ImageConfig) -> WindowLevel:
+def model_window(config: ImagePlan | ImageConfig) -> WindowLevel:
     """The window the model's preprocessing applies (what the model "sees")."""
     low, high = config.window
     return WindowLevel("Model input", float(high - low), float(low + high) / 2)
 
 
-def window_presets(config: ImageConfig | None) -> dict[str, WindowLevel]:
+def window_presets(config: ImagePlan | ImageConfig | None) -> dict[str, WindowLevel]:
     """The presets offered for a run: the standard CT presets plus the model's own window."""
     presets = dict(WINDOW_PRESETS)
     if config is not None:
@@ -91,7 +92,7 @@ def window_presets(config: ImageConfig | None) -> dict[str, WindowLevel]:
 
 
 def hu_on_model_grid(
-    array: np.ndarray, affine: np.ndarray, config: ImageConfig
+    array: np.ndarray, affine: np.ndarray, config: ImagePlan | ImageConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """An image in physical units (HU) on the model's grid.
 
@@ -107,12 +108,10 @@ def hu_on_model_grid(
     finite = np.asarray(array, dtype=np.float64)
     if not np.all(np.isfinite(finite)):
         raise MmdxError("the image holds NaN or infinite values; it cannot be displayed")
-    low, high = float(finite.min()), float(finite.max())
-    if high <= low:  # a constant image: any non-empty window reproduces it
-        high = low + 1.0
-    widened = config.model_copy(update={"window": (low, high)})
-    scaled, out_affine = preprocess_volume(array, affine, widened)
-    return (low + scaled[0].astype(np.float64) * (high - low)).astype(np.float32), out_affine
+    low = float(finite.min())
+    # shifted so that the padding (0 outside the image) lands on the image's minimum
+    shifted, out_affine = resample_to_grid(finite - low, affine, config)
+    return (shifted.astype(np.float64) + low).astype(np.float32), out_affine
 
 
 def mask_on_model_grid(
@@ -238,7 +237,7 @@ class CaseImage:
 
 def apply_window(hu: np.ndarray, window: WindowLevel) -> np.ndarray:
     """HU mapped linearly to [0, 1]: ``window.low`` and below -> 0, ``window.high`` and above -> 1."""
-    return np.clip((np.asarray(hu, dtype=np.float64) - window.low) / window.width, 0.0, 1.0)
+    return window_to_unit(hu, window.low, window.high)
 
 
 def to_display(plane: np.ndarray) -> np.ndarray:
@@ -281,7 +280,7 @@ def png_data_url(png: bytes) -> str:
 
 def load_case_image(
     image_path: str,
-    config: ImageConfig,
+    config: ImagePlan | ImageConfig,
     attribution: np.ndarray | None = None,
     mask_path: str | None = None,
 ) -> tuple[CaseImage, list[str]]:

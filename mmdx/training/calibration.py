@@ -14,6 +14,13 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit
 
+#: Bounds of the search over log T: T between e^-4 (0.018) and e^4 (55).
+LOG_T_BOUNDS = (-4.0, 4.0)
+#: Fewer labelled validation cases than this, or fewer than MIN_VAL_PER_CLASS of either class, cannot fit a
+#: temperature and a threshold reliably.
+MIN_VAL_CASES = 30
+MIN_VAL_PER_CLASS = 10
+
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     z = logits / temperature
@@ -40,14 +47,19 @@ class TemperatureScaler:
             # one class only: any temperature sharpens towards it; keep the model's own scale
             self.temperature_ = 1.0
             return self
-        # search log T in [-4, 4]: T between 0.018 and 55
         result = minimize_scalar(
-            lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=(-4.0, 4.0), method="bounded"
+            lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=LOG_T_BOUNDS, method="bounded"
         )
         self.nll_before_ = _nll(logits, labels, 1.0)
         self.temperature_ = float(np.exp(result.x))
         self.nll_after_ = _nll(logits, labels, self.temperature_)
         return self
+
+    @property
+    def at_bound(self) -> bool:
+        """Whether the fitted temperature lies at a bound of its search range (the optimum is beyond it)."""
+        log_t = float(np.log(self.temperature_))
+        return any(abs(log_t - bound) < 1e-3 for bound in LOG_T_BOUNDS)
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``[N]``."""
@@ -69,3 +81,30 @@ class TemperatureScaler:
         if state.get("method") != "temperature" or not float(state["temperature"]) > 0:
             raise ValueError(f"calibration.json: expected a positive temperature, got {state!r}")
         return cls(float(state["temperature"]), state.get("nll_before"), state.get("nll_after"))
+
+
+def calibration_warnings(labels: np.ndarray, scaler: TemperatureScaler, calibrate: bool = True) -> list[str]:
+    """Why the temperature and the operating threshold fitted on the validation ``labels`` ``[N]`` (0/1)
+    deserve little trust: a split too small or with too few of one class, or a temperature at the bound
+    of its search range. ``[]`` when there is nothing to say."""
+    labels = np.asarray(labels, dtype=np.float64)
+    n = int(labels.size)
+    positive = int((labels == 1).sum())
+    negative = n - positive
+    out = []
+    if n < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
+        out.append(
+            f"the validation split is too small to fit the temperature and the operating threshold reliably: "
+            f"{n} labelled cases ({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} "
+            f"cases and {MIN_VAL_PER_CLASS} of each class are advisable; calibrated probabilities and the "
+            "threshold are uncertain -- enlarge the validation split"
+        )
+    if calibrate and min(positive, negative) == 0:
+        out.append("the validation split holds one class only: the temperature was left at 1 (uncalibrated)")
+    elif calibrate and scaler.at_bound:
+        out.append(
+            f"the fitted temperature {scaler.temperature_:.4g} lies at the bound of its search range "
+            f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): the validation split could not determine it, and "
+            "calibrated probabilities are unreliable"
+        )
+    return out

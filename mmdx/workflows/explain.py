@@ -148,6 +148,7 @@ class _Job:
     internal_batch_size: int | None
     checked_ids: set[str]
     truth: dict | None
+    truth_warnings: list[str]  # ground-truth lines skipped (not matching their schema), named
     cohort_dir: Path
     seed: int
     # filled by the case loop: the checked cases' model-grid maps, every case's delta and scores
@@ -285,6 +286,7 @@ def _summary(job: _Job, version: str) -> dict[str, Any]:
         "n_cases": len(chosen),
         "check_cases": len(job.checked_ids),
         "ground_truth_available": job.truth is not None,
+        "ground_truth_warnings": job.truth_warnings,
         "seconds_per_case": {m: job.seconds[m] / max(1, len(chosen)) for m in names},
         "settings": job.settings(),
         "methods": {spec.name: _method_section(job, spec, labels, predicted) for spec in job.methods},
@@ -340,6 +342,8 @@ def explain_run(
     chosen = select_cases(run.read_predictions(), cases, split, limit)
     cohort_dir, prepared, position = _prepare(bundle, chosen, cohort_dir, workers)
     image_config = bundle.preprocessing.image_config
+    truth_warnings: list[str] = []
+    truth = load_truth(cohort_dir, truth_warnings)
     if batch_size is None:
         batch_size = 1 if image_config is not None and image_config.dims == 3 else 8
     job = _Job(
@@ -355,7 +359,8 @@ def explain_run(
         batch_size=batch_size,
         internal_batch_size=internal_batch_size,
         checked_ids=set(chosen["case_id"][: max(0, check_cases)]),
-        truth=load_truth(cohort_dir),
+        truth=truth,
+        truth_warnings=truth_warnings,
         cohort_dir=cohort_dir,
         seed=seed,
         kept={m.name: [] for m in methods},

@@ -1,7 +1,8 @@
 """The predict workflow: apply a trained bundle to a cohort (labels not needed) and write its predictions.
 
-The table is the run directory's predictions table (``data_schemas/predictions.schema.json``), written to a
-file of the caller's choice: CSV, or Parquet by the extension.
+The table has the columns of the run directory's predictions table (``data_schemas/predictions.schema.json``),
+written to a file of the caller's choice: CSV, or Parquet by the extension. Its ``split`` is the cohort's own,
+empty for a case without one. Images are preprocessed with the bundle's own plan.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def predict_cohort(
     """Predict every usable case of ``cohort_dir`` with the bundle (a bundle folder or a run directory)."""
     bundle = load_bundle(bundle_dir)
     inputs = prepare_inputs(bundle, cohort_dir, workers=workers, progress=progress)
-    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, batch_size))
+    # new cases belong to no training split: only a split the cohort gave is written
+    frame = predictions_frame(
+        bundle, inputs, run_predictions(bundle, inputs, batch_size), assigned_splits=False
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table_owner_only(frame, out)  # patient-level rows: owner-only

@@ -32,7 +32,9 @@ from mmdx.data.dataset import (
     Preprocessing,
     build_case_table,
     fit_preprocessing,
+    plan_training_images,
 )
+from mmdx.data.plan import CohortImagePlan, declared_modality, describe_warnings
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
@@ -40,7 +42,7 @@ from mmdx.metrics import binary_metrics, choose_threshold, json_ready
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
-from mmdx.training.calibration import TemperatureScaler
+from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import predict_dataset
 from mmdx.training.trainer import BEST_WEIGHTS, FitResult, Trainer, balanced_pos_weight
@@ -61,6 +63,9 @@ class TrainResult:
         val_metrics: metrics of the calibrated model on the validation split, at ``threshold``.
         threshold: the operating threshold on calibrated probabilities; ``temperature``: the calibration.
         parameters: number of model parameters.
+        warnings: why the calibration deserves little trust (a small validation split, a temperature at
+            its bound); also in the model card.
+        image_plan: the image preprocessing plan and its warnings by code (``None`` without images).
     """
 
     run: RunPaths
@@ -70,6 +75,8 @@ class TrainResult:
     threshold: float
     temperature: float
     parameters: int
+    warnings: list[str]
+    image_plan: dict[str, Any] | None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -82,6 +89,8 @@ class TrainResult:
             "threshold": float(self.threshold),
             "temperature": self.temperature,
             "parameters": self.parameters,
+            "warnings": self.warnings,
+            "image_plan": self.image_plan,
         }
 
 
@@ -150,25 +159,57 @@ def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
     return _Splits(train_idx, val_idx)
 
 
-def _preprocessing(
-    run: RunPaths, cohort: ValidatedCohort, config: Config, resume: bool, dist: DistContext
-) -> Preprocessing:
+def _validated_and_planned(
+    cohort_dir: str | Path, run: RunPaths, config: Config, resume: bool, dist: DistContext
+) -> tuple[ValidatedCohort, Preprocessing | None, CohortImagePlan | None]:
+    """Validate the cohort, fit the image plan to its training images and check every image against it
+    (the plan's warnings join the validation report, which is written); returns the cohort, the fitted
+    preprocessing of the interrupted run when resuming, and the applied plan (``None`` without images)."""
+    cohort = validate_cohort(cohort_dir, workers=config.data.validate_workers)
+    if not cohort.report.usable:
+        if dist.is_main:
+            run.write_validation_report(cohort.report)
+        raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
     # a resumed run must see exactly the inputs the interrupted one saw: reuse its fitted preprocessing
-    fitted = run.load_preprocessing() if resume else None
-    if fitted is not None:
-        return fitted
-    preprocessing = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model))
+    previous = run.load_preprocessing() if resume else None
+    images = plan_training_images(cohort, config, previous)
+    if dist.is_main:
+        run.write_validation_report(cohort.report)
+        if images is not None:
+            log.info("image plan: %s%s", images.plan.describe(), describe_warnings(images))
+    if not cohort.report.usable:
+        raise MmdxError(f"no usable case in {cohort_dir} under the image plan; see {run.validation_report}")
+    return cohort, previous, images
+
+
+def _preprocessing(
+    run: RunPaths,
+    cohort: ValidatedCohort,
+    config: Config,
+    previous: Preprocessing | None,
+    images: CohortImagePlan | None,
+    dist: DistContext,
+) -> Preprocessing:
+    if previous is not None:
+        return previous
+    preprocessing = fit_preprocessing(cohort, config, pretrained_tokenizer(config.model), images)
     if dist.is_main:
         run.save_preprocessing(preprocessing)
     return preprocessing
 
 
 def _image_cache(
-    preprocessing: Preprocessing, config: Config, table: CaseTable, progress: Progress | None
+    preprocessing: Preprocessing,
+    cohort: ValidatedCohort,
+    config: Config,
+    table: CaseTable,
+    progress: Progress | None,
 ) -> ImageCache | None:
-    if preprocessing.image_config is None:
+    if preprocessing.image_plan is None:
         return None
-    cache = ImageCache(preprocessing.image_config, config.data.cache.mode, config.data.cache.dir)
+    cache = ImageCache(
+        preprocessing.image_plan, config.data.cache.mode, config.data.cache.dir, declared_modality(cohort)
+    )
     cache.warm(
         table.image_paths,
         workers=max(1, config.data.loader.workers or os.cpu_count() or 1),
@@ -179,8 +220,9 @@ def _image_cache(
 
 def _calibrate(
     model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
-) -> tuple[TemperatureScaler, float, dict[str, Any]]:
-    """Fit the temperature and the operating threshold on the validation split; their validation metrics."""
+) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
+    """Fit the temperature and the operating threshold on the validation split; their validation metrics,
+    and warnings when the split cannot support them (too small, one class, a temperature at its bound)."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
@@ -195,7 +237,10 @@ def _calibrate(
         threshold = choose_threshold(
             val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
         )
-    return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold))
+    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
 
 
 def model_card(
@@ -205,11 +250,12 @@ def model_card(
     model: nn.Module,
     fit: FitResult,
     splits: _Splits,
-    calibration: tuple[TemperatureScaler, float, dict[str, Any]],
+    calibration: tuple[TemperatureScaler, float, dict[str, Any], list[str]],
     seconds: float,
 ) -> dict[str, Any]:
-    """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, intended use."""
-    scaler, threshold, val_metrics = calibration
+    """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, calibration
+    warnings, intended use."""
+    scaler, threshold, val_metrics, warnings = calibration
     n_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     task = cohort.spec["task"]
@@ -244,6 +290,7 @@ def model_card(
         },
         "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
         "calibration": scaler.to_dict(),
+        "warnings": warnings,
         "metrics": {"val": val_metrics},
         "environment": environment(),
         "intended_use": (
@@ -300,15 +347,11 @@ def _train(
     seed_everything(config.seed, config.train.deterministic, config.train.threads, dist.world_size)
     started = time.perf_counter()
 
-    cohort = validate_cohort(cohort_dir, workers=config.data.validate_workers)
-    if dist.is_main:
-        run.write_validation_report(cohort.report)
-    if not cohort.report.usable:
-        raise MmdxError(f"no usable case in {cohort_dir}; see {run.validation_report}")
-    preprocessing = _preprocessing(run, cohort, config, resume, dist)
+    cohort, previous, images = _validated_and_planned(cohort_dir, run, config, resume, dist)
+    preprocessing = _preprocessing(run, cohort, config, previous, images, dist)
     table = build_case_table(cohort, preprocessing)
     splits = _splits(cohort, table)
-    cache = _image_cache(preprocessing, config, table, cache_progress if dist.is_main else None)
+    cache = _image_cache(preprocessing, cohort, config, table, cache_progress if dist.is_main else None)
     train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
 
@@ -343,7 +386,7 @@ def _train(
     model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
     model.eval()
     calibration = _calibrate(model, val_set, config, dist.device)
-    scaler, threshold, val_metrics = calibration
+    scaler, threshold, val_metrics, warnings = calibration
     card = model_card(
         config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
     )
@@ -356,6 +399,8 @@ def _train(
         threshold=threshold,
         temperature=scaler.temperature_,
         parameters=sum(p.numel() for p in model.parameters()),
+        warnings=warnings,
+        image_plan=images.summary() if images is not None else None,
     )
     run.write_training_summary(result.summary())
     return result

@@ -16,8 +16,8 @@ from benchmarks.peers.export import (
     image_statistics,
     middle_axial_slice,
 )
-from mmdx.config import load_config
 from mmdx.data.dataset import ImageCache
+from mmdx.data.plan import ImagePlan, declared_modality
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 from mmdx.data.tabular import aggregate_latest
 from mmdx.data.validation import validate_cohort
@@ -78,8 +78,8 @@ def test_export_tabular_is_the_canonical_latest_value(exported):
 def test_export_images_are_the_arrays_mmdx_trains_on(exported):
     export, validated, _, _ = exported
     images = export.image(2)
-    config = load_config(DEFAULT_CONFIGS[2])
-    cache = ImageCache(config.data.image, "disk")
+    plan = ImagePlan.from_dict(export.manifest["image"]["settings"])
+    cache = ImageCache(plan, "disk", declared_modality=declared_modality(validated))
     has = export.presence(PeerModality.IMAGE)
     for i in np.flatnonzero(has)[:5]:
         path = validated.cases["image_path"].iloc[i]

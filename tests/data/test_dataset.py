@@ -55,7 +55,7 @@ def test_samples_have_contract_shapes_and_presence(cohort, tmp_path: Path) -> No
 
 def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -> None:
     path = cohort.cases["image_path"].dropna().iloc[0]
-    config = ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0])
+    config = ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window")
     cache = ImageCache(config, "disk", tmp_path)
     first, affine = cache.load(path)
     again, _ = ImageCache(config, "disk", tmp_path).load(path)
@@ -66,7 +66,9 @@ def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -
     with np.load(files[0], allow_pickle=False) as data:
         assert data["image"].shape == (1, 32, 32)
     other = ImageCache(
-        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], window=(-160.0, 240.0)), "disk", tmp_path
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window", window=(-160.0, 240.0)),
+        "disk",
+        tmp_path,
     )
     assert other.key(path) != cache.key(path)
     windowed, _ = other.load(path)
@@ -75,7 +77,9 @@ def test_image_cache_decodes_once_and_keys_on_settings(cohort, tmp_path: Path) -
 
 def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
     paths = cohort.cases["image_path"].dropna().tolist()[:12]
-    cache = ImageCache(ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0]), "memory", tmp_path)
+    cache = ImageCache(
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window"), "memory", tmp_path
+    )
     assert cache.warm(paths, workers=2) == 12
     assert cache.warm(paths, workers=2) == 0
     cache.load(paths[0])
@@ -98,3 +102,32 @@ def test_time_since_measurement_adds_one_column_per_feature(cohort, tmp_path: Pa
     assert np.nanmin(hours) >= 0
     on.save(tmp_path)
     assert Preprocessing.load(tmp_path).tabular_columns == on.tabular_columns
+
+
+def test_an_image_off_the_grid_is_named_before_collate(cohort, tmp_path: Path) -> None:
+    """Nothing reaches collate with inconsistent shapes (it used to die there with 'stack expects each tensor
+    to be equal size'): the dataset names the case."""
+    from mmdx.data.dataset import ImageGridError
+
+    prep = fit_preprocessing(cohort, load_config(CONFIG))
+    table = build_case_table(cohort, prep)
+    cache = ImageCache(prep.image_config, "memory", tmp_path, declared_modality="CT")
+    index = int(np.flatnonzero(table.presence[:, 0])[0])
+    path = table.image_paths[index]
+    cache._memory[cache.key(path)] = (np.zeros((1, 16, 16), np.float32), np.eye(3))  # a stale entry
+    dataset = MultimodalDataset(table, prep, cache)
+    with pytest.raises(ImageGridError) as info:
+        dataset[index]
+    assert table.case_ids[index] in str(info.value) and "[1, 16, 16]" in str(info.value)
+
+
+def test_the_fitted_plan_is_saved_with_its_fingerprint(cohort, tmp_path: Path) -> None:
+    from mmdx.data.dataset import Preprocessing
+
+    prep = fit_preprocessing(cohort, load_config(CONFIG))
+    plan = prep.image_plan
+    assert plan.dims == 2 and plan.shape == (32, 32) and plan.trained_families == ("CT",)
+    assert prep.image_fingerprint["n_images"] == int(cohort.split("train")["has_image"].sum())
+    prep.save(tmp_path)
+    again = Preprocessing.load(tmp_path)
+    assert again.image_plan == plan and again.image_fingerprint == prep.image_fingerprint

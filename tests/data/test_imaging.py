@@ -891,3 +891,23 @@ def test_unknown_format(tmp_path: Path) -> None:
 def test_image_volume_properties() -> None:
     volume = ImageVolume(np.zeros((2, 3), np.float32), np.diag([2.0, 3.0, 4.0, 1.0]), "x", ImageFormat.NIFTI)
     assert volume.ndim == 2 and volume.spacing == (2.0, 3.0)
+
+
+def test_a_supported_syntax_that_decodes_badly_is_unreadable_naming_the_decoder(caplog) -> None:
+    """pydicom's JPEG Extended test file: the syntax is supported, but its data do not decode. It was
+    reported as TRANSFER_SYNTAX_UNSUPPORTED, with six decoder tracebacks on the console."""
+    import logging
+
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("JPEG-lossy.dcm")
+    with caplog.at_level(logging.INFO):
+        issues = check_image(path)
+    assert [i.code for i in issues] == [IssueCode.IMAGE_UNREADABLE]
+    message = issues[0].message
+    assert "JPEG Extended" in message and "could not be decoded by pylibjpeg" in message
+    assert "libjpeg error" in message and "gdcm, pillow: not supported" in message
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]  # kept out of the console
+    with caplog.at_level(logging.DEBUG):  # mmdx -v: the decoders' own log, tracebacks included
+        check_image(path)
+    assert any(r.name.startswith("pydicom") and r.exc_info for r in caplog.records)

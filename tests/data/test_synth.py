@@ -258,3 +258,76 @@ def test_dicom_files_pass_dciodvfy(which: str, request: pytest.FixtureRequest, d
         assert report.iod == "CTImage"
         assert report.errors == [], f"{path.relative_to(root)}: {report.errors}"
         assert report.warnings == [], f"{path.relative_to(root)}: {report.warnings}"
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cohort with every variety option: a 40 mm targeted field of view, 2.5 mm slices, 12 slices per
+    volume, an MR-like site and a fifth of the images in 2D."""
+    out = tmp_path_factory.mktemp("synth") / "varied"
+    synthesize_cohort(
+        out,
+        SynthOptions(
+            n_cases=40,
+            seed=3,
+            dims=3,
+            size=24,
+            fov_mm=40.0,
+            slice_spacing_mm=2.5,
+            slices=12,
+            mr_site=True,
+            mix_dims=0.2,
+        ),
+    )
+    return out
+
+
+def test_variety_options_change_geometry_modality_and_dimensionality(varied: Path) -> None:
+    from mmdx.data.imaging import read_image
+
+    cases = pd.read_csv(varied / "cases.csv", dtype=str, keep_default_na=False)
+    spec = yaml.safe_load((varied / "cohort.yaml").read_text())
+    assert "dims" not in spec["image"]  # a 2D/3D mix declares none
+    assert spec["generator"]["fov_mm"] == 40.0 and spec["generator"]["mr_site"] is True
+    shapes, modalities, mr_values = set(), set(), []
+    for site, rel in zip(cases["site"], cases["image"], strict=True):
+        if not rel or not (varied / rel).exists():
+            continue
+        volume = read_image(varied / rel)
+        shapes.add(volume.array.shape)
+        spacing = volume.spacing
+        assert spacing[0] == pytest.approx(40.0 / 24, rel=1e-4)  # the field of view is 40 mm
+        if volume.array.ndim == 3:
+            assert spacing[2] == pytest.approx(2.5, rel=1e-4)  # anisotropic
+        modalities.add((site, volume.meta.get("modality") or "nifti"))
+        if site == "west":
+            mr_values.append(float(volume.array.max()))
+            assert volume.array.min() >= 0 and volume.meta["modality"] == "MR"
+    assert {(24, 24, 12), (24, 24)} <= shapes
+    assert ("west", "MR") in modalities and any(m == "CT" for _, m in modalities)
+    assert max(mr_values) / min(mr_values) > 1.5  # arbitrary units: the scale differs per image
+
+
+def test_a_targeted_field_of_view_still_shows_its_lesions(varied: Path) -> None:
+    from mmdx.data.imaging import read_image
+
+    truth = [json.loads(line) for line in (varied / "ground_truth" / "truth.jsonl").read_text().splitlines()]
+    checked = 0
+    for record in truth:
+        if not record["lesion"] or not record["mask"]:
+            continue
+        mask = read_image(varied / record["mask"]).array > 0
+        assert mask.any()  # the nodule lies inside the 40 mm field of view
+        checked += 1
+    assert checked >= 5
+
+
+def test_without_variety_options_the_cohort_is_unchanged(tmp_path: Path) -> None:
+    """The options default to the synthesis before they existed: same streams, same files."""
+    base = dict(n_cases=12, seed=2, dims=3, size=16)
+    synthesize_cohort(tmp_path / "a", SynthOptions(**base))
+    synthesize_cohort(tmp_path / "b", SynthOptions(**base, fov_mm=None, mr_site=False, mix_dims=0.0))
+    for path in sorted((tmp_path / "a").rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+    assert "fov_mm" not in (tmp_path / "a" / "cohort.yaml").read_text()

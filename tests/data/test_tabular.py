@@ -41,7 +41,10 @@ def test_units_converted_and_codes_or_keys_accepted() -> None:
         (("a", "2823-3", "4", None, None), IssueCode.UNIT_UNKNOWN),
         (("a", "8867-4", "900", "/min", None), IssueCode.VALUE_IMPLAUSIBLE),
         (("a", "8867-4", "n/a", "/min", None), IssueCode.VALUE_NOT_NUMERIC),
-        (("a", "99999-9", "1", "mg", None), IssueCode.CODE_UNKNOWN),
+        (("a", "99999-9", "1", "mg", None), IssueCode.LOINC_CHECK_DIGIT),
+        (("a", "2339-0", "5.5", "mmol/L", None), IssueCode.LOINC_NOT_IN_CATALOGUE),
+        (("a", "ALT", "30", "U/L", None), IssueCode.CODE_UNKNOWN),
+        (("a", "8867-4", "1,000", "/min", None), IssueCode.VALUE_DECIMAL_COMMA),
         (("a", "8867-4", "80", "/min", "last tuesday"), IssueCode.TIME_INVALID),
     ],
 )
@@ -132,3 +135,39 @@ def test_hours_since_latest_value() -> None:
     np.testing.assert_allclose(hours.loc["a"].to_numpy(), [6.0, 3.0, np.nan])
     np.testing.assert_allclose(hours.loc["b"].to_numpy(), [0.0, np.nan, np.nan])
     assert hours.loc["c"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "code", "used", "says"),
+    [
+        ("<0.05", "mg/L", IssueCode.VALUE_CENSORED, 0.05, "censored (the true value lies below 0.05 mg/L)"),
+        ("> 300", "mg/L", IssueCode.VALUE_CENSORED, 300.0, "lies above 300 mg/L"),
+        ("\u22645", "mg/dL", IssueCode.VALUE_CENSORED, 50.0, "used as 5 mg/dL"),
+        ("4,2", "mg/L", IssueCode.VALUE_DECIMAL_COMMA, 4.2, "read as 4.2 mg/L"),
+        ("0,125", "mg/L", IssueCode.VALUE_DECIMAL_COMMA, 0.125, "decimal comma"),
+        ("<0,05", "mg/L", IssueCode.VALUE_CENSORED, 0.05, "censored"),
+        ("4,200", "mg/L", IssueCode.VALUE_DECIMAL_COMMA, None, "ambiguous"),
+        ("1.0.0", "mg/L", IssueCode.VALUE_NOT_NUMERIC, None, "not a number"),
+    ],
+)
+def test_censored_values_and_decimal_commas(value: str, unit: str, code: IssueCode, used, says: str) -> None:
+    out = harmonise_observations(_rows(("a", "crp", value, unit, None)), CATALOGUE, {"a"}, "observations.csv")
+    (issue,) = out.case_issues["a"]
+    assert issue.code == code and says in issue.message and issue.row == 1
+    if used is None:
+        assert out.table.empty and issue.severity == "error"
+    else:  # kept (canonical mg/L), flagged as a warning
+        assert out.table["value"].tolist() == pytest.approx([used]) and issue.severity == "warning"
+
+
+def test_real_world_units_are_harmonised() -> None:
+    raw = _rows(
+        ("a", "6690-2", "7.5", "K/uL", None),
+        ("a", "777-3", "250", "x10^9/L", None),
+        ("a", "8310-5", "38.5", "C", None),
+        ("a", "2160-0", "88.4", "\u03bcmol/L", None),
+    )
+    out = harmonise_observations(raw, CATALOGUE, {"a"}, "observations.csv")
+    assert not out.case_issues
+    values = dict(zip(out.table["feature"], out.table["value"], strict=True))
+    assert values == pytest.approx({"wbc": 7.5, "platelets": 250.0, "temperature": 38.5, "creatinine": 1.0})

@@ -117,6 +117,8 @@ def test_run_directory_is_owner_only(tmp_path: Path, permissive_umask) -> None:
 
 def test_image_cache_directory_is_owner_only(tmp_path: Path, permissive_umask) -> None:
     cache = ImageCache(
-        ImageConfig(dims=2, shape=[16, 16]), mode="disk", directory=tmp_path / "cache" / "images"
+        ImageConfig(dims=2, shape=[16, 16], spacing=None),
+        mode="disk",
+        directory=tmp_path / "cache" / "images",
     )
     assert stat.S_IMODE(cache.directory.stat().st_mode) == 0o700

@@ -98,3 +98,76 @@ def test_a_missing_command_module_is_a_bug_not_a_missing_package(monkeypatch: py
     cli.build_parser()  # listing it imports nothing
     with pytest.raises(ModuleNotFoundError):
         cli.build_parser("ghost")
+
+
+@pytest.fixture
+def failing_command(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A subcommand with a bug: it raises an exception that is not an input error."""
+    (tmp_path / "mmdx_test_failing_cmd.py").write_text(
+        "def add_parser(sub):\n    sub.add_parser('failing', help='a command with a bug')\n\n"
+        "def run(args):\n    raise KeyError('internal\\nstate')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    failing = cli.CommandSpec("failing", "mmdx_test_failing_cmd", "a command with a bug")
+    monkeypatch.setattr(cli, "COMMANDS", _with(failing))
+    yield "failing"
+    sys.modules.pop("mmdx_test_failing_cmd", None)
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_needs_verbose(
+    failing_command: str, capsys
+) -> None:
+    assert cli.main([failing_command]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected error: KeyError" in err and "mmdx -v failing" in err
+    with pytest.raises(KeyError):
+        cli.main(["-v", failing_command])
+
+
+def _interrupt(command: list[str], after_s: float, cwd) -> tuple[int, str]:
+    """Start ``command`` in a session of its own, press Ctrl+C (SIGINT to the whole process group, as a
+    terminal does) after ``after_s`` seconds; returns (exit status, stdout + stderr)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    time.sleep(after_s)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    return process.returncode, output
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_demo_cleanly_even_under_make(tmp_path) -> None:
+    """Ctrl+C is how the demo's dashboard is closed: no traceback, and no "Error 130" from make."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    repo = Path(cli.__file__).resolve().parents[1]
+    demo = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "demo",
+        "--cohort",
+        str(tmp_path / "c"),
+        "--run",
+        str(tmp_path / "r"),
+    ]
+    rc, output = _interrupt([*demo, "--cases", "400"], 6.0, repo)
+    assert rc == 0 and "mmdx demo: stopped (Ctrl+C)" in output and "Traceback" not in output, output[-2000:]
+    if shutil.which("make") is None:
+        message = "make is not installed; apt-get install make"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    (tmp_path / "Makefile").write_text("demo:\n\t" + " ".join(demo) + " --cases 400\n")
+    _, output = _interrupt(["make", "-f", str(tmp_path / "Makefile"), "demo"], 6.0, repo)
+    assert "stopped (Ctrl+C)" in output and "Error 130" not in output and "Traceback" not in output, output[
+        -2000:
+    ]

@@ -79,3 +79,20 @@ def test_errors_name_what_is_missing(tmp_path: Path, capsys) -> None:
     assert "run directory not found" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
     assert "manifest.json is missing" in capsys.readouterr().err
+
+
+def test_new_cases_get_no_training_split(evaluated: Path, small_cohort_2d: Path, tmp_path: Path) -> None:
+    """A cohort without a split column: validation assigns splits to train on it, but brand-new cases
+    predicted by a bundle belong to none of its splits."""
+    cohort = tmp_path / "new"
+    shutil.copytree(small_cohort_2d, cohort)
+    cases = pd.read_csv(cohort / "cases.csv", dtype=str, keep_default_na=False)
+    given = cases.index < 10  # these ten keep the split their cohort gives them
+    cases.loc[~given, "split"] = ""
+    cases.to_csv(cohort / "cases.csv", index=False)
+    out = tmp_path / "p.parquet"
+    assert main(["predict", str(evaluated), str(cohort), "--out", str(out), "--workers", "1"]) == 0
+    predicted = pd.read_parquet(out).set_index("case_id")
+    splits = cases.set_index("case_id")["split"]
+    assert (predicted["split"] == splits.loc[predicted.index]).all()
+    assert (predicted["split"] == "").sum() >= len(cases) - 12

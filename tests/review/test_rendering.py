@@ -40,9 +40,9 @@ def _phantom(shape: tuple[int, ...], low: float, high: float, seed: int = 0) -> 
 
 
 CONFIGS = [
-    ((40, 30), ImageConfig(dims=2, shape=[16, 16], spacing=None)),
-    ((40, 30), ImageConfig(dims=2, shape=[24, 24], spacing=[2.0, 2.0])),
-    ((20, 18, 12), ImageConfig(dims=3, shape=[16, 16, 16], spacing=None)),
+    ((40, 30), ImageConfig(dims=2, shape=[16, 16], spacing=None, intensity="window")),
+    ((40, 30), ImageConfig(dims=2, shape=[24, 24], spacing=[2.0, 2.0], intensity="window")),
+    ((20, 18, 12), ImageConfig(dims=3, shape=[16, 16, 16], spacing=None, intensity="window")),
 ]
 AFFINE = np.diag([1.5, 1.2, 2.0, 1.0])
 

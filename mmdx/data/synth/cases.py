@@ -11,10 +11,12 @@ from scipy.special import ndtr
 
 from mmdx.data.catalogue import FeatureCatalogue
 from mmdx.data.synth.model import (
+    ALL_SITES,
     FEATURE_MODEL,
     LESION_PROB,
     MIN_CASES_WITH_DEFECTS,
     MISSING,
+    MR_SITE,
     PREVALENCE,
     SITES,
     from_transformed,
@@ -33,6 +35,38 @@ class SynthOptions:
     workers: int = 1
     phi: bool = False
     split_fractions: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
+    #: in-plane field of view (mm) of every site, centred on a lung, instead of each site's own 320-380 mm
+    fov_mm: float | None = None
+    #: distance between slices (mm) of every volume, instead of the in-plane spacing times the site's factor
+    slice_spacing_mm: float | None = None
+    #: slices per volume (default: ``size``)
+    slices: int | None = None
+    #: add an MR-like site whose signal is in arbitrary units (see ``MR_SITE``)
+    mr_site: bool = False
+    #: share of the images written with the other dimensionality (2D slices in a 3D cohort and vice versa)
+    mix_dims: float = 0.0
+
+    @property
+    def varied(self) -> bool:
+        """Whether any option beyond the default synthesis is set."""
+        return (
+            self.fov_mm is not None
+            or self.slice_spacing_mm is not None
+            or self.slices is not None
+            or self.mr_site
+            or self.mix_dims > 0
+        )
+
+    def variety(self) -> dict:
+        """The options that vary the default synthesis, for ``cohort.yaml`` (empty when none is set)."""
+        out = {
+            "fov_mm": self.fov_mm,
+            "slice_spacing_mm": self.slice_spacing_mm,
+            "slices": self.slices,
+            "mr_site": self.mr_site or None,
+            "mix_dims": self.mix_dims or None,
+        }
+        return {k: v for k, v in out.items() if v is not None}
 
     def __post_init__(self) -> None:
         if self.n_cases < 10:
@@ -41,6 +75,14 @@ class SynthOptions:
             raise ValueError(f"--dims must be 2 or 3, got {self.dims}")
         if not 16 <= self.size <= 512:
             raise ValueError(f"--size must be between 16 and 512 voxels, got {self.size}")
+        if self.fov_mm is not None and not 8.0 <= self.fov_mm <= 500.0:
+            raise ValueError(f"--fov must be between 8 and 500 mm, got {self.fov_mm}")
+        if self.slice_spacing_mm is not None and not 0.1 <= self.slice_spacing_mm <= 50.0:
+            raise ValueError(f"--slice-spacing must be between 0.1 and 50 mm, got {self.slice_spacing_mm}")
+        if self.slices is not None and not 2 <= self.slices <= 512:
+            raise ValueError(f"--slices must be between 2 and 512, got {self.slices}")
+        if not 0.0 <= self.mix_dims <= 0.5:
+            raise ValueError(f"--mix-dims must be between 0 and 0.5, got {self.mix_dims}")
         if self.defects and self.n_cases < MIN_CASES_WITH_DEFECTS:
             raise ValueError(
                 f"--defects needs at least {MIN_CASES_WITH_DEFECTS} cases to plant every kind of defect, "
@@ -64,13 +106,15 @@ class CasePlan:
     image_format: str  # "dicom" | "nifti"
     admit: pd.Timestamp
     patient_number: int = 0  # 1-based patient index; names the canaries of an identified (--phi) cohort
+    image_dims: int = 3  # 2 or 3: the cohort's dims, or the other one for a --mix-dims case
 
 
 def plan_cases(opts: SynthOptions) -> list[CasePlan]:
     rng = np.random.default_rng([opts.seed, 0])
     n = opts.n_cases
-    site_names = list(SITES)
-    weights = np.array([SITES[s]["weight"] for s in site_names])
+    sites = {**SITES, **MR_SITE} if opts.mr_site else SITES
+    site_names = list(sites)
+    weights = np.array([sites[s]["weight"] for s in site_names])
     n_patients = max(2, int(round(n * 0.8)))
     patient_site = rng.choice(len(site_names), size=n_patients, p=weights / weights.sum())
     patient_sex = rng.choice(["F", "M"], size=n_patients)
@@ -101,11 +145,17 @@ def plan_cases(opts: SynthOptions) -> list[CasePlan]:
                 has_tabular=bool(has["tabular"][i]),
                 has_text=bool(has["text"][i]),
                 lesion=bool(lesion_u[i] < LESION_PROB[label]),
-                image_format="dicom" if fmt_u[i] < SITES[site]["dicom_share"] else "nifti",
+                image_format="dicom" if fmt_u[i] < sites[site]["dicom_share"] else "nifti",
                 admit=base + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 360))),
                 patient_number=p + 1,
+                image_dims=opts.dims,
             )
         )
+    if opts.mix_dims > 0:
+        # a stream of its own, so that everything else is drawn exactly as without the option
+        flip = np.random.default_rng([opts.seed, 5]).random(n) < opts.mix_dims
+        for plan, flipped in zip(plans, flip, strict=True):
+            plan.image_dims = 5 - opts.dims if flipped else opts.dims
     return plans
 
 
@@ -119,7 +169,7 @@ def observation_rows(plan: CasePlan, catalogue: FeatureCatalogue, rng: np.random
     latest: dict[str, tuple[float, str]] = {}
     if not plan.has_tabular:
         return rows, latest
-    units = SITES[plan.site]["units"]
+    units = ALL_SITES[plan.site]["units"]
     for key, (kind, mean0, sd, mean1, p_obs) in FEATURE_MODEL.items():
         if rng.random() >= p_obs:
             continue

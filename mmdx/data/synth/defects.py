@@ -112,6 +112,15 @@ def _dicom_file(p: CasePlan) -> bool:
     return p.has_image and p.image_format == DICOM
 
 
+def _dicom_series(p: CasePlan) -> bool:
+    """A DICOM volume (a folder of slices); with --mix-dims a 3D cohort holds single slices too."""
+    return _dicom_file(p) and p.image_dims == 3
+
+
+def _dicom_slice(p: CasePlan) -> bool:
+    return _dicom_file(p) and p.image_dims == 2
+
+
 def _nifti(p: CasePlan) -> bool:
     return p.has_image and p.image_format == "nifti"
 
@@ -138,7 +147,7 @@ def _dicom_truncated(site: DefectSite) -> None:
 def _slice_missing(site: DefectSite) -> None:
     from pydicom import dcmread
 
-    cid = site.pick(_dicom_file)
+    cid = site.pick(_dicom_series)
     folder = site.out / site.image(cid)
     files = sorted(
         folder.iterdir(), key=lambda f: float(dcmread(f, stop_before_pixels=True).ImagePositionPatient[2])
@@ -148,8 +157,8 @@ def _slice_missing(site: DefectSite) -> None:
 
 
 def _mixed_series_3d(site: DefectSite) -> None:
-    cid = site.pick(_dicom_file)
-    other = site.pick(_dicom_file)
+    cid = site.pick(_dicom_series)
+    other = site.pick(_dicom_series)
     folder, other_folder = site.out / site.image(cid), site.out / site.image(other)
     for f in sorted(other_folder.iterdir())[:5]:
         shutil.copy(f, folder / f"X_{f.name}")
@@ -158,11 +167,11 @@ def _mixed_series_3d(site: DefectSite) -> None:
 
 
 def _mixed_series_2d(site: DefectSite) -> None:
-    cid = site.pick(_dicom_file)
+    cid = site.pick(_dicom_slice)
     folder = site.out / "images" / f"{cid}_mixed"
     folder.mkdir()
     shutil.copy(site.out / site.image(cid), folder / "a.dcm")
-    other = site.pick(_dicom_file)
+    other = site.pick(_dicom_slice)
     shutil.copy(site.out / site.image(other), folder / "b.dcm")
     site.used.discard(other)
     site.by_id[cid]["image"] = f"images/{cid}_mixed"
@@ -299,9 +308,13 @@ for _recipe in (
         _bad_observation("VALUE_NOT_NUMERIC", "2524-7", "pending", "mmol/L", "lactate value 'pending'"),
     ),
     DefectRecipe(
-        "code_unknown",
+        "loinc_check_digit",
         _bad_observation(
-            "CODE_UNKNOWN", "99999-9", "1.0", "mg/dL", "LOINC code 99999-9 is not in the catalogue"
+            "LOINC_CHECK_DIGIT",
+            "99999-9",
+            "1.0",
+            "mg/dL",
+            "LOINC-shaped code 99999-9 whose check digit is wrong (99999 has check digit 5)",
         ),
     ),
     DefectRecipe("time_invalid", _time_invalid),

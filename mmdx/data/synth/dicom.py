@@ -1,4 +1,4 @@
-"""DICOM writing for the synthetic cohort: CT slices (with PHI canaries on request) and the broken
+"""DICOM writing for the synthetic cohort: CT (or MR) slices (with PHI canaries on request) and the broken
 files that the defects plant."""
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from mmdx.data.synth.images import ImageGeometry
 
 
 def _study_slice(ids: dict, site: dict, k: int, ndim: int, z_spacing: float) -> Any:
-    """Slice ``k``'s file meta, patient, study and series attributes (everything but the image's own)."""
+    """Slice ``k``'s file meta, patient, study and series attributes (everything but the image's own); a
+    CT image, or an MR one for a site whose ``modality`` is ``MR``."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
+    modality = site.get("modality", "CT")
+    sop_class = MRImageStorage if modality == "MR" else CTImageStorage
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = synthetic_uid(ids["seed_uid"], "sop", k)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -27,17 +30,17 @@ def _study_slice(ids: dict, site: dict, k: int, ndim: int, z_spacing: float) -> 
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyDate = ids["study_date"]
     ds.SeriesDate = ids["study_date"]
     ds.StudyTime = "083000"
     ds.AccessionNumber = ids["accession"]
-    ds.Modality = "CT"
+    ds.Modality = modality
     ds.Manufacturer = site["manufacturer"]
     ds.InstitutionName = f"{ids['site'].title()} General Hospital"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "CT CHEST"
+    ds.StudyDescription = f"{modality} CHEST"
     ds.SeriesDescription = "AXIAL 2D" if ndim == 2 else "AXIAL"
     ds.PatientName = ids["patient_name"]
     ds.PatientID = ids["patient_id"]
@@ -46,7 +49,8 @@ def _study_slice(ids: dict, site: dict, k: int, ndim: int, z_spacing: float) -> 
     ds.PatientAge = f"{int(ids['age']):03d}Y"
     ds.BodyPartExamined = "CHEST"
     ds.SliceThickness = f"{z_spacing:.4f}"
-    ds.KVP = "120"
+    if modality == "CT":
+        ds.KVP = "120"
     ds.PatientPosition = "FFS"
     ds.StudyInstanceUID = synthetic_uid(ids["seed_uid"], "study", 0)
     ds.SeriesInstanceUID = ids.get("series_uid") or synthetic_uid(ids["seed_uid"], "series", 0)
@@ -65,6 +69,7 @@ def dicom_slices(
     order: str,
 ) -> list:
     """One pydicom dataset per slice. ``hu`` is [I, J] or [I, J, K] with I along the DICOM row direction."""
+    modality = site.get("modality", "CT")
     volume = hu if hu.ndim == 3 else hu[..., None]
     n_slices = volume.shape[2]
     slope, intercept = site["rescale"]
@@ -90,7 +95,6 @@ def dicom_slices(
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
         ds.FrameOfReferenceUID = synthetic_uid(ids["seed_uid"], "frame", 0)
         ds.PositionReferenceIndicator = ""  # type 2: present, empty when there is no anatomical reference
-        ds.PositionReferenceIndicator = ""  # type 2: present, empty when there is no anatomical reference
         ds.SliceLocation = f"{lps[2]:.4f}"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
@@ -103,11 +107,13 @@ def dicom_slices(
         ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 1 if signed else 0
-        ds.WindowCenter = "-600"
-        ds.WindowWidth = "1500"
+        if modality == "CT":
+            ds.WindowCenter = "-600"
+            ds.WindowWidth = "1500"
         ds.RescaleIntercept = f"{intercept:g}"
         ds.RescaleSlope = f"{slope:g}"
-        ds.RescaleType = "HU"
+        if modality == "CT":
+            ds.RescaleType = "HU"
         # pixel rows run along J (the column direction), columns along I: store the transpose
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T.astype(dtype)).tobytes()
         if "phi" in ids:
@@ -130,7 +136,6 @@ def _add_phi_attributes(ds, ids: dict, k: int) -> None:
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import CTImageStorage
 
     phi = ids["phi"]
     study_uid = ds.StudyInstanceUID
@@ -187,7 +192,7 @@ def _add_phi_attributes(ds, ids: dict, k: int) -> None:
     ds.ReferencedPatientSequence = Sequence([patient_ref])
     if k > 0:
         image_ref = Dataset()
-        image_ref.ReferencedSOPClassUID = CTImageStorage
+        image_ref.ReferencedSOPClassUID = ds.SOPClassUID
         image_ref.ReferencedSOPInstanceUID = synthetic_uid(ids["seed_uid"], "sop", k - 1)
         ds.ReferencedImageSequence = Sequence([image_ref])
 

@@ -19,9 +19,9 @@ from mmdx.data.synth.defects import plant_defects
 from mmdx.data.synth.dicom import dicom_slices, save_dicom
 from mmdx.data.synth.images import case_geometry, render_image, write_nifti
 from mmdx.data.synth.model import (
+    ALL_SITES,
     FEATURE_MODEL,
     PREVALENCE,
-    SITES,
     TASK_POSITIVE,
     bayes_aurocs,
     generator_parameters,
@@ -41,9 +41,12 @@ def _write_case_image(args: tuple) -> dict:
     opts = SynthOptions(**opts_dict)
     out = Path(out_dir)
     rng = np.random.default_rng([opts.seed, 1, plan.index])
-    site = SITES[plan.site]
-    geometry = case_geometry(rng, site, opts.dims, opts.size, plan.image_format)
-    hu, mask = render_image(rng, site, geometry, plan.lesion)
+    site = ALL_SITES[plan.site]
+    dims = plan.image_dims
+    geometry = case_geometry(
+        rng, site, dims, opts.size, plan.image_format, opts.fov_mm, opts.slice_spacing_mm, opts.slices
+    )
+    hu, mask = render_image(rng, site, geometry, plan.lesion, in_view=opts.fov_mm is not None)
     mask_rel = f"ground_truth/masks/{plan.case_id}.nii.gz"
     write_nifti(out / mask_rel, mask, geometry.affine, dtype=np.uint8)
     if plan.image_format == "nifti":
@@ -71,7 +74,7 @@ def _write_case_image(args: tuple) -> dict:
         # the values are built valid by construction; pydicom's per-value checks would double the run time
         with pydicom_config.disable_value_validation():
             datasets = dicom_slices(hu, geometry, site, rng, ids, order)
-            if opts.dims == 2:
+            if dims == 2:
                 rel = f"images/{plan.case_id}.dcm"
                 save_dicom(datasets[0], out / rel)
             else:
@@ -98,7 +101,9 @@ def synthesize_cohort(
     # images (the slow part) in worker processes; every case has its own random stream
     image_plans = [p for p in plans if p.has_image]
     opts_dict = {
-        k: getattr(opts, k) for k in ("n_cases", "seed", "dims", "size", "defects", "workers", "phi")
+        k: getattr(opts, k)
+        for k in ("n_cases", "seed", "dims", "size", "defects", "workers", "phi")
+        + ("fov_mm", "slice_spacing_mm", "slices", "mr_site", "mix_dims")
     }
     jobs = [(p, opts_dict, str(out)) for p in image_plans]
     images: dict[str, dict] = {}
@@ -209,7 +214,8 @@ def synthesize_cohort(
         ),
         "task": {"label": "label", "positive": TASK_POSITIVE, "type": "binary"},
         "subgroups": ["sex", "age_band", "site"],
-        "image": {"dims": opts.dims, "modality": "CT"},
+        # a cohort mixing 2D and 3D images declares no dimensionality: the preprocessing plan handles it
+        "image": {"modality": "CT"} if opts.mix_dims > 0 else {"dims": opts.dims, "modality": "CT"},
         "bayes_auroc": aurocs["all"],
         "modality_auroc": {k: aurocs[k] for k in ("image", "tabular", "text")},
         "generator": {
@@ -219,6 +225,7 @@ def synthesize_cohort(
             "size": opts.size,
             "defects": opts.defects,
             **({"phi": True} if opts.phi else {}),
+            **opts.variety(),
             **generator_parameters(),
         },
     }

@@ -1,4 +1,5 @@
-"""CT-like chest phantoms: the voxel grid of a case, the rendered HU image with its lesion, NIfTI writing."""
+"""CT-like chest phantoms: the voxel grid of a case, the rendered HU image (or MR-like signal) with its
+lesion, NIfTI writing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mmdx.data.synth.model import HU_AIR, HU_BONE, HU_HEART, HU_LESION, HU_LUNG, HU_TISSUE
+from mmdx.data.synth.model import HU_AIR, HU_BONE, HU_HEART, HU_LESION, HU_LUNG, HU_TISSUE, MR_SIGNAL
 
 
 @dataclass
@@ -51,11 +52,27 @@ def _phantom_hu(world: np.ndarray, body_scale: float, lesion: tuple[np.ndarray, 
     return hu, mask
 
 
-def case_geometry(rng: np.random.Generator, site: dict, dims: int, size: int, fmt: str) -> ImageGeometry:
-    spacing = site["fov_mm"] / size
-    z_spacing = spacing * site["z_factor"]
-    centre = np.array([rng.normal(0, 6), rng.normal(0, 6), rng.normal(0, 15)])
-    shape = (size, size) if dims == 2 else (size, size, size)
+def case_geometry(
+    rng: np.random.Generator,
+    site: dict,
+    dims: int,
+    size: int,
+    fmt: str,
+    fov_mm: float | None = None,
+    slice_spacing_mm: float | None = None,
+    slices: int | None = None,
+) -> ImageGeometry:
+    """The grid of one case: the site's field of view (or ``fov_mm``, then centred on a lung), ``size``
+    pixels across, slices ``slice_spacing_mm`` apart (default: the site's factor times the in-plane
+    spacing), ``slices`` of them (default ``size``)."""
+    spacing = (site["fov_mm"] if fov_mm is None else fov_mm) / size
+    z_spacing = spacing * site["z_factor"] if slice_spacing_mm is None else slice_spacing_mm
+    if fov_mm is None:
+        centre = np.array([rng.normal(0, 6), rng.normal(0, 6), rng.normal(0, 15)])
+    else:  # a targeted field of view: one lung, where a nodule would be looked for
+        side = float(rng.choice([-1.0, 1.0]))
+        centre = np.array([side * 70 + rng.normal(0, 4), 5 + rng.normal(0, 6), rng.normal(0, 15)])
+    shape = (size, size) if dims == 2 else (size, size, size if slices is None else slices)
     if fmt == "dicom":
         # axial DICOM (LPS row/column directions +x, +y) seen in RAS: x and y axes flipped
         directions = np.diag([-spacing, -spacing, z_spacing])
@@ -96,16 +113,51 @@ def _lesion_spec(
     return np.array([side * 70 * body_scale, 5.0, centre_z]), radius
 
 
-def render_image(rng: np.random.Generator, site: dict, geometry: ImageGeometry, lesion: bool) -> tuple:
-    """HU image (float32, with site noise and calibration offset) and lesion mask (uint8) on ``geometry``."""
+def _lesion_in_view(
+    rng: np.random.Generator, geometry: ImageGeometry, body_scale: float
+) -> tuple[np.ndarray, float]:
+    """A nodule inside a targeted field of view, surrounded by lung (so that it shows), for ``--fov``."""
+    spacing = float(abs(geometry.affine[0, 0]))
+    radius = float(rng.uniform(1.7, 2.4) * spacing)
+    n = np.asarray(geometry.shape, dtype=float)
+    index_centre = np.append((n - 1) / 2, [0.0] * (3 - len(n)))
+    centre = geometry.affine[:3, :3] @ index_centre + geometry.affine[:3, 3]
+    extent = np.abs(np.diag(geometry.affine)[:3]) * np.append(n, [1.0] * (3 - len(n)))
+    room = np.maximum(extent / 2 - radius - spacing, 0.0)
+    if len(geometry.shape) == 2:
+        room[2] = 0.0
+    probes = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
+    candidate = centre
+    for _ in range(100):
+        candidate = centre + rng.uniform(-1, 1, size=3) * room
+        hu, _ = _phantom_hu(candidate + 1.5 * radius * probes, body_scale, None)
+        if np.all(hu == HU_LUNG):
+            return candidate, radius
+    return candidate, radius
+
+
+def render_image(
+    rng: np.random.Generator, site: dict, geometry: ImageGeometry, lesion: bool, in_view: bool = False
+) -> tuple:
+    """The image (float32) and lesion mask (uint8) on ``geometry``: HU with the site's noise and calibration
+    offset, or, for an MR-like site, signal in arbitrary units scaled by a per-image gain. ``in_view``: the
+    field of view is targeted (``--fov``), so the nodule is placed inside it."""
     body_scale = float(rng.uniform(0.92, 1.08))
-    spec = _lesion_spec(rng, geometry, body_scale) if lesion else None
+    if lesion:
+        spec = (_lesion_in_view if in_view else _lesion_spec)(rng, geometry, body_scale)
+    else:
+        spec = None
     hu, mask = _phantom_hu(geometry.world(), body_scale, spec)
     if lesion and not mask.any():  # a lesion must show: put it on the nearest voxel centre
         world = geometry.world()
         nearest = np.unravel_index(((world - spec[0]) ** 2).sum(-1).argmin(), mask.shape)
         mask[nearest] = True
         hu[nearest] = HU_LESION
+    if site.get("modality") == "MR":
+        gain = float(rng.uniform(*site["gain"]))
+        xs, ys = zip(*MR_SIGNAL, strict=True)
+        signal = np.interp(hu, xs, ys) * gain + rng.normal(0.0, site["noise_signal"] * gain, size=hu.shape)
+        return np.clip(signal, 0.0, None).astype(np.float32), mask.astype(np.uint8)
     hu = hu + site["hu_offset"] + rng.normal(0.0, site["noise_hu"], size=hu.shape)
     return hu.astype(np.float32), mask.astype(np.uint8)
 

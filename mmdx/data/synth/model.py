@@ -158,7 +158,34 @@ SITES: dict[str, dict] = {
     },
 }
 
+#: An MR-like site (``mmdx synth --mr-site``): DICOM only, Modality MR, signal in arbitrary units whose
+#: scale differs per image (``gain``), so no fixed window fits it. Its labs follow the north site's units.
+MR_SITE: dict[str, dict] = {
+    "west": {
+        "weight": 0.30,
+        "units": dict(SITES["north"]["units"]),
+        "modality": "MR",
+        "gain": (0.3, 4.0),
+        "noise_signal": 12.0,
+        "fov_mm": 360.0,
+        "z_factor": 1.1,
+        "dicom_share": 1.0,
+        "manufacturer": "SIEMENS",
+        "rescale": (1.0, 0.0),
+    }
+}
+#: Every site by name (the sites of a cohort are SITES, plus MR_SITE with ``--mr-site``).
+ALL_SITES: dict[str, dict] = {**SITES, **MR_SITE}
+
 HU_AIR, HU_TISSUE, HU_LUNG, HU_BONE, HU_HEART, HU_LESION = -1000.0, 40.0, -850.0, 650.0, 45.0, 25.0
+#: MR-like signal of each phantom tissue (before the per-image gain), as (HU, signal) pairs interpolated
+#: linearly: air dark, lung faint, soft tissue and the nodule bright, bone intermediate.
+MR_SIGNAL: tuple[tuple[float, float], ...] = (
+    (HU_AIR, 0.0),
+    (HU_LUNG, 60.0),
+    (HU_TISSUE, 520.0),
+    (HU_BONE, 240.0),
+)
 TRUNCATION_SDS = 4.5
 MIN_CASES_WITH_DEFECTS = 40
 
