@@ -27,7 +27,7 @@ with the reason. Exit status: 0 done, 1 no case could be exported, 2 bad input o
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="results as DICOM (Parametric Map, SR, ...) into a folder or a PACS (STOW-RS)",
+        help="write explained cases as DICOM objects into a folder or a PACS",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

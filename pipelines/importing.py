@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "import",
-        help="import FHIR, MEDS, OMOP data or DICOMweb images into a cohort directory",
+        help="import hospital data (FHIR, MEDS, OMOP, DICOMweb) into a cohort",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
