@@ -5,7 +5,9 @@ A bundle is a directory:
 =====================  ===============================================================================
 ``model.safetensors``  the weights
 ``config.yaml``        the fully resolved experiment config plus the exact encoder/fusion arguments
-``preprocessing.json`` tabular features, units and normaliser statistics, image settings, text settings
+``preprocessing.json`` the image preprocessing plan (grid, intensity per modality) with the fingerprint of
+                       the training images it was fitted to, tabular features, units and normaliser
+                       statistics, text settings (:class:`mmdx.data.dataset.Preprocessing`)
 ``tokenizer.json``     the note tokenizer (when the model reads text)
 ``calibration.json``   the temperature fitted on the validation split
 ``card.json``          data fingerprint, metrics, versions, seed, operating threshold, intended use
@@ -34,7 +36,9 @@ from tokenizers import Tokenizer
 from mmdx import __version__
 from mmdx.config import Config, config_from_dict
 from mmdx.data.dataset import Preprocessing
+from mmdx.data.plan import ImagePlan
 from mmdx.errors import BundleError, MmdxError
+from mmdx.keys import Modality
 from mmdx.training.calibration import TemperatureScaler
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -58,6 +62,15 @@ class Bundle:
     def threshold(self) -> float:
         """The operating threshold on calibrated probabilities, chosen on the validation split."""
         return float(self.card.get("operating_point", {}).get("threshold", 0.5))
+
+    @property
+    def image_plan(self) -> ImagePlan | None:
+        """The image preprocessing plan fitted at training, applied as it is to every cohort the model
+        predicts (never refitted); ``None`` for a model without images. A bundle written before plans
+        existed gives its fixed settings as a legacy plan."""
+        if Modality.IMAGE.value not in self.preprocessing.modalities:
+            return None
+        return self.preprocessing.image_plan
 
     @property
     def version(self) -> str:

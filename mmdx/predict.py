@@ -46,7 +46,7 @@ def prepare_inputs(
     """
     cohort = validate_cohort(cohort_dir, workers=workers, check_images=check_images)
     preprocessing = bundle.preprocessing
-    plan = preprocessing.image_plan
+    plan = bundle.image_plan
     if plan is not None and cohort.report.usable:
         plan_cohort_images(cohort, plan=plan)
     if not cohort.report.usable:

@@ -235,3 +235,11 @@ def test_a_bundle_from_a_newer_mmdx_fails_in_one_line(tiny_run: Path, tmp_path: 
         load_bundle(copy)
     message = str(info.value)
     assert "schema version 3" in message and "upgrade mmdx" in message and "\n" not in message
+
+
+def test_the_bundle_carries_the_image_plan_it_was_trained_with(tiny_run: Path) -> None:
+    bundle = load_bundle(tiny_run)
+    plan = bundle.image_plan
+    assert plan is not None and plan == bundle.preprocessing.image_plan and not plan.legacy
+    assert plan.dims == 2 and len(plan.shape) == 2  # fitted to the 2D cohort's training images
+    assert bundle.preprocessing.image_fingerprint["n_images"] > 0

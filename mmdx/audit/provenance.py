@@ -120,12 +120,11 @@ def artifact_digests(run: RunPaths) -> dict[str, str | None]:
 def preprocessing_provenance(bundle: Bundle) -> dict[str, Any]:
     """The bundle's image preprocessing plan and the fingerprint of the training images it was fitted to
     (``None`` values for a model without images, or a bundle written before plans existed)."""
-    prep = bundle.preprocessing
-    plan = prep.image_plan
+    plan = bundle.image_plan
     return {
         "image_plan": None if plan is None else plan.to_dict(),
         "description": None if plan is None else plan.describe(),
-        "image_fingerprint": prep.image_fingerprint,
+        "image_fingerprint": bundle.preprocessing.image_fingerprint,
     }
 
 

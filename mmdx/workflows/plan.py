@@ -11,17 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmdx.config import Config, ImageConfig, apply_overrides, config_from_dict, load_config
 from mmdx.data.plan import CohortImagePlan, plan_cohort_images
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
-from mmdx.keys import Modality
+
+if TYPE_CHECKING:  # the bundle brings torch: imported where a bundle is asked for
+    from mmdx.bundle import Bundle
 
 
 def load_plan_source(
     config: str | Path | None = None, overrides: Sequence[str] = (), bundle: str | Path | None = None
-) -> Config | ImageConfig | object | None:
+) -> Config | ImageConfig | Bundle | None:
     """The config (with ``overrides``), the loaded bundle, or -- for overrides alone -- the default image
     settings with them, that a plan comes from; ``None`` for none of these."""
     if config is not None and bundle is not None:
@@ -40,7 +43,7 @@ def load_plan_source(
     return None
 
 
-def plan_images(cohort: ValidatedCohort, source: Config | ImageConfig | object) -> CohortImagePlan | None:
+def plan_images(cohort: ValidatedCohort, source: Config | ImageConfig | Bundle) -> CohortImagePlan | None:
     """Fit the plan of ``source`` (a config, or its image section) to ``cohort``'s training images, or apply
     ``source``'s own plan (a bundle), and record every image's warnings in the cohort's report. ``None``
     when the model reads no image."""
@@ -50,10 +53,14 @@ def plan_images(cohort: ValidatedCohort, source: Config | ImageConfig | object) 
         if source.model.image is None:
             return None
         return plan_cohort_images(cohort, source.data.image)
-    plan = source.preprocessing.image_plan  # type: ignore[attr-defined]
-    if plan is None or Modality.IMAGE.value not in source.preprocessing.modalities:  # type: ignore[attr-defined]
-        return None
-    return plan_cohort_images(cohort, plan=plan)
+    from mmdx.bundle import Bundle
+
+    if not isinstance(source, Bundle):
+        raise TypeError(
+            f"a plan comes from a config, its image section or a bundle, not {type(source).__name__}"
+        )
+    plan = source.image_plan
+    return None if plan is None else plan_cohort_images(cohort, plan=plan)
 
 
 @dataclass
