@@ -52,6 +52,7 @@ def _sign_in(browser, url: str) -> None:
 
 
 def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_path: Path) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -59,7 +60,9 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, store_url = server
-    wait = WebDriverWait(browser, WAIT_S)
+    # Streamlit replaces the page's elements on each rerun (a slider move, a click): on a busy machine a rerun
+    # may still be under way when the next element is looked up, so every lookup waits and looks again
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
 
     def button(text: str):
         return wait.until(
@@ -113,7 +116,9 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     )
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", agree)
     agree.click()
-    comment = browser.find_element(By.CSS_SELECTOR, "textarea[aria-label='Comment (optional)']")
+    comment = wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "textarea[aria-label='Comment (optional)']"))
+    )
     comment.send_keys("reviewed in the browser test")
     button("Submit verdict").click()
     wait.until(ec.presence_of_element_located((By.XPATH, "//div[@data-testid='stAlertContentSuccess']")))
