@@ -165,6 +165,42 @@ def verify_bundle(directory: str | Path) -> dict:
     return manifest
 
 
+@dataclass(frozen=True)
+class BundleIdentity:
+    """Who a bundle is, read without building its model: the experiment's ``name``, the ``card`` and the
+    SHA-256 of the manifest (which pins every file of the bundle)."""
+
+    path: Path
+    name: str
+    card: dict
+    manifest_sha256: str
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("model_version", "unknown"))
+
+
+def read_bundle_identity(path: str | Path) -> BundleIdentity:
+    """The identity of a bundle (or of a run's ``bundle/``); every checksum is verified first and a card
+    or config that cannot be read raises :class:`BundleError` naming the file."""
+    directory = resolve_bundle_dir(path)
+    verify_bundle(directory)
+    try:
+        card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
+        if not isinstance(card, dict):
+            raise TypeError(f"expected an object, got {type(card).__name__}")
+    except Exception as exc:
+        raise _part_error(directory, "card.json", exc) from None
+    try:
+        document = yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise TypeError(f"expected a mapping, got {type(document).__name__}")
+    except Exception as exc:
+        raise _part_error(directory, "config.yaml", exc) from None
+    name = str(document.get("name") or card.get("name") or directory.parent.name)
+    return BundleIdentity(directory, name, card, sha256_file(directory / MANIFEST))
+
+
 def resolve_bundle_dir(path: str | Path) -> Path:
     """A bundle directory, or a run directory holding one in ``bundle/``."""
     path = Path(path)

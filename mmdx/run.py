@@ -246,6 +246,12 @@ class RunPaths:
 
         return read_case(self.explanations, case_id, method_suffix)
 
+    def explanation_case_file(self, case_id: str, name: str) -> Path:
+        """A file listed by one case's explanation (e.g. its attribution on the original image's grid)."""
+        from mmdx.explain.artifacts import case_file
+
+        return case_file(self.explanations, case_id, name)
+
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> Path:
     from mmdx.metrics import json_ready

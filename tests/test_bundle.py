@@ -243,3 +243,20 @@ def test_the_bundle_carries_the_image_plan_it_was_trained_with(tiny_run: Path) -
     assert plan is not None and plan == bundle.preprocessing.image_plan and not plan.legacy
     assert plan.dims == 2 and len(plan.shape) == 2  # fitted to the 2D cohort's training images
     assert bundle.preprocessing.image_fingerprint["n_images"] > 0
+
+
+def test_the_identity_is_read_without_the_model_and_only_from_a_verified_bundle(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from mmdx.bundle import read_bundle_identity, sha256_file
+
+    identity = read_bundle_identity(tiny_run)  # a run directory: its bundle/
+    bundle = load_bundle(tiny_run)
+    assert identity.name == bundle.config.name and identity.version == bundle.version
+    assert identity.card == bundle.card
+    assert identity.manifest_sha256 == sha256_file(tiny_run / "bundle" / MANIFEST)
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", copy)
+    (copy / "card.json").write_text("{}")
+    with pytest.raises(BundleError, match="card.json"):
+        read_bundle_identity(copy)

@@ -213,6 +213,16 @@ def read_summary(explanations_dir: str | Path) -> dict[str, Any]:
     return _read_document(Path(explanations_dir) / SUMMARY)
 
 
+def case_file(explanations_dir: str | Path, case_id: str, name: str) -> Path:
+    """The path of a file that one case's ``explanation.json`` lists (``files``), checked to be a plain
+    name inside the case's folder and to exist; raises :class:`ExplanationUnreadable` otherwise."""
+    folder = Path(explanations_dir) / case_folder_name(case_id)
+    path = folder / str(name)
+    if Path(str(name)).name != str(name) or str(name) in ("", ".", "..") or not path.is_file():
+        raise ExplanationUnreadable(folder / "explanation.json", f"the file {name!r} it lists is missing")
+    return path
+
+
 def read_case(explanations_dir: str | Path, case_id: str, method_suffix: str = "") -> CaseFiles:
     """One case's ``explanation{suffix}.json`` and its model-grid image map, checked: the document is an
     object about ``case_id``, and the map, when listed, is a finite 2D or 3D array beside it."""

@@ -9,7 +9,6 @@ that is unreachable or refuses the credentials stops the export, since every fur
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,10 +18,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmdx import __version__
-from mmdx.bundle import MANIFEST, sha256_file, verify_bundle
+from mmdx.bundle import BundleIdentity, read_bundle_identity
 from mmdx.dicomweb.connection import DicomwebError
 from mmdx.errors import MmdxError, did_you_mean
-from mmdx.explain.artifacts import read_index
+from mmdx.explain.artifacts import ExplanationNotFound, ExplanationUnreadable
 from mmdx.export.objects import ModelIdentity, ObjectKind, case_objects
 from mmdx.export.registry import EXPORTERS, ExportDestination
 from mmdx.export.source import SourceProblem, read_case_source
@@ -51,17 +50,12 @@ class ExportResult:
         return sum(len(c.objects) for c in self.exported)
 
 
-def model_identity(run: RunPaths, index: dict) -> ModelIdentity:
-    """The model's name, version and bundle hash (the bundle is verified first), and the explanation's."""
-    import yaml
-
-    verify_bundle(run.bundle)
-    card = json.loads((run.bundle / "card.json").read_text(encoding="utf-8"))
-    config = yaml.safe_load((run.bundle / "config.yaml").read_text(encoding="utf-8")) or {}
+def model_identity(bundle: BundleIdentity, index: dict) -> ModelIdentity:
+    """The model's name, version and bundle hash, and the explanation's."""
     return ModelIdentity(
-        name=str(config.get("name") or card.get("name") or run.root.name),
-        version=str(card.get("model_version", "unknown")),
-        bundle_sha256=sha256_file(run.bundle / MANIFEST),
+        name=bundle.name,
+        version=bundle.version,
+        bundle_sha256=bundle.manifest_sha256,
         software_version=__version__,
         explanation_version=str(index.get("explanation_version", "unknown")),
         explanation_method=str(index.get("primary_method", "attribution")),
@@ -105,10 +99,10 @@ def export_run(
     began = time.perf_counter()
     run = RunPaths(Path(run_dir))
     run.require("bundle", "explanations")
-    index = read_index(run.explanations)
-    identity = model_identity(run, index)
-    card = json.loads((run.bundle / "card.json").read_text(encoding="utf-8"))
-    cohort = Path(cohort_dir or card.get("cohort", {}).get("path", ""))
+    index = run.read_explanation_index()
+    bundle = read_bundle_identity(run.bundle)
+    identity = model_identity(bundle, index)
+    cohort = Path(cohort_dir or (bundle.card.get("cohort") or {}).get("path", ""))
     if not cohort.is_dir():
         raise MmdxError(f"cohort {cohort} not found; pass --cohort DIR (the cohort the run was trained on)")
     images = _cohort_images(cohort)
@@ -120,18 +114,18 @@ def export_run(
     try:
         for entry in tqdm(chosen, desc="exporting", unit="case", disable=None if progress else True):
             case_id = str(entry["case_id"])
-            folder = run.explanations / str(entry.get("folder", case_id))
-            document_path = folder / "explanation.json"
-            if not document_path.is_file():
-                result.skipped.append((case_id, f"{document_path} is missing; run 'mmdx explain' again"))
-                continue
-            explanation = json.loads(document_path.read_text(encoding="utf-8"))
-            attribution = (explanation.get("files") or {}).get("image_original_grid")
-            if not attribution:
-                result.skipped.append((case_id, "no image attribution (the case has no usable image)"))
+            try:
+                explanation = run.read_explanation_case(case_id).document
+                attribution = (explanation.get("files") or {}).get("image_original_grid")
+                if not attribution:
+                    result.skipped.append((case_id, "no image attribution (the case has no usable image)"))
+                    continue
+                attribution_path = run.explanation_case_file(case_id, attribution)
+            except (ExplanationNotFound, ExplanationUnreadable) as exc:
+                result.skipped.append((case_id, str(exc)))
                 continue
             try:
-                source = read_case_source(cohort, images.get(case_id, ""), folder / attribution)
+                source = read_case_source(cohort, images.get(case_id, ""), attribution_path)
             except SourceProblem as exc:
                 result.skipped.append((case_id, str(exc)))
                 continue

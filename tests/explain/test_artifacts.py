@@ -130,3 +130,30 @@ def test_case_folder_names_stay_inside(case_id, safe):
     name = case_folder_name(case_id)
     assert (name == case_id) is safe
     assert "/" not in name and name not in (".", "..") and not name.startswith(".")
+
+
+@pytest.mark.parametrize(
+    ("name", "exists", "ok"),
+    [
+        ("image_attribution.nii.gz", True, True),
+        ("image_attribution.nii.gz", False, False),
+        ("../C2/explanation.json", True, False),
+        ("..", True, False),
+        ("", True, False),
+    ],
+)
+def test_a_listed_case_file_stays_in_its_folder_and_exists(
+    tmp_path, name: str, exists: bool, ok: bool
+) -> None:
+    from mmdx.explain.artifacts import ExplanationUnreadable, case_file
+
+    for case in ("C1", "C2"):
+        (tmp_path / case).mkdir()
+        (tmp_path / case / "explanation.json").write_text("{}")
+    if exists and name.endswith(".nii.gz") and "/" not in name:
+        (tmp_path / "C1" / name).write_bytes(b"x")
+    if ok:
+        assert case_file(tmp_path, "C1", name) == tmp_path / "C1" / name
+    else:
+        with pytest.raises(ExplanationUnreadable, match="it lists is missing"):
+            case_file(tmp_path, "C1", name)

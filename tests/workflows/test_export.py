@@ -106,6 +106,21 @@ def test_changed_cohort_is_reported_not_exported(explained_2d, tmp_path: Path) -
     assert case not in [c.case_id for c in result.exported]
 
 
+def test_a_case_whose_attribution_file_is_gone_is_skipped_with_the_reason(
+    explained_2d, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(explained_2d.path, run)
+    case, kept = explained_2d.dicom
+    (run / "explanations" / case_folder_name(case) / "image_attribution.nii.gz").unlink()
+    result = export_run(
+        run, "dir", ExportDestination(str(tmp_path / "out")), cases=[case, kept], progress=False
+    )
+    assert [c.case_id for c in result.exported] == [kept]
+    ((skipped_case, reason),) = result.skipped
+    assert skipped_case == case and "image_attribution.nii.gz" in reason and "mmdx explain" in reason
+
+
 def test_unknown_case_names_the_command(explained_2d, tmp_path: Path) -> None:
     with pytest.raises(MmdxError, match="mmdx explain RUN --cases NOPE"):
         export_run(explained_2d.path, "dir", ExportDestination(str(tmp_path)), cases=["NOPE"], progress=False)
