@@ -76,7 +76,9 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))).send_keys(
         "clin"
     )
-    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='Password']"))).send_keys(
+        PASSWORD
+    )
     button("Sign in").click()
     heading("Worklist")
 
@@ -104,7 +106,8 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     slider = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, slider_css)))
     image_css = "div[data-testid='stImage'] img"
     before_slice = slider.get_attribute("value")
-    before_src = browser.find_element(By.CSS_SELECTOR, image_css).get_attribute("src")
+    # the page draws the slider before the image: wait for the image too
+    before_src = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, image_css))).get_attribute("src")
     target = 1 if before_slice != "1" else 2  # the default is the slice with the most attribution
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", slider)
     ActionChains(browser).send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * target).perform()
