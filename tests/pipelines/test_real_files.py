@@ -147,6 +147,38 @@ def assert_quiet(result: subprocess.CompletedProcess, rc: int = 0) -> str:
     return output
 
 
+def in_process(*args: str) -> str:
+    """Run the command line in this process (no interpreter start-up) and return what it printed; fails on
+    a non-zero exit, a printed traceback, an "unexpected error" or a log record carrying a traceback. The
+    decoders' logging is covered by :func:`mmdx` (a fresh process, as a user sees it) in the validation."""
+    import contextlib
+    import io
+    import logging
+
+    from pipelines.cli import main
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    keep, out = Keep(), io.StringIO()
+    logging.getLogger().addHandler(keep)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = main(list(args))
+    finally:
+        logging.getLogger().removeHandler(keep)
+    text = out.getvalue() + "".join(f"{r.levelname} {r.getMessage()}\n" for r in keep.records)
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text and "unexpected error" not in text, text[-3000:]
+    assert not [r for r in keep.records if r.exc_info], text[-3000:]
+    return text
+
+
 def _sets(overrides: list[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
 
@@ -161,23 +193,21 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "validate": assert_quiet(
             mmdx("validate", str(cohort), "--config", "configs/demo.yaml", "--report", str(root / "v.json"))
         ),
-        "train": assert_quiet(
-            mmdx(
-                "train",
-                "--config",
-                "configs/demo.yaml",
-                "--cohort",
-                str(cohort),
-                "--out",
-                str(run),
-                "--quiet",
-                *_sets(TINY),
-            )
-        ),
-        "evaluate": assert_quiet(mmdx("evaluate", str(run))),
+        "train": in_process(
+            "train",
+            "--config",
+            str(REPO / "configs" / "demo.yaml"),
+            "--cohort",
+            str(cohort),
+            "--out",
+            str(run),
+            "--quiet",
+            *_sets(TINY),
+        ),  # fmt: skip
+        "evaluate": in_process("evaluate", str(run)),
         # an MR patch, a radiograph and two volumes (seen through their centre slices)
-        "explain": assert_quiet(mmdx("explain", str(run), "--cases", "R004", "R024", "R011", "R015")),
-        "audit": assert_quiet(mmdx("audit", str(run))),
+        "explain": in_process("explain", str(run), "--cases", "R004", "R024", "R011", "R015"),
+        "audit": in_process("audit", str(run)),
     }
     return {
         "cohort": cohort,
@@ -268,20 +298,19 @@ def test_the_plan_travels_in_the_bundle_and_the_audit(real_run: dict) -> None:
 @pytest.mark.slow
 def test_the_synthetic_defects_print_no_traceback(defect_cohort: Path, tmp_path: Path) -> None:
     assert_quiet(mmdx("validate", str(defect_cohort), "--config", "configs/ct3d.yaml"))
-    assert_quiet(mmdx("plan", str(defect_cohort)))
+    in_process("plan", str(defect_cohort))
     run = tmp_path / "run"
     tiny = [t for t in TINY if not t.startswith("train.epochs")] + ["train.epochs=1"]
-    assert_quiet(
-        mmdx(
-            "train",
-            "--config",
-            "configs/ct3d.yaml",
-            "--cohort",
-            str(defect_cohort),
-            "--out",
-            str(run),
-            "--quiet",
-            *_sets(tiny),
-        )
+    config = str(REPO / "configs" / "ct3d.yaml")
+    in_process(
+        "train",
+        "--config",
+        config,
+        "--cohort",
+        str(defect_cohort),
+        "--out",
+        str(run),
+        "--quiet",
+        *_sets(tiny),
     )
-    assert_quiet(mmdx("predict", str(run), str(defect_cohort), "--out", str(tmp_path / "p.csv")))
+    in_process("predict", str(run), str(defect_cohort), "--out", str(tmp_path / "p.csv"))
