@@ -683,13 +683,8 @@ def check_image(
     spec = plan.spec_for(modality)
     reason = mismatch(family, spec.method)
     if reason is None and spec.method == IntensityMethod.WINDOW and family == ModalityFamily.CT:
-        median = facts.percentiles.get("p50")
         assert spec.window is not None
-        if median is not None and not spec.window[0] <= median <= spec.window[1]:
-            reason = (
-                f"its median value {median:g} lies outside the HU window {spec.window[0]:g} to "
-                f"{spec.window[1]:g}: are the values Hounsfield units (Rescale Slope/Intercept applied)?"
-            )
+        reason = _not_hounsfield(facts.percentiles, spec.window)
     if reason is not None:
         warn(
             IssueCode.IMAGE_INTENSITY_MISMATCH,
@@ -703,6 +698,35 @@ def check_image(
             f"{', '.join(plan.trained_families)} images only; its prediction is outside what it learned",
         )
     return out
+
+
+#: Hounsfield units run from air (-1000) to dense metal (about +3000); scanners pad outside the scan
+#: circle with values down to -3024. Raw stored values (Rescale Slope/Intercept not applied) or arbitrary
+#: units fall outside this range or put the median where no tissue is.
+HU_RANGE: tuple[float, float] = (-3100.0, 4000.0)
+#: A median below air (with noise) is not a CT image in HU; a median *at* air is a mostly-air image
+#: (the top of a head, a slice outside the body) and is fine.
+HU_BELOW_AIR: float = -1100.0
+
+
+def _not_hounsfield(p: Mapping[str, float], window: tuple[float, float]) -> str | None:
+    """Why a CT image's percentiles ``p`` do not look like Hounsfield units under ``window``; ``None`` if they do."""
+    low, median, high = p.get("p0.5"), p.get("p50"), p.get("p99.5")
+    question = "are the values Hounsfield units (Rescale Slope/Intercept applied)?"
+    if low is not None and high is not None and (low < HU_RANGE[0] or high > HU_RANGE[1]):
+        return (
+            f"its values run from {low:g} to {high:g} (0.5th to 99.5th percentile), outside the Hounsfield "
+            f"range {HU_RANGE[0]:g} to {HU_RANGE[1]:g}: {question}"
+        )
+    if median is None:
+        return None
+    if median > window[1]:
+        return (
+            f"its median value {median:g} lies above the HU window {window[0]:g} to {window[1]:g}: {question}"
+        )
+    if median < HU_BELOW_AIR:
+        return f"its median value {median:g} lies below air ({HU_BELOW_AIR:g} HU): {question}"
+    return None
 
 
 def centre_slice(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

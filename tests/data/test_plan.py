@@ -30,7 +30,12 @@ from mmdx.data.plan import (
 
 
 def facts(
-    fov: tuple[float, ...], spacing: tuple[float, ...], modality: str = "CT", p50: float = -500.0
+    fov: tuple[float, ...],
+    spacing: tuple[float, ...],
+    modality: str = "CT",
+    p50: float = -500.0,
+    p_low: float = -1000.0,
+    p_high: float = 300.0,
 ) -> ImageFacts:
     """Facts of an axis-aligned image with this field of view and spacing."""
     shape = tuple(int(round(f / s)) for f, s in zip(fov, spacing, strict=True))
@@ -42,7 +47,7 @@ def facts(
         fov_mm=fov,
         axcodes="RAS",
         modality=modality,
-        percentiles={"p0.5": -1000.0, "p50": p50, "p99.5": 300.0},
+        percentiles={"p0.5": p_low, "p50": p50, "p99.5": p_high},
         slice_fov_mm=None if flat else fov[:2],
         slice_spacing=None if flat else spacing[:2],
     )
@@ -138,6 +143,22 @@ def test_checks_name_field_of_view_crop_dimensionality_and_intensity() -> None:
     # a NIfTI file has no header modality: the cohort's declared one counts
     nifti = facts((84.7, 84.7), (0.66, 0.66), modality="", p50=327.0)
     assert IssueCode.IMAGE_INTENSITY_MISMATCH in codes(nifti, mr_windowed, "MR")
+
+
+def test_a_mostly_air_ct_image_is_hounsfield_but_values_outside_the_range_are_not() -> None:
+    plan = derive_plan(fingerprint([SMALL_CT] * 3), ImageConfig())
+    mismatch = lambda image: IssueCode.IMAGE_INTENSITY_MISMATCH in [i.code for i in check_image(image, plan)]  # noqa: E731
+    # the top of a head or a slice outside the body: the median is air, padded at -1024 by the scanner
+    assert not mismatch(facts((84.7, 84.7), (0.66, 0.66), p50=-1024.0, p_low=-1024.0, p_high=60.0))
+    assert not mismatch(facts((84.7, 84.7), (0.66, 0.66), p50=-1000.0, p_low=-3024.0, p_high=1500.0))
+    below_air = facts((84.7, 84.7), (0.66, 0.66), p50=-2000.0, p_low=-3000.0, p_high=0.0)
+    assert mismatch(below_air)
+    assert "below air" in check_image(below_air, plan)[0].message
+    stored = facts((84.7, 84.7), (0.66, 0.66), p50=0.0, p_low=-32768.0, p_high=30000.0)  # raw int16 values
+    message = next(
+        i.message for i in check_image(stored, plan) if i.code == IssueCode.IMAGE_INTENSITY_MISMATCH
+    )
+    assert "-32768 to 30000" in message and "Rescale Slope/Intercept" in message
 
 
 def test_grid_coverage_is_the_shared_volume() -> None:
