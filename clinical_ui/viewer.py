@@ -160,6 +160,7 @@ def explanation_offer_section(context: ReviewContext, session: ReviewSession, vi
                         cases=list(offer.cases),
                         method=offer.method,
                         cohort_dir=context.cohort_dir,
+                        **offer.settings,
                         workers=1,
                     )
             st.session_state.pop(CASE_VIEW, None)  # rebuilt with the new explanation

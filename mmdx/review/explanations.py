@@ -9,7 +9,7 @@ whose ``status`` tells which.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -104,6 +104,8 @@ class ExplanationOffer:
         cases: the cases to explain: the run's explained cases and this one (``mmdx explain`` writes the
             run's explanations as a whole, so the others are computed again rather than lost).
         method: the explanation method of the run's existing explanations (``ig`` when there are none).
+        settings: the existing explanations' ``n_steps``, ``image_baseline`` and ``occlusion_window`` (the
+            keyword arguments of ``explain_run`` that keep them comparable), as far as index.json gives them.
     """
 
     case_id: str
@@ -112,6 +114,7 @@ class ExplanationOffer:
     command: str
     cases: tuple[str, ...]
     method: str
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def explanation_offer(
@@ -128,8 +131,15 @@ def explanation_offer(
     explained = sorted(explained_case_ids(context) - {case_id})
     cases = (*explained, case_id)
     method = "ig"
+    settings: dict[str, Any] = {}
     try:
         index = context.run.read_explanation_index()
+        recorded = index.get("settings") if isinstance(index.get("settings"), dict) else {}
+        settings = {
+            k: recorded[k]
+            for k in ("n_steps", "image_baseline", "occlusion_window")
+            if recorded.get(k) is not None
+        }
         methods = [str(m) for m in index.get("methods") or []]
         if len(methods) > 1:
             method = "both"
@@ -145,19 +155,19 @@ def explanation_offer(
             f"Your role ({principal.role.value}) may not compute explanations (it needs the "
             f"'{Permission.EXPLAIN_CASES.value}' permission of a {roles}); ask one, or run: {command}"
         )
-        return ExplanationOffer(case_id, False, reason, command, cases, method)
+        return ExplanationOffer(case_id, False, reason, command, cases, method, settings)
     if context.cohort_dir is None:
         reason = (
             "The explanation cannot be computed here: the run's cohort is not reachable (start the dashboard "
             f"with --cohort DIR), or run: {command}"
         )
-        return ExplanationOffer(case_id, False, reason, command, cases, method)
+        return ExplanationOffer(case_id, False, reason, command, cases, method, settings)
     others = f" and the {len(explained)} case(s) already explained, again" if explained else ""
     reason = (
         f"Computes the attributions of this case{others} ('mmdx explain' writes a run's explanations as a "
         "whole); on a CPU this takes from seconds (2D) to minutes (3D) per case."
     )
-    return ExplanationOffer(case_id, True, reason, command, cases, method)
+    return ExplanationOffer(case_id, True, reason, command, cases, method, settings)
 
 
 def _method_option(name: str) -> str:

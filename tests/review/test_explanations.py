@@ -51,3 +51,27 @@ def test_without_the_cohort_nothing_can_be_computed(
         cohortless, accounts.admin, review_run.unexplained[0], ExplanationStatus.NOT_FOR_CASE
     )
     assert offer is not None and not offer.allowed and "--cohort" in offer.reason
+
+
+@pytest.mark.slow
+def test_computing_the_offered_explanation_explains_the_case(run_copy, accounts, review_run: TestRun) -> None:
+    """What the dashboard's button runs: the offered cases through the explain workflow; the case then has
+    its explanation, and the others offered with it keep theirs."""
+    import shutil
+
+    from mmdx.review import build_case_view, open_review_context
+    from mmdx.workflows.explain import explain_run
+
+    shutil.rmtree(run_copy / "explanations")
+    context = open_review_context(run_copy, accounts.store)
+    case_id = review_run.unexplained[0]
+    offer = explanation_offer(context, accounts.clinician, case_id, ExplanationStatus.NONE_IN_RUN)
+    assert offer is not None and offer.allowed and offer.cases == (case_id,)
+    explain_run(run_copy, cases=[*offer.cases], method=offer.method, n_steps=4, check_cases=0, workers=1)
+    view = build_case_view(context, accounts.clinician, case_id, record_open=False)
+    assert view.explanation.status is ExplanationStatus.AVAILABLE
+    again = explanation_offer(
+        context, accounts.clinician, review_run.unexplained[1], ExplanationStatus.NOT_FOR_CASE
+    )
+    assert again is not None and again.cases == (case_id, review_run.unexplained[1])
+    assert again.settings["n_steps"] == 4
