@@ -2,9 +2,10 @@
 input), and the offer to compute a missing explanation. Layout only: pictures and numbers come from
 mmdx.review (:mod:`mmdx.review.viewer`, :mod:`mmdx.review.rendering`).
 
-The viewer is a Streamlit fragment: moving a slice slider, changing the window or the opacity reruns this
-section only, not the whole case page, and each plane is redrawn on the server as one PNG sent inline over
-the session's WebSocket (no /media/ URL serves it).
+Each plane is a Streamlit fragment: moving its slice slider reruns that plane only (one slice redrawn on the
+server as one PNG sent inline over the session's WebSocket; no /media/ URL serves it), not the other planes
+nor the rest of the case page. Changing the window, the overlay or the opacity redraws the page from the case
+view kept in the session.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ def image_section(context: ReviewContext, view: CaseView) -> None:
         native_viewer(view)
 
 
-@st.fragment
 def native_viewer(view: CaseView) -> None:
     image = view.native
     assert image is not None
@@ -100,21 +100,29 @@ def _planes(image: NativeImage, window, opacity: float, overlay: bool, contour: 
     columns = st.columns(len(planes)) if len(planes) > 1 else [st.container()]
     for plane, column in zip(planes, columns, strict=True):
         with column:
-            index = 0
-            if image.n_slices(plane) > 1:
-                index = (
-                    st.slider(
-                        f"{plane.value.capitalize()} slice ({plane.slice_direction})",
-                        min_value=1,
-                        max_value=image.n_slices(plane),
-                        value=image.default_slice(plane) + 1,
-                        key=f"native_{plane.value}_{key}",
-                    )
-                    - 1
-                )
-            rgb = image.render(plane, index, window, opacity, overlay, contour)
-            caption = f"{ORIENTATION[plane]} Slice {index + 1} of {image.n_slices(plane)}."
-            st.image(png_data_url(encode_png(rgb)), caption=caption)
+            _plane(image, plane, window, opacity, overlay, contour, key)
+
+
+@st.fragment
+def _plane(
+    image: NativeImage, plane: Plane, window, opacity: float, overlay: bool, contour: bool, key: str
+) -> None:
+    """One plane with its slice slider: a fragment, so that moving the slider redraws this plane only."""
+    index = 0
+    if image.n_slices(plane) > 1:
+        index = (
+            st.slider(
+                f"{plane.value.capitalize()} slice ({plane.slice_direction})",
+                min_value=1,
+                max_value=image.n_slices(plane),
+                value=image.default_slice(plane) + 1,
+                key=f"native_{plane.value}_{key}",
+            )
+            - 1
+        )
+    rgb = image.render(plane, index, window, opacity, overlay, contour)
+    caption = f"{ORIENTATION[plane]} Slice {index + 1} of {image.n_slices(plane)}."
+    st.image(png_data_url(encode_png(rgb)), caption=caption)
 
 
 def _notes(view: CaseView, image: NativeImage, scale: float | None) -> list[str]:

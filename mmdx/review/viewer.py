@@ -40,6 +40,7 @@ from mmdx.data.intensity import (
     invert,
     modality_family,
     percentile_bounds,
+    sample,
     window_bounds,
 )
 from mmdx.errors import MmdxError
@@ -248,6 +249,7 @@ class NativeImage:
             if extra is not None and extra.shape != self.values.shape:
                 raise MmdxError(f"the {name} has shape {extra.shape}, the image {self.values.shape}")
         self._scale: float | None | bool = False  # not computed yet
+        self._default_slices: dict[Plane, int] = {}
 
     @property
     def is_3d(self) -> bool:
@@ -269,20 +271,25 @@ class NativeImage:
 
     def default_slice(self, plane: Plane) -> int:
         """The slice of ``plane`` with the largest total positive attribution (the middle one without)."""
-        axis = Plane(plane).axis
-        if self.attribution is not None:
-            others = tuple(a for a in range(3) if a != axis)
-            per_slice = np.clip(self.attribution, 0, None).sum(axis=others, dtype=np.float64)
-            if per_slice.size and per_slice.max() > 0:
-                return int(np.argmax(per_slice))
-        return self.n_slices(plane) // 2
+        plane = Plane(plane)
+        if plane not in self._default_slices:
+            chosen = self.n_slices(plane) // 2
+            if self.attribution is not None:
+                others = tuple(a for a in range(3) if a != plane.axis)
+                per_slice = np.clip(self.attribution, 0, None).sum(axis=others, dtype=np.float64)
+                if per_slice.size and per_slice.max() > 0:
+                    chosen = int(np.argmax(per_slice))
+            self._default_slices[plane] = chosen
+        return self._default_slices[plane]
 
     def overlay_scale(self) -> float | None:
-        """The attribution shown at full opacity: the 99th percentile of positive values, or ``None``."""
+        """The attribution shown at full opacity: the 99th percentile of positive values, or ``None`` (over a
+        regular subsample of at most 2^20 voxels of a large map)."""
         if self._scale is False:
             scale = None
             if self.attribution is not None:
-                positive = self.attribution[self.attribution > 0]
+                values = sample(self.attribution)  # at most 2^20 voxels, a regular subsample of a large map
+                positive = values[values > 0]
                 if positive.size:
                     scale = float(np.percentile(positive, OVERLAY_PERCENTILE))
             self._scale = scale
@@ -297,7 +304,9 @@ class NativeImage:
         plane = Plane(plane)
         if not 0 <= index < self.n_slices(plane):
             raise MmdxError(f"{plane} slice {index} is outside the image (0 to {self.n_slices(plane) - 1})")
-        taken = np.take(volume, index, axis=plane.axis)
+        taken = volume[
+            (slice(None),) * plane.axis + (index,)
+        ]  # a view: np.take would copy through the volume
         return display_order(taken, plane)
 
     def render(
