@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import html
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -479,7 +479,7 @@ def load_native_image(
                 image.mask = apply_ras(moved, ornt)
         except (ImageReadError, MmdxError) as exc:
             problems.append(f"the lesion mask cannot be shown: {exc}")
-    return image, problems
+    return replace(image), problems  # built anew: shapes checked, nothing computed before the map was set
 
 
 def default_window_key(presets: dict[str, DisplayWindow]) -> str:
