@@ -57,7 +57,7 @@ def synthetic_ct(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np
     distance = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
     mask = distance < 1
     volume[mask] = 30.0
-    attribution = rng.standard_normal(shape, dtype=np.float32) * 2e-5
+    attribution = rng.standard_normal(shape, dtype=np.float32) * 5e-6
     attribution += np.exp(-np.minimum(distance, 50) / 2) * 1e-3
     return volume, attribution, mask.astype(np.uint8)
 
@@ -72,7 +72,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(shape: tuple[int, int, int], spacing: tuple[float, float, float], repeats: int, seed: int) -> dict:
+def run(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    repeats: int,
+    seed: int,
+    png_dir: Path | None = None,
+) -> dict:
     volume, attribution, mask = synthetic_ct(shape, seed)
     # stored as a DICOM series is: rows along -x, columns along -y (LPS), slices inferior to superior
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
@@ -91,6 +97,11 @@ def run(shape: tuple[int, int, int], spacing: tuple[float, float, float], repeat
     presets = list(viewer_presets(image.values, "CT", units="HU").values())
     rng = np.random.default_rng(seed)
     image.overlay_scale()  # computed once when the case opens
+    if png_dir is not None:  # the three planes as the viewer opens them, to look at
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for plane in PLANES:
+            rgb = image.render(plane, image.default_slice(plane), presets[0], 0.5, True, True)
+            (png_dir / f"viewer_512x512x200_{plane.value}.png").write_bytes(encode_png(rgb))
     image.render(PLANES[0], 0, presets[0])  # the first draw loads the colour table
     plane_times: dict[str, list[float]] = {p.value: [] for p in PLANES}
     cpu_times: list[float] = []
@@ -133,8 +144,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--png", type=Path, help="write the three planes as first shown into this folder")
     args = parser.parse_args()
-    result = run(tuple(args.shape), tuple(args.spacing), args.repeats, args.seed)
+    result = run(tuple(args.shape), tuple(args.spacing), args.repeats, args.seed, args.png)
     result["machine"] = {
         "cpus": os.cpu_count(),
         "load_1min": round(os.getloadavg()[0], 2),

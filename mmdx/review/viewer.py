@@ -74,7 +74,7 @@ class Plane(StrEnum):
         return {
             Plane.AXIAL: "inferior to superior",
             Plane.CORONAL: "posterior to anterior",
-            Plane.SAGITTAL: "right to left",
+            Plane.SAGITTAL: "left to right",
         }[self]
 
 

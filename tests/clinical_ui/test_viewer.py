@@ -68,8 +68,17 @@ def _picture(element) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
 
 
+@pytest.fixture
+def browser(chromium, tmp_path: Path):
+    driver = chromium(window_size="1400,1300", page_load_timeout_s=WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.save_screenshot(str(tmp_path / "last_screen.png"))  # the state at the end, also on failure
+
+
 def test_the_viewer_shows_three_planes_and_real_ct_and_mr(
-    chromium, review_run_3d, tmp_path: Path, serve_dashboard
+    browser, review_run_3d, tmp_path: Path, serve_dashboard
 ) -> None:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -78,7 +87,6 @@ def test_the_viewer_shows_three_planes_and_real_ct_and_mr(
     from selenium.webdriver.support.ui import WebDriverWait
 
     run, cohort, real = _cohort_with_real_files(review_run_3d.path, tmp_path)
-    browser = chromium(window_size="1400,1300", page_load_timeout_s=WAIT_S)
     wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
 
     def button(text: str):
@@ -86,20 +94,24 @@ def test_the_viewer_shows_three_planes_and_real_ct_and_mr(
             ec.element_to_be_clickable((By.XPATH, f"//button[.//p[normalize-space()={text!r}]]"))
         )
 
+    n_cases = len(pd.read_parquet(run / "predictions.parquet"))
+
     def open_case(case_id: str) -> None:
         search = wait.until(
             ec.element_to_be_clickable((By.CSS_SELECTOR, "input[aria-label='Case id contains']"))
         )
         search.send_keys(Keys.CONTROL, "a")
         search.send_keys(case_id, Keys.ENTER)
-        wait.until(ec.presence_of_element_located((By.XPATH, "//p[normalize-space()='1 of 60 cases']")))
+        one = f"1 of {n_cases} cases"
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//p[normalize-space()={one!r}]")))
         button("Open case").click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), f"Case {case_id}"))
 
     def images(count: int) -> list:
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, IMAGE_CSS)) == count)
         found = browser.find_elements(By.CSS_SELECTOR, IMAGE_CSS)
-        browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", found[0])
+        heading = browser.find_element(By.XPATH, "//h3[normalize-space()='Image']")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
         return found
 
     with serve_dashboard(run, tmp_path, PASSWORD, cohort_dir=cohort) as (url, _):
@@ -112,6 +124,10 @@ def test_the_viewer_shows_three_planes_and_real_ct_and_mr(
         ).send_keys(PASSWORD)
         button("Sign in").click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Worklist"))
+        # the cases to review by default: the test split (this run has no unlabelled case)
+        chip = "//div[@data-testid='stMultiSelect'][.//p[normalize-space()='Cases']]//span[contains(., 'test split')]"
+        wait.until(ec.presence_of_element_located((By.XPATH, chip)))
+        _keep(browser, tmp_path, "worklist.png")
 
         # a 3D case: three planes of the volume at its own resolution, each opened at its slice with the
         # most attribution, with the overlay and its colour bar in calibrated-logit units
