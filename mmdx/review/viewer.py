@@ -481,7 +481,3 @@ def load_native_image(
             problems.append(f"the lesion mask cannot be shown: {exc}")
     return replace(image), problems  # built anew: shapes checked, nothing computed before the map was set
 
-
-def default_window_key(presets: dict[str, DisplayWindow]) -> str:
-    """The preset shown first (the first of :func:`viewer_presets`)."""
-    return next(iter(presets))

@@ -163,3 +163,33 @@ def test_auditors_read_but_do_not_submit(dashboard, review_run, name: str) -> No
         "does not submit" in i.value or "do not submit" in i.value or "does not" in i.value
         for i in app.at.info
     )
+
+
+def test_the_lesion_contour_is_offered_only_where_the_ground_truth_has_a_lesion(
+    dashboard, review_run
+) -> None:
+    """A real cohort has no ground truth: no contour checkbox then, in either view; a synthetic case with a
+    lesion gets one."""
+    from pathlib import Path
+
+    from mmdx.bundle import read_bundle_identity
+    from mmdx.data.imaging import read_image
+
+    predictions = _predictions(review_run)
+    cohort = Path(read_bundle_identity(review_run.path / "bundle").card["cohort"]["path"])
+    with_lesion, without = None, None
+    for case_id in predictions.index[predictions["has_image"]]:
+        mask = cohort / "ground_truth" / "masks" / f"{case_id}.nii.gz"
+        lesion = mask.is_file() and bool(read_image(mask).array.any())
+        if lesion and with_lesion is None:
+            with_lesion = case_id
+        if not lesion and without is None:
+            without = case_id
+    assert with_lesion and without
+    label = "Lesion contour (ground truth)"
+    app = dashboard().sign_in("clin").open_case(without)
+    assert not app.has("checkbox", label)
+    app.widget("radio", "Show").set_value("model")
+    app.run_app()
+    assert not app.has("checkbox", label)
+    assert dashboard().sign_in("clin").open_case(with_lesion).has("checkbox", label)
