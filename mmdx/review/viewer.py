@@ -480,4 +480,3 @@ def load_native_image(
         except (ImageReadError, MmdxError) as exc:
             problems.append(f"the lesion mask cannot be shown: {exc}")
     return replace(image), problems  # built anew: shapes checked, nothing computed before the map was set
-
