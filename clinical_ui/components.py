@@ -9,6 +9,8 @@ from mmdx.review import (
     ATTRIBUTION_MEANING,
     GATE_MEANING,
     SHAPLEY_MEANING,
+    SHAPLEY_VS_ATTRIBUTION,
+    SHAPLEY_VS_ATTRIBUTION_HELP,
     UNCERTAINTY_DEFINITION,
     CaseView,
     ExplanationStatus,
@@ -58,8 +60,9 @@ def explanation_notice(view: CaseView) -> None:
 
 def contributions(view: CaseView) -> None:
     st.subheader("Contribution of each modality")
+    frame = contributions_frame(view)
     st.dataframe(
-        contributions_frame(view),
+        frame,
         hide_index=True,
         width="stretch",
         column_config={
@@ -72,7 +75,14 @@ def contributions(view: CaseView) -> None:
             ),
         },
     )
-    st.caption(f"{SHAPLEY_MEANING} {GATE_MEANING}")
+    gates_shown = "Gate (fusion weight, 0-1)" in frame.columns
+    st.caption(f"{SHAPLEY_MEANING} {GATE_MEANING if gates_shown else ''}")
+    why, more = st.columns([5, 1], vertical_alignment="center")
+    why.caption(SHAPLEY_VS_ATTRIBUTION)
+    with more.popover("Why they differ", icon=":material/help:"):
+        st.markdown(SHAPLEY_VS_ATTRIBUTION_HELP)
+    for note in view.gate_notes.values():
+        st.caption(plain(note[0].upper() + note[1:] + "."))
     if view.shapley_base is not None and view.shapley_full is not None:
         st.caption(
             f"f(none) = {format_signed(view.shapley_base)}, f(all present) = {format_signed(view.shapley_full)} "
@@ -80,8 +90,10 @@ def contributions(view: CaseView) -> None:
         )
 
 
-def image(context: ReviewContext, view: CaseView) -> None:
-    st.subheader("Image")
+def image(context: ReviewContext, view: CaseView, heading: bool = True) -> None:
+    """The image on the model's grid (the model-input view)."""
+    if heading:
+        st.subheader("Image")
     if not view.presence[Modality.IMAGE]:
         st.info("This case has no image.")
         return
@@ -121,11 +133,8 @@ def image(context: ReviewContext, view: CaseView) -> None:
             key=f"opacity_{view.case_id}",
         )
         has_mask = case_image.mask is not None
-        show_contour = st.checkbox(
-            "Lesion contour (ground truth)",
-            value=has_mask,
-            disabled=not has_mask,
-            key=f"contour_{view.case_id}",
+        show_contour = has_mask and st.checkbox(  # only where the ground truth has a lesion to draw
+            "Lesion contour (ground truth)", value=True, key=f"contour_{view.case_id}"
         )
     notes = ["Radiological convention: patient's right on the left, anterior at the top."]
     if has_map:

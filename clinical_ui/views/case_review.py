@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from clinical_ui import components
+from clinical_ui import components, viewer
 from clinical_ui.state import (
     CASE_ID,
     CASE_ORDER,
@@ -65,8 +65,9 @@ if page_freshly_opened() or not isinstance(view, CaseView) or view.case_id != ca
 st.title(f"Case {plain(view.case_id)}")
 components.prediction(view)
 components.explanation_notice(view)
+viewer.explanation_offer_section(context, session, view)
 components.contributions(view)
-components.image(context, view)
+viewer.image_section(context, view)
 components.tabular(view)
 components.notes(view)
 

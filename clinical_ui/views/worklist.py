@@ -7,15 +7,26 @@ import streamlit as st
 from clinical_ui.state import CASE_ID, CASE_ORDER, CASE_PAGE, require_session, review_context, shown_errors
 from mmdx.keys import MODALITIES
 from mmdx.review import (
+    REVIEW_GROUPS,
     SORT_LABELS,
     UNCERTAINTY_DEFINITION,
     SortOrder,
     WorklistFilter,
     build_worklist,
+    default_filter,
     filter_worklist,
     sort_worklist,
 )
 from mmdx.review.formatting import MODALITY_LABELS, STATUS_LABELS, plain
+from mmdx.review.worklist import GROUPS
+
+GROUP_LABELS = {
+    "test": "test split (held out)",
+    "unlabelled": "unlabelled (new cases)",
+    "val": "validation split",
+    "train": "training split",
+    "other": "no split",
+}
 
 session = require_session()
 context = review_context()
@@ -46,19 +57,31 @@ with st.expander("Filter and sort", expanded=True):
     )
     left, middle, right = st.columns(3)
     predicted = left.multiselect("Prediction", ["positive", "negative"], key="worklist_predicted")
-    splits = middle.multiselect("Split", sorted(worklist["split"].unique()), key="worklist_split")
+    present = [g for g in GROUPS if g in set(worklist["group"])]
+    if "worklist_groups" not in st.session_state:
+        st.session_state["worklist_groups"] = [g for g in default_filter().groups if g in present] or present
+    groups = middle.multiselect(
+        "Cases",
+        present,
+        format_func=GROUP_LABELS.get,
+        key="worklist_groups",
+        help=f"By default the cases a reviewer judges: {' and '.join(GROUP_LABELS[g] for g in REVIEW_GROUPS)}. "
+        "Training and validation cases shaped the model.",
+    )
     search = right.text_input("Case id contains", key="worklist_search")
-    near_only = st.checkbox("Only cases near the threshold", key="worklist_near")
+    left, right = st.columns(2)
+    near_only = left.checkbox("Only cases near the threshold", key="worklist_near")
+    explained_first = right.checkbox("Explained cases first", value=True, key="worklist_explained_first")
 
 selection = WorklistFilter(
     statuses=statuses,
     require_modalities=needs,
     predicted=predicted,
-    splits=splits,
+    groups=groups,
     near_threshold_only=near_only,
     case_id_contains=search,
 )
-shown = sort_worklist(filter_worklist(worklist, selection), order, context.threshold)
+shown = sort_worklist(filter_worklist(worklist, selection), order, context.threshold, explained_first)
 st.session_state[CASE_ORDER] = shown["case_id"].tolist()
 
 st.write(f"{len(shown)} of {len(worklist)} cases")
@@ -76,6 +99,7 @@ table = shown.assign(status=shown["status"].map(STATUS_LABELS))[
         "modalities",
         "explained",
         "status",
+        "group",
     ]
 ]
 st.dataframe(
@@ -95,6 +119,7 @@ st.dataframe(
         "modalities": st.column_config.TextColumn("Modalities present"),
         "explained": st.column_config.CheckboxColumn("Explained"),
         "status": st.column_config.TextColumn("Review status"),
+        "group": st.column_config.TextColumn("Cases"),
     },
 )
 

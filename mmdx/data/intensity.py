@@ -217,15 +217,25 @@ def robust_zscore(values: np.ndarray) -> np.ndarray:
     return (array - median) / scale
 
 
+def percentile_bounds(values: np.ndarray, low: float, high: float) -> tuple[float, float] | None:
+    """The image's ``low`` and ``high`` percentiles as a window ``(lo, hi)`` with ``hi > lo`` (a constant
+    image gets ``(v, v + 1)``); ``None`` when the image holds no finite value."""
+    data = sample(values)
+    if data.size == 0:
+        return None
+    lo, hi = (float(v) for v in np.percentile(data, [low, high]))
+    if not hi > lo:
+        hi = lo + 1.0  # a constant image maps to 0, not to NaN
+    return lo, hi
+
+
 def percentile_scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """The image's ``low`` and ``high`` percentiles mapped to 0 and 1, clipped (float64)."""
     array = np.asarray(values, dtype=np.float64)
-    data = sample(array)
-    if data.size == 0:
+    bounds = percentile_bounds(array, low, high)
+    if bounds is None:
         return np.zeros_like(array)
-    lo, hi = np.percentile(data, [low, high])
-    if not hi > lo:
-        hi = lo + 1.0  # a constant image maps to 0, not to NaN
+    lo, hi = bounds
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0)
 
 

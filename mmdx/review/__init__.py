@@ -6,9 +6,10 @@ A run directory and the review store go in; what the pages show comes out:
   metadata; nothing about any patient, so one may be shared by every session);
 * :func:`build_worklist` (with :func:`filter_worklist` and :func:`sort_worklist`) lists the cases with
   calibrated risk, uncertainty (:mod:`mmdx.review.uncertainty`), modalities and review status;
-* :func:`build_case_view` gathers one case: prediction, modality contributions, image on the model's
-  grid with its attribution map and lesion mask (:mod:`mmdx.review.rendering`), values, highlighted note
-  (:mod:`mmdx.review.highlight`); it records ``open_case``;
+* :func:`build_case_view` gathers one case: prediction, modality contributions, the image at its native
+  resolution in three planes with the attribution map on its grid (:mod:`mmdx.review.viewer`) and on the
+  model's grid (:mod:`mmdx.review.rendering`), values, highlighted note (:mod:`mmdx.review.highlight`); it
+  records ``open_case``; :func:`explanation_offer` says whether a missing explanation may be computed;
 * :func:`submit_case_verdict`, :func:`verdict_history`, :func:`audit_trail`, :func:`audit_csv`,
   :func:`ensure_demo_account`.
 
@@ -24,14 +25,23 @@ from mmdx.review.case import (
     GATE_MEANING,
     NO_EXPLANATION,
     SHAPLEY_MEANING,
+    SHAPLEY_VS_ATTRIBUTION,
+    SHAPLEY_VS_ATTRIBUTION_HELP,
     CaseView,
     ModalityContribution,
     TabularRow,
     build_case_view,
     open_cohort,
+    uninformative_gates,
 )
 from mmdx.review.context import ReviewContext, open_review_context, run_id_of
-from mmdx.review.explanations import ExplanationStatus, LoadedExplanation
+from mmdx.review.explanations import (
+    ExplanationOffer,
+    ExplanationStatus,
+    LoadedExplanation,
+    authorize_explaining,
+    explanation_offer,
+)
 from mmdx.review.rendering import (
     WINDOW_PRESETS,
     CaseImage,
@@ -55,12 +65,15 @@ from mmdx.review.verdicts import (
     verdict_history,
     verdicts_csv,
 )
+from mmdx.review.viewer import NativeImage, Plane, load_native_image, viewer_presets
 from mmdx.review.worklist import (
+    REVIEW_GROUPS,
     SORT_LABELS,
     WORKLIST_COLUMNS,
     SortOrder,
     WorklistFilter,
     build_worklist,
+    default_filter,
     filter_worklist,
     sort_worklist,
 )
@@ -73,6 +86,9 @@ __all__ = [
     "NEAR_THRESHOLD_MARGIN",
     "NO_EXPLANATION",
     "SHAPLEY_MEANING",
+    "SHAPLEY_VS_ATTRIBUTION",
+    "SHAPLEY_VS_ATTRIBUTION_HELP",
+    "REVIEW_GROUPS",
     "SORT_LABELS",
     "UNCERTAINTY_DEFINITION",
     "WINDOW_PRESETS",
@@ -80,7 +96,10 @@ __all__ = [
     "AuditQuery",
     "CaseImage",
     "CaseView",
+    "ExplanationOffer",
     "ExplanationStatus",
+    "NativeImage",
+    "Plane",
     "LoadedExplanation",
     "ModalityContribution",
     "ReviewContext",
@@ -93,6 +112,12 @@ __all__ = [
     "audit_csv",
     "audit_trail",
     "authorize_case_reading",
+    "authorize_explaining",
+    "default_filter",
+    "explanation_offer",
+    "load_native_image",
+    "uninformative_gates",
+    "viewer_presets",
     "build_case_view",
     "build_worklist",
     "current_verdicts",

@@ -28,6 +28,7 @@ from mmdx.review.explanations import ExplanationStatus, LoadedExplanation, load_
 from mmdx.review.highlight import TokenAttribution, token_attributions
 from mmdx.review.rendering import CaseImage, load_case_image
 from mmdx.review.uncertainty import NEAR_THRESHOLD_MARGIN, near_threshold, predictive_entropy
+from mmdx.review.viewer import NativeImage, load_native_image
 from mmdx.store import AuditAction, Principal
 
 #: Stored as the explanation version of a verdict given without any explanation on screen.
@@ -42,6 +43,27 @@ ATTRIBUTION_MEANING = (
     "Attribution: contribution to the calibrated logit relative to the explanation's baseline input; "
     "positive values push towards the positive class."
 )
+SHAPLEY_VS_ATTRIBUTION = (
+    "The Shapley value and the summed attribution answer different questions, so they can differ, even in "
+    "sign: the first compares the modality with its absence, the second each input value with a baseline "
+    "value of that input."
+)
+SHAPLEY_VS_ATTRIBUTION_HELP = (
+    "**Shapley value** (one number per modality): how much the calibrated logit changes when the modality "
+    "is *added*, averaged over every combination of the other modalities; the model then sees the modality "
+    "masked exactly as if it were missing. The values of the present modalities add up to f(all) - f(none).\n\n"
+    "**Summed attribution** (the sum of the per-voxel, per-value or per-word attributions): how much the logit "
+    "changes between the input and a *baseline input* (e.g. an image of air, values at the training median), "
+    "with the other modalities present.\n\n"
+    "They differ because the reference differs (absent modality vs. baseline input) and because the "
+    "modalities interact in the fusion: an image can push the logit down relative to having no image "
+    "(negative Shapley value) while its bright regions push it up relative to an image of air (positive "
+    "summed attribution). Read the Shapley value for 'did this modality help the prediction', the "
+    "attribution map for 'where in the input'."
+)
+#: A gate whose 5th-95th percentile range across the run's cases is narrower than this says nothing about a
+#: single case (the fusion gives every case about the same weight), so it is not shown.
+GATE_MIN_SPREAD = 0.05
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,8 @@ class CaseView:
     shapley_base: float | None = None
     shapley_full: float | None = None
     image: CaseImage | None = None
+    native: NativeImage | None = None
+    gate_notes: dict[Modality, str] = field(default_factory=dict)
     tabular: list[TabularRow] = field(default_factory=list)
     note_text: str | None = None
     note_spans: list[TokenAttribution] = field(default_factory=list)
@@ -261,6 +285,7 @@ def build_case_view(
     document = explanation.document
     contributions, base, full = _contributions(context, row, document)
     presence = {m: bool(row[f"has_{m.value}"]) for m in MODALITIES}
+    gate_notes = uninformative_gates(context.run.read_predictions(), context.modalities)
     view = CaseView(
         case_id=case_id,
         run_id=context.run_id,
@@ -277,6 +302,7 @@ def build_case_view(
         explanation=explanation,
         shapley_base=base,
         shapley_full=full,
+        gate_notes=gate_notes,
     )
     if document is not None:
         explained_probability = _number(document.get("probability"))
@@ -313,20 +339,80 @@ def build_case_view(
         view.problems.append(inputs.notes_problem)
 
     if presence[Modality.IMAGE] and context.image_config is not None and inputs is not None:
-        if inputs.image_path is None:
-            view.problems.append("The image of this case is not in the cohort any more.")
-        else:
-            try:
-                view.image, problems = load_case_image(
-                    str(inputs.image_path),
-                    context.image_config,
-                    explanation.image_map,
-                    None if inputs.mask_path is None else str(inputs.mask_path),
-                )
-                view.problems.extend(problems)
-            except (ImageReadError, MmdxError) as exc:
-                view.problems.append(f"The image cannot be shown: {exc}")
+        _load_images(context, view, inputs)
     return view
+
+
+def _original_grid_map(context: ReviewContext, view: CaseView) -> str | None:
+    """The path of the case's attribution map on the image's own grid, ``None`` without one."""
+    files = (view.explanation.document or {}).get("files")
+    name = files.get("image_original_grid") if isinstance(files, dict) else None
+    if not name:
+        return None
+    try:
+        return str(context.run.explanation_case_file(view.case_id, str(name)))
+    except MmdxError as exc:
+        view.problems.append(f"The attribution map on the original image cannot be shown: {exc}")
+        return None
+
+
+def _load_images(context: ReviewContext, view: CaseView, inputs: CaseInputs) -> None:
+    """The image on its own grid (:mod:`mmdx.review.viewer`) and on the model's grid (:mod:`~.rendering`)."""
+    assert context.image_config is not None
+    if inputs.image_path is None:
+        view.problems.append("The image of this case is not in the cohort any more.")
+        return
+    mask = None if inputs.mask_path is None else str(inputs.mask_path)
+    try:
+        view.native, problems = load_native_image(
+            inputs.image_path, _original_grid_map(context, view), mask, _declared_modality(context)
+        )
+        view.problems.extend(problems)
+    except (ImageReadError, MmdxError) as exc:
+        view.problems.append(f"The original image cannot be shown: {exc}")
+    try:
+        view.image, problems = load_case_image(
+            str(inputs.image_path), context.image_config, view.explanation.image_map, mask
+        )
+        view.problems.extend(p for p in problems if p not in view.problems)
+    except (ImageReadError, MmdxError) as exc:
+        view.problems.append(f"The model-input view cannot be shown: {exc}")
+
+
+def _declared_modality(context: ReviewContext) -> str | None:
+    """The modality family the model was trained on when there is one (for images that name none)."""
+    families = getattr(context.image_config, "trained_families", None) or ()
+    names = sorted({str(f) for f in families})
+    return names[0] if len(names) == 1 else None
+
+
+def uninformative_gates(
+    predictions: Any, modalities: tuple[Modality, ...] = MODALITIES
+) -> dict[Modality, str]:
+    """The modalities whose gate values say nothing about a single case, each with the reason in words.
+
+    A gate is uninformative when, across the run's cases that have the modality, its 5th to 95th percentile
+    range is narrower than :data:`GATE_MIN_SPREAD`: the fusion weights every case about the same, so a
+    case's gate is the run's constant, not a statement about that case. With fewer than 10 such cases the
+    spread is not judged (the gates are shown).
+    """
+    notes: dict[Modality, str] = {}
+    for modality in modalities:
+        column = f"gate_{modality.value}"
+        if column not in predictions or f"has_{modality.value}" not in predictions:
+            continue
+        present = predictions[f"has_{modality.value}"].to_numpy(dtype=bool)
+        gates = predictions.loc[present, column].to_numpy(dtype=np.float64)
+        gates = gates[np.isfinite(gates)]
+        if gates.size < 10:
+            continue
+        low, high = np.percentile(gates, [5.0, 95.0])
+        if high - low < GATE_MIN_SPREAD:
+            notes[modality] = (
+                f"the {modality.value} gate is hidden: it lies between {low:.3f} and {high:.3f} for 90% of the "
+                f"run's {gates.size} cases with this modality, so it says nothing about this case"
+            )
+    return notes
 
 
 def attribution_extent(rows: list[TabularRow]) -> float:

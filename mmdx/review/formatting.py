@@ -63,13 +63,60 @@ def format_number(value: float | None, decimals: int = 1) -> str:
     return f"{value:.{max(0, decimals)}f}"
 
 
+#: UCUM codes written as clinicians write them. A code not listed is written by :func:`human_unit`'s rules.
+HUMAN_UNITS: dict[str, str] = {
+    "Cel": "\u00b0C",
+    "[degF]": "\u00b0F",
+    "mm[Hg]": "mmHg",
+    "/min": "/min",
+    "%": "%",
+    "10*3/uL": "\u00d710\u00b3/\u00b5L",
+    "10*9/L": "\u00d710\u2079/L",
+    "10*6/uL": "\u00d710\u2076/\u00b5L",
+    "10*12/L": "\u00d710\u00b9\u00b2/L",
+    "umol/L": "\u00b5mol/L",
+    "ug/L": "\u00b5g/L",
+    "ug/dL": "\u00b5g/dL",
+    "ng/mL": "ng/mL",
+    "kg/m2": "kg/m\u00b2",
+    "a": "years",
+    "[iU]/L": "IU/L",
+    "U/L": "U/L",
+}
+_SUPERSCRIPTS = str.maketrans(
+    "0123456789-", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b"
+)
+
+
+def human_unit(ucum: str | None) -> str:
+    """A UCUM unit code as people write it: ``Cel`` -> °C, ``mm[Hg]`` -> mmHg, ``10*3/uL`` -> ×10³/µL,
+    ``umol/L`` -> µmol/L; ``""`` for ``None``."""
+    if not ucum:
+        return ""
+    code = str(ucum)
+    if code in HUMAN_UNITS:
+        return HUMAN_UNITS[code]
+    text = re.sub(r"10\*(-?\d+)", lambda m: "\u00d710" + m.group(1).translate(_SUPERSCRIPTS), code)
+    text = re.sub(r"(?<![A-Za-z])u(?=[a-zA-Z])", "\u00b5", text)  # micro: u -> µ (ug, umol, uL)
+    text = text.replace("[iU]", "IU").replace("[IU]", "IU")
+    return re.sub(r"\[([^\]]*)\]", r"\1", text)
+
+
+def unit_html(ucum: str | None) -> str:
+    """The human unit in an ``<abbr>`` whose hover text is the UCUM code (escaped); ``""`` for ``None``."""
+    if not ucum:
+        return ""
+    shown = html.escape(human_unit(ucum))
+    return f'<abbr title="UCUM: {html.escape(str(ucum), quote=True)}" style="text-decoration: none">{shown}</abbr>'
+
+
 def format_value(row: TabularRow) -> str:
-    """The value with its unit, ``"missing"`` when absent."""
+    """The value with its unit as people write it, ``"missing"`` when absent."""
     if row.value is None:
         return "missing"
     if isinstance(row.value, str):
         return row.value
-    unit = f" {row.unit}" if row.unit else ""
+    unit = f" {human_unit(row.unit)}" if row.unit else ""
     return f"{format_number(row.value, row.decimals)}{unit}"
 
 
@@ -77,11 +124,19 @@ def format_reference(row: TabularRow) -> str:
     """``"60.0 – 100.0 /min"``, or a dash when there is no reference range."""
     if row.reference_low is None or row.reference_high is None:
         return DASH
-    unit = f" {row.unit}" if row.unit else ""
+    unit = f" {human_unit(row.unit)}" if row.unit else ""
     return (
         f"{format_number(row.reference_low, row.decimals)} \u2013 "
         f"{format_number(row.reference_high, row.decimals)}{unit}"
     )
+
+
+def _with_unit_html(text: str, row: TabularRow) -> str:
+    """``text`` (ending in the human unit) escaped, the unit wrapped by :func:`unit_html`."""
+    unit = human_unit(row.unit)
+    if not row.unit or not text.endswith(" " + unit):
+        return html.escape(text)
+    return f"{html.escape(text[: -len(unit)])}{unit_html(row.unit)}"
 
 
 def abnormal_flag(row: TabularRow) -> str:
@@ -137,8 +192,8 @@ def tabular_table_html(rows: list[TabularRow]) -> str:
         flag = abnormal_flag(row)
         cells = [
             html.escape(row.display),
-            html.escape(format_value(row)),
-            html.escape(format_reference(row)),
+            _with_unit_html(format_value(row), row),
+            _with_unit_html(format_reference(row), row),
             f'<span style="{_FLAG_STYLE[flag]}">{html.escape(_FLAG_TEXT[flag])}</span>',
             html.escape(format_signed(row.attribution)),
             attribution_bar_html(row.attribution, extent),
@@ -159,6 +214,7 @@ def contributions_frame(view: CaseView) -> pd.DataFrame:
     """One row per modality: present, Shapley value, gate, summed attribution, each column named for what
     it is (see :data:`mmdx.review.case.SHAPLEY_MEANING` and :data:`~mmdx.review.case.GATE_MEANING`)."""
     records = []
+    hidden = view.gate_notes
     for c in view.contributions:
         if not c.in_model:
             presence = "not used by the model"
@@ -169,11 +225,14 @@ def contributions_frame(view: CaseView) -> pd.DataFrame:
                 "Modality": MODALITY_LABELS[c.modality],
                 "Presence": presence,
                 "Shapley value (logit, vs. no information)": c.shapley,
-                "Gate (fusion weight, 0-1)": c.gate,
+                "Gate (fusion weight, 0-1)": None if c.modality in hidden else c.gate,
                 "Summed attribution (logit, vs. baseline)": c.attribution_total,
             }
         )
     frame = pd.DataFrame.from_records(records)
+    used = [c for c in view.contributions if c.in_model and c.present]
+    if used and all(c.modality in hidden for c in used):
+        frame = frame.drop(columns=["Gate (fusion weight, 0-1)"])
     numbers = [c for c in frame.columns if c not in ("Modality", "Presence")]
     frame[numbers] = frame[numbers].astype("float64")  # None -> NaN: an empty cell, not the word "None"
     return frame

@@ -1,5 +1,6 @@
-"""The case image as the reviewer sees it: HU on the model's grid, window/level, attribution overlay, lesion
-contour, one slice at a time, encoded as PNG without any network asset.
+"""The case page's *model-input view*: the image as the model saw it, HU on the model's grid, window/level,
+attribution overlay, lesion contour, one slice at a time, encoded as PNG without any network asset. The
+original image at its native resolution, in three planes, is :mod:`mmdx.review.viewer`.
 
 **Which grid.** The image is shown on the model's grid (oriented to RAS, resampled and padded/cropped by
 :func:`mmdx.data.dataset.preprocess_volume`), the grid the attribution map and the preprocessed lesion mask

@@ -35,7 +35,14 @@ WORKLIST_COLUMNS: tuple[str, ...] = (
     "explained",
     "status",  # a ReviewStatus value
     "split",
+    "group",  # "test", "unlabelled" (what a reviewer judges), "train", "val"
 )
+
+#: The groups of cases a reviewer is meant to judge, shown by default: the held-out test split and cases
+#: without a label (new patients). Training and validation cases shaped the model; judging them says little.
+REVIEW_GROUPS: tuple[str, ...] = ("test", "unlabelled")
+#: Every group, in the order the worklist's filter offers them.
+GROUPS: tuple[str, ...] = ("test", "unlabelled", "val", "train", "other")
 
 
 class SortOrder(StrEnum):
@@ -64,6 +71,21 @@ def modalities_label(has: dict[Modality, bool] | dict[str, bool]) -> str:
     """``"image + tabular + text"``-style list of the present modalities, ``"none"`` when empty."""
     present = [m.value for m in MODALITIES if has.get(m, has.get(m.value, False))]
     return " + ".join(present) or "none"
+
+
+def case_groups(split: pd.Series, label: pd.Series | None) -> np.ndarray:
+    """Each case's group: ``unlabelled`` without a label (whatever its split), else its split (``train``,
+    ``val``, ``test``; ``other`` for anything else). The label's value is not used."""
+    names = split.fillna("").astype(str).str.strip().str.lower().to_numpy()
+    groups = np.where(np.isin(names, ["train", "val", "test"]), names, "other").astype(object)
+    if label is not None:
+        groups[pd.isna(label).to_numpy()] = "unlabelled"
+    return groups
+
+
+def default_filter() -> WorklistFilter:
+    """What the worklist shows until the reviewer changes it: the groups of :data:`REVIEW_GROUPS`."""
+    return WorklistFilter(groups=REVIEW_GROUPS)
 
 
 def build_worklist(
@@ -98,6 +120,7 @@ def build_worklist(
             "explained": [c in explained for c in case_ids],
             "status": [statuses[c].value for c in case_ids],
             "split": predictions["split"].astype(str).to_numpy(),
+            "group": case_groups(predictions["split"], predictions.get("label")),
         }
     )
     return frame[list(WORKLIST_COLUMNS)]
@@ -112,6 +135,7 @@ class WorklistFilter:
         require_modalities: modalities a case must have (all of them).
         predicted: ``"positive"`` and/or ``"negative"``.
         splits: ``train`` / ``val`` / ``test``.
+        groups: values of the ``group`` column (:data:`GROUPS`; :data:`REVIEW_GROUPS` by default on the page).
         near_threshold_only: keep only cases within the near-threshold band.
         explained_only: keep only cases with an explanation.
         case_id_contains: case-insensitive substring of the case id.
@@ -121,6 +145,7 @@ class WorklistFilter:
     require_modalities: Collection[str] = field(default_factory=tuple)
     predicted: Collection[str] = field(default_factory=tuple)
     splits: Collection[str] = field(default_factory=tuple)
+    groups: Collection[str] = field(default_factory=tuple)
     near_threshold_only: bool = False
     explained_only: bool = False
     case_id_contains: str = ""
@@ -142,6 +167,8 @@ def filter_worklist(frame: pd.DataFrame, selection: WorklistFilter) -> pd.DataFr
         keep &= frame["predicted"].isin([str(p) for p in selection.predicted]).to_numpy()
     if selection.splits:
         keep &= frame["split"].isin([str(s) for s in selection.splits]).to_numpy()
+    if selection.groups:
+        keep &= frame["group"].isin([str(g) for g in selection.groups]).to_numpy()
     if selection.near_threshold_only:
         keep &= frame["near_threshold"].to_numpy(dtype=bool)
     if selection.explained_only:
@@ -152,9 +179,12 @@ def filter_worklist(frame: pd.DataFrame, selection: WorklistFilter) -> pd.DataFr
     return frame[keep]
 
 
-def sort_worklist(frame: pd.DataFrame, order: SortOrder | str, threshold: float) -> pd.DataFrame:
+def sort_worklist(
+    frame: pd.DataFrame, order: SortOrder | str, threshold: float, explained_first: bool = False
+) -> pd.DataFrame:
     """The worklist in the given :class:`SortOrder`; ``threshold`` breaks ties among equally uncertain cases
-    (the one closer to the threshold first)."""
+    (the one closer to the threshold first). ``explained_first``: cases with an explanation before the
+    others, each part in that order (the page's default)."""
     order = SortOrder(order)
     work = frame.assign(
         _risk=-frame["probability"].to_numpy(dtype=np.float64),
@@ -167,4 +197,8 @@ def sort_worklist(frame: pd.DataFrame, order: SortOrder | str, threshold: float)
         SortOrder.MOST_UNCERTAIN: ["_uncertain", "_distance", "case_id"],
         SortOrder.UNREVIEWED_FIRST: ["_status", "_risk", "case_id"],
     }[order]
-    return work.sort_values(keys, kind="stable").drop(columns=["_risk", "_uncertain", "_distance", "_status"])
+    if explained_first:
+        work = work.assign(_unexplained=~frame["explained"].to_numpy(dtype=bool))
+        keys = ["_unexplained", *keys]
+    helpers = [c for c in work.columns if c.startswith("_")]
+    return work.sort_values(keys, kind="stable").drop(columns=helpers)

@@ -13,10 +13,13 @@ class Permission(StrEnum):
     READ_AUDIT = "read_audit"
     EXPORT = "export"
     MANAGE_USERS = "manage_users"
+    EXPLAIN_CASES = "explain_cases"  # compute a missing explanation from the dashboard (mmdx explain)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CLINICIAN: frozenset({Permission.SUBMIT_VERDICT, Permission.READ_VERDICTS}),
+    Role.CLINICIAN: frozenset(
+        {Permission.SUBMIT_VERDICT, Permission.READ_VERDICTS, Permission.EXPLAIN_CASES}
+    ),
     Role.AUDITOR: frozenset({Permission.READ_VERDICTS, Permission.READ_AUDIT, Permission.EXPORT}),
     Role.ADMIN: frozenset(Permission),
 }

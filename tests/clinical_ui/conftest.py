@@ -142,7 +142,12 @@ def free_port() -> int:
 
 @contextmanager
 def _serving(
-    run: Path, folder: Path, password: str, idle_timeout_s: float = 900.0, wait_s: float = 90
+    run: Path,
+    folder: Path,
+    password: str,
+    idle_timeout_s: float = 900.0,
+    wait_s: float = 90,
+    cohort_dir: Path | None = None,
 ) -> Iterator[tuple[str, str]]:
     """The real dashboard server (``mmdx review``'s launcher) on 127.0.0.1 with a store holding one clinician
     account ``clin``; yields ``(url, store_url)`` and stops the server afterwards (its log: server.log)."""
@@ -158,6 +163,7 @@ def _serving(
             store_url,
             port,
             "127.0.0.1",
+            cohort_dir=cohort_dir,
             idle_timeout_s=idle_timeout_s,
             home=home,
             stdout=log,
@@ -178,6 +184,6 @@ def _serving(
 
 @pytest.fixture(scope="session")
 def serve_dashboard() -> Callable[..., AbstractContextManager[tuple[str, str]]]:
-    """``serve_dashboard(run, folder, password, idle_timeout_s=900)``: a context manager running the real
-    dashboard server; see :func:`_serving`."""
+    """``serve_dashboard(run, folder, password, idle_timeout_s=900, cohort_dir=None)``: a context manager
+    running the real dashboard server; see :func:`_serving`."""
     return _serving

@@ -95,22 +95,25 @@ def test_review_a_case_in_a_real_browser(server, browser, review_run_3d, tmp_pat
     ).click()
     must_have.send_keys(Keys.ESCAPE)
     predictions = pd.read_parquet(review_run_3d.path / "predictions.parquet").set_index("case_id")
-    expected = predictions.loc[predictions["has_image"], "probability"].idxmax()
-    count = f"{int(predictions['has_image'].sum())} of {len(predictions)} cases"
+    # by default the worklist holds the cases to review: the test split and unlabelled cases
+    to_review = predictions["has_image"] & (predictions["split"].eq("test") | predictions["label"].isna())
+    expected = predictions.loc[to_review, "probability"].idxmax()
+    count = f"{int(to_review.sum())} of {len(predictions)} cases"
     wait.until(ec.presence_of_element_located((By.XPATH, f"//p[normalize-space()={count!r}]")))
     button("Open case").click()
     heading(f"Case {expected}")
 
     # the slider is a visually hidden range input; keys go to it once it has the focus
-    slider_css = "input[type='range'][aria-label^='Slice']"
+    slider_css = "input[type='range'][aria-label^='Axial slice']"
     slider = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, slider_css)))
     image_css = "div[data-testid='stImage'] img"
     before_slice = slider.get_attribute("value")
     # the page draws the slider before the image: wait for the image too
     before_src = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, image_css))).get_attribute("src")
     target = 1 if before_slice != "1" else 2  # the default is the slice with the most attribution
+    # the slider counts slices from 1: Home goes to 1, each arrow one further
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", slider)
-    ActionChains(browser).send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * target).perform()
+    ActionChains(browser).send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * (target - 1)).perform()
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, slider_css).get_attribute("value") == str(target))
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, image_css).get_attribute("src") != before_src)
 

@@ -23,16 +23,28 @@ def _explained_image_case(review_run) -> str:
     )
 
 
-def test_opening_the_highest_risk_case_from_the_worklist(dashboard, review_run) -> None:
+def _window_radio(app):
+    return next(r for r in app.at.radio if r.label.startswith("Window ("))
+
+
+def test_opening_the_first_case_to_review_from_the_worklist(dashboard, review_run) -> None:
+    """The worklist opens on the highest-risk explained case of the test split or without a label: never on
+    a training case, never on one without an explanation while explained ones wait."""
     app = dashboard().sign_in("clin")
     top = app.at.dataframe[0].value["case_id"].iloc[0]
-    assert top == _predictions(review_run)["probability"].idxmax()
+    predictions = _predictions(review_run)
+    to_review = predictions[
+        (predictions["split"].eq("test") | predictions["label"].isna())
+        & predictions.index.isin(review_run.explained)
+    ]
+    assert top == to_review["probability"].idxmax()
+    assert top != predictions["probability"].idxmax() or top in to_review.index
     app.widget("button", "Open case").click()
     app.run_app()
     assert app.at.title[0].value == f"Case {top}"
     assert [(e.user, e.case_id) for e in app.events("open_case")] == [("clin", top)]
     # moving a widget on the page redraws from the session's view: no second open_case
-    app.at.radio[0].set_value("bone")
+    app.widget("select_slider", "Your confidence").set_value(4)
     app.run_app()
     assert len(app.events("open_case")) == 1
     # leaving and coming back is a new opening
@@ -52,10 +64,21 @@ def test_explained_case_shows_every_section(dashboard, review_run) -> None:
     ]
     contributions = app.at.dataframe[0].value
     assert contributions["Shapley value (logit, vs. no information)"].notna().all()
-    assert contributions["Gate (fusion weight, 0-1)"].notna().all()
+    gates = "Gate (fusion weight, 0-1)"
+    hidden = [c.value for c in app.at.caption if "gate is hidden" in c.value]
+    assert (gates in contributions and contributions[gates].notna().sum() + len(hidden) == 3) or len(
+        hidden
+    ) == 3
+    assert any("can differ" in c.value for c in app.at.caption)  # Shapley value vs. summed attribution
+    # the original image by default, in its one plane (2D), with the model's input a click away
+    assert app.widget("radio", "Show").value == "original"
     assert len(app.at.image) == 1
-    assert app.has("radio", "Window / level") and app.has("slider", "Overlay opacity")
-    assert not app.has("slider", "Slice (axial, inferior to superior)")  # a 2D image
+    assert _window_radio(app) and app.has("slider", "Overlay opacity")
+    assert not any(s.label.endswith("slice (inferior to superior)") for s in app.at.slider)  # a 2D image
+    assert any("mmdx-colour-bar" in h.proto.body and "calibrated logit" in h.proto.body for h in app.at.html)
+    app.widget("radio", "Show").set_value("model")
+    app.run_app()
+    assert app.has("radio", "Window / level") and len(app.at.image) == 1
     bodies = [h.proto.body for h in app.at.html]
     assert any("mmdx-tabular" in b for b in bodies) and any("mmdx-note" in b for b in bodies)
     assert not app.at.info  # nothing missing
@@ -83,6 +106,10 @@ def test_unexplained_case_says_so_and_shows_what_exists(dashboard, review_run) -
     app = dashboard().sign_in("clin").open_case(case_id)
     assert any("not explained" in i.value for i in app.at.info)
     assert app.widget("multiselect", "Which explanations helped?").disabled
+    assert app.has("button", "Compute the explanation of this case")  # a clinician may compute it
+    auditor = dashboard().sign_in("aud").open_case(case_id)
+    assert not auditor.has("button", "Compute the explanation of this case")
+    assert any("may not compute explanations" in c.value for c in auditor.at.caption)
 
 
 def test_missing_modalities_get_badges(dashboard, review_run) -> None:
@@ -136,3 +163,33 @@ def test_auditors_read_but_do_not_submit(dashboard, review_run, name: str) -> No
         "does not submit" in i.value or "do not submit" in i.value or "does not" in i.value
         for i in app.at.info
     )
+
+
+def test_the_lesion_contour_is_offered_only_where_the_ground_truth_has_a_lesion(
+    dashboard, review_run
+) -> None:
+    """A real cohort has no ground truth: no contour checkbox then, in either view; a synthetic case with a
+    lesion gets one."""
+    from pathlib import Path
+
+    from mmdx.bundle import read_bundle_identity
+    from mmdx.data.imaging import read_image
+
+    predictions = _predictions(review_run)
+    cohort = Path(read_bundle_identity(review_run.path / "bundle").card["cohort"]["path"])
+    with_lesion, without = None, None
+    for case_id in predictions.index[predictions["has_image"]]:
+        mask = cohort / "ground_truth" / "masks" / f"{case_id}.nii.gz"
+        lesion = mask.is_file() and bool(read_image(mask).array.any())
+        if lesion and with_lesion is None:
+            with_lesion = case_id
+        if not lesion and without is None:
+            without = case_id
+    assert with_lesion and without
+    label = "Lesion contour (ground truth)"
+    app = dashboard().sign_in("clin").open_case(without)
+    assert not app.has("checkbox", label)
+    app.widget("radio", "Show").set_value("model")
+    app.run_app()
+    assert not app.has("checkbox", label)
+    assert dashboard().sign_in("clin").open_case(with_lesion).has("checkbox", label)

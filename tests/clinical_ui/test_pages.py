@@ -56,7 +56,16 @@ def test_pages_need_a_session(dashboard) -> None:
 def test_worklist_sorts_and_filters(dashboard, case_ids) -> None:
     app = dashboard().sign_in("clin")
     frame = app.at.dataframe[0].value
-    assert (frame["probability"].diff().dropna() <= 0).all()  # highest risk first by default
+    # by default: test and unlabelled cases, explained first, highest risk first within each part
+    assert set(frame["group"]) <= {"test", "unlabelled"} and len(frame) < len(case_ids)
+    assert frame["explained"].is_monotonic_decreasing
+    for _, part in frame.groupby("explained"):
+        assert (part["probability"].diff().dropna() <= 0).all()
+    app.widget("checkbox", "Explained cases first").uncheck()
+    app.widget("multiselect", "Cases").select("train").select("val")
+    app.run_app()
+    frame = app.at.dataframe[0].value
+    assert "train" in set(frame["group"]) and (frame["probability"].diff().dropna() <= 0).all()
     app.widget("selectbox", "Order").select("most_uncertain")
     app.run_app()
     frame = app.at.dataframe[0].value

@@ -101,3 +101,13 @@ def test_specs_round_trip_and_refuse_nonsense() -> None:
         IntensitySpec(IntensityMethod.WINDOW, window=(400.0, -1000.0))
     with pytest.raises(ValueError):
         IntensitySpec(IntensityMethod.PERCENTILE, percentiles=(99.0, 1.0))
+
+
+def test_percentile_bounds_are_the_window_percentile_scaling_uses() -> None:
+    from mmdx.data.intensity import percentile_bounds
+
+    values = np.random.default_rng(3).gamma(2.0, 100.0, 5000)
+    low, high = percentile_bounds(values, 1.0, 99.0)
+    assert (low, high) == pytest.approx(tuple(np.percentile(values, [1.0, 99.0])))
+    assert percentile_bounds(np.full(4, 7.0), 1.0, 99.0) == (7.0, 8.0)  # a constant image: no zero width
+    assert percentile_bounds(np.array([np.nan]), 1.0, 99.0) is None

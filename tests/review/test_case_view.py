@@ -194,3 +194,60 @@ def test_notes_that_cannot_be_read_are_explained(
     view = build_case_view(dataclasses.replace(context, cohort_dir=cohort), accounts.clinician, case_id)
     assert view.note_text is None
     assert any("notes.jsonl" in p and "could not be read" in p for p in view.problems), view.problems
+
+
+def test_the_original_image_is_shown_at_its_native_resolution_with_its_map(
+    context: ReviewContext, accounts, review_run: TestRun
+) -> None:
+    """Beside the model's grid, the case view holds the image on its own grid (every voxel of the file, RAS),
+    and the attribution map that mmdx explain writes on that grid."""
+    case_id = _explained_with(review_run, "image")
+    view = build_case_view(context, accounts.clinician, case_id)
+    inputs = read_image(
+        context.cohort_dir
+        / pd.read_csv(context.cohort_dir / "cases.csv").set_index("case_id").loc[case_id, "image"]
+    )
+    assert view.native is not None
+    assert sorted(view.native.shape) == sorted((*inputs.array.shape, 1)[:3])
+    assert view.native.attribution is not None and view.native.overlay_scale() is not None
+    mask_file = context.cohort_dir / "ground_truth" / "masks" / f"{case_id}.nii.gz"
+    if mask_file.is_file():
+        assert view.native.lesion_in_truth == bool(read_image(mask_file).array.any())
+        assert (view.native.mask is not None) == view.native.lesion_in_truth
+
+
+def test_gates_that_barely_vary_across_cases_are_hidden_with_the_reason() -> None:
+    from mmdx.review import uninformative_gates
+
+    rng = np.random.default_rng(0)
+    n = 200
+    predictions = pd.DataFrame(
+        {
+            "has_image": np.ones(n, bool),
+            "gate_image": 0.5 + rng.normal(0, 0.004, n),  # nearly constant: the run's weight, not the case's
+            "has_tabular": np.ones(n, bool),
+            "gate_tabular": rng.uniform(0.1, 0.9, n),
+            "has_text": np.r_[np.ones(5, bool), np.zeros(n - 5, bool)],  # too few cases to judge
+            "gate_text": np.full(n, 0.3),
+        }
+    )
+    notes = uninformative_gates(predictions)
+    assert set(notes) == {Modality.IMAGE}
+    assert "says nothing about this case" in notes[Modality.IMAGE] and "200 cases" in notes[Modality.IMAGE]
+
+
+def test_the_contributions_table_drops_gates_that_say_nothing(
+    context: ReviewContext, accounts, review_run: TestRun
+) -> None:
+    from mmdx.review.formatting import contributions_frame
+
+    case_id = _explained_with(review_run, "image", "tabular", "text")
+    view = build_case_view(context, accounts.clinician, case_id)
+    column = "Gate (fusion weight, 0-1)"
+    view.gate_notes = {}
+    assert column in contributions_frame(view).columns
+    view.gate_notes = {Modality.IMAGE: "the image gate is hidden"}
+    frame = contributions_frame(view).set_index("Modality")
+    assert np.isnan(frame.loc["Image", column]) and not np.isnan(frame.loc["Clinical notes", column])
+    view.gate_notes = {c.modality: "hidden" for c in view.contributions}
+    assert column not in contributions_frame(view).columns

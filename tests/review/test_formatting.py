@@ -76,7 +76,17 @@ def test_table_escapes_every_text_cell() -> None:
     html = tabular_table_html([row(display="<img src=x onerror=alert(1)>", unit="<b>u</b>")])
     assert "<img" not in html and "<b>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert set(re.findall(r"<(\w+)", html)) <= {"table", "thead", "tbody", "tr", "th", "td", "span", "div"}
+    assert set(re.findall(r"<(\w+)", html)) <= {
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "span",
+        "div",
+        "abbr",
+    }
 
 
 def test_bars_point_by_sign_and_scale_by_size() -> None:
@@ -100,3 +110,31 @@ def test_table_bars_are_relative_to_the_largest_attribution() -> None:
         for w in re.findall(r"width: ([0-9.]+)px; height: 12px; background: #(?:d62728|1f77b4)", html)
     ]
     assert widths == [60.0, 15.0]
+
+
+@pytest.mark.parametrize(
+    ("ucum", "human"),
+    [
+        ("Cel", "\u00b0C"),
+        ("mm[Hg]", "mmHg"),
+        ("10*3/uL", "\u00d710\u00b3/\u00b5L"),
+        ("10*9/L", "\u00d710\u2079/L"),
+        ("umol/L", "\u00b5mol/L"),
+        ("mg/dL", "mg/dL"),
+        ("/min", "/min"),
+        ("%", "%"),
+        ("ug/mL", "\u00b5g/mL"),  # not listed: written by the rules
+        ("[degF]", "\u00b0F"),
+    ],
+)
+def test_units_are_written_as_people_write_them(ucum: str, human: str) -> None:
+    from mmdx.review.formatting import human_unit
+
+    assert human_unit(ucum) == human
+
+
+def test_the_ucum_code_shows_on_hover() -> None:
+    html = tabular_table_html([row(unit="Cel", value=38.4, reference_low=36.1, reference_high=37.8)])
+    assert '<abbr title="UCUM: Cel"' in html and "\u00b0C</abbr>" in html
+    shown = re.sub(r'title="[^"]*"', "", html)  # what the page shows, hover texts aside
+    assert "Cel" not in shown and shown.count("\u00b0C</abbr>") == 2

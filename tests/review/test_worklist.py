@@ -122,3 +122,46 @@ def test_forged_or_deactivated_principals_read_nothing(context: ReviewContext, a
         build_worklist(context, "clin")  # type: ignore[arg-type]
     denied = accounts.store.audit_events(accounts.auditor, action=AuditAction.PERMISSION_DENIED)
     assert len(denied) >= 3
+
+
+def test_by_default_the_worklist_holds_what_a_reviewer_judges(
+    context: ReviewContext, accounts, review_run: TestRun
+) -> None:
+    """Test-split and unlabelled cases, explained ones first; training and validation cases only on request."""
+    from mmdx.review import REVIEW_GROUPS, default_filter
+
+    worklist = build_worklist(context, accounts.clinician)
+    predictions = pd.read_parquet(review_run.path / "predictions.parquet")
+    expected_group = np.where(predictions["label"].isna(), "unlabelled", predictions["split"].astype(str))
+    assert worklist["group"].tolist() == expected_group.tolist()
+    shown = sort_worklist(
+        filter_worklist(worklist, default_filter()), SortOrder.HIGHEST_RISK, context.threshold, True
+    )
+    assert set(REVIEW_GROUPS) == {"test", "unlabelled"}
+    assert set(shown["group"]) <= {"test", "unlabelled"} and len(shown) > 0
+    assert not shown["case_id"].isin(predictions.loc[predictions["split"] == "train", "case_id"]).any()
+    explained = shown["explained"].to_numpy()
+    assert explained.any() and not explained.all()
+    first_unexplained = int(np.argmin(explained))
+    assert explained[:first_unexplained].all() and not explained[first_unexplained:].any()
+    part = shown[shown["explained"]]
+    assert part["probability"].is_monotonic_decreasing
+    everything = filter_worklist(
+        worklist, WorklistFilter(groups=("train", "val", "test", "unlabelled", "other"))
+    )
+    assert len(everything) == len(worklist)
+
+
+def test_an_unlabelled_case_is_unlabelled_whatever_its_split() -> None:
+    from mmdx.review.worklist import case_groups
+
+    split = pd.Series(["train", "test", "", None, "val", "holdout"])
+    label = pd.Series([1.0, None, None, 0.0, 0.0, 1.0])
+    assert case_groups(split, label).tolist() == [
+        "train",
+        "unlabelled",
+        "unlabelled",
+        "other",
+        "val",
+        "other",
+    ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -44,6 +45,7 @@ def write_placeholder_explanations(
     """Write ``RUN/explanations/`` for ``case_ids`` (default: every case) with random attributions in the
     format of ``mmdx explain``; returns the explanation version. Replaces existing explanations."""
     from mmdx.bundle import load_bundle
+    from mmdx.data.imaging import read_image
     from mmdx.explain.artifacts import case_folder_name
     from mmdx.review.case_inputs import CohortCaseReader
 
@@ -76,6 +78,11 @@ def write_placeholder_explanations(
                 allow_pickle=False,
             )
             files["image_model_grid"] = "image_attribution_model_grid.npy"
+            if inputs.image_path is not None:  # the map on the image's own grid, as mmdx explain writes it
+                volume = read_image(str(inputs.image_path))
+                original = nib.Nifti1Image(_blob(volume.array.shape, rng), volume.affine)
+                nib.save(original, folder / "image_attribution.nii.gz")
+                files["image_original_grid"] = "image_attribution.nii.gz"
         tabular = None
         if presence["tabular"]:
             tabular = []
