@@ -24,6 +24,7 @@ from torch import nn
 
 from mmdx import __version__
 from mmdx.bundle import save_bundle
+from mmdx.data.drift import summarise_cohort
 from mmdx.config import Config
 from mmdx.data.dataset import (
     CaseTable,
@@ -390,7 +391,8 @@ def _train(
     card = model_card(
         config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
     )
-    save_bundle(run.bundle, model, config, preprocessing, scaler, card)
+    summary = summarise_cohort(cohort, table, preprocessing.tabular_columns, splits.train)
+    save_bundle(run.bundle, model, config, preprocessing, scaler, card, training_summary=summary)
     result = TrainResult(
         run=run,
         cohort=cohort.root,
