@@ -44,14 +44,19 @@ def to_logit(p: np.ndarray) -> np.ndarray:
 
 
 def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
-    """The inner edges of ``n_bins`` quantile bins of ``values`` (NaN ignored), duplicates removed:
-    bins are ``(-inf, e1], (e1, e2], ..., (ek, inf)``."""
+    """The inner edges of ``n_bins`` quantile bins of ``values`` (NaN ignored), duplicates removed, each
+    placed halfway between the quantile and the next larger value: bins are ``(-inf, e1], (e1, e2], ...,
+    (ek, inf)``."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0 or n_bins < 2:
         return np.empty(0)
-    inner = np.quantile(values, np.arange(1, n_bins) / n_bins, method="inverted_cdf")
-    return np.unique(inner)
+    inner = np.unique(np.quantile(values, np.arange(1, n_bins) / n_bins, method="inverted_cdf"))
+    # each edge halfway to the next observed value: values recorded on a grid (rounded, or converted from
+    # another unit and off by a rounding error) fall on the same side of it in both cohorts
+    distinct = np.unique(values)
+    above = np.minimum(np.searchsorted(distinct, inner, side="right"), distinct.size - 1)
+    return np.unique(np.where(distinct[above] > inner, (inner + distinct[above]) / 2.0, inner))
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

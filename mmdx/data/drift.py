@@ -262,8 +262,8 @@ def _adjust(rows: list[dict[str, Any]], alpha: float) -> None:
 def _presence(training: dict, new: dict, alpha: float) -> dict[str, Any]:
     train = training["presence_patterns"]
     names = sorted(train)
-    current = Counter()
-    for pattern, count in new["presence_patterns"].items():
+    current: Counter = Counter()
+    for pattern, count in new.get("_patterns", new["presence_patterns"]).items():
         current[pattern if pattern in train else "other"] += count
     names = sorted(set(names) | set(current))
     result = homogeneity_test(np.array([train.get(k, 0) for k in names]), np.array([current[k] for k in names]))
@@ -346,6 +346,7 @@ def with_values(summary: dict, table: CaseTable, columns: Sequence[str], index: 
                 "_labels": labels,
             }
     words = [_WORD.findall(t.lower()) for t in (table.texts[i] for i in index) if t]
+    out["_patterns"] = _patterns(table.presence[index])
     out["_words"] = words
     out["_lengths"] = np.array([len(w) for w in words], dtype=np.float64)
     return out

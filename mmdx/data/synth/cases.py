@@ -193,6 +193,10 @@ def observation_rows(plan: CasePlan, catalogue: FeatureCatalogue, rng: np.random
         return rows, latest
     site = ALL_SITES[plan.site]
     units = site["units"]
+    if site.get("units_from_sites"):
+        names = list(SITES)
+        weights = np.array([SITES[n]["weight"] for n in names])
+        units = SITES[names[int(rng.choice(len(names), p=weights / weights.sum()))]]["units"]
     shift, observed = site.get("feature_shift", {}), site.get("p_observed", {})
     for key, (kind, mean0, sd, mean1, p_obs) in FEATURE_MODEL.items():
         if rng.random() >= observed.get(key, p_obs):

@@ -186,7 +186,10 @@ SHIFTED_SITE: dict[str, dict] = {
         "prevalence": 0.20,
         "feature_shift": {"spo2": -0.8, "creatinine": 0.8, "glucose": 0.7},
         "p_observed": {"troponin_i": 0.85},
-        "units": dict(SITES["north"]["units"]),
+        # its laboratories follow the home sites' unit conventions, each case one of them (home weights):
+        # a value's recorded resolution is then distributed as at home, and only the named features move
+        "units": {},
+        "units_from_sites": True,
         "hu_offset": 12.0,
         "noise_hu": 24.0,
         "fov_mm": 350.0,
