@@ -144,7 +144,7 @@ def summarise_cohort(
     """The summary of the cases ``index`` of ``table`` (default: all); ``columns`` names the columns of
     ``table.canonical`` (the bundle's tabular columns). Labels may be missing (NaN): the class-wise parts
     then hold only the labelled cases."""
-    index = np.arange(len(table)) if index is None else np.asarray(index, dtype=int)
+    index = np.arange(len(table.case_ids)) if index is None else np.asarray(index, dtype=int)
     labels = table.labels[index].astype(np.float64)
     labelled = np.isfinite(labels)
     features = {
@@ -335,7 +335,7 @@ def _image(training: dict, new: dict) -> dict[str, Any] | None:
 def with_values(summary: dict, table: CaseTable, columns: Sequence[str], index: np.ndarray | None = None) -> dict:
     """``summary`` plus the raw values the comparison re-bins (in memory only; :func:`drift_report` drops
     them from what it returns)."""
-    index = np.arange(len(table)) if index is None else np.asarray(index, dtype=int)
+    index = np.arange(len(table.case_ids)) if index is None else np.asarray(index, dtype=int)
     labels = table.labels[index].astype(np.float64)
     out = {**summary, "features": {}}
     for j, name in enumerate(columns):

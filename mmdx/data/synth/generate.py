@@ -229,6 +229,8 @@ def synthesize_cohort(
             **generator_parameters(),
         },
     }
+    if opts.site_shift:  # the prior of every posterior in truth.jsonl is the second site's
+        spec["generator"]["prevalence"] = site_prevalence(plans[0].site)
     (out / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, width=110), encoding="utf-8")
     return {
         "path": str(out),
