@@ -63,6 +63,8 @@ def score_seed(run: Path, cohort: Path, seed: int, local: int, resamples: int) -
     )
     recal = result.recalibration
     prevalence, logistic = recal["methods"]["prevalence"], recal["methods"].get("logistic")
+    if logistic is not None and logistic["status"] != "ok":
+        logistic = None
     out: dict[str, Any] = {
         "seed": seed,
         "n_scored": recal["n_scored"],

@@ -124,12 +124,17 @@ def _external(args: argparse.Namespace) -> int:
         for line in drift["flags"]:
             print(f"    - {line}")
     for method, entry in result.recalibration["methods"].items():
+        if entry["status"] != "ok":
+            print(f"  recalibration {method:20s} not available: {entry['reason']}")
+            continue
         s = entry["scores"]
         print(
             f"  recalibration {method:20s} CITL {s['citl']['estimate']:+.4f}  slope "
             f"{s['calibration_slope']['estimate']:.3f}  ECE {s['ece']['estimate']:.4f} "
             f"(perfect model: {entry['ece_perfect']['mean']:.4f})"
         )
+    if "not_saved" in result.recalibration:
+        print(f"  {result.recalibration['not_saved']}")
     if result.artefact is not None:
         print(f"  saved recalibration: {result.artefact} (apply with 'mmdx predict --calibration')")
     return 0

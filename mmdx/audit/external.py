@@ -99,6 +99,8 @@ def _recalibration(results: dict[str, Any] | None) -> dict[str, Any]:
         return {"methods": [], "saved": None}
     rows = []
     for name, entry in [("original", results["original"]), *results["methods"].items()]:
+        if entry.get("status", "ok") != "ok":
+            continue
         scores = entry["scores"]
         rows.append(
             {

@@ -222,7 +222,18 @@ def _recalibration_results(
     }
     for method in methods:
         fit_z, fit_y = (z_all, None) if method == "prevalence" else (zl, yl)
-        intercept, slope, details = _fit(method, fit_z, fit_y, reference)
+        try:
+            intercept, slope, details = _fit(method, fit_z, fit_y, reference)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            results["methods"][method] = {"status": "not_available", "reason": str(exc)}
+            continue
+        if not (math.isfinite(intercept) and math.isfinite(slope) and slope > 0):
+            results["methods"][method] = {
+                "status": "not_available",
+                "reason": f"the fitted slope is {slope:.3g}: on this sample the model does not rank the cases "
+                "the right way round; recalibrate on a larger local sample",
+            }
+            continue
         after = expit(intercept + slope * zt)
         replicates = []
         for _ in range(n_resamples):
@@ -237,6 +248,7 @@ def _recalibration_results(
             expected_calibration_error, yt, after, before, n_resamples, stratified=False, seed=seed
         )
         results["methods"][method] = {
+            "status": "ok",
             "intercept": intercept,
             "slope": slope,
             **details,
@@ -328,7 +340,7 @@ def evaluate_external(
 
     reference = _home_reference(run, bundle)
     recalibration = _recalibration_results(frame, bundle, reference, n_resamples, seed)
-    estimated = recalibration["methods"]["prevalence"]["prevalence"]
+    estimated = recalibration["methods"]["prevalence"].get("prevalence")
     metrics = _metrics(frame, bundle, inputs, site, batch_size, n_resamples, seed)
     drift = _drift(bundle, inputs, estimated)
 
@@ -338,8 +350,10 @@ def evaluate_external(
     paths.write_metrics(metrics)
     paths.write_drift(drift)
     artefact = None
-    if method in recalibration["methods"]:
-        chosen = recalibration["methods"][method]
+    chosen = recalibration["methods"].get(method, {"status": "not_available", "reason": "not computed"})
+    if chosen["status"] != "ok":
+        recalibration["not_saved"] = f"recalibration '{method}' was not saved: {chosen['reason']}"
+    else:
         artefact = save_recalibration(
             next_version_dir(run.calibrations, site),
             Recalibration(
