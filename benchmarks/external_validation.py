@@ -77,17 +77,24 @@ def score_seed(run: Path, cohort: Path, seed: int, local: int, resamples: int) -
         "label_free": {
             "estimated_prevalence": prevalence["prevalence"],
             "scores": prevalence["scores"],
+            "scores_given_fit": prevalence["scores_given_fit"],
             "citl_verdict": verdict(prevalence["scores"]["citl"], -CITL_TARGET, CITL_TARGET),
+            "citl_verdict_given_fit": verdict(
+                prevalence["scores_given_fit"]["citl"], -CITL_TARGET, CITL_TARGET
+            ),
         },
         "seconds": time.perf_counter() - started,
     }
     if result.drift.get("status") == "ok":
-        shifted = yaml.safe_load((cohort / "cohort.yaml").read_text())["generator"]["site_shift"]["shifted_features"]
+        shifted = yaml.safe_load((cohort / "cohort.yaml").read_text())["generator"]["site_shift"][
+            "shifted_features"
+        ]
         out["drift"] = drift_outcome(result.drift, shifted)
     if logistic is not None:
-        s = logistic["scores"]
+        s, g = logistic["scores"], logistic["scores_given_fit"]
         reference = logistic["ece_perfect"]["mean"]
         ece_excess = {k: s["ece"][k] - reference for k in ("estimate", "low", "high")}
+        ece_excess_given_fit = {k: g["ece"][k] - reference for k in ("estimate", "low", "high")}
         out["logistic"] = {
             "intercept_fitted": logistic["intercept"],
             "slope_fitted": logistic["slope"],
@@ -98,6 +105,13 @@ def score_seed(run: Path, cohort: Path, seed: int, local: int, resamples: int) -
             "slope_verdict": verdict(s["calibration_slope"], *SLOPE_TARGET),
             "intercept_verdict": verdict(s["calibration_intercept"], -INTERCEPT_TARGET, INTERCEPT_TARGET),
             "ece_verdict": verdict(ece_excess, -1.0, ECE_MARGIN),
+            "scores_given_fit": g,
+            "ece_excess_given_fit": ece_excess_given_fit,
+            "given_fit_verdicts": {
+                "slope": verdict(g["calibration_slope"], *SLOPE_TARGET),
+                "intercept": verdict(g["calibration_intercept"], -INTERCEPT_TARGET, INTERCEPT_TARGET),
+                "ece": verdict(ece_excess_given_fit, -1.0, ECE_MARGIN),
+            },
         }
     return out
 
@@ -119,23 +133,37 @@ def main(argv: list[str] | None = None) -> int:
         return f"{d['estimate']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f})"
 
     for r in results:
-        print(f"seed {r['seed']}: {r['n_scored']} scored, {r['n_local']} local ({r['n_local_positive']} positive); "
-              f"AUROC {iv(r['auroc'])}, Bayes {r['bayes_auroc']}")
+        print(
+            f"seed {r['seed']}: {r['n_scored']} scored, {r['n_local']} local ({r['n_local_positive']} positive); "
+            f"AUROC {iv(r['auroc'])}, Bayes {r['bayes_auroc']}"
+        )
         if "drift" in r:
             d = r["drift"]
-            print(f"  drift: prevalence flagged {d['prevalence_flagged']}; flagged {d['flagged']} "
-                  f"(shifted {d['shifted']}; exactly: {d['exactly_the_shifted']}); missingness {d['missingness_flagged']}")
+            print(
+                f"  drift: prevalence flagged {d['prevalence_flagged']}; flagged {d['flagged']} "
+                f"(shifted {d['shifted']}; exactly: {d['exactly_the_shifted']}); missingness {d['missingness_flagged']}"
+            )
         o = r["original"]["scores"]
         print(f"  original: CITL {iv(o['citl'])} slope {iv(o['calibration_slope'])} ECE {iv(o['ece'])}")
         lf = r["label_free"]
-        print(f"  label-free prevalence {lf['estimated_prevalence']:.4f}: CITL {iv(lf['scores']['citl'])} -> {lf['citl_verdict']}")
+        print(
+            f"  label-free prevalence {lf['estimated_prevalence']:.4f}: CITL {iv(lf['scores']['citl'])} -> "
+            f"{lf['citl_verdict']}; given the fit {iv(lf['scores_given_fit']['citl'])} -> {lf['citl_verdict_given_fit']}"
+        )
         if "logistic" in r:
             lg = r["logistic"]
             s = lg["scores"]
-            print(f"  logistic: slope {iv(s['calibration_slope'])} -> {lg['slope_verdict']}; intercept "
-                  f"{iv(s['calibration_intercept'])} -> {lg['intercept_verdict']}; ECE {iv(s['ece'])} vs perfect "
-                  f"{lg['ece_perfect']['mean']:.4f}: excess {iv(lg['ece_excess'])} -> {lg['ece_verdict']}; "
-                  f"paired ECE change {iv(lg['ece_change_paired'])}")
+            print(
+                f"  logistic: slope {iv(s['calibration_slope'])} -> {lg['slope_verdict']}; intercept "
+                f"{iv(s['calibration_intercept'])} -> {lg['intercept_verdict']}; ECE {iv(s['ece'])} vs perfect "
+                f"{lg['ece_perfect']['mean']:.4f}: excess {iv(lg['ece_excess'])} -> {lg['ece_verdict']}; "
+                f"paired ECE change {iv(lg['ece_change_paired'])}"
+            )
+            g, v = lg["scores_given_fit"], lg["given_fit_verdicts"]
+            print(
+                f"    given the fit: slope {iv(g['calibration_slope'])} -> {v['slope']}; intercept "
+                f"{iv(g['calibration_intercept'])} -> {v['intercept']}; ECE excess {iv(lg['ece_excess_given_fit'])} -> {v['ece']}"
+            )
     return 0
 
 

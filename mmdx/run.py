@@ -133,7 +133,11 @@ class RunPaths:
     def external_sites(self) -> list[str]:
         """The sites with an external evaluation in this run, sorted."""
         folder = self.root / EXTERNAL_DIR
-        return sorted(p.name for p in folder.iterdir() if (p / "metrics.json").is_file()) if folder.is_dir() else []
+        return (
+            sorted(p.name for p in folder.iterdir() if (p / "metrics.json").is_file())
+            if folder.is_dir()
+            else []
+        )
 
     @property
     def review_store(self) -> Path:
@@ -302,7 +306,9 @@ class ExternalPaths:
 
     def require(self) -> None:
         if not self.metrics.is_file() or not self.predictions.is_file():
-            raise MmdxError(f"no external evaluation '{self.site}' in {self.root.parent.parent}; run '{self._hint()}'")
+            raise MmdxError(
+                f"no external evaluation '{self.site}' in {self.root.parent.parent}; run '{self._hint()}'"
+            )
 
     def write_predictions(self, frame: pd.DataFrame) -> Path:
         return _write_predictions(self.predictions, frame)

@@ -190,7 +190,9 @@ def em_prevalence(
 # logistic recalibration and calibration summaries
 
 
-def fit_logistic(z: np.ndarray, y: np.ndarray, slope: bool = True, max_iter: int = 100) -> tuple[float, float]:
+def fit_logistic(
+    z: np.ndarray, y: np.ndarray, slope: bool = True, max_iter: int = 100
+) -> tuple[float, float]:
     """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a + b z)`` by Newton's method (``b`` fixed at 1
     when ``slope`` is False). Needs both classes; raises ValueError otherwise or when the classes are
     perfectly separated (the slope is then unbounded)."""

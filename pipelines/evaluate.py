@@ -48,8 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --name: the recalibration saved as an artefact (default: logistic with --local-sample, "
         "else prevalence, which needs no labels)",
     )
-    p.add_argument("--seed", type=int, default=0, help="with --name: seed of the local sample and the bootstrap")
-    p.add_argument("--resamples", type=int, default=1000, help="with --name: bootstrap replicates (default 1000)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="with --name: seed of the local sample and the bootstrap"
+    )
+    p.add_argument(
+        "--resamples", type=int, default=1000, help="with --name: bootstrap replicates (default 1000)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +114,9 @@ def _external(args: argparse.Namespace) -> int:
     metrics, intervals = result.metrics, result.metrics.get("intervals", {})
     for split, m in metrics["splits"].items():
         role = "scored" if split == "test" else "local sample"
-        print(f"  {role:12s} n={m['n']:4d}  AUROC {m['auroc']:.4f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}")
+        print(
+            f"  {role:12s} n={m['n']:4d}  AUROC {m['auroc']:.4f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}"
+        )
     if "auroc" in intervals:
         a = intervals["auroc"]
         print(f"  AUROC {a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f})")

@@ -62,9 +62,11 @@ def test_bins_hold_every_value_once_and_no_small_cell() -> None:
     counts = bin_counts(values, edges)
     assert counts.sum() == 400
     # (-inf, e1], (e1, e2], ...: the same as counting by hand
-    manual = [np.sum(values <= edges[0])] + [
-        np.sum((values > lo) & (values <= hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)
-    ] + [np.sum(values > edges[-1])]
+    manual = (
+        [np.sum(values <= edges[0])]
+        + [np.sum((values > lo) & (values <= hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        + [np.sum(values > edges[-1])]
+    )
     assert counts.tolist() == manual
     merged_edges, merged = merge_small_bins(edges, np.array([*counts[:-1], 2]), 5)
     assert merged.min() >= 5 and len(merged_edges) == len(merged) - 1
@@ -98,10 +100,14 @@ def test_logistic_fit_matches_a_general_optimiser() -> None:
         eta = beta[0] + (beta[1] * z if slope else z)
         return float(np.sum(np.logaddexp(0, eta) - y * eta))
 
-    full = minimize(nll, np.zeros(2), args=(True,), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
+    full = minimize(
+        nll, np.zeros(2), args=(True,), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10}
+    )
     a, b = fit_logistic(z, y)
     assert (a, b) == (pytest.approx(full.x[0], abs=1e-4), pytest.approx(full.x[1], abs=1e-4))
-    only = minimize(nll, np.zeros(1), args=(False,), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
+    only = minimize(
+        nll, np.zeros(1), args=(False,), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10}
+    )
     assert fit_logistic(z, y, slope=False) == (pytest.approx(only.x[0], abs=1e-4), 1.0)
     with pytest.raises(ValueError, match="separate"):
         fit_logistic(np.array([-1.0, -2.0, 1.0, 2.0]), np.array([0.0, 0.0, 1.0, 1.0]))

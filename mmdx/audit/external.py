@@ -31,9 +31,17 @@ from mmdx.shift import calibration_in_the_large
 TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("5a", "Source of data", "the external cohort, its site and size"),
     ("12e", "Performance measures", "AUROC, Brier score, ECE, calibration-in-the-large, slope and intercept"),
-    ("12f", "Model updating or recalibration", "prevalence adjustment and logistic recalibration on a local sample"),
+    (
+        "12f",
+        "Model updating or recalibration",
+        "prevalence adjustment and logistic recalibration on a local sample",
+    ),
     ("20c", "Development versus evaluation data", "the drift report: prevalence, predictors, missingness"),
-    ("23a", "Performance with confidence intervals", "internal and external estimates with bootstrap intervals"),
+    (
+        "23a",
+        "Performance with confidence intervals",
+        "internal and external estimates with bootstrap intervals",
+    ),
     ("24", "Model updating results", "calibration before and after each recalibration, with intervals"),
 )
 
@@ -159,5 +167,7 @@ def external_section(inputs: AuditInputs) -> dict[str, Any]:
 
 
 AUDIT_SECTIONS.register(
-    SectionSpec(Section.EXTERNAL_VALIDATION, "external validation (bootstrap x{n_resamples})", external_section)
+    SectionSpec(
+        Section.EXTERNAL_VALIDATION, "external validation (bootstrap x{n_resamples})", external_section
+    )
 )

@@ -87,7 +87,8 @@ def _feature_summary(values: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     }
     if observed.sum() >= 2 * MIN_CELL:
         entry["quantiles"] = {
-            f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(values[observed], QUANTILES), strict=True)
+            f"{q:g}": float(v)
+            for q, v in zip(QUANTILES, np.quantile(values[observed], QUANTILES), strict=True)
         }
     for c in _CLASSES:
         part = values[labels == float(c)]
@@ -188,7 +189,9 @@ def _feature_test(train: dict, new: dict, labelled: bool) -> tuple[TestResult, s
                 tests.append(homogeneity_test(np.asarray(train["by_class"][c]["bins"]["counts"]), counts_new))
         return combine_tests(tests), "within each class"
     edges = np.asarray(train["bins"]["all"]["edges"])
-    return homogeneity_test(np.asarray(train["bins"]["all"]["counts"]), _recount(new, None, edges)), "marginal"
+    return homogeneity_test(
+        np.asarray(train["bins"]["all"]["counts"]), _recount(new, None, edges)
+    ), "marginal"
 
 
 def _recount(new: dict, cls: str | None, edges: np.ndarray) -> np.ndarray | None:
@@ -216,7 +219,9 @@ def _feature_rows(training: dict, new: dict, labelled: bool) -> list[dict[str, A
                 current["by_class"][c]["mean"],
                 current["by_class"][c]["sd"],
             )
-            if labelled and train["by_class"][c]["mean"] is not None and current["by_class"][c]["mean"] is not None
+            if labelled
+            and train["by_class"][c]["mean"] is not None
+            and current["by_class"][c]["mean"] is not None
             else None
             for c in _CLASSES
         }
@@ -266,7 +271,9 @@ def _presence(training: dict, new: dict, alpha: float) -> dict[str, Any]:
     for pattern, count in new.get("_patterns", new["presence_patterns"]).items():
         current[pattern if pattern in train else "other"] += count
     names = sorted(set(names) | set(current))
-    result = homogeneity_test(np.array([train.get(k, 0) for k in names]), np.array([current[k] for k in names]))
+    result = homogeneity_test(
+        np.array([train.get(k, 0) for k in names]), np.array([current[k] for k in names])
+    )
     n_train, n_new = sum(train.values()), sum(current.values())
     return {
         "patterns": {
@@ -283,7 +290,9 @@ def _notes(training: dict, new: dict, alpha: float) -> dict[str, Any] | None:
     if not train or not current or not train["n_notes"] or not current["n_notes"]:
         return None
     edges = np.asarray(train["length_words"]["bins"]["edges"])
-    result = homogeneity_test(np.asarray(train["length_words"]["bins"]["counts"]), bin_counts(new["_lengths"], edges))
+    result = homogeneity_test(
+        np.asarray(train["length_words"]["bins"]["counts"]), bin_counts(new["_lengths"], edges)
+    )
     known = set(train["vocabulary"])
     tokens = [w for words in new["_words"] for w in words]
     share = sum(w in known for w in tokens) / len(tokens) if tokens else None
@@ -318,7 +327,11 @@ def _image(training: dict, new: dict) -> dict[str, Any] | None:
             b = np.atleast_1d(np.asarray(other, dtype=float))
             if a.shape != b.shape:
                 continue
-            scale = np.maximum(np.abs(a), 1e-6) if part == "geometry" else max(float(np.ptp(list(train[part].values()))), 1e-6)
+            scale = (
+                np.maximum(np.abs(a), 1e-6)
+                if part == "geometry"
+                else max(float(np.ptp(list(train[part].values()))), 1e-6)
+            )
             relative = float(np.max(np.abs(b - a) / scale))
             rows.append(
                 {
@@ -332,7 +345,9 @@ def _image(training: dict, new: dict) -> dict[str, Any] | None:
     return {"tolerance": IMAGE_TOLERANCE, "rows": rows}
 
 
-def with_values(summary: dict, table: CaseTable, columns: Sequence[str], index: np.ndarray | None = None) -> dict:
+def with_values(
+    summary: dict, table: CaseTable, columns: Sequence[str], index: np.ndarray | None = None
+) -> dict:
     """``summary`` plus the raw values the comparison re-bins (in memory only; :func:`drift_report` drops
     them from what it returns)."""
     index = np.arange(len(table.case_ids)) if index is None else np.asarray(index, dtype=int)
@@ -381,7 +396,9 @@ def _messages(report: dict[str, Any]) -> list[str]:
     if notes.get("length_words", {}).get("flag"):
         out.append("Notes differ in length from training.")
     if notes.get("vocabulary", {}).get("flag"):
-        out.append("Notes use words the training notes did not: the text encoder reads unfamiliar vocabulary.")
+        out.append(
+            "Notes use words the training notes did not: the text encoder reads unfamiliar vocabulary."
+        )
     for row in (report.get("image") or {}).get("rows", []):
         if row["flag"]:
             out.append(f"Images differ from training in {row['what']} ({row['relative_difference']:.0%}).")
@@ -407,8 +424,12 @@ def drift_report(
         "estimated_without_labels": estimated_prevalence,
     }
     if labelled and train_prev is not None and new_prev is not None:
-        result = proportion_test(training["n_positive"], training["n_labelled"], new["n_positive"], new["n_labelled"])
-        prevalence.update(result.to_dict(), flag=bool(math.isfinite(result.p_value) and result.p_value < alpha))
+        result = proportion_test(
+            training["n_positive"], training["n_labelled"], new["n_positive"], new["n_labelled"]
+        )
+        prevalence.update(
+            result.to_dict(), flag=bool(math.isfinite(result.p_value) and result.p_value < alpha)
+        )
     elif estimated_prevalence is not None and train_prev is not None:
         prevalence.update(external=estimated_prevalence, flag=abs(estimated_prevalence - train_prev) > 0.05)
     features = _feature_rows(training, new, labelled)

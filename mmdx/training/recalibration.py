@@ -124,7 +124,9 @@ def load_recalibration(directory: str | Path, model_version: str) -> Recalibrati
         expected = manifest["files"][RECALIBRATION_FILE]
         version = manifest["schema_version"]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path} cannot be read ({type(exc).__name__}: {exc}); the artefact is damaged") from None
+        raise BundleError(
+            f"{manifest_path} cannot be read ({type(exc).__name__}: {exc}); the artefact is damaged"
+        ) from None
     if version != RECALIBRATION_SCHEMA_VERSION:
         raise BundleError(
             f"{directory} is a recalibration of schema version {version!r}; this mmdx reads version "

@@ -12,16 +12,17 @@ sample a recalibration may be fitted on (``split`` ``val`` in the predictions); 
 (``split`` ``test``). Recalibrations compared on the scored cases:
 
 * ``prevalence`` (no labels): the model's home calibration-in-the-large (measured on the run's own
-  validation split when ``RUN/predictions.parquet`` holds it) is removed, then the new prevalence is
+  held-out validation and test cases when ``RUN/predictions.parquet`` holds them) is removed, then the new prevalence is
   estimated by EM on the predicted probabilities of every external case and the odds moved to it;
 * ``prevalence_labelled``: the odds moved to the local sample's observed rate;
 * ``intercept``: recalibration-in-the-large fitted on the local sample;
 * ``logistic``: intercept and slope fitted on the local sample.
 
-Intervals: each recalibration is refitted on every bootstrap replicate of the sample it was fitted on
-(the local sample, or all external cases for the label-free one) and scored on a replicate of the scored
-cases, so an interval covers both the fit and the evaluation; the change in ECE is also given as a paired
-bootstrap difference on the scored cases.
+Intervals (``scores``): each recalibration is refitted on every bootstrap replicate of the sample it was
+fitted on (the local sample, or all external cases for the label-free one) and scored on a replicate of the
+scored cases, so an interval covers both the fit and the evaluation; ``scores_given_fit`` resamples the
+scored cases only (the recalibration as fitted); the change in ECE is also given as a paired bootstrap
+difference on the scored cases.
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ def local_sample_index(frame: pd.DataFrame, n: int, seed: int) -> np.ndarray:
 
 
 def _home_reference(run: RunPaths, bundle: Bundle) -> dict[str, Any]:
-    """The prevalence the model's probabilities are calibrated to at home, from its own validation split
-    (the odds shift that makes the mean prediction equal the observed rate there), else the training
-    prevalence as it is."""
+    """The prevalence the model's probabilities are calibrated to at home, from its own held-out cases
+    (the odds shift that makes the mean prediction equal the observed rate on the validation and test
+    splits of ``RUN/predictions.parquet``), else the training prevalence as it is."""
     summary = bundle.training_summary or {}
     n, k = summary.get("n_labelled"), summary.get("n_positive")
     home = k / n if n else None
@@ -124,7 +125,8 @@ def _home_reference(run: RunPaths, bundle: Bundle) -> dict[str, Any]:
     except MmdxError:
         frame = None
     if frame is not None:
-        val = frame[(frame["split"] == "val") & frame["label"].notna()]
+        # every held-out home case (validation and test splits: the model never trained on them)
+        val = frame[frame["split"].isin(["val", "test"]) & frame["label"].notna()]
         if home is None and len(frame[frame["label"].notna() & (frame["split"] == "train")]):
             train = frame[(frame["split"] == "train") & frame["label"].notna()]
             home = float(train["label"].mean())
@@ -134,8 +136,9 @@ def _home_reference(run: RunPaths, bundle: Bundle) -> dict[str, Any]:
             offset, _ = fit_logistic(z, val["label"].to_numpy(dtype=float), slope=False)
             out.update(
                 offset=offset,
-                n_val=len(val),
-                source="validation split of the run: home calibration-in-the-large removed first",
+                n_home=len(val),
+                source="the run's held-out home cases (validation and test splits): home "
+                "calibration-in-the-large removed first",
             )
     if home is None:
         raise MmdxError(
@@ -145,18 +148,24 @@ def _home_reference(run: RunPaths, bundle: Bundle) -> dict[str, Any]:
     return out
 
 
-def _fit(method: str, z: np.ndarray, y: np.ndarray | None, reference: dict[str, Any]) -> tuple[float, float, dict]:
+def _fit(
+    method: str, z: np.ndarray, y: np.ndarray | None, reference: dict[str, Any]
+) -> tuple[float, float, dict]:
     """``(intercept, slope, details)`` of a recalibration on the calibrated logits ``z`` (labels ``y`` of the
     local sample, or None for the label-free one)."""
     home = reference["training_prevalence"]
     base = reference["offset"] - float(to_logit(np.array(home)))
     if method == "prevalence":
         estimate = em_prevalence(expit(z + reference["offset"]), home)
-        return base + float(to_logit(np.array(estimate.prevalence))), 1.0, {
-            "prevalence": estimate.prevalence,
-            "iterations": estimate.iterations,
-            "converged": estimate.converged,
-        }
+        return (
+            base + float(to_logit(np.array(estimate.prevalence))),
+            1.0,
+            {
+                "prevalence": estimate.prevalence,
+                "iterations": estimate.iterations,
+                "converged": estimate.converged,
+            },
+        )
     assert y is not None
     if method == "prevalence_labelled":
         rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
@@ -214,10 +223,16 @@ def _recalibration_results(
         "seed": seed,
         "interval_method": "percentile bootstrap: refitted on a replicate of its fitting sample, scored on a "
         "replicate of the scored cases",
-        "original": {"scores": _intervals(
-            [_scores(yt[i], before[i]) for i in (rng.integers(0, len(yt), len(yt)) for _ in range(n_resamples))],
-            _scores(yt, before),
-        ), "ece_perfect": perfect_calibration_ece(before, seed=seed).to_dict()},
+        "original": {
+            "scores": _intervals(
+                [
+                    _scores(yt[i], before[i])
+                    for i in (rng.integers(0, len(yt), len(yt)) for _ in range(n_resamples))
+                ],
+                _scores(yt, before),
+            ),
+            "ece_perfect": perfect_calibration_ece(before, seed=seed).to_dict(),
+        },
         "methods": {},
     }
     for method in methods:
@@ -235,14 +250,15 @@ def _recalibration_results(
             }
             continue
         after = expit(intercept + slope * zt)
-        replicates = []
+        replicates, conditional = [], []
         for _ in range(n_resamples):
             i = rng.integers(0, len(fit_z), len(fit_z))
+            j = rng.integers(0, len(zt), len(zt))
+            conditional.append(_scores(yt[j], after[j]))
             try:
                 a, b, _ = _fit(method, fit_z[i], None if fit_y is None else fit_y[i], reference)
             except ValueError:
                 continue
-            j = rng.integers(0, len(zt), len(zt))
             replicates.append(_scores(yt[j], expit(a + b * zt[j])))
         ece_change = paired_bootstrap_difference(
             expected_calibration_error, yt, after, before, n_resamples, stratified=False, seed=seed
@@ -253,6 +269,8 @@ def _recalibration_results(
             "slope": slope,
             **details,
             "scores": _intervals(replicates, _scores(yt, after)),
+            # this fitted recalibration, resampling the scored cases only
+            "scores_given_fit": _intervals(conditional, _scores(yt, after)),
             "ece_perfect": perfect_calibration_ece(after, seed=seed).to_dict(),
             "ece_change": ece_change.to_dict(),
             "auroc": auroc(yt, after),
@@ -261,7 +279,13 @@ def _recalibration_results(
 
 
 def _metrics(
-    frame: pd.DataFrame, bundle: Bundle, inputs: CohortInputs, site: str, batch_size: int, n_resamples: int, seed: int
+    frame: pd.DataFrame,
+    bundle: Bundle,
+    inputs: CohortInputs,
+    site: str,
+    batch_size: int,
+    n_resamples: int,
+    seed: int,
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "site": site,
@@ -286,7 +310,9 @@ def _metrics(
             ("ece", expected_calibration_error, False),
             ("citl", calibration_in_the_large, False),
         ):
-            metrics["intervals"][name] = bootstrap_ci(fn, y, p, n_resamples, stratified=stratified, seed=seed).to_dict()
+            metrics["intervals"][name] = bootstrap_ci(
+                fn, y, p, n_resamples, stratified=stratified, seed=seed
+            ).to_dict()
         fit = calibration_slope_intercept(y, p)
         metrics["calibration_fit"] = {"slope": fit.slope, "intercept": fit.intercept}
     truth = read_truth(inputs.cohort.root)
@@ -304,7 +330,10 @@ def _drift(bundle: Bundle, inputs: CohortInputs, estimated: float | None) -> dic
     summary = summarise_cohort(inputs.cohort, inputs.table, columns)
     labelled = bool(np.isfinite(inputs.table.labels).all())
     report = drift_report(
-        bundle.training_summary, with_values(summary, inputs.table, columns), labelled, estimated_prevalence=estimated
+        bundle.training_summary,
+        with_values(summary, inputs.table, columns),
+        labelled,
+        estimated_prevalence=estimated,
     )
     return {"status": "ok", **report}
 
@@ -334,7 +363,9 @@ def evaluate_external(
     if method != "prevalence" and not local_sample:
         raise MmdxError(f"recalibration '{method}' needs labelled local cases: pass --local-sample N")
     inputs = prepare_inputs(bundle, cohort_dir, workers=workers, progress=progress)
-    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs, batch_size), assigned_splits=False)
+    frame = predictions_frame(
+        bundle, inputs, run_predictions(bundle, inputs, batch_size), assigned_splits=False
+    )
     frame["split"] = "test"
     frame.loc[frame.index[local_sample_index(frame, local_sample, seed)], "split"] = "val"
 

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from mmdx.bundle import load_bundle
 from mmdx.owner_only import write_table_owner_only
@@ -71,5 +70,10 @@ def predict_cohort(
     write_table_owner_only(frame, out)  # patient-level rows: owner-only
     rejected = [c.case_id for c in inputs.cohort.report.cases if c.status == "rejected"]
     return PredictResult(
-        out, frame, bundle.version, bundle.threshold, rejected, None if calibration is None else Path(calibration)
+        out,
+        frame,
+        bundle.version,
+        bundle.threshold,
+        rejected,
+        None if calibration is None else Path(calibration),
     )

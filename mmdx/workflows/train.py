@@ -24,7 +24,6 @@ from torch import nn
 
 from mmdx import __version__
 from mmdx.bundle import save_bundle
-from mmdx.data.drift import summarise_cohort
 from mmdx.config import Config
 from mmdx.data.dataset import (
     CaseTable,
@@ -35,6 +34,7 @@ from mmdx.data.dataset import (
     fit_preprocessing,
     plan_training_images,
 )
+from mmdx.data.drift import summarise_cohort
 from mmdx.data.plan import CohortImagePlan, declared_modality, describe_warnings
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import ValidatedCohort, validate_cohort

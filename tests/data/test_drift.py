@@ -14,7 +14,9 @@ from mmdx.data.drift import MIN_CELL, drift_report, summarise_cohort, with_value
 COLUMNS = ["causal", "shifted", "steady"]
 
 
-def _table(n: int, prevalence: float, shift: float, seed: int, words: str = "cough fever ward round") -> SimpleNamespace:
+def _table(
+    n: int, prevalence: float, shift: float, seed: int, words: str = "cough fever ward round"
+) -> SimpleNamespace:
     """``causal`` differs between classes only; ``shifted`` moves by ``shift`` sd in both classes; ``steady``
     never moves. Values are rounded to one decimal, as a laboratory writes them."""
     rng = np.random.default_rng(seed)
@@ -70,7 +72,9 @@ def test_with_labels_only_the_shifted_feature_is_flagged_and_without_labels_the_
     assert labelled["prevalence"]["flag"]
     assert labelled["features"][0]["feature"] == "shifted"  # ranked first
     assert "Holm" in labelled["correction"]
-    marginal = drift_report(training, with_values(_summary(new), new, COLUMNS), labelled=False, estimated_prevalence=0.1)
+    marginal = drift_report(
+        training, with_values(_summary(new), new, COLUMNS), labelled=False, estimated_prevalence=0.1
+    )
     assert {row["feature"] for row in marginal["features"] if row["flag"]} == {"shifted", "causal"}
     assert marginal["caveat"] and "prevalence" in marginal["caveat"]
     assert any("rarer" in line for line in marginal["flags"])

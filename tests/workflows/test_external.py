@@ -15,8 +15,8 @@ from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mmdx.audit.report import AuditOptions, build_report
 from mmdx.audit.html import render_html
+from mmdx.audit.report import AuditOptions, build_report
 from mmdx.bundle import MANIFEST, TRAINING_SUMMARY, load_bundle
 from mmdx.data.synth import SynthOptions, synthesize_cohort
 from mmdx.run import RunPaths
@@ -43,7 +43,11 @@ def evaluated(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Path, tmp_path: Path) -> None:
@@ -60,7 +64,9 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
     frame = paths.read_predictions()
     assert set(frame["split"]) == {"test", "val"} and (frame["split"] == "val").sum() >= 30
     # whole patients: none is both in the local sample and scored
-    assert not set(frame.loc[frame["split"] == "val", "patient_id"]) & set(frame.loc[frame["split"] == "test", "patient_id"])
+    assert not set(frame.loc[frame["split"] == "val", "patient_id"]) & set(
+        frame.loc[frame["split"] == "test", "patient_id"]
+    )
     metrics = paths.read_metrics()
     assert metrics["splits"]["test"]["n"] == (frame["split"] == "test").sum()
     assert {"auroc", "brier", "ece", "citl"} <= set(metrics["intervals"])
@@ -75,7 +81,9 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
     # predict applies the saved recalibration: sigmoid(intercept + slope * logit / temperature)
     chosen = recal["methods"]["intercept"]
     assert chosen["status"] == "ok" and chosen["slope"] == 1.0
-    out = predict_cohort(evaluated, site, tmp_path / "p.csv", workers=1, calibration=result.artefact).predictions
+    out = predict_cohort(
+        evaluated, site, tmp_path / "p.csv", workers=1, calibration=result.artefact
+    ).predictions
     temperature = load_bundle(evaluated).calibration.temperature_
     expected = expit(chosen["intercept"] + chosen["slope"] * out["logit"].to_numpy() / temperature)
     assert out["probability"].to_numpy() == pytest.approx(expected)
@@ -89,7 +97,9 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
 def test_audit_external_section_matches_independent_computations(evaluated: Path, site: Path) -> None:
     if not (evaluated / "external" / "harbour" / "metrics.json").is_file():
         evaluate_external(evaluated, site, "harbour", local_sample=30, n_resamples=20, workers=1)
-    document = build_report(evaluated, options=AuditOptions(n_resamples=50, robustness=False, external="harbour"))
+    document = build_report(
+        evaluated, options=AuditOptions(n_resamples=50, robustness=False, external="harbour")
+    )
     section = document["sections"]["external_validation"]
     assert section["status"] == "ok", section.get("reason")
     frame = RunPaths(evaluated).external("harbour").read_predictions()
@@ -100,11 +110,15 @@ def test_audit_external_section_matches_independent_computations(evaluated: Path
     assert external["auroc"]["estimate"] == pytest.approx(roc_auc_score(y, p))
     assert external["brier"]["estimate"] == pytest.approx(np.mean((p - y) ** 2))
     assert external["citl"]["estimate"] == pytest.approx(p.mean() - y.mean())
-    fit = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(logit(np.clip(p, 1e-9, 1 - 1e-9))[:, None], y)
+    fit = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(
+        logit(np.clip(p, 1e-9, 1 - 1e-9))[:, None], y
+    )
     assert external["calibration_slope"] == pytest.approx(fit.coef_[0][0], abs=1e-3)
     internal = RunPaths(evaluated).read_predictions()
     test = internal[(internal["split"] == "test") & internal["label"].notna()]
-    assert section["internal"]["auroc"]["estimate"] == pytest.approx(roc_auc_score(test["label"], test["probability"]))
+    assert section["internal"]["auroc"]["estimate"] == pytest.approx(
+        roc_auc_score(test["label"], test["probability"])
+    )
     assert section["drift"]["available"] and {t["item"] for t in section["tripod_ai"]} >= {"12f", "24"}
     assert "External validation" in render_html(document)
 

@@ -90,7 +90,9 @@ class SynthOptions:
         if not 0.0 <= self.mix_dims <= 0.5:
             raise ValueError(f"--mix-dims must be between 0 and 0.5, got {self.mix_dims}")
         if self.site_shift and self.mr_site:
-            raise ValueError("--site-shift and --mr-site cannot be combined: the shifted site is the only site")
+            raise ValueError(
+                "--site-shift and --mr-site cannot be combined: the shifted site is the only site"
+            )
         if self.defects and self.n_cases < MIN_CASES_WITH_DEFECTS:
             raise ValueError(
                 f"--defects needs at least {MIN_CASES_WITH_DEFECTS} cases to plant every kind of defect, "
@@ -171,7 +173,7 @@ def plan_cases(opts: SynthOptions) -> list[CasePlan]:
 def shifted_site_parameters() -> dict:
     """What ``--site-shift`` changes, for ``cohort.yaml``: the site, its prevalence, the shifted features
     (mean shift in standard deviations, both classes alike) and the features observed more often."""
-    (name, site), = SHIFTED_SITE.items()
+    ((name, site),) = SHIFTED_SITE.items()
     return {
         "site": name,
         "prevalence": site["prevalence"],

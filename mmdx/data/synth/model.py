@@ -208,6 +208,7 @@ def site_prevalence(site: str) -> float:
     """The outcome's prevalence at ``site`` (the home sites share :data:`PREVALENCE`)."""
     return float(ALL_SITES[site].get("prevalence", PREVALENCE))
 
+
 HU_AIR, HU_TISSUE, HU_LUNG, HU_BONE, HU_HEART, HU_LESION = -1000.0, 40.0, -850.0, 650.0, 45.0, 25.0
 #: MR-like signal of each phantom tissue (before the per-image gain), as (HU, signal) pairs interpolated
 #: linearly: air dark, lung faint, soft tissue and the nodule bright, bone intermediate.
