@@ -127,6 +127,9 @@ def _external(args: argparse.Namespace) -> int:
         print(f"  drift: not available: {drift['reason']}")
     else:
         print(f"  drift ({drift['correction']}): {len(drift['flags'])} flag(s)")
+        domain = drift.get("domain_classifier") or {}
+        if domain.get("available"):
+            print(f"  training site vs this site, domain classifier AUROC {domain['auroc']:.3f}")
         for line in drift["flags"]:
             print(f"    - {line}")
     for method, entry in result.recalibration["methods"].items():

@@ -95,6 +95,7 @@ def _drift(drift: dict[str, Any] | None) -> dict[str, Any]:
         "caveat": drift.get("caveat"),
         "prevalence": drift["prevalence"],
         "flags": drift["flags"],
+        "domain_auroc": (drift.get("domain_classifier") or {}).get("auroc"),
         "features": [
             {k: row.get(k) for k in ("feature", "p_value", "p_adjusted", "flag", "standardised_difference")}
             for row in drift["features"]

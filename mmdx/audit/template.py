@@ -565,6 +565,7 @@ TEMPLATE = r"""<!DOCTYPE html>
   {%- if E.drift.available %}
   <p class="small muted">{{ E.drift.correction }}.{% if E.drift.caveat %} {{ E.drift.caveat }}.{% endif %}</p>
   {%- if E.drift.flags %}<ul>{% for f in E.drift.flags %}<li>{{ f }}</li>{% endfor %}</ul>{% else %}<p>Nothing flagged.</p>{% endif %}
+  {%- if E.drift.domain_auroc is not none %}<p>A classifier telling the training cases from this site's reaches AUROC {{ E.drift.domain_auroc | num }} (0.5: no difference found; tabular values and modality presence, cross-validated).</p>{% endif %}
   <table>
     <tr><th>Feature</th><th class="num">standardised difference</th><th class="num">p</th><th class="num">Holm-adjusted p</th><th>flag</th></tr>
     {%- for r in E.drift.features %}<tr><td>{{ r.feature }}</td><td class="num">{{ r.standardised_difference | signed }}</td><td class="num">{{ r.p_value | num }}</td><td class="num">{{ r.p_adjusted | num }}</td><td>{% if r.flag %}<span class="flag">shifted</span>{% endif %}</td></tr>{% endfor %}

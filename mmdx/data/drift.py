@@ -405,6 +405,22 @@ def _messages(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def domain_auroc(training: np.ndarray, new: np.ndarray, seed: int = 0, folds: int = 5) -> float:
+    """How well a classifier tells the training cases from the new ones, as a cross-validated AUROC (0.5: no
+    difference it can find). ``training`` and ``new`` are ``[n, k]`` inputs (canonical values with NaN for
+    missing, presence flags); a gradient-boosted tree ensemble that takes missing values as they are."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = np.vstack([training, new]).astype(np.float64)
+    y = np.concatenate([np.zeros(len(training)), np.ones(len(new))])
+    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, cv=split, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
 def drift_report(
     training: dict,
     new: dict,

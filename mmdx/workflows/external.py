@@ -39,8 +39,10 @@ from scipy.special import expit
 
 from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept, paired_bootstrap_difference
 from mmdx.bundle import MANIFEST, Bundle, load_bundle, sha256_file
-from mmdx.data.drift import drift_report, summarise_cohort, with_values
+from mmdx.data.dataset import build_case_table
+from mmdx.data.drift import domain_auroc, drift_report, summarise_cohort, with_values
 from mmdx.data.ground_truth import read_truth
+from mmdx.data.validation import validate_cohort
 from mmdx.errors import MmdxError
 from mmdx.metrics import auroc, brier, expected_calibration_error
 from mmdx.predict import CohortInputs, predictions_frame, prepare_inputs, run_predictions
@@ -323,7 +325,36 @@ def _metrics(
     return metrics
 
 
-def _drift(bundle: Bundle, inputs: CohortInputs, estimated: float | None) -> dict[str, Any]:
+def _domain_classifier(bundle: Bundle, inputs: CohortInputs, seed: int) -> dict[str, Any]:
+    """Training site against this site, when the training cohort is still where the card says."""
+    path = (bundle.card.get("cohort") or {}).get("path")
+    if not path or not Path(path).is_dir():
+        return {"available": False, "reason": f"the training cohort is not at hand ({path})"}
+    try:
+        home = validate_cohort(path, workers=1, check_images=False)
+        table = build_case_table(home, bundle.preprocessing)
+    except MmdxError as exc:
+        return {"available": False, "reason": f"the training cohort cannot be read: {exc}"}
+    split = home.cases.set_index("case_id").loc[table.case_ids, "split"].to_numpy()
+    train = np.flatnonzero(split == "train")
+
+    def features(t: Any, index: np.ndarray) -> np.ndarray:
+        return np.column_stack([t.canonical[index], t.presence[index].astype(float)])
+
+    value = domain_auroc(
+        features(table, train), features(inputs.table, np.arange(len(inputs.table.case_ids))), seed
+    )
+    return {
+        "available": True,
+        "auroc": value,
+        "n_training": int(train.size),
+        "n_external": len(inputs.table.case_ids),
+        "inputs": "tabular values (missing as missing) and modality presence",
+        "method": "gradient-boosted trees, 5-fold cross-validated predictions",
+    }
+
+
+def _drift(bundle: Bundle, inputs: CohortInputs, estimated: float | None, seed: int) -> dict[str, Any]:
     if bundle.training_summary is None:
         return {"status": "not_available", "reason": NO_SUMMARY}
     columns = bundle.preprocessing.tabular_columns
@@ -335,7 +366,7 @@ def _drift(bundle: Bundle, inputs: CohortInputs, estimated: float | None) -> dic
         labelled,
         estimated_prevalence=estimated,
     )
-    return {"status": "ok", **report}
+    return {"status": "ok", **report, "domain_classifier": _domain_classifier(bundle, inputs, seed)}
 
 
 def evaluate_external(
@@ -373,7 +404,7 @@ def evaluate_external(
     recalibration = _recalibration_results(frame, bundle, reference, n_resamples, seed)
     estimated = recalibration["methods"]["prevalence"].get("prevalence")
     metrics = _metrics(frame, bundle, inputs, site, batch_size, n_resamples, seed)
-    drift = _drift(bundle, inputs, estimated)
+    drift = _drift(bundle, inputs, estimated, seed)
 
     paths.create()
     paths.write_validation_report(inputs.cohort.report)

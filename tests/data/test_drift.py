@@ -96,3 +96,12 @@ def test_values_off_the_grid_by_a_rounding_error_stay_in_their_bin(offset: float
     new.canonical = new.canonical * (1 + offset)  # e.g. 39 g/L converted to 3.9000000000000004 g/dL
     report = drift_report(_summary(train), with_values(_summary(new), new, COLUMNS), labelled=True)
     assert not any(row["flag"] for row in report["features"])
+
+
+def test_domain_classifier_tells_shifted_sites_apart_and_not_the_same_one() -> None:
+    from mmdx.data.drift import domain_auroc
+
+    rng = np.random.default_rng(10)
+    same = domain_auroc(rng.normal(0, 1, (300, 3)), rng.normal(0, 1, (300, 3)))
+    shifted = domain_auroc(rng.normal(0, 1, (300, 3)), rng.normal([1.0, 0, 0], 1, (300, 3)))
+    assert 0.4 < same < 0.6 and shifted > 0.7

@@ -73,6 +73,7 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
     assert "bayes_auroc" in metrics
     drift = paths.read_drift()
     assert drift["status"] == "ok" and drift["labelled"]
+    assert drift["domain_classifier"]["available"] and 0.0 <= drift["domain_classifier"]["auroc"] <= 1.0
     assert {r["feature"] for r in drift["features"]} >= {"spo2", "creatinine", "glucose", "heart_rate"}
     recal = paths.read_recalibration()
     assert set(recal["methods"]) == {"prevalence", "prevalence_labelled", "intercept", "logistic"}
