@@ -51,6 +51,8 @@ def drift_outcome(drift: dict[str, Any], shifted: list[str]) -> dict[str, Any]:
         "shifted": sorted(shifted),
         "exactly_the_shifted": flagged == sorted(shifted),
         "missingness_flagged": sorted(r["feature"] for r in drift["missingness"] if r["flag"]),
+        "flagged_marginal": sorted(r["feature"] for r in drift.get("features_marginal", []) if r["flag"]),
+        "domain_auroc": (drift.get("domain_classifier") or {}).get("auroc"),
         "correction": drift["correction"],
         "p_adjusted": {r["feature"]: r["p_adjusted"] for r in drift["features"]},
     }

@@ -450,6 +450,8 @@ def drift_report(
         prevalence.update(external=estimated_prevalence, flag=abs(estimated_prevalence - train_prev) > 0.05)
     features = _feature_rows(training, new, labelled)
     _adjust(features, alpha)
+    marginal = _feature_rows(training, new, False) if labelled else []
+    _adjust(marginal, alpha)
     missingness = _missingness_rows(training, new)
     _adjust(missingness, alpha)
     report: dict[str, Any] = {
@@ -466,6 +468,11 @@ def drift_report(
         "n_external": new["n"],
         "prevalence": prevalence,
         "features": features,
+        # with labels, the marginal tests too: what a label-free report would have flagged
+        "features_marginal": [
+            {k: row[k] for k in ("feature", "statistic", "df", "p_value", "p_adjusted", "flag")}
+            for row in marginal
+        ],
         "missingness": missingness,
         "presence": _presence(training, new, alpha),
         "notes": _notes(training, new, alpha),

@@ -72,6 +72,7 @@ def test_with_labels_only_the_shifted_feature_is_flagged_and_without_labels_the_
     assert labelled["prevalence"]["flag"]
     assert labelled["features"][0]["feature"] == "shifted"  # ranked first
     assert "Holm" in labelled["correction"]
+    assert {row["feature"] for row in labelled["features_marginal"] if row["flag"]} == {"shifted", "causal"}
     marginal = drift_report(
         training, with_values(_summary(new), new, COLUMNS), labelled=False, estimated_prevalence=0.1
     )
