@@ -5,14 +5,15 @@ prevalence; per feature its missingness (overall and by class), mean, spread, a 
 in quantile bins (overall and by class), every bin merged with its neighbours until it holds at least
 :data:`MIN_CELL` cases (no minimum or maximum, no small cell); the modality-presence patterns (patterns
 rarer than :data:`MIN_CELL` pooled as ``other``); the length of the notes and the words that occur in at
-least :data:`MIN_VOCABULARY_CASES` notes; and the image geometry and intensity fingerprint. Training stores
+least :data:`MIN_VOCABULARY_CASES` notes; the units each feature's values were written in; and the image
+geometry and intensity fingerprint. Training stores
 the summary of its training split in the bundle (``training_summary.json``).
 
 :func:`drift_report` compares the summary of a new cohort with it: prevalence, each feature's distribution
 (chi-square test of homogeneity in the training bins, with labels within each class, so that a feature
 whose marginal moved only because the prevalence did is not flagged; Holm's correction over the features),
-missingness, presence patterns, note length and vocabulary, and image geometry and intensity. Ranked, each
-with a flag and a plain sentence.
+missingness, presence patterns, units, note length and vocabulary, and image geometry and intensity.
+Ranked, each with a flag and a plain sentence.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from mmdx.data.cohort import read_cohort
 from mmdx.data.dataset import CaseTable
 from mmdx.data.plan import cohort_facts, declared_modality, fingerprint
 from mmdx.data.validation import ValidatedCohort
+from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES
 from mmdx.shift import (
     TestResult,
@@ -139,6 +142,36 @@ def _image_summary(cohort: ValidatedCohort, case_ids: list[str]) -> dict[str, An
     return out
 
 
+def _units_summary(cohort: ValidatedCohort, case_ids: list[str]) -> dict[str, dict[str, int]] | None:
+    """Per feature, how many of the values used were written in each unit (units rarer than MIN_CELL
+    pooled as ``other``), from the raw observation rows validation kept; None without observations."""
+    used = getattr(cohort, "observations", None)
+    root = getattr(cohort, "root", None)
+    if used is None or root is None or used.empty or "row" not in used.columns:
+        return None
+    try:
+        raw = read_cohort(root).observations
+    except (MmdxError, OSError):
+        return None
+    if raw is None or "unit" not in raw.columns:
+        return None
+    used = used[used["case_id"].isin(set(case_ids))]
+    units = raw["unit"].to_numpy()[used["row"].to_numpy(dtype=int) - 1]
+    counts: dict[str, Counter] = {}
+    for feature, unit in zip(used["feature"], units, strict=True):
+        try:
+            name = cohort.catalogue[feature].resolve_unit(unit)
+        except Exception:  # validation kept the row, so this is only a spelling the catalogue maps elsewhere
+            name = str(unit)
+        counts.setdefault(feature, Counter())[name] += 1
+    out = {}
+    for feature, counter in sorted(counts.items()):
+        kept = {u: n for u, n in sorted(counter.items()) if n >= MIN_CELL}
+        other = sum(n for u, n in counter.items() if u not in kept)
+        out[feature] = {**kept, **({"other": other} if other else {})}
+    return out
+
+
 def summarise_cohort(
     cohort: ValidatedCohort, table: CaseTable, columns: Sequence[str], index: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -167,6 +200,7 @@ def summarise_cohort(
         "presence_patterns": {**dict(sorted(kept.items())), **({"other": other} if other else {})},
         "notes": _notes_summary([table.texts[i] for i in index]),
         "image": _image_summary(cohort, case_ids),
+        "units": _units_summary(cohort, case_ids),
     }
 
 
@@ -313,6 +347,30 @@ def _notes(training: dict, new: dict, alpha: float) -> dict[str, Any] | None:
     }
 
 
+def _units(training: dict, new: dict) -> list[dict[str, Any]] | None:
+    """Per feature, the units at training and here; a unit never seen at training is flagged (its values
+    were converted by the catalogue: check that the conversion holds for this site)."""
+    train, current = training.get("units"), new.get("units")
+    if not train or not current:
+        return None
+    rows = []
+    for feature, units in current.items():
+        seen = train.get(feature, {})
+        n_train, n_new = sum(seen.values()), sum(units.values())
+        unseen = sorted(u for u in units if u not in seen and u != "other")
+        rows.append(
+            {
+                "feature": feature,
+                "training": {u: n / n_train for u, n in seen.items()} if n_train else {},
+                "external": {u: n / n_new for u, n in units.items()},
+                "unseen": unseen,
+                "flag": bool(unseen),
+            }
+        )
+    rows.sort(key=lambda r: (not r["flag"], r["feature"]))
+    return rows
+
+
 def _image(training: dict, new: dict) -> dict[str, Any] | None:
     train, current = training.get("image"), new.get("image")
     if not train or not current:
@@ -399,6 +457,12 @@ def _messages(report: dict[str, Any]) -> list[str]:
         out.append(
             "Notes use words the training notes did not: the text encoder reads unfamiliar vocabulary."
         )
+    for row in report.get("units") or []:
+        if row["flag"]:
+            out.append(
+                f"{row['feature']} arrives in {', '.join(row['unseen'])}, a unit never seen at training: its "
+                "values were converted by the feature catalogue; check that the conversion holds here."
+            )
     for row in (report.get("image") or {}).get("rows", []):
         if row["flag"]:
             out.append(f"Images differ from training in {row['what']} ({row['relative_difference']:.0%}).")
@@ -477,6 +541,7 @@ def drift_report(
         "presence": _presence(training, new, alpha),
         "notes": _notes(training, new, alpha),
         "image": _image(training, new),
+        "units": _units(training, new),
     }
     report["flags"] = _messages(report)
     return report

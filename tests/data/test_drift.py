@@ -106,3 +106,20 @@ def test_domain_classifier_tells_shifted_sites_apart_and_not_the_same_one() -> N
     same = domain_auroc(rng.normal(0, 1, (300, 3)), rng.normal(0, 1, (300, 3)))
     shifted = domain_auroc(rng.normal(0, 1, (300, 3)), rng.normal([1.0, 0, 0], 1, (300, 3)))
     assert 0.4 < same < 0.6 and shifted > 0.7
+
+
+def test_units_are_summarised_from_the_rows_used_and_an_unseen_unit_is_flagged(tmp_path) -> None:
+    from mmdx.data.drift import _units, _units_summary
+    from mmdx.data.synth import SynthOptions, synthesize_cohort
+    from mmdx.data.validation import validate_cohort
+
+    synthesize_cohort(tmp_path / "c", SynthOptions(n_cases=60, seed=2, dims=2, size=16))
+    cohort = validate_cohort(tmp_path / "c", workers=1, check_images=False)
+    units = _units_summary(cohort, cohort.cases["case_id"].tolist())
+    raw = pd.read_csv(tmp_path / "c" / "observations.csv")
+    temperature = raw[raw["code"].isin(["8310-5", "temperature"])]
+    written = {u for u in temperature["unit"] if (temperature["unit"] == u).sum() >= MIN_CELL}
+    assert set(units["temperature"]) - {"other"} == written  # Cel and [degF], as the sites write them
+    assert sum(units["temperature"].values()) == len(cohort.observations.query("feature == 'temperature'"))
+    rows = _units({"units": {"glucose": {"mg/dL": 50}}}, {"units": {"glucose": {"mg/dL": 20, "mmol/L": 30}}})
+    assert rows[0]["flag"] and rows[0]["unseen"] == ["mmol/L"]
