@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             d = r["drift"]
             print(
                 f"  drift: prevalence flagged {d['prevalence_flagged']}; flagged {d['flagged']} "
-                f"(shifted {d['shifted']}; exactly: {d['exactly_the_shifted']}); missingness {d['missingness_flagged']}"
+                f"(shifted {d['shifted']}; exactly: {d['exactly_the_shifted']}); missingness {d['missingness_flagged']}; "
+                f"marginal tests (as without labels) {d['flagged_marginal']}; domain classifier AUROC {d['domain_auroc']}"
             )
         o = r["original"]["scores"]
         print(f"  original: CITL {iv(o['citl'])} slope {iv(o['calibration_slope'])} ECE {iv(o['ece'])}")
