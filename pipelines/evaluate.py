@@ -137,6 +137,11 @@ def _external(args: argparse.Namespace) -> int:
             print(f"  recalibration {method:20s} not available: {entry['reason']}")
             continue
         s = entry["scores"]
+        if s is None:
+            print(
+                f"  recalibration {method:20s} intercept {entry['intercept']:+.3f} slope {entry['slope']:.3f} ({entry['reason']})"
+            )
+            continue
         print(
             f"  recalibration {method:20s} CITL {s['citl']['estimate']:+.4f}  slope "
             f"{s['calibration_slope']['estimate']:.3f}  ECE {s['ece']['estimate']:.4f} "

@@ -108,7 +108,7 @@ def _recalibration(results: dict[str, Any] | None) -> dict[str, Any]:
         return {"methods": [], "saved": None}
     rows = []
     for name, entry in [("original", results["original"]), *results["methods"].items()]:
-        if entry.get("status", "ok") != "ok":
+        if entry.get("status", "ok") != "ok" or entry.get("scores") is None:
             continue
         scores = entry["scores"]
         rows.append(

@@ -202,22 +202,88 @@ def _intervals(values: list[dict[str, float]], point: dict[str, float]) -> dict[
     return out
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """The scored cases' calibrated logits and labels, and whether calibration can be scored on them."""
+
+    z: np.ndarray
+    y: np.ndarray
+
+    @property
+    def ok(self) -> bool:
+        return self.y.size > 0 and 0 < int(self.y.sum()) < self.y.size
+
+
+def _score_fit(
+    method: str,
+    fit: tuple[float, float, dict],
+    sample: tuple[np.ndarray, np.ndarray | None],
+    scored: _Scored,
+    reference: dict[str, Any],
+    rng: np.random.Generator,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One recalibration's scores on the scored cases, refitted on each replicate of ``sample``."""
+    intercept, slope, details = fit
+    entry: dict[str, Any] = {"status": "ok", "intercept": intercept, "slope": slope, **details}
+    if not scored.ok:
+        return {**entry, "scores": None, "reason": "no labelled scored cases of both classes: not scored"}
+    fit_z, fit_y = sample
+    zt, yt = scored.z, scored.y
+    before, after = expit(zt), expit(intercept + slope * zt)
+    replicates, conditional = [], []
+    for _ in range(n_resamples):
+        i = rng.integers(0, len(fit_z), len(fit_z))
+        j = rng.integers(0, len(zt), len(zt))
+        conditional.append(_scores(yt[j], after[j]))
+        try:
+            a, b, _ = _fit(method, fit_z[i], None if fit_y is None else fit_y[i], reference)
+        except ValueError:
+            continue
+        replicates.append(_scores(yt[j], expit(a + b * zt[j])))
+    ece_change = paired_bootstrap_difference(
+        expected_calibration_error, yt, after, before, n_resamples, stratified=False, seed=seed
+    )
+    return {
+        **entry,
+        "scores": _intervals(replicates, _scores(yt, after)),
+        # this fitted recalibration, resampling the scored cases only
+        "scores_given_fit": _intervals(conditional, _scores(yt, after)),
+        "ece_perfect": perfect_calibration_ece(after, seed=seed).to_dict(),
+        "ece_change": ece_change.to_dict(),
+        "auroc": auroc(yt, after),
+    }
+
+
+def _original(scored: _Scored, rng: np.random.Generator, n_resamples: int, seed: int) -> dict[str, Any]:
+    if not scored.ok:
+        return {"scores": None, "reason": "no labelled scored cases of both classes"}
+    zt, yt = scored.z, scored.y
+    before = expit(zt)
+    draws = (rng.integers(0, len(yt), len(yt)) for _ in range(n_resamples))
+    return {
+        "scores": _intervals([_scores(yt[i], before[i]) for i in draws], _scores(yt, before)),
+        "ece_perfect": perfect_calibration_ece(before, seed=seed).to_dict(),
+    }
+
+
 def _recalibration_results(
     frame: pd.DataFrame, bundle: Bundle, reference: dict[str, Any], n_resamples: int, seed: int
 ) -> dict[str, Any]:
     z_all = frame["logit"].to_numpy(dtype=float) / bundle.calibration.temperature_
-    scored = (frame["split"] == "test").to_numpy() & frame["label"].notna().to_numpy()
-    local = (frame["split"] == "val").to_numpy() & frame["label"].notna().to_numpy()
+    labelled = frame["label"].notna().to_numpy()
+    scored_rows = (frame["split"] == "test").to_numpy() & labelled
+    local = (frame["split"] == "val").to_numpy() & labelled
     y_all = frame["label"].to_numpy(dtype=float)
-    zt, yt = z_all[scored], y_all[scored].astype(int)
+    scored = _Scored(z_all[scored_rows], y_all[scored_rows].astype(int))
     zl, yl = z_all[local], y_all[local]
     methods = ["prevalence"] + (
         ["prevalence_labelled", "intercept", "logistic"] if local.sum() and 0 < yl.sum() < len(yl) else []
     )
-    before = expit(zt)
     rng = np.random.default_rng(seed)
     results: dict[str, Any] = {
-        "n_scored": int(scored.sum()),
+        "n_scored": int(scored_rows.sum()),
         "n_local_sample": int(local.sum()),
         "n_local_positive": int(yl.sum()) if local.sum() else 0,
         "reference": reference,
@@ -225,25 +291,17 @@ def _recalibration_results(
         "seed": seed,
         "interval_method": "percentile bootstrap: refitted on a replicate of its fitting sample, scored on a "
         "replicate of the scored cases",
-        "original": {
-            "scores": _intervals(
-                [
-                    _scores(yt[i], before[i])
-                    for i in (rng.integers(0, len(yt), len(yt)) for _ in range(n_resamples))
-                ],
-                _scores(yt, before),
-            ),
-            "ece_perfect": perfect_calibration_ece(before, seed=seed).to_dict(),
-        },
+        "original": _original(scored, rng, n_resamples, seed),
         "methods": {},
     }
     for method in methods:
-        fit_z, fit_y = (z_all, None) if method == "prevalence" else (zl, yl)
+        sample = (z_all, None) if method == "prevalence" else (zl, yl)
         try:
-            intercept, slope, details = _fit(method, fit_z, fit_y, reference)
+            fit = _fit(method, sample[0], sample[1], reference)
         except (ValueError, np.linalg.LinAlgError) as exc:
             results["methods"][method] = {"status": "not_available", "reason": str(exc)}
             continue
+        intercept, slope, _ = fit
         if not (math.isfinite(intercept) and math.isfinite(slope) and slope > 0):
             results["methods"][method] = {
                 "status": "not_available",
@@ -251,32 +309,9 @@ def _recalibration_results(
                 "the right way round; recalibrate on a larger local sample",
             }
             continue
-        after = expit(intercept + slope * zt)
-        replicates, conditional = [], []
-        for _ in range(n_resamples):
-            i = rng.integers(0, len(fit_z), len(fit_z))
-            j = rng.integers(0, len(zt), len(zt))
-            conditional.append(_scores(yt[j], after[j]))
-            try:
-                a, b, _ = _fit(method, fit_z[i], None if fit_y is None else fit_y[i], reference)
-            except ValueError:
-                continue
-            replicates.append(_scores(yt[j], expit(a + b * zt[j])))
-        ece_change = paired_bootstrap_difference(
-            expected_calibration_error, yt, after, before, n_resamples, stratified=False, seed=seed
+        results["methods"][method] = _score_fit(
+            method, fit, sample, scored, reference, rng, n_resamples, seed
         )
-        results["methods"][method] = {
-            "status": "ok",
-            "intercept": intercept,
-            "slope": slope,
-            **details,
-            "scores": _intervals(replicates, _scores(yt, after)),
-            # this fitted recalibration, resampling the scored cases only
-            "scores_given_fit": _intervals(conditional, _scores(yt, after)),
-            "ece_perfect": perfect_calibration_ece(after, seed=seed).to_dict(),
-            "ece_change": ece_change.to_dict(),
-            "auroc": auroc(yt, after),
-        }
     return results
 
 

@@ -140,3 +140,22 @@ def test_a_bundle_without_training_summary_loads_and_says_why_there_is_no_drift(
     assert "\n" not in NO_SUMMARY
     assert set(result.recalibration["methods"]) == {"prevalence"}
     assert result.artefact is not None and result.artefact.name == "harbour-v1"
+
+
+def test_an_unlabelled_site_gets_the_label_free_recalibration_and_a_marginal_drift_report(
+    evaluated: Path, site: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    cohort = tmp_path / "unlabelled"
+    shutil.copytree(site, cohort)
+    cases = pd.read_csv(cohort / "cases.csv")
+    cases["label"] = ""
+    cases.to_csv(cohort / "cases.csv", index=False)
+    result = evaluate_external(evaluated, cohort, "unlabelled", n_resamples=10, workers=1)
+    assert not result.drift["labelled"] and "prevalence" in result.drift["caveat"]
+    assert result.drift["prevalence"]["estimated_without_labels"] is not None
+    (method,) = result.recalibration["methods"].values()
+    assert method["status"] == "ok" and method["scores"] is None and 0.0 < method["prevalence"] < 1.0
+    assert result.artefact is not None and result.artefact.name == "unlabelled-v1"
+    assert result.metrics["splits"] == {}
