@@ -17,8 +17,8 @@ test AUROC with each modality removed at test time. The cohort defaults to the o
 External validation: with --name SITE the cohort is another site's, and everything is written under
 RUN/external/SITE/ (the run's own files are left untouched): predictions, metrics with bootstrap intervals,
 the drift report against the training summary stored in the bundle (prevalence, per-feature distributions
-within each class with Holm's correction, missingness, presence patterns, notes, images), and the effect of
-local recalibration (prevalence adjustment without labels; with --local-sample N labelled cases also
+within each class with Holm's correction, missingness, presence patterns, units, notes, images; a domain
+classifier when the training cohort is at hand), and the effect of local recalibration (prevalence adjustment without labels; with --local-sample N labelled cases also
 recalibration-in-the-large and logistic recalibration). The chosen recalibration is saved as a new
 versioned artefact in RUN/calibrations/SITE-v<k>/, which 'mmdx predict --calibration' applies.
 """
