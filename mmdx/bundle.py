@@ -11,6 +11,10 @@ A bundle is a directory:
 ``tokenizer.json``     the note tokenizer (when the model reads text)
 ``calibration.json``   the temperature fitted on the validation split
 ``card.json``          data fingerprint, metrics, versions, seed, operating threshold, intended use
+``training_summary.json`` the training split summarised without rows (prevalence, per-feature quantile bins,
+                       missingness, presence patterns, note vocabulary, image fingerprint;
+                       :mod:`mmdx.data.drift`), for drift reports at other sites; absent from bundles
+                       written before it existed
 ``manifest.json``      bundle schema version and the SHA-256 of every file above
 =====================  ===============================================================================
 
@@ -44,6 +48,8 @@ from mmdx.training.calibration import TemperatureScaler
 BUNDLE_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+#: The training cohort's summary (optional: bundles written before it existed lack it).
+TRAINING_SUMMARY = "training_summary.json"
 
 
 @dataclass
@@ -57,6 +63,8 @@ class Bundle:
     preprocessing: Preprocessing
     calibration: TemperatureScaler
     card: dict
+    #: the training split's summary (``training_summary.json``), None for a bundle written without one
+    training_summary: dict | None = None
 
     @property
     def threshold(self) -> float:
@@ -93,8 +101,10 @@ def save_bundle(
     preprocessing: Preprocessing,
     calibration: TemperatureScaler,
     card: dict,
+    training_summary: dict | None = None,
 ) -> Path:
-    """Write a bundle to ``directory`` (created owner-only); returns its path."""
+    """Write a bundle to ``directory`` (created owner-only); returns its path. ``training_summary``
+    (:func:`mmdx.data.drift.summarise_cohort` of the training split) is written when given."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     architecture = getattr(model, "config", None)
@@ -108,6 +118,8 @@ def save_bundle(
     calibration.save(directory / "calibration.json")
     card = {**card, "model_version": sha256_file(directory / WEIGHTS)[:16], "mmdx_version": __version__}
     (directory / "card.json").write_text(json.dumps(card, indent=1, default=str), encoding="utf-8")
+    if training_summary is not None:
+        (directory / TRAINING_SUMMARY).write_text(json.dumps(training_summary), encoding="utf-8")
     files = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
     manifest = {
         "schema_version": BUNDLE_SCHEMA_VERSION,
@@ -368,4 +380,18 @@ def load_bundle(path: str | Path) -> Bundle:
             f"(missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})"
         )
     model.eval()
-    return Bundle(directory, model, config, architecture, preprocessing, calibration, card)
+    summary = _read_training_summary(directory, manifest)
+    return Bundle(directory, model, config, architecture, preprocessing, calibration, card, summary)
+
+
+def _read_training_summary(directory: Path, manifest: dict) -> dict | None:
+    """The training summary listed in the manifest (checked already), or None when the bundle has none."""
+    if TRAINING_SUMMARY not in manifest.get("files", {}):
+        return None
+    try:
+        summary = json.loads((directory / TRAINING_SUMMARY).read_text(encoding="utf-8"))
+        if not isinstance(summary, dict) or not isinstance(summary.get("features"), dict):
+            raise TypeError("expected an object with 'features'")
+    except Exception as exc:
+        raise _part_error(directory, TRAINING_SUMMARY, exc) from None
+    return summary

@@ -13,6 +13,10 @@
         explanations/             index.json, summary.json and one folder per case (mmdx explain; the format
                                   is :mod:`mmdx.explain.artifacts`); data_schemas/explanations_index.schema.json
         audit/                    audit_report.html and .json (mmdx audit)
+        external/<site>/          an evaluation on another site's cohort (mmdx evaluate --name SITE):
+                                  predictions.parquet, metrics.json, validation_report.json, drift.json,
+                                  recalibration.json; the run's own files above are never touched
+        calibrations/<site>-v<k>/ local recalibrations of the bundle (mmdx.training.recalibration)
         review.sqlite             the default review store (verdicts and the access trail)
 
 Every workflow, the audit and the dashboard go through :class:`RunPaths` for these files. Apart from the
@@ -55,6 +59,9 @@ _HINTS = {
     "explanations": "run 'mmdx explain RUN' first",
     "validation_report": "run 'mmdx evaluate RUN' (it validates the cohort) first",
 }
+#: An external evaluation's folder under ``RUN/external/``.
+EXTERNAL_DIR = "external"
+CALIBRATIONS_DIR = "calibrations"
 
 
 @cache
@@ -109,6 +116,30 @@ class RunPaths:
         return self.root / "checkpoints"
 
     @property
+    def calibrations(self) -> Path:
+        """Where local recalibrations of the bundle go (``calibrations/<site>-v<k>/``)."""
+        return self.root / CALIBRATIONS_DIR
+
+    def external(self, site: str) -> ExternalPaths:
+        """The folder of the evaluation on ``site``'s cohort (``external/<site>/``)."""
+        from mmdx.training.recalibration import check_site
+
+        try:
+            check_site(site)
+        except ValueError as exc:
+            raise MmdxError(str(exc)) from None
+        return ExternalPaths(self.root / EXTERNAL_DIR / site, site)
+
+    def external_sites(self) -> list[str]:
+        """The sites with an external evaluation in this run, sorted."""
+        folder = self.root / EXTERNAL_DIR
+        return (
+            sorted(p.name for p in folder.iterdir() if (p / "metrics.json").is_file())
+            if folder.is_dir()
+            else []
+        )
+
+    @property
     def review_store(self) -> Path:
         return self.root / STORE_FILENAME
 
@@ -156,30 +187,12 @@ class RunPaths:
 
     def write_predictions(self, frame: pd.DataFrame) -> Path:
         """Write the predictions table; it must hold every column of the predictions schema."""
-        missing = [c for c in prediction_columns() if c not in frame.columns]
-        if missing:
-            raise ValueError(f"the predictions table lacks the column(s) {', '.join(missing)}")
-        frame.to_parquet(self.predictions, index=False)
-        return self.predictions
+        return _write_predictions(self.predictions, frame)
 
     def read_predictions(self) -> pd.DataFrame:
         """The predictions table, checked for the columns of its schema; ``case_id`` as ``str``."""
-        import pandas as pd
-
         self.require("predictions")
-        path = self.predictions
-        try:
-            frame = pd.read_parquet(path)
-        except (OSError, ValueError) as exc:
-            raise MmdxError(f"{path} cannot be read ({exc}); run 'mmdx evaluate RUN' again") from None
-        missing = [c for c in prediction_columns() if c not in frame.columns]
-        if missing:
-            raise MmdxError(
-                f"{path} lacks the column(s) {', '.join(missing)}; it was written by another mmdx version: "
-                "run 'mmdx evaluate RUN' again"
-            )
-        frame["case_id"] = frame["case_id"].astype(str)
-        return frame
+        return _read_predictions(self.predictions, "mmdx evaluate RUN")
 
     # ---------------------------------------------------------------------------------------------------
     # metrics.json (mmdx evaluate), training.json (mmdx train), validation_report.json
@@ -251,6 +264,105 @@ class RunPaths:
         from mmdx.explain.artifacts import case_file
 
         return case_file(self.explanations, case_id, name)
+
+
+@dataclass(frozen=True)
+class ExternalPaths:
+    """``RUN/external/<site>/``: one external evaluation (``mmdx evaluate RUN --cohort DIR --name SITE``).
+
+    ``predictions.parquet`` has the run's predictions schema (``split`` is ``test`` for the cases scored and
+    ``val`` for the local labelled sample a recalibration was fitted on), ``metrics.json`` the metrics with
+    intervals, ``drift.json`` the drift report, ``recalibration.json`` what each recalibration did."""
+
+    root: Path
+    site: str
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.parquet"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.root / "validation_report.json"
+
+    @property
+    def drift(self) -> Path:
+        return self.root / "drift.json"
+
+    @property
+    def recalibration(self) -> Path:
+        return self.root / "recalibration.json"
+
+    def _hint(self) -> str:
+        return f"mmdx evaluate RUN --cohort DIR --name {self.site}"
+
+    def create(self) -> ExternalPaths:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+    def require(self) -> None:
+        if not self.metrics.is_file() or not self.predictions.is_file():
+            raise MmdxError(
+                f"no external evaluation '{self.site}' in {self.root.parent.parent}; run '{self._hint()}'"
+            )
+
+    def write_predictions(self, frame: pd.DataFrame) -> Path:
+        return _write_predictions(self.predictions, frame)
+
+    def read_predictions(self) -> pd.DataFrame:
+        self.require()
+        return _read_predictions(self.predictions, self._hint())
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
+        return _write_json(self.metrics, metrics)
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        return _read_optional_json(self.metrics, self._hint())
+
+    def write_drift(self, report: Mapping[str, Any]) -> Path:
+        return _write_json(self.drift, report)
+
+    def read_drift(self) -> dict[str, Any] | None:
+        return _read_optional_json(self.drift, self._hint())
+
+    def write_recalibration(self, results: Mapping[str, Any]) -> Path:
+        return _write_json(self.recalibration, results)
+
+    def read_recalibration(self) -> dict[str, Any] | None:
+        return _read_optional_json(self.recalibration, self._hint())
+
+    def write_validation_report(self, report: ValidationReport) -> Path:
+        report.write(self.validation_report)
+        return self.validation_report
+
+
+def _write_predictions(path: Path, frame: pd.DataFrame) -> Path:
+    missing = [c for c in prediction_columns() if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the predictions table lacks the column(s) {', '.join(missing)}")
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def _read_predictions(path: Path, command: str) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise MmdxError(f"{path} cannot be read ({exc}); run '{command}' again") from None
+    missing = [c for c in prediction_columns() if c not in frame.columns]
+    if missing:
+        raise MmdxError(
+            f"{path} lacks the column(s) {', '.join(missing)}; it was written by another mmdx version: "
+            f"run '{command}' again"
+        )
+    frame["case_id"] = frame["case_id"].astype(str)
+    return frame
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> Path:

@@ -65,6 +65,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--cohort", help="the cohort's folder, when it moved since training (robustness, fingerprint)"
     )
     p.add_argument(
+        "--external",
+        metavar="SITE",
+        help="the external evaluation (mmdx evaluate RUN --cohort DIR --name SITE) of the External validation "
+        "section (default: the only one the run has)",
+    )
+    p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="evaluation split (default test)"
     )
     p.add_argument(
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         robustness=not args.no_robustness,
         workers=args.workers,
         threads=args.threads,
+        external=args.external,
     ).checked()
     result = audit_report(
         args.run,

@@ -26,6 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="apply a local recalibration (RUN/calibrations/SITE-vK from 'mmdx evaluate --name SITE'); the "
+        "bundle's own probability is kept in probability_home",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             workers=args.workers,
             batch_size=args.batch_size,
+            calibration=args.calibration,
             progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )
     frame = result.predictions
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         f"predicted {len(frame)} cases with model {result.model_version} (threshold {result.threshold:.3f}): "
         f"{int(frame['predicted'].sum())} above the threshold -> {result.out}"
     )
+    if result.calibration is not None:
+        print(f"probabilities recalibrated locally with {result.calibration}")
     if result.rejected:
         print(
             f"{len(result.rejected)} case rows were rejected by validation and not predicted: "

@@ -18,7 +18,9 @@ demographics, per-case missing modalities, lesion masks and the exact Bayes post
 (ground_truth/truth.jsonl; bayes_auroc in cohort.yaml). --defects plants broken inputs (missing, truncated
 and mixed DICOM, a missing slice, a path escaping the cohort, duplicate IDs, implausible values, unknown
 units, a NIfTI qform/sform mismatch, a malformed notes line, ...) listed in ground_truth/defects.json.
---fov, --slice-spacing, --slices, --mr-site and --mix-dims vary the images (a targeted field of view,
+--site-shift writes a second hospital for external validation (another prevalence, shifted features,
+another scanner; see 'mmdx evaluate --name'). --fov, --slice-spacing, --slices, --mr-site and --mix-dims
+vary the images (a targeted field of view,
 anisotropic volumes, an MR-like site in arbitrary units, 2D slices among 3D volumes); without them the
 cohort is the same, byte for byte, as before they existed. --phi writes an *identified* cohort for testing
 de-identification: patient names, MRNs, dates of birth, addresses, phone numbers and e-mails in every
@@ -77,6 +79,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="share of images written with the other dimensionality (2D slices in a 3D cohort); default 0",
     )
     p.add_argument(
+        "--site-shift",
+        action="store_true",
+        help="every case from a second hospital: outcome prevalence 0.20 instead of 0.35, spo2, creatinine "
+        "and glucose shifted in both classes, troponin measured more often, its own scanner; the shift is "
+        "listed in cohort.yaml (generator.site_shift) and the Bayes limit stays known (for external validation)",
+    )
+    p.add_argument(
         "--phi",
         action="store_true",
         help="fill identifying fields with canary PHI values (for de-identification tests)",
@@ -98,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             slices=args.slices,
             mr_site=args.mr_site,
             mix_dims=args.mix_dims,
+            site_shift=args.site_shift,
         )
     except ValueError as exc:
         raise MmdxError(str(exc)) from None

@@ -39,9 +39,14 @@ def test_round_trip_gives_identical_predictions(tiny_run: Path, small_cohort_2d:
     assert not any(
         p.suffix in {".pt", ".pth", ".pkl", ".bin", ".ckpt"} for p in (tiny_run / "bundle").iterdir()
     )
+    # the training split summarised for drift reports, listed in the manifest like every other file
+    assert "training_summary.json" in json.loads((tiny_run / "bundle" / MANIFEST).read_text())["files"]
+    assert bundle.training_summary["n"] == int((inputs.split_of() == "train").sum())
 
 
-@pytest.mark.parametrize("victim", ["model.safetensors", "preprocessing.json", "calibration.json"])
+@pytest.mark.parametrize(
+    "victim", ["model.safetensors", "preprocessing.json", "calibration.json", "training_summary.json"]
+)
 def test_tampered_file_is_refused(tiny_run: Path, tmp_path: Path, victim: str) -> None:
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_run / "bundle", copy)

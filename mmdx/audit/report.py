@@ -41,6 +41,7 @@ from mmdx.audit import (  # noqa: F401
     clinician_review,
     cohort_flow,
     explanations,
+    external,
     performance,
     provenance,
     robustness,
@@ -106,6 +107,8 @@ class AuditOptions:
     batch_size: int = 64
     workers: int = 2
     threads: int | None = None
+    #: the external evaluation (``RUN/external/SITE``) of the "External validation" section; None: the only one
+    external: str | None = None
 
     def checked(self) -> AuditOptions:
         """``self`` if every setting is valid; otherwise raise :class:`MmdxError` naming the bad one."""
@@ -131,6 +134,13 @@ class AuditOptions:
             raise MmdxError(f"alpha must be in (0, 1), e.g. 0.05 for 95% intervals; received {self.alpha!r}")
         check_levels(self.noise_levels, "image noise")
         check_levels(self.missingness_levels, "tabular missingness")
+        if self.external is not None:
+            from mmdx.training.recalibration import check_site
+
+            try:
+                check_site(self.external)
+            except ValueError as exc:
+                raise MmdxError(f"external: {exc}") from None
         if self.split not in SPLITS:
             raise MmdxError(f"split must be one of {', '.join(SPLITS)}; received {self.split!r}")
         return self

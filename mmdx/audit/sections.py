@@ -51,6 +51,7 @@ class Section(StrEnum):
     EXPLANATIONS = "explanations"
     CLINICIAN_REVIEW = "clinician_review"
     COMPARISON = "comparison"
+    EXTERNAL_VALIDATION = "external_validation"
 
 
 #: Headings of the sections in the HTML report.
@@ -66,6 +67,7 @@ SECTION_TITLES: dict[Section, str] = {
     Section.EXPLANATIONS: "Explanations",
     Section.CLINICIAN_REVIEW: "Clinician review",
     Section.COMPARISON: "Comparison with another run",
+    Section.EXTERNAL_VALIDATION: "External validation",
 }
 
 

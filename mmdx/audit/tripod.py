@@ -60,6 +60,7 @@ COVERED: tuple[TripodItem, ...] = (
     TripodItem("22", "Full model specification", (Section.PROVENANCE,), "resolved config and weights checksum (the bundle)"),
     TripodItem("23a", "Performance with confidence intervals", (Section.DISCRIMINATION, Section.OPERATING_POINT, Section.CALIBRATION), "point estimates with 95% intervals"),
     TripodItem("23b", "Performance in key subgroups", (Section.SUBGROUPS,), "every subgroup of cohort.yaml, small groups flagged"),
+    TripodItem("24", "Model updating results", (Section.EXTERNAL_VALIDATION,), "calibration at another site before and after local recalibration"),
     TripodItem("26", "Limitations", (Section.MODEL_CARD,), "limitations from the config and computed facts"),
     TripodItem("27a", "Handling of poor-quality or unavailable inputs", (Section.ROBUSTNESS, Section.COHORT_FLOW), "rejections, missing modalities, degraded inputs"),
     TripodItem("27b", "User interaction and expertise", (Section.CLINICIAN_REVIEW, Section.EXPLANATIONS), "clinician review and explanation checks"),
@@ -84,7 +85,6 @@ NOT_COVERED: tuple[tuple[str, str], ...] = (
     ("17", "Ethical approval"),
     ("18a-e", "Funding, conflicts of interest, protocol, registration, data sharing"),
     ("19", "Patient and public involvement"),
-    ("24", "Model updating results"),
     ("25", "Interpretation"),
     ("27c", "Future research"),
 )

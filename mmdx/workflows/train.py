@@ -34,6 +34,7 @@ from mmdx.data.dataset import (
     fit_preprocessing,
     plan_training_images,
 )
+from mmdx.data.drift import summarise_cohort
 from mmdx.data.plan import CohortImagePlan, declared_modality, describe_warnings
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import ValidatedCohort, validate_cohort
@@ -390,7 +391,8 @@ def _train(
     card = model_card(
         config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
     )
-    save_bundle(run.bundle, model, config, preprocessing, scaler, card)
+    summary = summarise_cohort(cohort, table, preprocessing.tabular_columns, splits.train)
+    save_bundle(run.bundle, model, config, preprocessing, scaler, card, training_summary=summary)
     result = TrainResult(
         run=run,
         cohort=cohort.root,

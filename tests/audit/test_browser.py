@@ -45,6 +45,7 @@ def test_the_report_opens_without_console_errors_or_network(browser, audit_repor
         "explanations",
         "clinician_review",
         "comparison",
+        "external_validation",
     ]
     # the page's styles applied (a broken stylesheet would leave the header unstyled)
     colour = browser.execute_script(

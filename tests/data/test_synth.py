@@ -331,3 +331,37 @@ def test_without_variety_options_the_cohort_is_unchanged(tmp_path: Path) -> None
         if path.is_file():
             assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
     assert "fov_mm" not in (tmp_path / "a" / "cohort.yaml").read_text()
+
+
+def test_site_shift_moves_prevalence_and_the_named_features_only(tmp_path: Path) -> None:
+    """--site-shift: one new site, rarer outcome, the named non-causal features shifted in both classes,
+    and a posterior that the files alone still reproduce (its prior is the new prevalence)."""
+    home, shifted = tmp_path / "home", tmp_path / "shifted"
+    synthesize_cohort(home, SynthOptions(n_cases=200, seed=3, dims=2, size=16))
+    synthesize_cohort(shifted, SynthOptions(n_cases=200, seed=3, dims=2, size=16, site_shift=True))
+    spec = yaml.safe_load((shifted / "cohort.yaml").read_text())
+    shift = spec["generator"]["site_shift"]
+    assert spec["generator"]["prevalence"] == shift["prevalence"] == 0.2
+    assert set(shift["shifted_features"]) == {"spo2", "creatinine", "glucose"}
+    cases = pd.read_csv(shifted / "cases.csv")
+    assert set(cases["site"]) == {"harbour"}
+    assert 0.12 < cases["label"].mean() < 0.28
+    assert 0.8 < spec["bayes_auroc"] <= 1.0
+    small = tmp_path / "small"
+    synthesize_cohort(small, SynthOptions(n_cases=30, seed=4, dims=2, size=16, site_shift=True))
+    truth, recomputed = _read_truth(small), _recompute_posteriors(small)
+    assert max(abs(recomputed[c] - truth[c]["posterior"]) for c in truth) < 1e-9
+
+    def latest_mean(root: Path, key: str) -> float:
+        obs = pd.read_csv(root / "observations.csv", dtype=str)
+        keys = {code: CATALOGUE[code].key for code in obs["code"].unique()}
+        obs = obs[obs["code"].map(keys) == key]
+        feature = CATALOGUE[key]
+        values = [feature.to_canonical(float(v), u) for v, u in zip(obs["value"], obs["unit"], strict=True)]
+        return float(np.mean(values))
+
+    assert latest_mean(shifted, "spo2") < latest_mean(home, "spo2") - 0.8  # 0.8 sd of 1.6 lower
+    assert latest_mean(shifted, "glucose") > latest_mean(home, "glucose") * 1.08
+    assert abs(latest_mean(shifted, "sodium") / latest_mean(home, "sodium") - 1) < 0.005  # not shifted
+    with pytest.raises(ValueError, match="cannot be combined"):
+        SynthOptions(site_shift=True, mr_site=True)

@@ -36,10 +36,12 @@ OPTIONS = AuditOptions(
 
 @pytest.fixture(scope="session")
 def audit_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory, tiny) -> Path:
-    """The demo architecture shrunk (conftest TINY), 3 epochs on the 160-case 2D cohort, evaluated, and its
-    first 10 test cases explained."""
+    """The demo architecture shrunk (conftest TINY), 3 epochs on the 160-case 2D cohort, evaluated, its
+    first 10 test cases explained, and evaluated on a second synthetic site (``external/site-b``)."""
+    from mmdx.data.synth import SynthOptions, synthesize_cohort
     from mmdx.workflows.evaluate import evaluate_run
     from mmdx.workflows.explain import explain_run
+    from mmdx.workflows.external import evaluate_external
     from mmdx.workflows.train import train_run
 
     _, make_config = tiny
@@ -47,6 +49,9 @@ def audit_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory, t
     train_run(make_config("train.epochs=3"), small_cohort_2d, out, progress=False)
     evaluate_run(out, workers=1)
     explain_run(out, limit=10, check_cases=4, workers=1)
+    site = tmp_path_factory.mktemp("audit-site") / "site-b"
+    synthesize_cohort(site, SynthOptions(n_cases=80, seed=12, dims=2, size=32, site_shift=True))
+    evaluate_external(out, site, "site-b", local_sample=30, method="intercept", n_resamples=50, workers=1)
     return out
 
 

@@ -18,8 +18,10 @@ from mmdx.data.synth.model import (
     MISSING,
     MR_SITE,
     PREVALENCE,
+    SHIFTED_SITE,
     SITES,
     from_transformed,
+    site_prevalence,
     truncation_bounds,
     unit_decimals,
 )
@@ -45,6 +47,8 @@ class SynthOptions:
     mr_site: bool = False
     #: share of the images written with the other dimensionality (2D slices in a 3D cohort and vice versa)
     mix_dims: float = 0.0
+    #: every case from a second hospital (see ``SHIFTED_SITE``): another prevalence, shifted features
+    site_shift: bool = False
 
     @property
     def varied(self) -> bool:
@@ -55,6 +59,7 @@ class SynthOptions:
             or self.slices is not None
             or self.mr_site
             or self.mix_dims > 0
+            or self.site_shift
         )
 
     def variety(self) -> dict:
@@ -65,6 +70,7 @@ class SynthOptions:
             "slices": self.slices,
             "mr_site": self.mr_site or None,
             "mix_dims": self.mix_dims or None,
+            "site_shift": shifted_site_parameters() if self.site_shift else None,
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -83,6 +89,10 @@ class SynthOptions:
             raise ValueError(f"--slices must be between 2 and 512, got {self.slices}")
         if not 0.0 <= self.mix_dims <= 0.5:
             raise ValueError(f"--mix-dims must be between 0 and 0.5, got {self.mix_dims}")
+        if self.site_shift and self.mr_site:
+            raise ValueError(
+                "--site-shift and --mr-site cannot be combined: the shifted site is the only site"
+            )
         if self.defects and self.n_cases < MIN_CASES_WITH_DEFECTS:
             raise ValueError(
                 f"--defects needs at least {MIN_CASES_WITH_DEFECTS} cases to plant every kind of defect, "
@@ -112,7 +122,7 @@ class CasePlan:
 def plan_cases(opts: SynthOptions) -> list[CasePlan]:
     rng = np.random.default_rng([opts.seed, 0])
     n = opts.n_cases
-    sites = {**SITES, **MR_SITE} if opts.mr_site else SITES
+    sites = {**SITES, **MR_SITE} if opts.mr_site else SHIFTED_SITE if opts.site_shift else SITES
     site_names = list(sites)
     weights = np.array([sites[s]["weight"] for s in site_names])
     n_patients = max(2, int(round(n * 0.8)))
@@ -122,7 +132,8 @@ def plan_cases(opts: SynthOptions) -> list[CasePlan]:
     # every patient has one case; the remaining cases are readmissions of random patients
     patient_of_case = np.concatenate([np.arange(n_patients), rng.integers(0, n_patients, n - n_patients)])
     patient_of_case = rng.permutation(patient_of_case)
-    labels = (rng.random(n) < PREVALENCE).astype(int)
+    prevalence = site_prevalence(site_names[0]) if opts.site_shift else PREVALENCE
+    labels = (rng.random(n) < prevalence).astype(int)
     has = {m: rng.random(n) >= MISSING[m] for m in ("image", "tabular", "text")}
     lesion_u = rng.random(n)
     fmt_u = rng.random(n)
@@ -159,6 +170,19 @@ def plan_cases(opts: SynthOptions) -> list[CasePlan]:
     return plans
 
 
+def shifted_site_parameters() -> dict:
+    """What ``--site-shift`` changes, for ``cohort.yaml``: the site, its prevalence, the shifted features
+    (mean shift in standard deviations, both classes alike) and the features observed more often."""
+    ((name, site),) = SHIFTED_SITE.items()
+    return {
+        "site": name,
+        "prevalence": site["prevalence"],
+        "feature_shift_sd": dict(site["feature_shift"]),
+        "p_observed": dict(site["p_observed"]),
+        "shifted_features": sorted(site["feature_shift"]),
+    }
+
+
 def age_band(age: int) -> str:
     return "18-49" if age < 50 else ("50-69" if age < 70 else "70+")
 
@@ -169,10 +193,17 @@ def observation_rows(plan: CasePlan, catalogue: FeatureCatalogue, rng: np.random
     latest: dict[str, tuple[float, str]] = {}
     if not plan.has_tabular:
         return rows, latest
-    units = ALL_SITES[plan.site]["units"]
+    site = ALL_SITES[plan.site]
+    units = site["units"]
+    if site.get("units_from_sites"):
+        names = list(SITES)
+        weights = np.array([SITES[n]["weight"] for n in names])
+        units = SITES[names[int(rng.choice(len(names), p=weights / weights.sum()))]]["units"]
+    shift, observed = site.get("feature_shift", {}), site.get("p_observed", {})
     for key, (kind, mean0, sd, mean1, p_obs) in FEATURE_MODEL.items():
-        if rng.random() >= p_obs:
+        if rng.random() >= observed.get(key, p_obs):
             continue
+        delta = shift.get(key, 0.0) * sd
         feature = catalogue[key]
         unit = units.get(key, feature.unit)
         decimals = unit_decimals(feature, unit)
@@ -182,7 +213,7 @@ def observation_rows(plan: CasePlan, catalogue: FeatureCatalogue, rng: np.random
         for j, hour in enumerate(hours):
             latest_row = j == n_obs - 1
             mean = mean1 if (latest_row and mean1 is not None and plan.label == 1) else mean0
-            t = _truncated_normal(rng, mean, sd, low, high)
+            t = _truncated_normal(rng, mean + delta, sd, low, high)
             canonical = float(from_transformed(kind, t))
             written = round(feature.from_canonical(canonical, unit), decimals)
             code = feature.loinc if rng.random() < 0.8 else feature.key

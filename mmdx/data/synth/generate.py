@@ -21,13 +21,13 @@ from mmdx.data.synth.images import case_geometry, render_image, write_nifti
 from mmdx.data.synth.model import (
     ALL_SITES,
     FEATURE_MODEL,
-    PREVALENCE,
     TASK_POSITIVE,
     bayes_aurocs,
     generator_parameters,
     image_llr,
     logit,
     sigmoid,
+    site_prevalence,
     tabular_llr,
     text_llr,
 )
@@ -103,7 +103,7 @@ def synthesize_cohort(
     opts_dict = {
         k: getattr(opts, k)
         for k in ("n_cases", "seed", "dims", "size", "defects", "workers", "phi")
-        + ("fov_mm", "slice_spacing_mm", "slices", "mr_site", "mix_dims")
+        + ("fov_mm", "slice_spacing_mm", "slices", "mr_site", "mix_dims", "site_shift")
     }
     jobs = [(p, opts_dict, str(out)) for p in image_plans]
     images: dict[str, dict] = {}
@@ -154,7 +154,7 @@ def synthesize_cohort(
                 email=identity["email"],
             )
         terms = {
-            "prior": logit(PREVALENCE),
+            "prior": logit(site_prevalence(plan.site)),
             "image": image_llr(plan.lesion) if plan.has_image else 0.0,
             "tabular": tabular_llr(catalogue, latest),
             "text": text_llr(statuses) if plan.has_text else 0.0,
@@ -229,6 +229,8 @@ def synthesize_cohort(
             **generator_parameters(),
         },
     }
+    if opts.site_shift:  # the prior of every posterior in truth.jsonl is the second site's
+        spec["generator"]["prevalence"] = site_prevalence(plans[0].site)
     (out / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, width=110), encoding="utf-8")
     return {
         "path": str(out),

@@ -174,8 +174,40 @@ MR_SITE: dict[str, dict] = {
         "rescale": (1.0, 0.0),
     }
 }
-#: Every site by name (the sites of a cohort are SITES, plus MR_SITE with ``--mr-site``).
-ALL_SITES: dict[str, dict] = {**SITES, **MR_SITE}
+#: A second hospital (``mmdx synth --site-shift``): every case of the cohort comes from it. Its outcome is
+#: rarer (``prevalence``), three features that carry no information about the outcome are shifted in both
+#: classes alike (``feature_shift``: mean shift in standard deviations of the feature's transformed scale),
+#: one is measured more often (``p_observed``), and its scanner and units lie within the home sites' range.
+#: Every feature's class-conditional distribution stays that of the home sites except those named, so the
+#: Bayes posterior changes only through its prior term and ``bayes_auroc`` stays known.
+SHIFTED_SITE: dict[str, dict] = {
+    "harbour": {
+        "weight": 1.0,
+        "prevalence": 0.20,
+        "feature_shift": {"spo2": -0.8, "creatinine": 0.8, "glucose": 0.7},
+        "p_observed": {"troponin_i": 0.85},
+        # its laboratories follow the home sites' unit conventions, each case one of them (home weights):
+        # a value's recorded resolution is then distributed as at home, and only the named features move
+        "units": {},
+        "units_from_sites": True,
+        "hu_offset": 12.0,
+        "noise_hu": 24.0,
+        "fov_mm": 350.0,
+        "z_factor": 1.1,
+        "dicom_share": 0.6,
+        "manufacturer": "CANON",
+        "rescale": (1.0, -1024.0),
+    }
+}
+#: Every site by name (the sites of a cohort are SITES, plus MR_SITE with ``--mr-site``, or SHIFTED_SITE
+#: alone with ``--site-shift``).
+ALL_SITES: dict[str, dict] = {**SITES, **MR_SITE, **SHIFTED_SITE}
+
+
+def site_prevalence(site: str) -> float:
+    """The outcome's prevalence at ``site`` (the home sites share :data:`PREVALENCE`)."""
+    return float(ALL_SITES[site].get("prevalence", PREVALENCE))
+
 
 HU_AIR, HU_TISSUE, HU_LUNG, HU_BONE, HU_HEART, HU_LESION = -1000.0, 40.0, -850.0, 650.0, 45.0, 25.0
 #: MR-like signal of each phantom tissue (before the per-image gain), as (HU, signal) pairs interpolated
