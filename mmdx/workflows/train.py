@@ -45,7 +45,8 @@ from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import predict_dataset
-from mmdx.training.trainer import BEST_WEIGHTS, FitResult, Trainer, balanced_pos_weight
+from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
+from mmdx.training.trainer import BEST_WEIGHTS, FitResult, balanced_pos_weight
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,9 @@ def model_card(
         },
         "parameters": {"total": n_params, "trainable": trainable},
         "training": {
+            "strategy": fit.strategy,
+            "early_stopping": config.train.early_stopping,
+            "branches": fit.branches,
             "best_epoch": fit.best_epoch,
             "epochs_run": fit.epochs_run,
             "stopped": fit.stopped,
@@ -320,6 +324,7 @@ def train_run(
     ``progress``: the trainer's progress bars; ``cache_progress(done, total)`` while images are cached.
     """
     check_model_config(config.model)
+    STRATEGIES.get(config.train.strategy)  # an unknown strategy fails here, naming the choices
     run = RunPaths(Path(out))
     if run.holds_a_run() and not resume:
         raise MmdxError(
@@ -355,8 +360,11 @@ def _train(
     train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
 
+    strategy = STRATEGIES.get(config.train.strategy)
     model = build_model(
-        **model_arguments(config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0)
+        **model_arguments(
+            config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0 or strategy.branch_heads
+        )
     )
     if dist.is_main:
         log.info(
@@ -366,7 +374,7 @@ def _train(
             len(splits.train),
             len(splits.val),
         )
-    trainer = Trainer(
+    job = TrainingJob(
         model,
         config.train,
         config.data.loader,
@@ -377,8 +385,9 @@ def _train(
         dist=dist,
         progress=progress,
         pos_weight=balanced_pos_weight(table.labels[splits.train]),
+        resume=resume,
     )
-    fit = trainer.fit(resume=resume)
+    fit = fit_with_strategy(job)
     dist.barrier()
     if not dist.is_main:
         return None
