@@ -81,7 +81,14 @@ def _mmdx(*args: str) -> list[str]:
 
 
 def train_one(
-    strategy: str, fusion: str, seed: int, train: Path, config: Path, out: Path, threads: int, extra: list[str]
+    strategy: str,
+    fusion: str,
+    seed: int,
+    train: Path,
+    config: Path,
+    out: Path,
+    threads: int,
+    extra: list[str],
 ) -> Path:
     """Train one variant and seed (reused when its bundle exists); returns the run folder."""
     run = out / f"{strategy}-{fusion}-seed{seed}"
@@ -146,7 +153,8 @@ def reference_ece(p: np.ndarray, draws: int = 200, seed: int = 0) -> dict[str, f
 
     rng = np.random.default_rng(seed)
     values = [
-        expected_calibration_error((rng.random(p.size) < p).astype(int), p, n_bins=ECE_BINS) for _ in range(draws)
+        expected_calibration_error((rng.random(p.size) < p).astype(int), p, n_bins=ECE_BINS)
+        for _ in range(draws)
     ]
     low, high = np.quantile(values, [0.025, 0.975])
     return {"mean": float(np.mean(values)), "low": float(low), "high": float(high)}
@@ -178,7 +186,9 @@ def _calibration(y: np.ndarray, p: np.ndarray, resamples: int, seed: int) -> dic
     }
 
 
-def score_run(run: Path, out: dict[str, np.ndarray], cases: np.ndarray, y: np.ndarray, resamples: int) -> dict:
+def score_run(
+    run: Path, out: dict[str, np.ndarray], cases: np.ndarray, y: np.ndarray, resamples: int
+) -> dict:
     """One run's scores on the common test cases."""
     from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
@@ -305,7 +315,10 @@ def report(results: dict) -> str:
             f"({_mean_sd([c['ece_reference']['mean'] for c in cal])}) | "
             f"{statistics.mean(r['train_seconds'] for r in rows):.0f} |"
         )
-    lines += ["", "| run | test AUROC | Bayes − run | vs joint (same fusion, seed) | slope [95%] | intercept [95%] |"]
+    lines += [
+        "",
+        "| run | test AUROC | Bayes − run | vs joint (same fusion, seed) | slope [95%] | intercept [95%] |",
+    ]
     lines.append("|---|---|---|---|---|---|")
     for name, row in runs.items():
         vs = results["vs_joint"].get(name)
@@ -326,7 +339,9 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("train", type=Path)
     parser.add_argument("tests", type=Path, nargs="+", metavar="test")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
@@ -350,9 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         variant_overrides(strategy, fusion)  # unknown names fail before anything trains
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            key: pool.submit(
-                train_one, *key, args.train, args.config, args.out, args.threads, args.overrides
-            )
+            key: pool.submit(train_one, *key, args.train, args.config, args.out, args.threads, args.overrides)
             for key in keys
         }
         runs = {key: future.result() for key, future in futures.items()}

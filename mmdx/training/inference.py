@@ -104,5 +104,7 @@ def branch_aurocs(predictions: Predictions) -> dict[str, float]:
             continue
         y = predictions.labels[chosen]
         score = predictions.aux_logits[chosen, column]
-        out[str(modality)] = auroc(y, 0.5 * (1.0 + np.tanh(score / 2.0))) if len(np.unique(y)) == 2 else float("nan")
+        out[str(modality)] = (
+            auroc(y, 0.5 * (1.0 + np.tanh(score / 2.0))) if len(np.unique(y)) == 2 else float("nan")
+        )
     return out

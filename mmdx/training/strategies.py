@@ -141,7 +141,12 @@ class GradientModulation:
         return out
 
     def __call__(
-        self, model: torch.nn.Module, output: Any, batch: dict, labels: torch.Tensor, generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        output: Any,
+        batch: dict,
+        labels: torch.Tensor,
+        generator: torch.Generator,
     ) -> None:
         if output.aux_logits is None:
             return

@@ -101,7 +101,12 @@ class StepHook(Protocol):
     """Called after ``loss.backward()`` and before gradient clipping and the optimiser step."""
 
     def __call__(
-        self, model: torch.nn.Module, output: Any, batch: dict, labels: torch.Tensor, generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        output: Any,
+        batch: dict,
+        labels: torch.Tensor,
+        generator: torch.Generator,
     ) -> None: ...
 
 
@@ -307,7 +312,8 @@ class Trainer:
         self.optimizer.load_state_dict(optim_state)
         history = [EpochRecord(**h) for h in json.loads(state["history"])]
         best = (float(state["best_auroc"]), int(state["best_epoch"]))
-        self._branch_best = json.loads(state.get("branch_best", "{}"))  # absent before branch heads were scored
+        # a checkpoint written before the encoders' own heads were scored has no branch_best
+        self._branch_best = json.loads(state.get("branch_best", "{}"))
         return int(state["epoch"]), int(state["step"]), best, int(state["bad_epochs"]), history
 
     def _save_best(self) -> None:

@@ -44,7 +44,7 @@ from mmdx.models.factory import check_model_config, model_arguments, pretrained_
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
-from mmdx.training.inference import predict_dataset
+from mmdx.training.inference import branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
 from mmdx.training.trainer import BEST_WEIGHTS, FitResult, balanced_pos_weight
 
@@ -244,6 +244,38 @@ def _calibrate(
     return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
 
 
+def branch_summary(
+    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device, fit: FitResult
+) -> dict[str, dict[str, Any]]:
+    """Per modality of the trained model, on the validation split: the AUROC of its encoder's own head
+    (``own_val_auroc``, at the chosen weights; ``best_own_val_auroc`` over training) and the fused AUROC
+    lost when the modality is removed from every case (``val_auroc_lost_when_removed``)."""
+    from mmdx.metrics import auroc
+
+    precision = config.train.precision
+    batch = config.data.loader.eval_batch_size
+    intact = predict_dataset(model, val_set, batch, device, precision=precision)
+    labelled = ~np.isnan(intact.labels)
+    y = intact.labels[labelled]
+    if len(np.unique(y)) < 2:
+        return {}
+    fused = auroc(y, 0.5 * (1.0 + np.tanh(intact.logits[labelled] / 2.0)))
+    own = branch_aurocs(intact)
+    out: dict[str, dict[str, Any]] = {}
+    for modality in model.modalities:
+        name = str(modality)
+        lost = None
+        if len(model.modalities) > 1:
+            removed = predict_dataset(model, val_set, batch, device, remove=[modality], precision=precision)
+            lost = fused - auroc(y, 0.5 * (1.0 + np.tanh(removed.logits[labelled] / 2.0)))
+        out[name] = {
+            "own_val_auroc": own.get(name),
+            "best_own_val_auroc": (fit.branches.get(name) or {}).get("val_auroc"),
+            "val_auroc_lost_when_removed": lost,
+        }
+    return out
+
+
 def model_card(
     config: Config,
     cohort: ValidatedCohort,
@@ -253,6 +285,7 @@ def model_card(
     splits: _Splits,
     calibration: tuple[TemperatureScaler, float, dict[str, Any], list[str]],
     seconds: float,
+    branches: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, calibration
     warnings, intended use."""
@@ -284,7 +317,7 @@ def model_card(
         "training": {
             "strategy": fit.strategy,
             "early_stopping": config.train.early_stopping,
-            "branches": fit.branches,
+            "branches": json_ready(branches or {}),
             "best_epoch": fit.best_epoch,
             "epochs_run": fit.epochs_run,
             "stopped": fit.stopped,
@@ -396,8 +429,17 @@ def _train(
     model.eval()
     calibration = _calibrate(model, val_set, config, dist.device)
     scaler, threshold, val_metrics, warnings = calibration
+    branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(
-        config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
+        config,
+        cohort,
+        preprocessing,
+        model,
+        fit,
+        splits,
+        calibration,
+        time.perf_counter() - started,
+        branches,
     )
     save_bundle(run.bundle, model, config, preprocessing, scaler, card)
     result = TrainResult(
