@@ -79,7 +79,9 @@ def test_branch_aurocs_score_each_head_on_the_cases_that_have_its_modality() -> 
     aux[:, 1] = [-1.0, 1.0, 1.0, -1.0, 0.0]  # a coin-flip tabular head
     presence = np.ones((5, len(MODALITIES)), dtype=bool)
     presence[:, 2] = False  # nobody has text
-    predictions = Predictions(["a", "b", "c", "d", "e"], labels, np.zeros(5), aux * 0, presence, aux_logits=aux)
+    predictions = Predictions(
+        ["a", "b", "c", "d", "e"], labels, np.zeros(5), aux * 0, presence, aux_logits=aux
+    )
     scores = branch_aurocs(predictions)
     assert scores == {"image": 1.0, "tabular": 0.5}
     assert branch_aurocs(Predictions([], labels, np.zeros(5), aux, presence)) == {}
