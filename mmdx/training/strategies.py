@@ -108,7 +108,8 @@ class GradientModulation:
     others (``rho_m > 1``) has its gradient multiplied by ``1 - tanh(alpha * rho_m)`` and, with ``noise``,
     Gaussian noise of the gradient's own standard deviation added (the generalisation enhancement).
 
-    ``coefficients`` keeps the running mean coefficient per modality of the current epoch (for the log).
+    ``sums`` and ``steps``: the coefficients summed per modality over the steps so far (their mean says how
+    much each encoder was slowed). The whole gradient of an encoder is scaled, its own head's loss included.
     """
 
     def __init__(self, alpha: float, noise: bool = True) -> None:
