@@ -347,7 +347,9 @@ def _lost(change: dict[str, Any] | None) -> dict[str, Any] | None:
     """The AUROC lost (intact minus removed) from a removal row's ``auroc_change`` (removed minus intact)."""
     if change is None:
         return None
-    flip = {k: (None if v is None else -v) for k, v in change.items() if k in ("estimate", "low", "high")}
+    flip = {
+        k: (None if v is None else 0.0 - v) for k, v in change.items() if k in ("estimate", "low", "high")
+    }
     return {**change, "estimate": flip["estimate"], "low": flip["high"], "high": flip["low"]}
 
 
@@ -363,7 +365,8 @@ def branch_contributions(
     """Per modality of the model: the AUROC of its encoder's own head on the cases that have it (``alone``,
     ``None`` for a model without such heads), the fused AUROC lost when it is removed (``lost_when_removed``,
     from the removal condition), its own validation AUROC recorded at training, and ``under_used``: alone at
-    least :data:`UNDER_USED_ALONE` while removing it costs less than :data:`UNDER_USED_LOST`."""
+    least :data:`UNDER_USED_ALONE` (and its interval above chance) while removing it costs the fused model
+    less than :data:`UNDER_USED_LOST`."""
     recorded = ((bundle.card.get("training") or {}).get("branches")) or {}
     removal = {r["modality"]: r for r in rows if r["kind"] == Degradation.MODALITY_REMOVED.value}
     aux = getattr(intact, "aux_logits", None)
@@ -383,6 +386,7 @@ def branch_contributions(
             and alone["estimate"] is not None
             and lost["estimate"] is not None
             and alone["estimate"] >= UNDER_USED_ALONE
+            and (alone["low"] or 0.0) > 0.5
             and lost["estimate"] < UNDER_USED_LOST
         )
         out.append(

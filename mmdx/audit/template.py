@@ -466,7 +466,7 @@ TEMPLATE = r"""<!DOCTYPE html>
       <td>{% if b.under_used %}<span class="flag">{{ b.modality }} branch: alone {{ b.alone.estimate | num(2) }}, lost when removed {{ b.lost_when_removed.estimate | num(2) }}</span>{% endif %}</td></tr>
     {%- endfor %}
   </table>
-  <p class="small muted">Own AUROC: each encoder's own (auxiliary) head on the cases that have its modality. A branch is flagged when it reaches at least 0.60 alone while removing it costs the fused model less than 0.01.</p>
+  <p class="small muted">Own AUROC: each encoder's own (auxiliary) head on the cases that have its modality. A branch is flagged when it reaches at least 0.60 alone (with its interval above 0.5) while removing it costs the fused model less than 0.01.</p>
   {%- endif %}
   {%- if figures.robustness %}<figure><img src="{{ figures.robustness }}" alt="AUROC under degraded inputs"><figcaption>AUROC under degraded inputs; the dotted line is the intact AUROC.</figcaption></figure>{% endif %}
   {%- endif %}

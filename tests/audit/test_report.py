@@ -166,7 +166,9 @@ def test_robustness_agrees_with_mmdx_evaluate(audit_report: BuiltReport) -> None
         assert 0.0 <= branch["alone"]["estimate"] <= 1.0
         assert branch["own_val_auroc"] == card["training"]["branches"][modality]["own_val_auroc"]
         assert branch["under_used"] == (
-            branch["alone"]["estimate"] >= 0.6 and branch["lost_when_removed"]["estimate"] < 0.01
+            branch["alone"]["estimate"] >= 0.6
+            and branch["alone"]["low"] > 0.5
+            and branch["lost_when_removed"]["estimate"] < 0.01
         )
     full = rows[("tabular_missingness", None, 1.0)]
     # every observed value gone means no tabular modality at all: the same as removing it
