@@ -8,7 +8,7 @@
 Each variant trains the config on TRAIN_COHORT (``mmdx train`` in a fresh process, ``--set seed=S``):
 every strategy of :data:`mmdx.training.strategies.STRATEGIES` named by ``--strategies`` (and
 ``branch_stopping``: ``joint`` with ``train.early_stopping=branches``; ``augment``: ``joint`` with the
-image augmentations of ``train.augment`` on) with each fusion of ``--fusions``;
+image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them) with each fusion of ``--fusions``;
 ``--unimodal image`` adds the image-only model (the joint strategy without values and notes). Every trained
 bundle is then run, in this process, on every case of the TEST_COHORTs -- other cohorts of the same
 generator with other seeds -- intact and with each modality removed (the audit's definition of "AUROC lost
@@ -55,6 +55,10 @@ EXTRA_STRATEGIES = {
         "train.augment.noise=0.5",
     ],
 }
+EXTRA_STRATEGIES["staged_augment"] = [
+    "train.strategy=staged",
+    *[s for s in EXTRA_STRATEGIES["augment"] if s.startswith("train.augment")],
+]
 UNIMODAL = {
     "image": ["model.tabular=null", "model.text=null"],
     "tabular": ["model.image=null", "model.text=null"],
@@ -356,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--name", default="results", help="results are written to OUT/NAME.json")
     parser.add_argument("--train-only", action="store_true", help="train the runs, score nothing")
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="train nothing: score the runs already trained, skip the rest",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MMDX_CACHE_DIR", str(args.out / "cache"))
@@ -363,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     keys += [(f"unimodal-{m}", args.fusions[0], seed) for seed in args.seeds for m in args.unimodal]
     for strategy, fusion, _ in keys:
         variant_overrides(strategy, fusion)  # unknown names fail before anything trains
+    if args.skip_missing:
+        keys = [
+            k for k in keys if (args.out / f"{k[0]}-{k[1]}-seed{k[2]}" / "bundle" / "manifest.json").is_file()
+        ]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
             key: pool.submit(train_one, *key, args.train, args.config, args.out, args.threads, args.overrides)
