@@ -163,12 +163,62 @@ class ThresholdConfig(_Strict):
     value: float = Field(default=0.5, gt=0, lt=1)
 
 
+class StagedConfig(_Strict):
+    """The ``staged`` strategy: each encoder first trains alone with its own head, for at most
+    ``branch_epochs`` epochs and until its own validation AUROC has not improved for ``branch_patience``
+    epochs; the fusion then trains on top with the encoders (and their heads) fine-tuned at
+    ``finetune_lr_scale`` times ``train.lr``."""
+
+    branch_epochs: int = Field(default=30, ge=1)
+    branch_patience: int = Field(default=6, ge=1)
+    finetune_lr_scale: float = Field(default=0.1, ge=0, le=1)
+
+
+class ModulationConfig(_Strict):
+    """The ``ogm_ge`` strategy (on-the-fly gradient modulation with generalisation enhancement): each step,
+    an encoder whose own head is more confident on the batch's true labels than the other encoders' heads
+    (ratio ``rho > 1``) has its gradient scaled by ``1 - tanh(alpha * rho)`` and Gaussian noise of the
+    gradient's own standard deviation added; ``noise: false`` leaves the noise out."""
+
+    alpha: float = Field(default=0.5, gt=0)
+    noise: bool = True
+
+
+class AugmentConfig(_Strict):
+    """Random image augmentation of training cases (MONAI dictionary transforms, 2D and 3D): each entry is
+    the chance a training image gets that transform. ``affine``: rotation up to ``rotate_degrees``, scaling
+    by up to ``scale`` and a shift of up to ``translate`` of the grid; ``elastic``: a smooth random
+    deformation; ``intensity``: intensities scaled and shifted by up to ``intensity_range``; ``noise``:
+    Gaussian noise of standard deviation up to ``noise_std`` (intensities lie in about [0, 1]). All 0 (off)
+    by default: see BENCHMARKS.md."""
+
+    affine: float = Field(default=0.0, ge=0, le=1)
+    elastic: float = Field(default=0.0, ge=0, le=1)
+    intensity: float = Field(default=0.0, ge=0, le=1)
+    noise: float = Field(default=0.0, ge=0, le=1)
+    rotate_degrees: float = Field(default=15.0, ge=0, le=180)
+    scale: float = Field(default=0.1, ge=0, lt=1)
+    translate: float = Field(default=0.1, ge=0, lt=1)
+    intensity_range: float = Field(default=0.1, ge=0, lt=1)
+    noise_std: float = Field(default=0.05, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return any(p > 0 for p in (self.affine, self.elastic, self.intensity, self.noise))
+
+
 class TrainConfig(_Strict):
     """Optimisation. ``modality_dropout``: chance of hiding each present modality of a training case;
     ``aux_loss_weight``: weight of the loss of one extra head per encoder (0 trains without them);
     ``flip``: chance of mirroring a training image along each spatial axis; ``patience``: epochs
     without a better validation AUROC before stopping (not before ``min_epochs``); ``threads``: PyTorch
-    intra-op threads per process (default: half the usable cores, see ``pipelines.train.default_threads``)."""
+    intra-op threads per process (default: half the usable cores, see ``pipelines.train.default_threads``).
+
+    ``strategy``: how the encoders and the fusion are trained, a name of the registry
+    ``mmdx.training.strategies.STRATEGIES`` (``joint``: everything together, as before; ``staged``; ``ogm_ge``);
+    ``early_stopping``: ``fused`` stops on the fused validation AUROC alone, ``branches`` also waits while
+    any encoder's own head still improves its validation AUROC (the best weights are chosen on the fused
+    AUROC either way)."""
 
     epochs: int = Field(default=30, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
@@ -189,6 +239,11 @@ class TrainConfig(_Strict):
     threads: int | None = Field(default=None, ge=1)
     calibrate: bool = True
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    strategy: str = "joint"
+    early_stopping: Literal["fused", "branches"] = "fused"
+    staged: StagedConfig = Field(default_factory=StagedConfig)
+    modulation: ModulationConfig = Field(default_factory=ModulationConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
 class Config(_Strict):

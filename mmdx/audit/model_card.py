@@ -94,7 +94,12 @@ def model_card_section(bundle: Bundle) -> dict[str, Any]:
             "modality_dropout": train.modality_dropout,
             "class_weighting": train.class_weighting,
             "auxiliary_loss_weight": train.aux_loss_weight,
-            "early_stopping": f"validation AUROC, patience {train.patience}",
+            "strategy": (card.get("training") or {}).get("strategy", "joint"),
+            "early_stopping": (
+                f"validation AUROC, patience {train.patience}"
+                if train.early_stopping == "fused"
+                else f"fused and each encoder's own validation AUROC, patience {train.patience}"
+            ),
             "seed": card.get("seed"),
         },
         "operating_point": card.get("operating_point") or {},
@@ -290,6 +295,17 @@ def _robustness_limits(section: dict[str, Any]) -> list[Limit]:
                 f"{reproduction['max_abs_logit_difference']:.2g}); the cohort or environment changed.",
             )
         )
+    for branch in section.get("branches") or []:
+        if branch["under_used"]:
+            out.append(
+                (
+                    Section.ROBUSTNESS,
+                    f"{branch['modality']} branch: alone {_fmt(branch['alone']['estimate'], 2)}, lost when removed "
+                    f"{_fmt(branch['lost_when_removed']['estimate'], 2)}. The fused model uses little of what this "
+                    "modality predicts on its own (or the other modalities carry the same information); "
+                    "train.strategy staged trains each encoder on its own first.",
+                )
+            )
     for row in section["conditions"]:
         change = (row.get("auroc_change") or {}).get("estimate")
         if row["kind"] == "modality_removed" and change is not None and change <= -MODALITY_DEPENDENCE:
@@ -329,6 +345,25 @@ def _explanation_and_review_limits(sections: dict[str, dict[str, Any]]) -> list[
             )
         )
     return out
+
+
+def branch_rows(sections: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """For the model card: each modality's own AUROC (training validation, and on the evaluated split) next to
+    the fused AUROC lost when it is removed, from the robustness section (empty when it is not available)."""
+    robustness = sections.get(Section.ROBUSTNESS, {})
+    if not is_ok(robustness):
+        return []
+    return [
+        {
+            "modality": b["modality"],
+            "own_val_auroc": b["own_val_auroc"],
+            "alone": (b["alone"] or {}).get("estimate"),
+            "lost_when_removed": (b["lost_when_removed"] or {}).get("estimate"),
+            "split": robustness["split"],
+            "under_used": b["under_used"],
+        }
+        for b in robustness.get("branches") or []
+    ]
 
 
 def computed_limitations(sections: dict[str, dict[str, Any]], synthetic: bool) -> list[dict[str, str]]:

@@ -187,10 +187,30 @@ def provenance_section(
             # run was evaluated on its own cohort
             "matches_training": split_now == recorded_split if recorded_split else None,
         },
+        "training_history": training_history(run),
         "preprocessing": preprocessing_provenance(bundle),
         "artifacts": artifact_digests(run),
         "hardware": {"training": card.get("environment") or {}, "audit": this_machine()},
     }
+
+
+def training_history(run: RunPaths) -> list[dict[str, Any]]:
+    """Per training epoch, from ``training.json``: the stage, the fused validation AUROC and each encoder's
+    own validation AUROC (empty when the run has no summary; runs from before branch scores have none)."""
+    try:
+        summary = run.read_training_summary()
+    except MmdxError:  # damaged: the artifact digests show it
+        return []
+    history = ((summary or {}).get("result") or {}).get("history") or []
+    return [
+        {
+            "epoch": int(h.get("epoch", 0)),
+            "stage": str(h.get("stage", "fused")),
+            "val_auroc": h.get("val_auroc"),
+            "branch_val_auroc": dict(h.get("branch_val_auroc") or {}),
+        }
+        for h in history
+    ]
 
 
 def _explanation_seed(run: RunPaths) -> int | None:

@@ -49,7 +49,7 @@ from mmdx.audit import (  # noqa: F401
 )
 from mmdx.audit.clinician_review import ReviewAccess
 from mmdx.audit.html import print_pdf, render_html
-from mmdx.audit.model_card import limitations, model_card_section
+from mmdx.audit.model_card import branch_rows, limitations, model_card_section
 from mmdx.audit.robustness import (
     DEFAULT_MISSINGNESS_LEVELS,
     DEFAULT_NOISE_LEVELS,
@@ -275,6 +275,7 @@ def build_report(
             build_section(
                 lambda: {
                     **model_card_section(bundle),
+                    "branches": branch_rows(sections),
                     "limitations": limitations(bundle, sections, synthetic=bayes_auroc is not None),
                     "tripod_ai": tripod_map(statuses),
                 }

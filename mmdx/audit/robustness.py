@@ -53,6 +53,10 @@ DEFAULT_MISSINGNESS_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 #: preprocessing code or the model changed since 'mmdx evaluate' (float32 round-off is orders smaller)
 REPRODUCTION_ATOL = 1e-4
 REPRODUCTION_RTOL = 1e-4
+#: a branch whose own head reaches at least this AUROC ...
+UNDER_USED_ALONE = 0.6
+#: ... while the fused model loses less than this when the modality is removed is flagged as under-used
+UNDER_USED_LOST = 0.01
 
 _IMAGE = MODALITIES.index(Modality.IMAGE)
 _TABULAR = MODALITIES.index(Modality.TABULAR)
@@ -256,6 +260,7 @@ def robustness_section(
     n_features = len(bundle.preprocessing.features)
     rows: list[dict[str, Any]] = []
     intact_p: np.ndarray | None = None
+    intact: Any = None
     reproduction = None
     with (
         _torch_threads(threads),
@@ -283,7 +288,7 @@ def robustness_section(
             row["sensitivity"] = point["sensitivity"]
             row["specificity"] = point["specificity"]
             if perturbation.kind is Degradation.INTACT:
-                intact_p = p
+                intact_p, intact = p, predictions
                 expected = part[Column.LOGIT].to_numpy(dtype=np.float64)
                 difference = np.abs(predictions.logits.astype(np.float64) - expected)
                 reproduction = {
@@ -329,12 +334,72 @@ def robustness_section(
         ),
         "reproduction": reproduction,
         "conditions": rows,
+        "branches": branch_contributions(bundle, y, intact, rows, n_resamples, alpha, seed),
         "largest_auroc_drop": (
             {"label": worst["label"], "change": worst["auroc_change"]["estimate"]}
             if worst is not None
             else None
         ),
     }
+
+
+def _lost(change: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The AUROC lost (intact minus removed) from a removal row's ``auroc_change`` (removed minus intact)."""
+    if change is None:
+        return None
+    flip = {
+        k: (None if v is None else 0.0 - v) for k, v in change.items() if k in ("estimate", "low", "high")
+    }
+    return {**change, "estimate": flip["estimate"], "low": flip["high"], "high": flip["low"]}
+
+
+def branch_contributions(
+    bundle: Bundle,
+    y: np.ndarray,
+    intact: Any,
+    rows: list[dict[str, Any]],
+    n_resamples: int,
+    alpha: float,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Per modality of the model: the AUROC of its encoder's own head on the cases that have it (``alone``,
+    ``None`` for a model without such heads), the fused AUROC lost when it is removed (``lost_when_removed``,
+    from the removal condition), its own validation AUROC recorded at training, and ``under_used``: alone at
+    least :data:`UNDER_USED_ALONE` (and its interval above chance) while removing it costs the fused model
+    less than :data:`UNDER_USED_LOST`."""
+    recorded = ((bundle.card.get("training") or {}).get("branches")) or {}
+    removal = {r["modality"]: r for r in rows if r["kind"] == Degradation.MODALITY_REMOVED.value}
+    aux = getattr(intact, "aux_logits", None)
+    out = []
+    for modality in bundle.preprocessing.modalities:
+        column = MODALITIES.index(Modality(modality))
+        alone = None
+        if aux is not None:
+            have = intact.presence[:, column]
+            if have.any() and len(np.unique(y[have])) == 2:
+                own = 0.5 * (1.0 + np.tanh(aux[have, column].astype(np.float64) / 2.0))
+                alone = bootstrap_ci(auroc, y[have], own, n_resamples, alpha, seed=seed).to_dict()
+        lost = _lost((removal.get(modality) or {}).get("auroc_change"))
+        under_used = (
+            alone is not None
+            and lost is not None
+            and alone["estimate"] is not None
+            and lost["estimate"] is not None
+            and alone["estimate"] >= UNDER_USED_ALONE
+            and (alone["low"] or 0.0) > 0.5
+            and lost["estimate"] < UNDER_USED_LOST
+        )
+        out.append(
+            {
+                "modality": str(modality),
+                "n_with_modality": int(intact.presence[:, column].sum()),
+                "alone": alone,
+                "lost_when_removed": lost,
+                "own_val_auroc": (recorded.get(str(modality)) or {}).get("own_val_auroc"),
+                "under_used": bool(under_used),
+            }
+        )
+    return out
 
 
 def _build(inputs: AuditInputs) -> dict[str, Any]:

@@ -178,6 +178,16 @@ TEMPLATE = r"""<!DOCTYPE html>
     {%- endif %}
   </table>
   {%- if P.preprocessing and P.preprocessing.image_plan %}
+  {%- if P.training_history %}
+  <details><summary>Validation AUROC per training epoch: fused and each encoder's own head</summary>
+  <table>
+    <tr><th>Stage</th><th class="num">epoch</th><th class="num">fused</th>{% for m in P.training_history[-1].branch_val_auroc %}<th class="num">{{ m }}</th>{% endfor %}</tr>
+    {%- for h in P.training_history %}
+    <tr><td>{{ h.stage }}</td><td class="num">{{ h.epoch }}</td><td class="num">{{ h.val_auroc | num }}</td>{% for m in P.training_history[-1].branch_val_auroc %}<td class="num">{{ h.branch_val_auroc.get(m) | num }}</td>{% endfor %}</tr>
+    {%- endfor %}
+  </table>
+  </details>
+  {%- endif %}
   <details><summary>Image plan and the fingerprint of the training images</summary>
     <pre>{{ {"plan": P.preprocessing.image_plan, "fingerprint": P.preprocessing.image_fingerprint} | tojson(indent=1) }}</pre>
   </details>
@@ -242,7 +252,18 @@ TEMPLATE = r"""<!DOCTYPE html>
     <tr><th>Epochs</th><td>{{ M.training.epochs_run }} of at most {{ M.training.max_epochs }}, best {{ M.training.best_epoch }} (stopped: {{ M.training.stopped }})</td></tr>
     <tr><th>Optimisation</th><td>learning rate {{ M.training.learning_rate }}; modality dropout {{ M.training.modality_dropout }};
       class weighting {{ M.training.class_weighting }}; early stopping on {{ M.training.early_stopping }}; seed {{ M.training.seed }}</td></tr>
+    <tr><th>Training strategy</th><td class="mono">{{ M.training.strategy or "joint" }}</td></tr>
   </table>
+  {%- if M.branches %}
+  <table>
+    <tr><th>Branch</th><th class="num">own AUROC, validation</th><th class="num">own AUROC, {{ M.branches[0].split }}</th><th class="num">fused AUROC lost when removed</th><th></th></tr>
+    {%- for b in M.branches %}
+    <tr><td>{{ b.modality }}</td><td class="num">{{ b.own_val_auroc | num }}</td><td class="num">{{ b.alone | num }}</td><td class="num">{{ b.lost_when_removed | num }}</td>
+      <td>{% if b.under_used %}<span class="flag">contributes less than it could</span>{% endif %}</td></tr>
+    {%- endfor %}
+  </table>
+  <p class="small muted">Own AUROC: the encoder's own head, on the cases that have the modality. Lost when removed: the fused AUROC with the modality intact minus without it (robustness section).</p>
+  {%- endif %}
   {%- for w in M.warnings or [] %}
   <p><span class="flag">Training warning:</span> {{ w }}</p>
   {%- endfor %}
@@ -435,6 +456,18 @@ TEMPLATE = r"""<!DOCTYPE html>
     {%- endfor %}
   </table>
   <p class="small muted">Change: AUROC under the condition minus intact, with a {{ R.alpha | level }} paired stratified bootstrap interval ({{ R.n_resamples | count }} resamples).</p>
+  {%- if R.branches %}
+  <table>
+    <tr><th>Branch</th><th class="num">cases with it</th><th class="num">own AUROC</th><th>interval</th><th class="num">lost when removed</th><th>interval</th><th></th></tr>
+    {%- for b in R.branches %}
+    <tr><td>{{ b.modality }}</td><td class="num">{{ b.n_with_modality | count }}</td>
+      <td class="num">{% if b.alone %}{{ b.alone.estimate | num }}{% endif %}</td><td>{% if b.alone %}{{ b.alone | bounds }}{% endif %}</td>
+      <td class="num">{% if b.lost_when_removed %}{{ b.lost_when_removed.estimate | num }}{% endif %}</td><td>{% if b.lost_when_removed %}{{ b.lost_when_removed | bounds }}{% endif %}</td>
+      <td>{% if b.under_used %}<span class="flag">{{ b.modality }} branch: alone {{ b.alone.estimate | num(2) }}, lost when removed {{ b.lost_when_removed.estimate | num(2) }}</span>{% endif %}</td></tr>
+    {%- endfor %}
+  </table>
+  <p class="small muted">Own AUROC: each encoder's own (auxiliary) head on the cases that have its modality. A branch is flagged when it reaches at least 0.60 alone (with its interval above 0.5) while removing it costs the fused model less than 0.01.</p>
+  {%- endif %}
   {%- if figures.robustness %}<figure><img src="{{ figures.robustness }}" alt="AUROC under degraded inputs"><figcaption>AUROC under degraded inputs; the dotted line is the intact AUROC.</figcaption></figure>{% endif %}
   {%- endif %}
 </section>

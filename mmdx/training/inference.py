@@ -1,4 +1,5 @@
-"""Batched prediction over a dataset, optionally with modalities removed at test time."""
+"""Batched prediction over a dataset, optionally with modalities removed at test time; with it, the
+validation AUROC of each encoder's own head (:func:`branch_aurocs`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmdx.data.dataset import collate
 from mmdx.keys import MODALITIES, Keys, Modality
+from mmdx.metrics import auroc
 from mmdx.training.distributed import autocast
 
 
@@ -25,6 +27,7 @@ class Predictions:
     gates: np.ndarray  # [N, M]
     presence: np.ndarray  # [N, M] bool, as seen by the model (after any removal)
     seconds: float = 0.0
+    aux_logits: np.ndarray | None = None  # [N, M] logits of the unimodal heads, None without them
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -60,7 +63,7 @@ def predict_dataset(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
     )
     ids: list[str] = []
-    labels, logits, gates, presence = [], [], [], []
+    labels, logits, gates, presence, aux = [], [], [], [], []
     start = time.perf_counter()
     for batch in loader:
         batch = to_device(batch, device)
@@ -73,6 +76,8 @@ def predict_dataset(
         logits.append(out.logits.float().cpu().numpy())
         gates.append(out.gates.float().cpu().numpy())
         presence.append(batch[Keys.PRESENCE].cpu().numpy())
+        if getattr(out, "aux_logits", None) is not None:
+            aux.append(out.aux_logits.float().cpu().numpy())
     model.train(was_training)
     n_mod = len(MODALITIES)
     return Predictions(
@@ -82,4 +87,24 @@ def predict_dataset(
         gates=np.concatenate(gates) if gates else np.zeros((0, n_mod)),
         presence=np.concatenate(presence).astype(bool) if presence else np.zeros((0, n_mod), dtype=bool),
         seconds=time.perf_counter() - start,
+        aux_logits=np.concatenate(aux) if aux and len(aux) == len(logits) else None,
     )
+
+
+def branch_aurocs(predictions: Predictions) -> dict[str, float]:
+    """Validation AUROC of each modality's own head: over the labelled cases that have the modality, the
+    AUROC of its unimodal head's logit. Empty without heads; NaN where those cases hold one class only."""
+    if predictions.aux_logits is None:
+        return {}
+    out: dict[str, float] = {}
+    labelled = ~np.isnan(predictions.labels)
+    for column, modality in enumerate(MODALITIES):
+        chosen = labelled & predictions.presence[:, column]
+        if not chosen.any():
+            continue
+        y = predictions.labels[chosen]
+        score = predictions.aux_logits[chosen, column]
+        out[str(modality)] = (
+            auroc(y, 0.5 * (1.0 + np.tanh(score / 2.0))) if len(np.unique(y)) == 2 else float("nan")
+        )
+    return out

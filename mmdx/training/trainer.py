@@ -4,7 +4,13 @@ What it does each epoch: shuffle with a seed derived from (seed, epoch); drop pr
 (modality dropout, never all of a case's modalities) so the fusion learns to cope with missing ones;
 weight the positive class by the training prevalence; clip gradients; warm up then follow a cosine learning
 rate; evaluate AUROC on the validation split; keep the best weights; write a checkpoint; stop early when
-validation AUROC has not improved for ``patience`` epochs.
+validation AUROC has not improved for ``patience`` epochs (with ``train.early_stopping: branches``, also
+not while any encoder's own head still improves its validation AUROC). Each epoch also records the
+validation AUROC of every encoder's own head (the auxiliary heads), when the model has them.
+
+Hooks for the training strategies of :mod:`mmdx.training.strategies`: per-parameter-group learning-rate
+scales (``param_groups``), a :class:`StepHook` called between the backward pass and the optimiser step
+(gradient modulation), and random image augmentation (``augment``).
 
 Resuming: every random stream is re-seeded from (seed, epoch) at the start of an epoch, and the checkpoint
 holds model, optimizer and counters, so a run killed at any point and resumed from its last checkpoint
@@ -20,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,7 +42,7 @@ from mmdx.keys import Keys
 from mmdx.metrics import auroc
 from mmdx.training.checkpoint import load_checkpoint, save_checkpoint
 from mmdx.training.distributed import DistContext, autocast
-from mmdx.training.inference import predict_dataset, to_device
+from mmdx.training.inference import branch_aurocs, predict_dataset, to_device
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class EpochRecord:
     seconds: float
     samples_per_second: float
     data_wait_share: float
+    branch_val_auroc: dict[str, float] = field(default_factory=dict)
+    stage: str = "fused"
 
 
 @dataclass
@@ -69,9 +77,37 @@ class FitResult:
     epochs_run: int
     stopped: str  # "early_stopping" | "epochs" | "max_steps"
     history: list[EpochRecord] = field(default_factory=list)
+    strategy: str = "joint"
+    branches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "history": [asdict(h) for h in self.history]}
+
+
+def best_branch_scores(history: list[EpochRecord]) -> dict[str, dict[str, Any]]:
+    """Per modality, the best validation AUROC its own head reached in ``history`` and at which epoch (of
+    which stage)."""
+    best: dict[str, dict[str, Any]] = {}
+    for record in history:
+        for modality, score in record.branch_val_auroc.items():
+            if score is None or math.isnan(score):
+                continue
+            if modality not in best or score > best[modality]["val_auroc"]:
+                best[modality] = {"val_auroc": score, "epoch": record.epoch, "stage": record.stage}
+    return best
+
+
+class StepHook(Protocol):
+    """Called after ``loss.backward()`` and before gradient clipping and the optimiser step."""
+
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        output: Any,
+        batch: dict,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+    ) -> None: ...
 
 
 def modality_dropout(presence: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -145,6 +181,7 @@ class _FitState:
     step: int = 0
     best: tuple[float, int] = (-math.inf, -1)
     bad_epochs: int = 0
+    branch_best: dict[str, float] = field(default_factory=dict)
     history: list[EpochRecord] = field(default_factory=list)
     stopped: str = "epochs"
 
@@ -175,6 +212,12 @@ class Trainer:
         seed: the run's seed.
         dist: the process's place in a distributed run (a world of one by default).
         progress: show a progress bar (main process only).
+        param_groups: the optimiser's parameter groups, each a dict with ``params`` and ``lr_scale`` (its
+            learning rate is ``lr_scale`` times the scheduled one); default: every trainable parameter at
+            the scheduled rate.
+        step_hook: called between the backward pass and the optimiser step (gradient modulation).
+        augment: random image augmentation of the training batches (``None``: none).
+        stage: the name the epochs are recorded under.
     """
 
     #: with loader workers, start the next epoch's batches loading before validating
@@ -192,8 +235,16 @@ class Trainer:
         dist: DistContext | None = None,
         progress: bool = True,
         pos_weight: float | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        step_hook: StepHook | None = None,
+        augment: Any = None,
+        stage: str = "fused",
     ) -> None:
         self.config = config
+        self.step_hook = step_hook
+        self.augment = augment
+        self.stage = stage
+        self._branch_best: dict[str, float] = {}
         self.loader_config = loader
         self.dist = dist or DistContext()
         self.device = self.dist.device
@@ -205,8 +256,10 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.prefetch_next_epoch = self.prefetch_next_epoch and loader.workers > 0
         self.pos_weight = 1.0 if config.class_weighting == "none" else (pos_weight or 1.0)
+        groups = param_groups or [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        self.lr_scales = [float(g.get("lr_scale", 1.0)) for g in groups]
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
+            [{k: v for k, v in g.items() if k != "lr_scale"} for g in groups],
             lr=config.lr,
             weight_decay=config.weight_decay,
         )
@@ -243,6 +296,7 @@ class Trainer:
             "best_auroc": best[0],
             "best_epoch": best[1],
             "bad_epochs": bad_epochs,
+            "branch_best": json.dumps(self._branch_best),
             "history": json.dumps([asdict(h) for h in history]),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -258,6 +312,8 @@ class Trainer:
         self.optimizer.load_state_dict(optim_state)
         history = [EpochRecord(**h) for h in json.loads(state["history"])]
         best = (float(state["best_auroc"]), int(state["best_epoch"]))
+        # a checkpoint written before the encoders' own heads were scored has no branch_best
+        self._branch_best = json.loads(state.get("branch_best", "{}"))
         return int(state["epoch"]), int(state["step"]), best, int(state["bad_epochs"]), history
 
     def _save_best(self) -> None:
@@ -267,7 +323,7 @@ class Trainer:
         save_file(state, str(path.with_suffix(".tmp")))
         path.with_suffix(".tmp").replace(path)
 
-    def _validate(self) -> tuple[float, float]:
+    def _validate(self) -> tuple[float, float, dict[str, float]]:
         preds = predict_dataset(
             self.model,
             self.val_set,
@@ -278,10 +334,10 @@ class Trainer:
         labelled = ~np.isnan(preds.labels)
         y, z = preds.labels[labelled], preds.logits[labelled]
         if y.size == 0:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), {}
         loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
         score = auroc(y, 1.0 / (1.0 + np.exp(-z))) if len(np.unique(y)) == 2 else float("nan")
-        return score, loss
+        return score, loss, branch_aurocs(preds)
 
     # -------------------------------------------------------------------------------------------------
     def _start(self, resume: bool) -> _FitState:
@@ -296,6 +352,7 @@ class Trainer:
                 )
             else:
                 state.epoch, state.step, state.best, state.bad_epochs, state.history = self._restore(saved)
+                state.branch_best = self._branch_best
                 log.info("resumed after epoch %d (step %d)", state.epoch, state.step)
         if state.epoch > 0 and state.bad_epochs >= cfg.patience and state.epoch >= cfg.min_epochs:
             state.stopped = "early_stopping"
@@ -303,7 +360,7 @@ class Trainer:
             state.stopped = "max_steps"
         return state
 
-    def _loss(self, batch: dict, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    def _loss(self, batch: dict, labels: torch.Tensor, pos_weight: torch.Tensor) -> tuple[torch.Tensor, Any]:
         cfg = self.config
         with autocast(self.device, cfg.precision):
             out = self.network(batch)
@@ -314,7 +371,7 @@ class Trainer:
             loss = loss + cfg.aux_loss_weight * auxiliary_loss(
                 out.aux_logits.float(), labels, batch[Keys.PRESENCE], pos_weight
             )
-        return loss
+        return loss, out
 
     def _diverged(self, loss: torch.Tensor, epoch: int, step: int) -> TrainingDiverged:
         checkpoint = self.out_dir / CHECKPOINT
@@ -333,6 +390,10 @@ class Trainer:
         step per batch; stops early at ``train.max_steps``."""
         cfg = self.config
         dropout_rng = torch.Generator().manual_seed(self.seed * 7_919 + epoch * 31 + self.dist.rank)
+        # the strategies' own random streams, apart from the one above so that joint training is unchanged
+        hook_rng = torch.Generator().manual_seed(self.seed * 6_007 + epoch * 53 + self.dist.rank)
+        if self.augment is not None:
+            self.augment.set_random_state(self.seed * 4_813 + epoch * 17 + self.dist.rank)
         self.network.train()
         run = _EpochRun(started=time.perf_counter())
         bar = tqdm(
@@ -351,15 +412,19 @@ class Trainer:
             batch[Keys.PRESENCE] = modality_dropout(batch[Keys.PRESENCE], cfg.modality_dropout, dropout_rng)
             if cfg.flip > 0 and batch.get(Keys.IMAGE) is not None:
                 batch[Keys.IMAGE] = random_flip(batch[Keys.IMAGE], cfg.flip, dropout_rng)
+            if self.augment is not None and batch.get(Keys.IMAGE) is not None:
+                batch[Keys.IMAGE] = self.augment(batch[Keys.IMAGE])
             run.lr = cfg.lr * _lr_factor(state.step, self.total_steps, self.warmup_steps, cfg.schedule)
-            for group in self.optimizer.param_groups:
-                group["lr"] = run.lr
-            loss = self._loss(batch, labels, pos_weight)
+            for group, scale in zip(self.optimizer.param_groups, self.lr_scales, strict=True):
+                group["lr"] = run.lr * scale
+            loss, out = self._loss(batch, labels, pos_weight)
             if not torch.isfinite(loss):
                 bar.close()
                 raise self._diverged(loss, epoch, state.step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.step_hook is not None:
+                self.step_hook(self.model, out, batch, labels, hook_rng)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -378,7 +443,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, run: _EpochRun, state: _FitState) -> None:
         """Validate, record the epoch, keep the best weights, write the checkpoint, decide on stopping."""
         cfg = self.config
-        val_auroc, val_loss = self._validate()
+        val_auroc, val_loss, branches = self._validate()
         run.bar.set_postfix(loss=f"{np.mean(run.losses):.4f}", val_auroc=f"{val_auroc:.4f}")
         run.bar.close()
         record = EpochRecord(
@@ -390,6 +455,8 @@ class Trainer:
             seconds=run.seconds,
             samples_per_second=run.seen * self.dist.world_size / max(run.seconds, 1e-9),
             data_wait_share=run.wait / max(run.seconds, 1e-9),
+            branch_val_auroc=branches,
+            stage=self.stage,
         )
         state.history.append(record)
         summary = (
@@ -397,6 +464,8 @@ class Trainer:
             f"val loss {val_loss:.4f}  {record.samples_per_second:.0f} samples/s  "
             f"data wait {100 * record.data_wait_share:.0f}%"
         )
+        if branches:
+            summary += "  branches " + " ".join(f"{m} {v:.4f}" for m, v in branches.items())
         if self.progress:
             tqdm.write(summary)
         elif self.dist.is_main:
@@ -409,6 +478,9 @@ class Trainer:
                 self._save_best()
         else:
             state.bad_epochs += 1
+        branch_improved = self._branches_improved(branches, state)
+        if branch_improved and cfg.early_stopping == "branches":
+            state.bad_epochs = 0
         if self.dist.is_main:
             save_checkpoint(
                 self._state(epoch + 1, state.step, state.best, state.bad_epochs, state.history),
@@ -418,11 +490,24 @@ class Trainer:
         if state.stopped == "epochs" and state.bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             state.stopped = "early_stopping"
 
+    def _branches_improved(self, branches: dict[str, float], state: _FitState) -> bool:
+        """Whether any encoder's own head beat its best validation AUROC so far (and remember the best)."""
+        improved = False
+        for modality, score in branches.items():
+            if math.isnan(score):
+                continue
+            if score > state.branch_best.get(modality, -math.inf) + 1e-6:
+                state.branch_best[modality] = score
+                improved = True
+        self._branch_best = state.branch_best
+        return improved
+
     def fit(self, resume: bool = False) -> FitResult:
         """Train until ``train.epochs``, early stopping or ``train.max_steps``; a checkpoint each epoch, the
         best weights (by validation AUROC) in ``best.safetensors``."""
         cfg = self.config
         state = self._start(resume)
+        self._branch_best = state.branch_best
         pos_weight = torch.tensor(self.pos_weight, device=self.device)
         # With loader workers, the next epoch's iterator is started before validation so that its first
         # batches load while the model validates; the sampler's order depends on the epoch alone, so this
@@ -447,4 +532,6 @@ class Trainer:
             epochs_run=len(state.history),
             stopped=state.stopped,
             history=state.history,
+            strategy=cfg.strategy,
+            branches=best_branch_scores(state.history),
         )

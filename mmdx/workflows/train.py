@@ -45,8 +45,9 @@ from mmdx.models.factory import check_model_config, model_arguments, pretrained_
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
-from mmdx.training.inference import predict_dataset
-from mmdx.training.trainer import BEST_WEIGHTS, FitResult, Trainer, balanced_pos_weight
+from mmdx.training.inference import branch_aurocs, predict_dataset
+from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
+from mmdx.training.trainer import BEST_WEIGHTS, FitResult, balanced_pos_weight
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,38 @@ def _calibrate(
     return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
 
 
+def branch_summary(
+    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device, fit: FitResult
+) -> dict[str, dict[str, Any]]:
+    """Per modality of the trained model, on the validation split: the AUROC of its encoder's own head
+    (``own_val_auroc``, at the chosen weights; ``best_own_val_auroc`` over training) and the fused AUROC
+    lost when the modality is removed from every case (``val_auroc_lost_when_removed``)."""
+    from mmdx.metrics import auroc
+
+    precision = config.train.precision
+    batch = config.data.loader.eval_batch_size
+    intact = predict_dataset(model, val_set, batch, device, precision=precision)
+    labelled = ~np.isnan(intact.labels)
+    y = intact.labels[labelled]
+    if len(np.unique(y)) < 2:
+        return {}
+    fused = auroc(y, 0.5 * (1.0 + np.tanh(intact.logits[labelled] / 2.0)))
+    own = branch_aurocs(intact)
+    out: dict[str, dict[str, Any]] = {}
+    for modality in model.modalities:
+        name = str(modality)
+        lost = None
+        if len(model.modalities) > 1:
+            removed = predict_dataset(model, val_set, batch, device, remove=[modality], precision=precision)
+            lost = fused - auroc(y, 0.5 * (1.0 + np.tanh(removed.logits[labelled] / 2.0)))
+        out[name] = {
+            "own_val_auroc": own.get(name),
+            "best_own_val_auroc": (fit.branches.get(name) or {}).get("val_auroc"),
+            "val_auroc_lost_when_removed": lost,
+        }
+    return out
+
+
 def model_card(
     config: Config,
     cohort: ValidatedCohort,
@@ -253,6 +286,7 @@ def model_card(
     splits: _Splits,
     calibration: tuple[TemperatureScaler, float, dict[str, Any], list[str]],
     seconds: float,
+    branches: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, calibration
     warnings, intended use."""
@@ -282,6 +316,9 @@ def model_card(
         },
         "parameters": {"total": n_params, "trainable": trainable},
         "training": {
+            "strategy": fit.strategy,
+            "early_stopping": config.train.early_stopping,
+            "branches": json_ready(branches or {}),
             "best_epoch": fit.best_epoch,
             "epochs_run": fit.epochs_run,
             "stopped": fit.stopped,
@@ -321,6 +358,7 @@ def train_run(
     ``progress``: the trainer's progress bars; ``cache_progress(done, total)`` while images are cached.
     """
     check_model_config(config.model)
+    STRATEGIES.get(config.train.strategy)  # an unknown strategy fails here, naming the choices
     run = RunPaths(Path(out))
     if run.holds_a_run() and not resume:
         raise MmdxError(
@@ -356,8 +394,11 @@ def _train(
     train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
 
+    strategy = STRATEGIES.get(config.train.strategy)
     model = build_model(
-        **model_arguments(config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0)
+        **model_arguments(
+            config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0 or strategy.branch_heads
+        )
     )
     if dist.is_main:
         log.info(
@@ -367,7 +408,7 @@ def _train(
             len(splits.train),
             len(splits.val),
         )
-    trainer = Trainer(
+    job = TrainingJob(
         model,
         config.train,
         config.data.loader,
@@ -378,8 +419,9 @@ def _train(
         dist=dist,
         progress=progress,
         pos_weight=balanced_pos_weight(table.labels[splits.train]),
+        resume=resume,
     )
-    fit = trainer.fit(resume=resume)
+    fit = fit_with_strategy(job)
     dist.barrier()
     if not dist.is_main:
         return None
@@ -388,8 +430,17 @@ def _train(
     model.eval()
     calibration = _calibrate(model, val_set, config, dist.device)
     scaler, threshold, val_metrics, warnings = calibration
+    branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(
-        config, cohort, preprocessing, model, fit, splits, calibration, time.perf_counter() - started
+        config,
+        cohort,
+        preprocessing,
+        model,
+        fit,
+        splits,
+        calibration,
+        time.perf_counter() - started,
+        branches,
     )
     summary = summarise_cohort(cohort, table, preprocessing.tabular_columns, splits.train)
     save_bundle(run.bundle, model, config, preprocessing, scaler, card, training_summary=summary)

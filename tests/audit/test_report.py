@@ -155,6 +155,21 @@ def test_robustness_agrees_with_mmdx_evaluate(audit_report: BuiltReport) -> None
     assert {r["level"] for r in section["conditions"] if r["kind"] == "image_noise"} == {0.1, 0.3}
     noisy = [r for r in section["conditions"] if r["kind"] == "image_noise"]
     assert all(r["n_affected"] == rows[("modality_removed", "image", 0.0)]["n_affected"] for r in noisy)
+    # each branch: its own head's AUROC beside the AUROC lost when it is removed (the removal row, negated)
+    card = json.loads((audit_report.run / "bundle" / "card.json").read_text())
+    branches = {b["modality"]: b for b in section["branches"]}
+    assert set(branches) == {"image", "tabular", "text"}
+    for modality, branch in branches.items():
+        change = rows[("modality_removed", modality, 0.0)]["auroc_change"]
+        assert branch["lost_when_removed"]["estimate"] == pytest.approx(-change["estimate"])
+        assert branch["lost_when_removed"]["low"] == pytest.approx(-change["high"])
+        assert 0.0 <= branch["alone"]["estimate"] <= 1.0
+        assert branch["own_val_auroc"] == card["training"]["branches"][modality]["own_val_auroc"]
+        assert branch["under_used"] == (
+            branch["alone"]["estimate"] >= 0.6
+            and branch["alone"]["low"] > 0.5
+            and branch["lost_when_removed"]["estimate"] < 0.01
+        )
     full = rows[("tabular_missingness", None, 1.0)]
     # every observed value gone means no tabular modality at all: the same as removing it
     assert full["auroc"]["estimate"] == pytest.approx(
@@ -221,6 +236,9 @@ def test_provenance(audit_report: BuiltReport) -> None:
     }
     assert section["config"]["model"]["fusion"]["name"] == "gated_attention"
     assert section["packages"]["torch"] and section["hardware"]["audit"]["cpu_count"]
+    history = json.loads((audit_report.run / "training.json").read_text())["result"]["history"]
+    assert [h["epoch"] for h in section["training_history"]] == [h["epoch"] for h in history]
+    assert section["training_history"][-1]["branch_val_auroc"] == history[-1]["branch_val_auroc"]
 
 
 def test_model_card(audit_report: BuiltReport) -> None:
@@ -234,6 +252,8 @@ def test_model_card(audit_report: BuiltReport) -> None:
     texts = " ".join(item["text"] for item in section["limitations"])
     assert "synthetic" in texts and "too small to judge" in texts
     assert all(item["coverage"] == "reported" for item in section["tripod_ai"]["items"])
+    assert [b["modality"] for b in section["branches"]] == ["image", "tabular", "text"]
+    assert section["training"]["strategy"] == "joint"
 
 
 def test_the_html_is_rendered_from_the_json_alone(audit_report: BuiltReport) -> None:

@@ -121,3 +121,55 @@ def test_removing_every_value_removes_the_tabular_modality_as_validation_would()
         assert bool(sample[Keys.PRESENCE][0]) and bool(sample[Keys.PRESENCE][2])
     half = PerturbedDataset(base, Perturbation(Degradation.TABULAR_MISSINGNESS, 0.5), N_FEATURES, seed=0)
     assert bool(half[0][Keys.PRESENCE][1])
+
+
+def _branch_inputs(image_scores: np.ndarray, image_lost: float):
+    from types import SimpleNamespace
+
+    from mmdx.keys import MODALITIES
+    from mmdx.training.inference import Predictions
+
+    y = np.array([1, 0] * 40)
+    aux = np.zeros((80, len(MODALITIES)))
+    aux[:, 0] = image_scores
+    aux[:, 1] = np.where(y == 1, 0.2, -0.2) + np.linspace(-1, 1, 80)  # a weak tabular head
+    presence = np.zeros((80, len(MODALITIES)), dtype=bool)
+    presence[:, :2] = True
+    intact = Predictions(
+        [str(i) for i in range(80)], y.astype(float), np.zeros(80), aux, presence, aux_logits=aux
+    )
+    bundle = SimpleNamespace(
+        card={"training": {"branches": {"image": {"own_val_auroc": 0.9}}}},
+        preprocessing=SimpleNamespace(modalities=["image", "tabular"]),
+    )
+    rows = [
+        {
+            "kind": "modality_removed",
+            "modality": m,
+            "auroc_change": {"estimate": -lost, "low": -lost - 0.02, "high": -lost + 0.02},
+        }
+        for m, lost in (("image", image_lost), ("tabular", 0.1))
+    ]
+    return bundle, y, intact, rows
+
+
+def test_a_branch_strong_alone_but_unused_by_the_fusion_is_flagged() -> None:
+    from mmdx.audit.model_card import _robustness_limits
+    from mmdx.audit.robustness import branch_contributions
+
+    y_strong = np.where(np.array([1, 0] * 40) == 1, 2.0, -2.0)  # a perfect image head
+    bundle, y, intact, rows = _branch_inputs(y_strong, image_lost=0.0)
+    branches = branch_contributions(bundle, y, intact, rows, n_resamples=100, alpha=0.05, seed=0)
+    image, tabular = branches
+    assert image["alone"]["estimate"] == 1.0 and image["lost_when_removed"]["estimate"] == 0.0
+    assert image["lost_when_removed"]["low"] == pytest.approx(-0.02) and image["own_val_auroc"] == 0.9
+    assert image["under_used"] and not tabular["under_used"]  # tabular costs 0.1 when removed
+    section = {"status": "ok", "branches": branches, "conditions": [], "reproduction": None}
+    texts = [text for _, text in _robustness_limits(section)]
+    assert any(t.startswith("image branch: alone 1.00, lost when removed 0.00") for t in texts)
+
+    bundle, y, intact, rows = _branch_inputs(y_strong, image_lost=0.05)
+    assert not branch_contributions(bundle, y, intact, rows, 100, 0.05, 0)[0]["under_used"]
+    chance = np.random.default_rng(0).normal(size=80)  # an image head at chance is not "under-used"
+    bundle, y, intact, rows = _branch_inputs(chance, image_lost=0.0)
+    assert not branch_contributions(bundle, y, intact, rows, 100, 0.05, 0)[0]["under_used"]

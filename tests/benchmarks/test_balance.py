@@ -1,0 +1,27 @@
+"""The strategies benchmark: its variants map to config overrides, and the calibration reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.balance import reference_ece, variant_overrides
+from mmdx.errors import MmdxError
+
+
+def test_variants_are_registry_names_or_train_settings() -> None:
+    assert variant_overrides("staged", "concat") == ["model.fusion.name=concat", "train.strategy=staged"]
+    assert "train.early_stopping=branches" in variant_overrides("branch_stopping", "gated_attention")
+    staged_augment = variant_overrides("staged_augment", "gated_attention")
+    assert "train.strategy=staged" in staged_augment and "train.augment.affine=0.5" in staged_augment
+    assert variant_overrides("unimodal-image", "concat")[1:] == ["model.tabular=null", "model.text=null"]
+    with pytest.raises(MmdxError):
+        variant_overrides("stagd", "concat")
+
+
+def test_reference_ece_shrinks_with_the_number_of_cases() -> None:
+    rng = np.random.default_rng(0)
+    small = reference_ece(rng.random(100), draws=100)
+    large = reference_ece(rng.random(5000), draws=100)
+    assert small["low"] <= small["mean"] <= small["high"]
+    assert large["mean"] < small["mean"] / 3  # the noise floor of a perfectly calibrated model falls with n
