@@ -145,6 +145,10 @@ class CaseExplanation:
     convergence_delta: float | None = None
     n_steps: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the method that drew ``image_map`` (``method`` unless :func:`explain` got ``image_method``)
+    image_method: str | None = None
+    #: the methods' own quality fields for this case (e.g. ``split_half_error``, ``cam_positive_share``)
+    quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def missing_modalities(self) -> list[str]:
@@ -172,6 +176,8 @@ class CaseExplanation:
             "n_steps": self.n_steps,
             "convergence_delta": self.convergence_delta,
             "settings": self.settings,
+            "image_method": self.image_method or self.method,
+            "quality": self.quality,
         }
 
 
@@ -265,6 +271,7 @@ class MethodCall:
     n_steps: int
     internal_batch_size: int | None
     occlusion_window: int | None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,10 @@ class ExplanationMethod:
             its elements' attributions (IG splits a share over them) rather than their mean (occlusion
             gives every element of a window the window's whole effect).
         integrates: reports integration steps and the completeness (convergence) delta.
+        modalities: the modalities it attributes (the image-only methods of
+            :mod:`mmdx.explain.image_methods` leave the values and the note unattributed).
+
+    ``attribute`` may also return ``"quality"``: name -> ``[B]`` tensor of per-case quality fields.
     """
 
     name: str
@@ -292,6 +303,7 @@ class ExplanationMethod:
     settings: Callable[[MethodCall, dict[str, Any]], dict[str, Any]]
     sums_units: bool
     integrates: bool
+    modalities: tuple[str, ...] = ("image", "tabular", "text")
 
 
 #: The attribution methods, in the order ``mmdx explain --method both`` runs them (the first is primary).
@@ -319,6 +331,8 @@ def explain(
     occlusion_window: int | None = None,
     merge_words: bool = True,
     resample: bool = True,
+    image_method: str | None = None,
+    method_options: dict[str, Any] | None = None,
 ) -> list[CaseExplanation]:
     """Explain ``B`` cases in one call.
 
@@ -338,12 +352,17 @@ def explain(
             smallest side, at least 1).
         merge_words: report one span per word rather than per sub-word token.
         resample: also resample the image map onto the original grid when ``inputs.image_grids`` is given.
+        image_method: another method to draw the image map (e.g. ``"gradcam"``), ``method`` then explains
+            the values and the note; recorded as :attr:`CaseExplanation.image_method`.
+        method_options: the methods' own settings (``cam_layer``, ``nt_samples``, ``noise``,
+            ``shap_samples``, ``occlusion_sigma``, ``seed``; see :mod:`mmdx.explain.image_methods`).
 
     Returns:
         One :class:`CaseExplanation` per case, in input order.
     """
     spec = EXPLANATION_METHODS.get(resolve_method(method))
     method = spec.name
+    image_spec = EXPLANATION_METHODS.get(resolve_method(image_method)) if image_method else spec
     target = _check_target(target)
     if not (isinstance(n_steps, int) and n_steps >= 1):
         raise MmdxError(f"explain: n_steps must be a positive integer, got {n_steps!r}")
@@ -395,17 +414,40 @@ def explain(
             n_steps,
             internal_batch_size,
             occlusion_window,
+            dict(method_options or {}),
         )
         result = spec.attribute(call)
-    settings = {
-        "method": method,
-        "baselines": dict(baselines.description),
-        "merge_words": merge_words,
-        **spec.settings(call, result),
-    }
+        settings = {
+            "method": method,
+            "baselines": dict(baselines.description),
+            "merge_words": merge_words,
+            **spec.settings(call, result),
+        }
+        if image_spec is not spec:
+            result = _with_image_of(image_spec, call, result, settings)
     return _assemble(
         inputs, modalities, raw, result, spec, target, temperature, n_steps, settings, merge_words, resample
     )
+
+
+def _with_image_of(
+    image_spec: ExplanationMethod, call: MethodCall, result: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """``result`` with its image map (and image total) replaced by ``image_spec``'s."""
+    if "image" not in call.parts:
+        return result
+    drawn = image_spec.attribute(call)
+    attributions = {**result["attributions"], "image": drawn["attributions"]["image"]}
+    if not image_spec.sums_units:  # keep _assemble's per-method channel rule for the image
+        attributions["image"] = attributions["image"].mean(1, keepdim=True)
+    settings["image_method"] = image_spec.name
+    settings["image_settings"] = image_spec.settings(call, drawn)
+    return {
+        **result,
+        "attributions": attributions,
+        "image_method": image_spec.name,
+        "quality": {**(result.get("quality") or {}), **(drawn.get("quality") or {})},
+    }
 
 
 def _attributed_parts(
@@ -594,6 +636,8 @@ def _assemble(
             convergence_delta=None if result["delta"] is None else float(result["delta"][i]),
             n_steps=n_steps if spec.integrates else None,
             settings=settings,
+            image_method=result.get("image_method", spec.name),
+            quality={k: float(v[i]) for k, v in (result.get("quality") or {}).items()},
         )
         totals: dict[str, float | None] = {}
         for modality in MODALITIES:
@@ -711,3 +755,6 @@ EXPLANATION_METHODS.register(
         integrates=False,
     )
 )
+
+# the image-only methods register themselves in their own module
+from mmdx.explain import image_methods as _image_methods  # noqa: E402, F401
