@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mmdx.bundle import load_bundle
-from mmdx.explain.attribution import EXPLANATION_METHODS, explain, resolve_method
+from mmdx.explain.attribution import explain, resolve_method
 from mmdx.explain.faithfulness import deletion_curves, randomisation_check
 from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
 from mmdx.explain.truth import case_scores, load_truth
