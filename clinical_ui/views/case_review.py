@@ -24,9 +24,11 @@ from mmdx.review import (
     CaseView,
     VerdictEntry,
     build_case_view,
+    greyed,
     helpful_options,
     may,
     open_cohort,
+    overlay_decision_for,
     submit_case_verdict,
     verdict_history,
 )
@@ -66,7 +68,10 @@ st.title(f"Case {plain(view.case_id)}")
 components.prediction(view)
 components.explanation_notice(view)
 components.contributions(view)
-components.image(context, view)
+overlay = overlay_decision_for(view)
+components.image(context, greyed(view, overlay))
+if view.explained and overlay.method_note:
+    st.caption(overlay.method_note)
 components.tabular(view)
 components.notes(view)
 

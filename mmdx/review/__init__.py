@@ -32,6 +32,7 @@ from mmdx.review.case import (
 )
 from mmdx.review.context import ReviewContext, open_review_context, run_id_of
 from mmdx.review.explanations import ExplanationStatus, LoadedExplanation
+from mmdx.review.overlay import OverlayDecision, greyed, overlay_decision, overlay_decision_for
 from mmdx.review.rendering import (
     WINDOW_PRESETS,
     CaseImage,
@@ -66,6 +67,10 @@ from mmdx.review.worklist import (
 )
 
 __all__ = [
+    "OverlayDecision",
+    "greyed",
+    "overlay_decision",
+    "overlay_decision_for",
     "ATTRIBUTION_MEANING",
     "CASE_READER_ROLES",
     "DEMO_ACCOUNT",

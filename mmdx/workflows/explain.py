@@ -251,6 +251,8 @@ def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], v
         for i, explanation in enumerate(explanations):
             case_id = explanation.case_id
             extra = _case_fields(rows.loc[case_id], job.bundle.threshold)
+            if k == 0:
+                extra["image_map_check"] = _image_method_record(job)
             files[case_id][spec.name] = write_case(
                 writer.case_folder(case_id), explanation, shapley.case_dict(i), extra, version, spec.suffix
             )
