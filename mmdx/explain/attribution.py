@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, to_original_grid
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
-from mmdx.explain.tokens import TokenSpan, covered_characters, token_spans
+from mmdx.explain.tokens import PhraseSpan, TokenSpan, covered_characters, phrase_spans, token_spans
 from mmdx.keys import MODALITIES, Modality
 from mmdx.registry import Registry
 
@@ -139,6 +139,8 @@ class CaseExplanation:
     tabular_attributions: np.ndarray | None = None
     categorical_attributions: np.ndarray | None = None
     tokens: list[TokenSpan] | None = None
+    #: the note's clauses (a negation cue with its scope as one unit), each the sum of its words
+    phrases: list[PhraseSpan] | None = None
     token_attributions: np.ndarray | None = None
     text_covered_characters: int | None = None
     modality_totals: dict[str, float | None] = field(default_factory=dict)
@@ -172,6 +174,7 @@ class CaseExplanation:
             "modality_totals": self.modality_totals,
             "tabular": None if self.tabular is None else [f.to_dict() for f in self.tabular],
             "tokens": None if self.tokens is None else [t.to_dict() for t in self.tokens],
+            "phrases": None if self.phrases is None else [p.to_dict() for p in self.phrases],
             "text_covered_characters": self.text_covered_characters,
             "n_steps": self.n_steps,
             "convergence_delta": self.convergence_delta,
@@ -668,6 +671,7 @@ def _assemble(
             if inputs.text_offsets is not None and text is not None:
                 offsets = np.asarray(inputs.text_offsets[i])
                 explanation.tokens = token_spans(text, offsets, mask, per_token, merge_words)
+                explanation.phrases = phrase_spans(text, token_spans(text, offsets, mask, per_token, True))
                 explanation.text_covered_characters = covered_characters(offsets, mask)
             else:
                 explanation.tokens = [

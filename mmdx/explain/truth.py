@@ -25,7 +25,8 @@ features are left out, their attribution is 0 by construction):
   level = the share of causal features among the measured ones.
 
 **Text** (cases with a note whose seen part holds a planted sentence): whether the word with the highest
-``|attribution|`` lies in a planted sentence, reported for affirmed and negated sentences separately
+``|attribution|`` lies in a planted sentence, and whether the phrase with the highest ``|attribution|``
+(:func:`~mmdx.explain.tokens.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one, reported for affirmed and negated sentences separately
 (a case counts for a status when it has a sentence of that status); chance level = the share of the
 note's words inside those sentences.
 """
@@ -172,6 +173,10 @@ def text_scores(explanation: CaseExplanation, phrases: Sequence[Mapping]) -> dic
             "hit": inside(top, chosen),
             "chance": float(np.mean([inside(s, chosen) for s in spans])),
         }
+        if explanation.phrases:
+            top_phrase = max(explanation.phrases, key=lambda p: abs(p.attribution))
+            out[status]["phrase_hit"] = inside(top_phrase, chosen)
+            out[status]["phrase_chance"] = float(np.mean([inside(p, chosen) for p in explanation.phrases]))
     return out
 
 
@@ -239,6 +244,8 @@ def summarise_scores(
                 "n_cases": len(rows),
                 "top_word_in_phrase": _mean([float(r["hit"]) for r in rows]),
                 "chance": _mean([r["chance"] for r in rows]),
+                "top_phrase_is_planted": _mean([float(r["phrase_hit"]) for r in rows if "phrase_hit" in r]),
+                "phrase_chance": _mean([r["phrase_chance"] for r in rows if "phrase_chance" in r]),
             }
             for status, rows in text.items()
         },
