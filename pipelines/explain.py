@@ -83,8 +83,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: the encoder's own choice)",
     )
     p.add_argument(
+        "--tabular-baseline",
+        default="median",
+        choices=["median", "training"],
+        help="Integrated Gradients' reference for the values: the training median (default) or the training "
+        "cases themselves (expected gradients over the training split)",
+    )
+    p.add_argument(
         "--choice-cases", type=int, default=16, help="validation cases that --image-method auto measures"
     )
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.cam_layer:
+        options["cam_layer"] = args.cam_layer
+    if args.tabular_baseline == "training":
+        options["tabular_baseline"] = "training"
+    return options
 
 
 def _fmt(value) -> str:
@@ -113,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             image_method=args.image_method,
-            method_options={"cam_layer": args.cam_layer} if args.cam_layer else None,
+            method_options=_method_options(args),
             choice_cases=args.choice_cases,
             progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )

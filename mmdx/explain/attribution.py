@@ -522,6 +522,8 @@ def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
     per_part = dict(zip(names, attributions, strict=True))
     totals = {n: a.detach().double().flatten(1).sum(1) for n, a in per_part.items()}
     delta = torch.stack(list(totals.values())).sum(0) - (output - baseline_output)
+    if call.options.get("tabular_baseline") == "training" and "tabular" in parts:
+        per_part["tabular"], totals["tabular"] = _expected_tabular(call)
     return {
         "attributions": {n: a.detach() for n, a in per_part.items()},
         "totals": totals,
@@ -529,6 +531,47 @@ def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
         "baseline_output": baseline_output,
         "delta": delta,
     }
+
+
+#: Samples of (training case, point on the path) for the expected-gradients tabular attribution.
+EXPECTED_SAMPLES = 64
+
+
+def _expected_tabular(call: MethodCall) -> tuple[Tensor, Tensor]:
+    """Expected gradients of the values (Erion et al., Nat. Mach. Intell. 2021): the mean of
+    ``(x - x') * grad f(x' + a (x - x'))`` over training cases ``x'`` (``Baselines.tabular_reference``) and
+    ``a ~ U(0, 1)``, image and note held at the case's values. Its total estimates ``f(x) - E f(x')``; it is
+    not confounded by one reference point such as the training median. Returns (attributions, totals)."""
+    reference = call.baselines.tabular_reference
+    tab = call.parts["tabular"][0]
+    if reference is None:
+        raise MmdxError(
+            "explain: tabular_baseline='training' needs Baselines.tabular_reference (normalised values of "
+            "training cases); 'mmdx explain' fills it from the training split"
+        )
+    names = tuple(call.parts)
+    forward = _ExplainedOutput(call.model, names, call.temperature, call.sign)
+    generator = torch.Generator().manual_seed(int(call.options.get("seed", 0)))
+    samples = int(call.options.get("expected_samples", EXPECTED_SAMPLES))
+    reference = reference.to(tab)
+    out = torch.zeros_like(tab)
+    for i in range(tab.shape[0]):
+        pick = torch.randint(0, reference.shape[0], (samples,), generator=generator)
+        alpha = torch.rand(samples, 1, generator=generator).to(tab)
+        x = tab[i : i + 1]
+        start = reference[pick]
+        points = (start + alpha * (x - start)).requires_grad_(True)
+        args = [
+            points
+            if n == "tabular"
+            else call.parts[n][0][i : i + 1].expand(samples, *call.parts[n][0].shape[1:])
+            for n in names
+        ]
+        fixed = [None if f is None else f[i : i + 1].expand(samples, *f.shape[1:]) for f in call.fixed]
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(forward(*args, *fixed).sum(), points)
+        out[i] = ((x - start) * gradient).mean(0).detach()
+    return out, out.double().sum(1)
 
 
 def _default_window(shape: tuple[int, ...]) -> int:
@@ -742,7 +785,15 @@ EXPLANATION_METHODS.register(
         suffix="",
         description="Integrated Gradients, jointly over image, tabular values and token embeddings",
         attribute=_integrated_gradients,
-        settings=lambda call, result: {"n_steps": call.n_steps, "integration": IG_INTEGRATION},
+        settings=lambda call, result: {
+            "n_steps": call.n_steps,
+            "integration": IG_INTEGRATION,
+            **(
+                {"tabular_baseline": "training split (expected gradients)"}
+                if call.options.get("tabular_baseline") == "training"
+                else {}
+            ),
+        },
         sums_units=True,
         integrates=True,
     )

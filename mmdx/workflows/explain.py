@@ -438,7 +438,11 @@ def explain_run(
         seconds={m.name: 0.0 for m in methods},
         method_options=dict(method_options or {}),
     )
-    if image_method in (AUTO, "gradient_shap") or any(m.name == "gradient_shap" for m in methods):
+    if (
+        image_method in (AUTO, "gradient_shap")
+        or any(m.name == "gradient_shap" for m in methods)
+        or job.method_options.get("tabular_baseline") == "training"
+    ):
         job.references = _references(job, predictions)
     if image_method == AUTO:
         job.image_choice = _choose_image_method(job, run, predictions, choice_cases)
