@@ -69,10 +69,13 @@ def parse_method(text: str) -> tuple[str, str, dict[str, Any]]:
     return text, resolve_method(name), options
 
 
-def select_cases(run: RunPaths, truth: dict, split: str, limit: int | None) -> list[str]:
+def select_cases(run: RunPaths, truth: dict, split: str, limit: int | None, every: bool = False) -> list[str]:
     predictions = run.read_predictions()
     if split != "all":
         predictions = predictions[predictions["split"] == split]
+    if every:
+        chosen = [c for c in predictions["case_id"] if c in truth]
+        return chosen[:limit] if limit else chosen
     chosen = [
         c
         for c, label, predicted in zip(
@@ -112,6 +115,10 @@ def _case_rows(explanations, truth, cohort_dir) -> list[dict[str, Any]]:
                 "phrase_affirmed": None
                 if "affirmed" not in text or "phrase_hit" not in text["affirmed"]
                 else float(text["affirmed"]["phrase_hit"]),
+                "phrase_negated": None
+                if "negated" not in text or "phrase_hit" not in text["negated"]
+                else float(text["negated"]["phrase_hit"]),
+                "phrase_chance_affirmed": (text.get("affirmed") or {}).get("phrase_chance"),
                 **{f"quality_{k}": v for k, v in e.quality.items()},
             }
         )
@@ -174,6 +181,8 @@ def run_method(label, name, options, context, ids) -> dict[str, Any]:
         "text_affirmed": bootstrap_mean([r["text_affirmed"] for r in rows]),
         "phrase_affirmed": bootstrap_mean([r["phrase_affirmed"] for r in rows]),
         "text_negated": bootstrap_mean([r["text_negated"] for r in rows]),
+        "phrase_negated": bootstrap_mean([r["phrase_negated"] for r in rows]),
+        "phrase_chance_affirmed": bootstrap_mean([r["phrase_chance_affirmed"] for r in rows]),
         "rows": rows,
     }
     for key in {k for r in rows for k in r if k.startswith("quality_")}:
@@ -200,6 +209,11 @@ def table(results: list[dict[str, Any]]) -> str:
         ("deletion AUC image (random − ours)", "deletion_random_minus_ours"),
         ("difference in pointing to the first method", "pointing_vs_first"),
         ("difference in mass to the first method", "mass_vs_first"),
+        ("tabular: causal-feature ranking AUC", "tabular_auc"),
+        ("text: top word in an affirmed planted sentence", "text_affirmed"),
+        ("text: top phrase is an affirmed planted sentence", "phrase_affirmed"),
+        ("text: top word in a negated planted sentence", "text_negated"),
+        ("text: top phrase is a negated planted sentence", "phrase_negated"),
     ]
     head = "| score | " + " | ".join(r["label"] for r in results) + " |"
     lines = [head, "|---" * (len(results) + 1) + "|"]
@@ -226,19 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--every-case",
+        action="store_true",
+        help="every case of the split, not only true-positive lesion cases",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = RunPaths(Path(args.run))
     bundle = load_bundle(run.bundle)
     cohort_dir = Path(args.cohort or bundle.card["cohort"]["path"])
     truth = load_truth(cohort_dir) or {}
-    ids = select_cases(run, truth, args.split, args.limit)
+    ids = select_cases(run, truth, args.split, args.limit, args.every_case)
     prepared = prepare_inputs(bundle, cohort_dir, workers=1)
     position = {c: i for i, c in enumerate(prepared.table.case_ids)}
     ids = [c for c in ids if c in position]
     references = training_references(run, bundle, prepared, position)
     context = (bundle, prepared, position, truth, cohort_dir, references, args)
-    print(f"{len(ids)} true-positive lesion cases of {cohort_dir} ({args.split})", flush=True)
+    kind = "cases" if args.every_case else "true-positive lesion cases"
+    print(f"{len(ids)} {kind} of {cohort_dir} ({args.split})", flush=True)
     results = []
     for text in args.methods:
         label, name, options = parse_method(text)

@@ -124,6 +124,7 @@ def _image_method(summary: dict[str, Any], run: RunPaths) -> dict[str, Any]:
         "any_passed": record.get("any_passed"),
         "reason": record.get("reason"),
         "rule": record.get("rule"),
+        "checks": record.get("checks"),
         "candidates": [],
     }
     try:

@@ -51,19 +51,37 @@ class OverlayDecision:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _method_note(method: str | None, passed: bool | None, any_passed: bool | None) -> str | None:
+def _numbers(checks: dict[str, Any] | None) -> str:
+    """ " (...)" with the validation numbers behind the verdict, or ""."""
+    checks = checks or {}
+    parts = []
+    if checks.get("randomisation_abs") is not None:
+        parts.append(f"rank correlation with a randomised model's map {checks['randomisation_abs']:.2f}")
+    if checks.get("anatomy_trained") is not None and checks.get("anatomy_randomised") is not None:
+        parts.append(
+            f"with the image intensity {checks['anatomy_trained']:.2f}, randomised {checks['anatomy_randomised']:.2f}"
+        )
+    if checks.get("pointing_game") is not None:
+        parts.append(f"on the lesion in {checks['pointing_game']:.0%} of validation lesion cases")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _method_note(
+    method: str | None, passed: bool | None, any_passed: bool | None, checks: dict[str, Any] | None = None
+) -> str | None:
     if not method:
         return None
     title = METHOD_TITLES.get(method, method)
+    numbers = _numbers(checks)
     if passed is True:
-        return f"Map drawn by {title}, which passed the model-randomisation check on the validation cases."
+        return f"Map drawn by {title}, which passed the model-randomisation check on the validation cases{numbers}."
     if passed is False and any_passed is False:
         return (
-            f"Map drawn by {title}. No attribution method passed the model-randomisation check for this model: "
-            "the map may follow the image's anatomy more than the model's reasoning."
+            f"Map drawn by {title}. No attribution method passed the model-randomisation check for this model"
+            f"{numbers}: the map may follow the image's anatomy more than the model's reasoning."
         )
     if passed is False:
-        return f"Map drawn by {title}, which did not pass the model-randomisation check."
+        return f"Map drawn by {title}, which did not pass the model-randomisation check{numbers}."
     return f"Map drawn by {title} (not checked against a randomised model)."
 
 
@@ -74,6 +92,7 @@ def overlay_decision(
     method: str | None = None,
     method_passed: bool | None = None,
     any_method_passed: bool | None = None,
+    checks: dict[str, Any] | None = None,
     probability_cutoff: float = PROBABILITY_CUTOFF,
     shapley_floor: float = SHAPLEY_FLOOR,
 ) -> OverlayDecision:
@@ -92,7 +111,7 @@ def overlay_decision(
     return OverlayDecision(
         coloured=not reasons,
         reasons=tuple(reasons),
-        method_note=_method_note(method, method_passed, any_method_passed),
+        method_note=_method_note(method, method_passed, any_method_passed, checks),
         method_passed=method_passed,
         details={
             "probability": probability,
@@ -117,6 +136,7 @@ def overlay_decision_for(
         method=document.get("image_method") or document.get("method"),
         method_passed=check.get("passed"),
         any_method_passed=check.get("any_passed"),
+        checks=check.get("checks"),
         probability_cutoff=probability_cutoff,
         shapley_floor=shapley_floor,
     )

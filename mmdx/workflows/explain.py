@@ -52,6 +52,18 @@ TARGET = 1
 MERGE_WORDS = True
 #: ``--image-method auto``: choose the method that draws image maps on the validation split
 AUTO = "auto"
+#: The chosen method's validation numbers carried into summary.json and every case's explanation.
+CHECK_KEYS = (
+    "randomisation_abs",
+    "randomisation_signed",
+    "anatomy_trained",
+    "anatomy_randomised",
+    "pointing_game",
+    "mass_in_lesion",
+    "mass_lift",
+    "n_cases",
+    "n_lesion_cases",
+)
 #: Training-split cases whose images (and values) are the baseline distribution of GradientShap.
 REFERENCE_CASES = 16
 
@@ -337,6 +349,7 @@ def _image_method_record(job: _Job) -> dict[str, Any]:
             "any_passed": None,
             "reason": None,
         }
+    row = next((c for c in choice.get("candidates") or [] if c.get("method") == name), {})
     return {
         "name": name,
         "chosen_by": "rule on the validation split",
@@ -344,6 +357,7 @@ def _image_method_record(job: _Job) -> dict[str, Any]:
         "any_passed": choice.get("any_passed"),
         "reason": choice.get("reason"),
         "rule": choice.get("rule"),
+        "checks": {key: row.get(key) for key in CHECK_KEYS},
     }
 
 

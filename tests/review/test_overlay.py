@@ -32,8 +32,12 @@ def test_low_probability_and_a_null_image_shapley_each_grey_the_map_with_a_reaso
 
 
 def test_the_note_says_plainly_when_no_method_passed():
-    none = overlay_decision(0.9, 1.0, method="layercam", method_passed=False, any_method_passed=False)
+    checks = {"randomisation_abs": 0.41, "anatomy_trained": 0.7, "anatomy_randomised": 0.68}
+    none = overlay_decision(
+        0.9, 1.0, method="layercam", method_passed=False, any_method_passed=False, checks=checks
+    )
     assert none.coloured and "No attribution method passed" in none.method_note
+    assert "0.41" in none.method_note and "0.70, randomised 0.68" in none.method_note
     this = overlay_decision(
         0.9, 1.0, method="integrated_gradients", method_passed=False, any_method_passed=True
     )
