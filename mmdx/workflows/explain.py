@@ -9,6 +9,7 @@ convergence deltas and, on synthetic cohorts, scores against the planted ground 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,8 @@ from mmdx.explain.shapley import modality_shapley
 from mmdx.explain.truth import case_scores, load_truth, summarise_scores
 from mmdx.predict import CohortInputs, prepare_inputs
 from mmdx.run import RunPaths
+
+log = logging.getLogger(__name__)
 
 #: ``--method both``: every registered method, the first one primary
 ALL_METHODS = "both"
@@ -83,9 +86,10 @@ def method_choices() -> list[str]:
 
 
 def methods_for(method: str) -> list[ExplanationMethod]:
-    """The methods one ``--method`` value asks for (``both``: all of them, the primary first)."""
+    """The methods one ``--method`` value asks for (``both``: the two that attribute every modality,
+    Integrated Gradients first, then occlusion)."""
     if method == ALL_METHODS:
-        return EXPLANATION_METHODS.specs()
+        return [spec for spec in EXPLANATION_METHODS if set(spec.modalities) == {"image", "tabular", "text"}]
     return [EXPLANATION_METHODS.get(resolve_method(method))]
 
 
@@ -460,7 +464,7 @@ def explain_run(
         job.references = _references(job, predictions)
     if image_method == AUTO:
         job.image_choice = _choose_image_method(job, run, predictions, choice_cases)
-        image_method = job.image_choice["chosen"]
+        image_method = job.image_choice["chosen"] if job.image_choice else None
     job.image_method = image_method
     version = explanation_version(bundle.version, [m.name for m in methods], job.settings())
     writer = run.explanation_writer()
@@ -515,7 +519,9 @@ def _choice_case_ids(job: _Job, predictions: pd.DataFrame, choice_cases: int) ->
     return ids[: max(0, choice_cases)]
 
 
-def _choose_image_method(job: _Job, run: RunPaths, predictions: pd.DataFrame, choice_cases: int) -> dict:
+def _choose_image_method(
+    job: _Job, run: RunPaths, predictions: pd.DataFrame, choice_cases: int
+) -> dict | None:
     """Apply the documented rule (:mod:`mmdx.explain.selection`) on validation cases; reuse the run's
     recorded choice when it was made for this model version and these settings."""
     candidates = [spec for spec in EXPLANATION_METHODS if "image" in spec.modalities]
@@ -530,10 +536,11 @@ def _choose_image_method(job: _Job, run: RunPaths, predictions: pd.DataFrame, ch
         return recorded
     ids = _choice_case_ids(job, predictions, choice_cases)
     if not ids:
-        raise MmdxError(
-            "--image-method auto needs validation cases in predictions.parquet (none found); run 'mmdx "
-            "evaluate RUN' on the training cohort or name a method (--image-method gradcam)"
+        log.warning(
+            "--image-method auto: predictions.parquet has no validation case to apply the rule on; the primary "
+            "method draws the image maps (run 'mmdx evaluate RUN' on the training cohort, or name a method)"
         )
+        return None
     rows = predictions.set_index("case_id").loc[ids]
     labels = {c: _label(v) for c, v in rows["label"].items()}
     predicted = {c: int(v) for c, v in rows["predicted"].items()}
