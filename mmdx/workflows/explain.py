@@ -525,7 +525,13 @@ def _choose_image_method(
     """Apply the documented rule (:mod:`mmdx.explain.selection`) on validation cases; reuse the run's
     recorded choice when it was made for this model version and these settings."""
     candidates = [spec for spec in EXPLANATION_METHODS if "image" in spec.modalities]
-    settings = {**job.settings(), "image_method": AUTO, "choice_cases": choice_cases}
+    settings = {
+        **job.settings(),
+        "image_method": AUTO,
+        "choice_cases": choice_cases,
+        "candidates": [spec.name for spec in candidates],
+        "cam_layer": _cam_layer(job),
+    }
     recorded = run.read_image_method_choice()
     if (
         recorded
@@ -554,6 +560,15 @@ def _choose_image_method(
     }
     run.write_image_method_choice(choice)
     return choice
+
+
+def _cam_layer(job: _Job) -> str | None:
+    """The stage(s) the class-activation maps read for this model and these options."""
+    from mmdx.explain.image_methods import cam_layer_names
+
+    if "image" not in job.bundle.model.encoders:
+        return None
+    return "+".join(cam_layer_names(job.bundle.model, job.method_options.get("cam_layer")))
 
 
 def _json_like(value: Any) -> Any:
