@@ -33,11 +33,14 @@ import numpy as np
 import torch
 
 from mmdx.bundle import load_bundle
+from mmdx.data.dataset import ImageCache, MultimodalDataset, build_case_table
+from mmdx.data.plan import declared_modality, plan_cohort_images
+from mmdx.data.validation import validate_cohort
 from mmdx.explain.attribution import explain, resolve_method
 from mmdx.explain.faithfulness import deletion_curves, randomisation_check
 from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
 from mmdx.explain.truth import case_scores, load_truth
-from mmdx.predict import prepare_inputs
+from mmdx.predict import CohortInputs
 from mmdx.run import RunPaths
 
 RESAMPLES = 1000
@@ -84,6 +87,18 @@ def select_cases(run: RunPaths, truth: dict, split: str, limit: int | None, ever
         if label == 1 and int(predicted) == 1 and (truth.get(c) or {}).get("lesion")
     ]
     return chosen[:limit] if limit else chosen
+
+
+def prepare_lazily(bundle, cohort_dir: Path) -> CohortInputs:
+    """:func:`mmdx.predict.prepare_inputs` without warming an image cache: only the explained cases' images
+    are read and resampled (the run's predictions already cover the cohort; images are not re-checked)."""
+    cohort = validate_cohort(cohort_dir, workers=1, check_images=False)
+    plan = bundle.image_plan
+    if plan is not None:
+        plan_cohort_images(cohort, plan=plan)
+    table = build_case_table(cohort, bundle.preprocessing)
+    cache = None if plan is None else ImageCache(plan, "none", None, declared_modality(cohort))
+    return CohortInputs(cohort, table, MultimodalDataset(table, bundle.preprocessing, cache), cache)
 
 
 def training_references(run: RunPaths, bundle, prepared, position: dict, n: int = 16) -> Baselines:
@@ -252,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     cohort_dir = Path(args.cohort or bundle.card["cohort"]["path"])
     truth = load_truth(cohort_dir) or {}
     ids = select_cases(run, truth, args.split, args.limit, args.every_case)
-    prepared = prepare_inputs(bundle, cohort_dir, workers=1)
+    prepared = prepare_lazily(bundle, cohort_dir)
     position = {c: i for i, c in enumerate(prepared.table.case_ids)}
     ids = [c for c in ids if c in position]
     references = training_references(run, bundle, prepared, position)
