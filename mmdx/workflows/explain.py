@@ -462,6 +462,14 @@ def explain_run(
         or job.method_options.get("tabular_baseline") == "training"
     ):
         job.references = _references(job, predictions)
+    if job.method_options.get("tabular_baseline") == "training" and (
+        job.references is None or job.references.tabular_reference is None
+    ):
+        log.warning(
+            "--tabular-baseline training: predictions.parquet has no training case with values; the values are "
+            "explained against the training median"
+        )
+        job.method_options.pop("tabular_baseline")
     if image_method == AUTO:
         job.image_choice = _choose_image_method(job, run, predictions, choice_cases)
         image_method = job.image_choice["chosen"] if job.image_choice else None
