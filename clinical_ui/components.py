@@ -142,6 +142,8 @@ def image(context: ReviewContext, view: CaseView, heading: bool = True) -> None:
             f"Overlay ({OVERLAY_COLORMAP} colours): positive attribution, i.e. evidence for the positive class, "
             "scaled to the case's 99th percentile."
         )
+    elif case_image.withheld:
+        notes.append(f"Attribution overlay greyed out. {case_image.withheld}")
     elif view.explained:
         notes.append("No positive image attribution in this case.")
     if has_mask:

@@ -137,6 +137,8 @@ def _notes(view: CaseView, image: NativeImage, scale: float | None) -> list[str]
             f"the case's 99th percentile ({scale:.3g} {ATTRIBUTION_UNITS} per voxel); each plane opens at its "
             "slice with the most attribution."
         )
+    elif image.withheld:
+        notes.append(f"Attribution overlay greyed out. {image.withheld}")
     elif view.explained:
         notes.append("No attribution map on the original image's grid for this case.")
     if image.mask is not None:

@@ -100,6 +100,10 @@ class RunPaths:
         return self.root / "explanations"
 
     @property
+    def image_method_choice(self) -> Path:
+        return self.root / "image_method_choice.json"
+
+    @property
     def validation_report(self) -> Path:
         return self.root / "validation_report.json"
 
@@ -177,6 +181,7 @@ class RunPaths:
             "metrics.json": self.metrics,
             "validation_report.json": self.validation_report,
             "training.json": self.training,
+            "image_method_choice.json": self.image_method_choice,
             f"bundle/{MANIFEST}": self.bundle / MANIFEST,
             f"explanations/{SUMMARY}": self.explanations / SUMMARY,
             f"explanations/{INDEX}": self.explanations / INDEX,
@@ -203,6 +208,13 @@ class RunPaths:
     def read_metrics(self) -> dict[str, Any] | None:
         """``metrics.json``, or None when the run has not been evaluated."""
         return _read_optional_json(self.metrics, "mmdx evaluate RUN")
+
+    def write_image_method_choice(self, choice: Mapping[str, Any]) -> Path:
+        return _write_json(self.image_method_choice, choice)
+
+    def read_image_method_choice(self) -> dict[str, Any] | None:
+        """``image_method_choice.json`` (which method draws image maps, and why), or None."""
+        return _read_optional_json(self.image_method_choice, "mmdx explain RUN --image-method auto")
 
     def write_training_summary(self, summary: Mapping[str, Any]) -> Path:
         return _write_json(self.training, summary)

@@ -17,14 +17,21 @@ curves against random removal, the model-randomisation test, the convergence del
 cohorts, scores against the planted ground truth.
 
 The explained output is the calibrated logit (logit / temperature) of the positive class. Baselines: air for
-the image (or --image-baseline blur), the training median for tabular values (missing indicators unchanged),
-[PAD] for every note token but [CLS]/[SEP]. Needs predictions.parquet (run 'mmdx evaluate RUN' first).
+the image (or --image-baseline blur), for tabular values 16 training cases (expected gradients; the
+training median with --tabular-baseline median; missing indicators unchanged), [PAD] for every note token
+but [CLS]/[SEP]. Needs predictions.parquet (run 'mmdx evaluate RUN' first).
+
+The image map of the primary method is drawn by --image-method. 'auto' (the default) measures every image
+method on validation cases and takes, among those that pass the model-randomisation test, the one with the
+best pointing game and lesion mass (see mmdx.explain.selection); the choice, with every candidate's
+numbers, is kept in RUN/image_method_choice.json and reused while model and settings stay the same. When
+no method passes, the choice says so, and so do the audit report and the dashboard.
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from mmdx.explain.attribution import DEFAULT_STEPS
-    from mmdx.workflows.explain import method_choices
+    from mmdx.workflows.explain import image_method_choices, method_choices
 
     p = subparsers.add_parser(
         "explain",
@@ -65,6 +72,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random orders and the randomised model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--image-method",
+        default="auto",
+        choices=image_method_choices(),
+        help="the method that draws the image maps of the primary method (default auto: see above)",
+    )
+    p.add_argument(
+        "--cam-layer",
+        help="Grad-CAM family: the image encoder's stage(s) to read, e.g. stage1 or stage0+stage1 "
+        "(default: the encoder's own choice)",
+    )
+    p.add_argument(
+        "--tabular-baseline",
+        default="training",
+        choices=["median", "training"],
+        help="Integrated Gradients' reference for the values: the training cases themselves (default: expected "
+        "gradients over 16 cases of the training split, which rank the causal values better; see BENCHMARKS.md) "
+        "or the training median",
+    )
+    p.add_argument(
+        "--choice-cases", type=int, default=16, help="validation cases that --image-method auto measures"
+    )
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.cam_layer:
+        options["cam_layer"] = args.cam_layer
+    if args.tabular_baseline == "training":
+        options["tabular_baseline"] = "training"
+    return options
 
 
 def _fmt(value) -> str:
@@ -92,10 +130,16 @@ def run(args: argparse.Namespace) -> int:
             cohort_dir=args.cohort,
             workers=args.workers,
             seed=args.seed,
+            image_method=args.image_method,
+            method_options=_method_options(args),
+            choice_cases=args.choice_cases,
             progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )
     summary = result.summary
     print(f"explanations: {result.run.explanations}  ({result.n_cases} cases, version {result.version})")
+    drawn = summary.get("image_method") or {}
+    if drawn.get("reason"):
+        print(f"  image maps: {drawn['name']} ({drawn['reason']})")
     for name, section in summary["methods"].items():
         print(f"  {name}: {summary['seconds_per_case'][name]:.2f} s per case")
         delta = section.get("convergence_delta", {})

@@ -24,9 +24,11 @@ from mmdx.review import (
     CaseView,
     VerdictEntry,
     build_case_view,
+    greyed,
     helpful_options,
     may,
     open_cohort,
+    overlay_decision_for,
     submit_case_verdict,
     verdict_history,
 )
@@ -67,7 +69,10 @@ components.prediction(view)
 components.explanation_notice(view)
 viewer.explanation_offer_section(context, session, view)
 components.contributions(view)
-viewer.image_section(context, view)
+overlay = overlay_decision_for(view)
+viewer.image_section(context, greyed(view, overlay))
+if view.explained and overlay.method_note:
+    st.caption(overlay.method_note)
 components.tabular(view)
 components.notes(view)
 

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from mmdx.audit.sections import AUDIT_SECTIONS, AuditInputs, Section, SectionSpec, SectionUnavailable
+from mmdx.errors import MmdxError
 from mmdx.explain.artifacts import ExplanationNotFound, ExplanationUnreadable
 from mmdx.keys import MODALITIES
 from mmdx.run import RunPaths
@@ -54,6 +55,9 @@ def _randomisation(result: dict[str, Any]) -> dict[str, Any]:
                 "spearman_abs_mean": value.get("spearman_abs_mean"),
                 "spearman_abs_median": value.get("spearman_abs_median"),
                 "spearman_signed_mean": value.get("spearman_signed_mean"),
+                "passed": value.get("passed"),
+                "anatomy_trained_mean": value.get("anatomy_trained_mean"),
+                "anatomy_randomised_mean": value.get("anatomy_randomised_mean"),
             }
     return out
 
@@ -104,8 +108,36 @@ def explanations_section(run: RunPaths, model_version: str) -> dict[str, Any]:
         "ground_truth_reason": None
         if ground_truth
         else "the cohort has no planted ground truth (only synthetic cohorts do)",
+        "image_method": _image_method(summary, run),
         "methods": methods,
     }
+
+
+def _image_method(summary: dict[str, Any], run: RunPaths) -> dict[str, Any]:
+    """Which method drew the image maps, whether it passed, the rule's candidates (runs explained before
+    the choice existed: the primary method, not checked)."""
+    record = dict(summary.get("image_method") or {})
+    out = {
+        "name": record.get("name") or next(iter(summary.get("methods") or {}), None),
+        "chosen_by": record.get("chosen_by"),
+        "passed": record.get("passed"),
+        "any_passed": record.get("any_passed"),
+        "reason": record.get("reason"),
+        "rule": record.get("rule"),
+        "checks": record.get("checks"),
+        "candidates": [],
+    }
+    try:
+        choice = run.read_image_method_choice()
+    except MmdxError:
+        choice = None
+    if (
+        choice
+        and choice.get("chosen") == out["name"]
+        and choice.get("model_version") == summary.get("model_version")
+    ):
+        out["candidates"] = list(choice.get("candidates") or [])
+    return out
 
 
 def _build(inputs: AuditInputs) -> dict[str, Any]:

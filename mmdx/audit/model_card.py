@@ -323,6 +323,16 @@ def _explanation_and_review_limits(sections: dict[str, dict[str, Any]]) -> list[
     out: list[Limit] = []
     explanations = sections.get(Section.EXPLANATIONS, {})
     if is_ok(explanations):
+        drawn = explanations.get("image_method") or {}
+        if drawn.get("passed") is False:
+            out.append(
+                (
+                    Section.EXPLANATIONS,
+                    f"The image maps (drawn by {drawn.get('name')}) did not pass the model-randomisation test"
+                    + ("; no image attribution method did" if drawn.get("any_passed") is False else "")
+                    + ": they may follow the anatomy of the image more than the model.",
+                )
+            )
         for method, result in explanations["methods"].items():
             failing = [m for m, d in result["deletion"].items() if d.get("faster_than_random") is False]
             if failing:

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, to_original_grid
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
-from mmdx.explain.tokens import TokenSpan, covered_characters, token_spans
+from mmdx.explain.tokens import PhraseSpan, TokenSpan, covered_characters, phrase_spans, token_spans
 from mmdx.keys import MODALITIES, Modality
 from mmdx.registry import Registry
 
@@ -139,12 +139,18 @@ class CaseExplanation:
     tabular_attributions: np.ndarray | None = None
     categorical_attributions: np.ndarray | None = None
     tokens: list[TokenSpan] | None = None
+    #: the note's clauses (a negation cue with its scope as one unit), each the sum of its words
+    phrases: list[PhraseSpan] | None = None
     token_attributions: np.ndarray | None = None
     text_covered_characters: int | None = None
     modality_totals: dict[str, float | None] = field(default_factory=dict)
     convergence_delta: float | None = None
     n_steps: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the method that drew ``image_map`` (``method`` unless :func:`explain` got ``image_method``)
+    image_method: str | None = None
+    #: the methods' own quality fields for this case (e.g. ``split_half_error``, ``cam_positive_share``)
+    quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def missing_modalities(self) -> list[str]:
@@ -168,10 +174,13 @@ class CaseExplanation:
             "modality_totals": self.modality_totals,
             "tabular": None if self.tabular is None else [f.to_dict() for f in self.tabular],
             "tokens": None if self.tokens is None else [t.to_dict() for t in self.tokens],
+            "phrases": None if self.phrases is None else [p.to_dict() for p in self.phrases],
             "text_covered_characters": self.text_covered_characters,
             "n_steps": self.n_steps,
             "convergence_delta": self.convergence_delta,
             "settings": self.settings,
+            "image_method": self.image_method or self.method,
+            "quality": self.quality,
         }
 
 
@@ -265,6 +274,7 @@ class MethodCall:
     n_steps: int
     internal_batch_size: int | None
     occlusion_window: int | None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -282,6 +292,10 @@ class ExplanationMethod:
             its elements' attributions (IG splits a share over them) rather than their mean (occlusion
             gives every element of a window the window's whole effect).
         integrates: reports integration steps and the completeness (convergence) delta.
+        modalities: the modalities it attributes (the image-only methods of
+            :mod:`mmdx.explain.image_methods` leave the values and the note unattributed).
+
+    ``attribute`` may also return ``"quality"``: name -> ``[B]`` tensor of per-case quality fields.
     """
 
     name: str
@@ -292,6 +306,7 @@ class ExplanationMethod:
     settings: Callable[[MethodCall, dict[str, Any]], dict[str, Any]]
     sums_units: bool
     integrates: bool
+    modalities: tuple[str, ...] = ("image", "tabular", "text")
 
 
 #: The attribution methods, in the order ``mmdx explain --method both`` runs them (the first is primary).
@@ -319,6 +334,8 @@ def explain(
     occlusion_window: int | None = None,
     merge_words: bool = True,
     resample: bool = True,
+    image_method: str | None = None,
+    method_options: dict[str, Any] | None = None,
 ) -> list[CaseExplanation]:
     """Explain ``B`` cases in one call.
 
@@ -338,12 +355,17 @@ def explain(
             smallest side, at least 1).
         merge_words: report one span per word rather than per sub-word token.
         resample: also resample the image map onto the original grid when ``inputs.image_grids`` is given.
+        image_method: another method to draw the image map (e.g. ``"gradcam"``), ``method`` then explains
+            the values and the note; recorded as :attr:`CaseExplanation.image_method`.
+        method_options: the methods' own settings (``cam_layer``, ``nt_samples``, ``noise``,
+            ``shap_samples``, ``occlusion_sigma``, ``seed``; see :mod:`mmdx.explain.image_methods`).
 
     Returns:
         One :class:`CaseExplanation` per case, in input order.
     """
     spec = EXPLANATION_METHODS.get(resolve_method(method))
     method = spec.name
+    image_spec = EXPLANATION_METHODS.get(resolve_method(image_method)) if image_method else spec
     target = _check_target(target)
     if not (isinstance(n_steps, int) and n_steps >= 1):
         raise MmdxError(f"explain: n_steps must be a positive integer, got {n_steps!r}")
@@ -395,17 +417,40 @@ def explain(
             n_steps,
             internal_batch_size,
             occlusion_window,
+            dict(method_options or {}),
         )
         result = spec.attribute(call)
-    settings = {
-        "method": method,
-        "baselines": dict(baselines.description),
-        "merge_words": merge_words,
-        **spec.settings(call, result),
-    }
+        settings = {
+            "method": method,
+            "baselines": dict(baselines.description),
+            "merge_words": merge_words,
+            **spec.settings(call, result),
+        }
+        if image_spec is not spec:
+            result = _with_image_of(image_spec, call, result, settings)
     return _assemble(
         inputs, modalities, raw, result, spec, target, temperature, n_steps, settings, merge_words, resample
     )
+
+
+def _with_image_of(
+    image_spec: ExplanationMethod, call: MethodCall, result: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """``result`` with its image map (and image total) replaced by ``image_spec``'s."""
+    if "image" not in call.parts:
+        return result
+    drawn = image_spec.attribute(call)
+    attributions = {**result["attributions"], "image": drawn["attributions"]["image"]}
+    if not image_spec.sums_units:  # keep _assemble's per-method channel rule for the image
+        attributions["image"] = attributions["image"].mean(1, keepdim=True)
+    settings["image_method"] = image_spec.name
+    settings["image_settings"] = image_spec.settings(call, drawn)
+    return {
+        **result,
+        "attributions": attributions,
+        "image_method": image_spec.name,
+        "quality": {**(result.get("quality") or {}), **(drawn.get("quality") or {})},
+    }
 
 
 def _attributed_parts(
@@ -477,6 +522,8 @@ def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
     per_part = dict(zip(names, attributions, strict=True))
     totals = {n: a.detach().double().flatten(1).sum(1) for n, a in per_part.items()}
     delta = torch.stack(list(totals.values())).sum(0) - (output - baseline_output)
+    if call.options.get("tabular_baseline") == "training" and "tabular" in parts:
+        per_part["tabular"], totals["tabular"] = _expected_tabular(call)
     return {
         "attributions": {n: a.detach() for n, a in per_part.items()},
         "totals": totals,
@@ -484,6 +531,47 @@ def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
         "baseline_output": baseline_output,
         "delta": delta,
     }
+
+
+#: Samples of (training case, point on the path) for the expected-gradients tabular attribution.
+EXPECTED_SAMPLES = 64
+
+
+def _expected_tabular(call: MethodCall) -> tuple[Tensor, Tensor]:
+    """Expected gradients of the values (Erion et al., Nat. Mach. Intell. 2021): the mean of
+    ``(x - x') * grad f(x' + a (x - x'))`` over training cases ``x'`` (``Baselines.tabular_reference``) and
+    ``a ~ U(0, 1)``, image and note held at the case's values. Its total estimates ``f(x) - E f(x')``; it is
+    not confounded by one reference point such as the training median. Returns (attributions, totals)."""
+    reference = call.baselines.tabular_reference
+    tab = call.parts["tabular"][0]
+    if reference is None:
+        raise MmdxError(
+            "explain: tabular_baseline='training' needs Baselines.tabular_reference (normalised values of "
+            "training cases); 'mmdx explain' fills it from the training split"
+        )
+    names = tuple(call.parts)
+    forward = _ExplainedOutput(call.model, names, call.temperature, call.sign)
+    generator = torch.Generator().manual_seed(int(call.options.get("seed", 0)))
+    samples = int(call.options.get("expected_samples", EXPECTED_SAMPLES))
+    reference = reference.to(tab)
+    out = torch.zeros_like(tab)
+    for i in range(tab.shape[0]):
+        pick = torch.randint(0, reference.shape[0], (samples,), generator=generator)
+        alpha = torch.rand(samples, 1, generator=generator).to(tab)
+        x = tab[i : i + 1]
+        start = reference[pick]
+        points = (start + alpha * (x - start)).requires_grad_(True)
+        args = [
+            points
+            if n == "tabular"
+            else call.parts[n][0][i : i + 1].expand(samples, *call.parts[n][0].shape[1:])
+            for n in names
+        ]
+        fixed = [None if f is None else f[i : i + 1].expand(samples, *f.shape[1:]) for f in call.fixed]
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(forward(*args, *fixed).sum(), points)
+        out[i] = ((x - start) * gradient).mean(0).detach()
+    return out, out.double().sum(1)
 
 
 def _default_window(shape: tuple[int, ...]) -> int:
@@ -594,6 +682,8 @@ def _assemble(
             convergence_delta=None if result["delta"] is None else float(result["delta"][i]),
             n_steps=n_steps if spec.integrates else None,
             settings=settings,
+            image_method=result.get("image_method", spec.name),
+            quality={k: float(v[i]) for k, v in (result.get("quality") or {}).items()},
         )
         totals: dict[str, float | None] = {}
         for modality in MODALITIES:
@@ -624,6 +714,7 @@ def _assemble(
             if inputs.text_offsets is not None and text is not None:
                 offsets = np.asarray(inputs.text_offsets[i])
                 explanation.tokens = token_spans(text, offsets, mask, per_token, merge_words)
+                explanation.phrases = phrase_spans(text, token_spans(text, offsets, mask, per_token, True))
                 explanation.text_covered_characters = covered_characters(offsets, mask)
             else:
                 explanation.tokens = [
@@ -694,7 +785,15 @@ EXPLANATION_METHODS.register(
         suffix="",
         description="Integrated Gradients, jointly over image, tabular values and token embeddings",
         attribute=_integrated_gradients,
-        settings=lambda call, result: {"n_steps": call.n_steps, "integration": IG_INTEGRATION},
+        settings=lambda call, result: {
+            "n_steps": call.n_steps,
+            "integration": IG_INTEGRATION,
+            **(
+                {"tabular_baseline": "training split (expected gradients)"}
+                if call.options.get("tabular_baseline") == "training"
+                else {}
+            ),
+        },
         sums_units=True,
         integrates=True,
     )
@@ -711,3 +810,6 @@ EXPLANATION_METHODS.register(
         integrates=False,
     )
 )
+
+# the image-only methods register themselves in their own module
+from mmdx.explain import image_methods as _image_methods  # noqa: E402, F401

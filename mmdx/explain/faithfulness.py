@@ -22,6 +22,11 @@ with); parameters owned by no such module (embeddings of modality types, [CLS] t
 weights) are redrawn from a normal distribution with their current mean and standard deviation; constant
 parameters (e.g. norm scales at 1) stay.
 
+**Anatomy score**: the Spearman correlation between the image map's magnitude and the input intensity, over
+every voxel of the model grid, for the trained and for the randomised model. A map that follows the anatomy
+(tissue density, as Integrated Gradients' ``input - air`` factor does) scores high for both models; a map
+that follows the model scores lower, and lower still once the model is destroyed.
+
 **Convergence delta** of Integrated Gradients: ``sum(attributions) - (f(x) - f(baseline))`` per case,
 reported as a distribution, absolute and relative to ``|f(x) - f(baseline)|``.
 """
@@ -44,6 +49,9 @@ from mmdx.explain.tokens import content_positions
 from mmdx.keys import MODALITIES
 
 DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 11))
+#: A map passes the randomisation test when its mean |attribution| Spearman against the randomised model's
+#: map is below this (Adebayo et al. 2018 read correlations of this size as "the map changed").
+RANDOMISATION_PASS = 0.2
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -285,9 +293,16 @@ class RandomisationResult:
     absolute: dict[str, list[float]]
     signed: dict[str, list[float]]
     seed: int
+    #: image only: Spearman(|map|, input intensity) per case, for the trained and the randomised model
+    anatomy_trained: list[float] = field(default_factory=list)
+    anatomy_randomised: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"reinitialisation": "all weights at once", "seed": self.seed}
+        out: dict[str, Any] = {
+            "reinitialisation": "all weights at once",
+            "seed": self.seed,
+            "pass_threshold": RANDOMISATION_PASS,
+        }
         for name in self.absolute:
             a, s = np.asarray(self.absolute[name]), np.asarray(self.signed[name])
             out[name] = {
@@ -295,7 +310,12 @@ class RandomisationResult:
                 "spearman_abs_mean": float(a.mean()) if a.size else None,
                 "spearman_abs_median": float(np.median(a)) if a.size else None,
                 "spearman_signed_mean": float(s.mean()) if s.size else None,
+                "passed": bool(abs(float(a.mean())) < RANDOMISATION_PASS) if a.size else None,
             }
+        trained, randomised = np.asarray(self.anatomy_trained), np.asarray(self.anatomy_randomised)
+        if trained.size and "image" in out:
+            out["image"]["anatomy_trained_mean"] = float(trained.mean())
+            out["image"]["anatomy_randomised_mean"] = float(randomised.mean()) if randomised.size else None
         return out
 
 
@@ -322,6 +342,15 @@ def _differs_from_baseline(
         x, b = inputs.text_ids[i], baselines.text_ids[i].to(inputs.text_ids)
     differs = (x != b).cpu().numpy()
     return differs[units]
+
+
+def anatomy_score(image_map: np.ndarray, image: np.ndarray) -> float | None:
+    """Spearman correlation between ``|image_map|`` and the input intensity ``image`` (same grid; channels
+    averaged), over every voxel; ``None`` when either is constant."""
+    intensity = np.asarray(image, dtype=np.float64)
+    if intensity.ndim == np.asarray(image_map).ndim + 1:
+        intensity = intensity.mean(0)
+    return _spearman(np.abs(np.asarray(image_map, dtype=np.float64)).ravel(), intensity.ravel())
 
 
 def randomisation_check(
@@ -354,11 +383,19 @@ def randomisation_check(
             baselines.subset(rows),
             method=first.method,
             target=first.target,
+            image_method=first.image_method,
             **explain_kwargs,
         )
     absolute: dict[str, list[float]] = {str(m): [] for m in MODALITIES}
     signed: dict[str, list[float]] = {str(m): [] for m in MODALITIES}
+    anatomy: tuple[list[float], list[float]] = ([], [])
     for i, (original, new) in enumerate(zip(explanations, again, strict=True)):
+        if original.image_map is not None and new.image_map is not None and inputs.image is not None:
+            image = inputs.image[i].detach().cpu().numpy()
+            for store, explanation in zip(anatomy, (original, new), strict=True):
+                value = anatomy_score(explanation.image_map, image)
+                if value is not None:
+                    store.append(value)
         for modality in MODALITIES:
             name = str(modality)
             a, b = _units(original, inputs, i, name), _units(new, inputs, i, name)
@@ -369,7 +406,7 @@ def randomisation_check(
                 value = _spearman(transform(a[1][keep]), transform(b[1][keep]))
                 if value is not None:
                     store[name].append(value)
-    return RandomisationResult(absolute, signed, seed)
+    return RandomisationResult(absolute, signed, seed, anatomy[0], anatomy[1])
 
 
 def convergence_summary(explanations: Sequence[CaseExplanation]) -> dict[str, Any]:
@@ -396,6 +433,8 @@ def convergence_summary(explanations: Sequence[CaseExplanation]) -> dict[str, An
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "RANDOMISATION_PASS",
+    "anatomy_score",
     "DeletionCurves",
     "RandomisationResult",
     "convergence_summary",

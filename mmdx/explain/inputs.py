@@ -241,6 +241,10 @@ class Baselines:
     text_ids: Tensor | None = None
     categorical: Tensor | None = None
     description: dict[str, str] = field(default_factory=dict)
+    #: ``[K, C, *spatial]`` images of the training split (GradientShap's baseline distribution), or ``None``
+    image_reference: Tensor | None = None
+    #: ``[K, F]`` normalised values of training-split cases (expected-gradient tabular baselines), or ``None``
+    tabular_reference: Tensor | None = None
 
     def subset(self, index: Sequence[int]) -> Baselines:
         rows = torch.as_tensor([int(i) for i in index], dtype=torch.long)
@@ -269,6 +273,11 @@ def _blur(image: Tensor, sigma: float) -> Tensor:
     sigmas = (0.0, 0.0) + (float(sigma),) * (array.ndim - 2)
     blurred = gaussian_filter(array.astype(np.float64), sigma=sigmas, mode="nearest")
     return torch.from_numpy(blurred).to(image.dtype).to(image.device)
+
+
+def blurred(image: Tensor, sigma: float = 3.0) -> Tensor:
+    """A Gaussian-blurred copy of ``image`` (``sigma`` in model voxels)."""
+    return _blur(image, sigma)
 
 
 def make_baselines(

@@ -107,3 +107,118 @@ def covered_characters(offsets: np.ndarray, mask: np.ndarray) -> int:
     offsets = np.asarray(offsets)
     keep = content_positions(offsets, mask)
     return int(offsets[keep, 1].max()) if keep.any() else 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Phrases: clauses, with a negation cue and its scope kept together
+# ---------------------------------------------------------------------------------------------------------
+#: Words and word pairs that negate what follows them in their clause (after NegEx, Chapman et al. 2001).
+NEGATION_PRE = (
+    "no",
+    "not",
+    "without",
+    "denies",
+    "denied",
+    "negative for",
+    "free of",
+    "absence of",
+    "no evidence of",
+    "no signs of",
+    "resolved",
+)
+#: Cues that negate what precedes them in their clause.
+NEGATION_POST = (
+    "ruled out",
+    "has been ruled out",
+    "was ruled out",
+    "excluded",
+    "is absent",
+    "absent",
+    "unlikely",
+)
+#: Words that end a negation's scope and start a new clause.
+CLAUSE_BREAKS = ("but", "however", "although", "though", "except", "apart from", "aside from")
+_CLAUSE_PUNCTUATION = set(".;:!?\n")
+
+
+@dataclass(frozen=True)
+class PhraseSpan:
+    """A clause of a note, or the part of one a negation cue governs, as one unit.
+
+    ``attribution`` is the sum of its words' attributions; ``negated``: inside a negation's scope (the cue
+    included); ``words``: indices into the word spans it groups.
+    """
+
+    text: str
+    start: int
+    end: int
+    attribution: float
+    negated: bool
+    words: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "attribution": self.attribution,
+            "negated": self.negated,
+        }
+
+
+def _match(words: list[str], i: int, cues: tuple[str, ...]) -> int:
+    """Length in words of the longest cue starting at word ``i`` (0 when none)."""
+    best = 0
+    for cue in cues:
+        parts = cue.split()
+        if words[i : i + len(parts)] == parts:
+            best = max(best, len(parts))
+    return best
+
+
+def _clauses(spans: list[TokenSpan]) -> list[list[int]]:
+    """Word indices grouped into clauses: split after clause punctuation and before a clause break."""
+    clauses: list[list[int]] = [[]]
+    lowered = [s.text.lower() for s in spans]
+    for i, span in enumerate(spans):
+        if _match(lowered, i, CLAUSE_BREAKS) and clauses[-1]:
+            clauses.append([])
+        clauses[-1].append(i)
+        if span.text and all(ch in _CLAUSE_PUNCTUATION for ch in span.text):
+            clauses.append([])
+    return [c for c in clauses if c]
+
+
+def _split_negation(clause: list[int], lowered: list[str]) -> list[tuple[list[int], bool]]:
+    """A clause -> (words, negated) parts: a pre-negation cue and everything after it in the clause, a
+    post-negation cue and everything before it, the rest of the clause as it is."""
+    words = [lowered[i] for i in clause]
+    for k in range(len(words)):
+        if _match(words, k, NEGATION_PRE):
+            if all(_match(words, j, CLAUSE_BREAKS) for j in range(k)):  # "but no rigors": one unit
+                return [(clause, True)]
+            parts = [(clause[:k], False), (clause[k:], True)]
+            return [(p, n) for p, n in parts if p]
+    for k in range(len(words)):
+        length = _match(words, k, NEGATION_POST)
+        if length:
+            parts = [(clause[: k + length], True), (clause[k + length :], False)]
+            return [(p, n) for p, n in parts if p]
+    return [(clause, False)]
+
+
+def phrase_spans(text: str, spans: list[TokenSpan]) -> list[PhraseSpan]:
+    """Group word ``spans`` (in text order) into phrases: clauses split at punctuation and at words such as
+    "but", each clause split once more where a negation cue starts (or, for cues such as "ruled out", ends)
+    its scope, so that "no consolidation" and "productive cough has been ruled out" are each one negated
+    unit and "consolidation" in "consolidation but no effusion" stays affirmed. Punctuation-only spans end
+    their phrase but do not count in it."""
+    lowered = [s.text.lower() for s in spans]
+    phrases = []
+    for clause in _clauses(spans):
+        words = [i for i in clause if any(ch.isalnum() for ch in spans[i].text)]
+        for part, negated in _split_negation(words, lowered) if words else []:
+            start, end = spans[part[0]].start, spans[part[-1]].end
+            total = float(sum(spans[i].attribution for i in part))
+            phrases.append(PhraseSpan(text[start:end], start, end, total, negated, tuple(part)))
+    return phrases

@@ -8,6 +8,7 @@ the finding sentences planted in the notes, affirmed or negated. The scores, eac
 
 - *mass inside the lesion*: the share of the positive attribution mass (on the original image grid) that
   lies inside the lesion mask; chance level = the share of the image's voxels inside the mask;
+- *lift*: mass inside the lesion divided by its chance level (1 = no better than a uniform map);
 - *pointing game* (Zhang et al., ECCV 2016): whether the model voxel with the highest attribution lies
   in the lesion's footprint on the model grid, dilated by one voxel in every direction (a tolerance of
   one model voxel, 3x3(x3) neighbourhood, for the resampling of a lesion a few voxels wide).
@@ -24,7 +25,8 @@ features are left out, their attribution is 0 by construction):
   level = the share of causal features among the measured ones.
 
 **Text** (cases with a note whose seen part holds a planted sentence): whether the word with the highest
-``|attribution|`` lies in a planted sentence, reported for affirmed and negated sentences separately
+``|attribution|`` lies in a planted sentence, and whether the phrase with the highest ``|attribution|``
+(:func:`~mmdx.explain.tokens.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one, reported for affirmed and negated sentences separately
 (a case counts for a status when it has a sentence of that status); chance level = the share of the
 note's words inside those sentences.
 """
@@ -93,6 +95,21 @@ def _read_mask(cohort_dir: Path, relative: str, explanation: CaseExplanation) ->
     return resampled > 0
 
 
+def relevance_mass(attribution: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the positive attribution mass inside ``mask`` (Arras et al.'s relevance mass accuracy on
+    the positive part of the map); 0 when the map has no positive mass."""
+    positive = np.clip(np.asarray(attribution, dtype=np.float64), 0.0, None)
+    total = positive.sum()
+    return float(positive[np.asarray(mask, dtype=bool)].sum() / total) if total > 0 else 0.0
+
+
+def pointing_hit(attribution: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether the voxel of highest attribution (the first in C order on ties) lies in ``mask``."""
+    attribution = np.asarray(attribution)
+    peak = np.unravel_index(int(np.argmax(attribution)), attribution.shape)
+    return bool(np.asarray(mask, dtype=bool)[peak])
+
+
 def image_scores(explanation: CaseExplanation, mask: np.ndarray) -> dict[str, Any] | None:
     """Mass share, chance level and pointing-game hit of one case against its lesion ``mask``.
 
@@ -101,15 +118,16 @@ def image_scores(explanation: CaseExplanation, mask: np.ndarray) -> dict[str, An
     if explanation.image_map is None or explanation.image_grid is None or not mask.any():
         return None
     original = explanation.image_original
-    share = None
-    if original is not None:
-        positive = np.clip(original.astype(np.float64), 0.0, None)
-        total = positive.sum()
-        share = float(positive[mask].sum() / total) if total > 0 else 0.0
+    share = None if original is None else relevance_mass(original, mask)
     footprint = footprint_on_model_grid(mask, explanation.image_grid)
     tolerance = binary_dilation(footprint, structure=np.ones((3,) * footprint.ndim, dtype=bool))
-    peak = np.unravel_index(int(np.argmax(explanation.image_map)), explanation.image_map.shape)
-    return {"mass_share": share, "chance": float(mask.mean()), "pointing_hit": bool(tolerance[peak])}
+    chance = float(mask.mean())
+    return {
+        "mass_share": share,
+        "chance": chance,
+        "lift": None if share is None or chance <= 0 else share / chance,
+        "pointing_hit": pointing_hit(explanation.image_map, tolerance),
+    }
 
 
 def tabular_scores(explanation: CaseExplanation, causal: set[str]) -> dict[str, Any] | None:
@@ -155,6 +173,10 @@ def text_scores(explanation: CaseExplanation, phrases: Sequence[Mapping]) -> dic
             "hit": inside(top, chosen),
             "chance": float(np.mean([inside(s, chosen) for s in spans])),
         }
+        if explanation.phrases:
+            top_phrase = max(explanation.phrases, key=lambda p: abs(p.attribution))
+            out[status]["phrase_hit"] = inside(top_phrase, chosen)
+            out[status]["phrase_chance"] = float(np.mean([inside(p, chosen) for p in explanation.phrases]))
     return out
 
 
@@ -201,6 +223,7 @@ def summarise_scores(
             "n_cases": len(rows),
             "mass_share_in_lesion": _mean(shares),
             "mass_share_chance": _mean([r["chance"] for r in rows]),
+            "mass_lift": _mean([r["lift"] for r in rows if r.get("lift") is not None]),
             "pointing_game": _mean([float(r["pointing_hit"]) for r in rows]),
         }
 
@@ -221,6 +244,8 @@ def summarise_scores(
                 "n_cases": len(rows),
                 "top_word_in_phrase": _mean([float(r["hit"]) for r in rows]),
                 "chance": _mean([r["chance"] for r in rows]),
+                "top_phrase_is_planted": _mean([float(r["phrase_hit"]) for r in rows if "phrase_hit" in r]),
+                "phrase_chance": _mean([r["phrase_chance"] for r in rows if "phrase_chance" in r]),
             }
             for status, rows in text.items()
         },

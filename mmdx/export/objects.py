@@ -136,6 +136,11 @@ def _equipment(identity: ModelIdentity) -> dict[str, Any]:
     }
 
 
+#: Image attribution methods whose maps are in calibrated-logit units (the others, class-activation maps and
+#: squared gradients, are relative).
+LOGIT_UNIT_METHODS = frozenset({"integrated_gradients", "occlusion", "gaussian_occlusion", "gradient_shap"})
+
+
 def parametric_map(source: CaseSource, identity: ModelIdentity) -> ExportedObject:
     """The attribution as a float32 Parametric Map on the source grid."""
     hd = _highdicom()
@@ -146,10 +151,15 @@ def parametric_map(source: CaseSource, identity: ModelIdentity) -> ExportedObjec
     if high <= low:
         high = low + 1.0  # a constant map still needs a range
     half_width = float(np.abs(finite).max()) if finite.size else 0.0
+    in_logits = identity.explanation_method in LOGIT_UNIT_METHODS
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="ATTRIBUTION",
-        lut_explanation=_label(f"{identity.explanation_method} attribution to the calibrated logit"),
-        unit=_code("{logit}", "logit", "UCUM"),
+        lut_explanation=_label(
+            f"{identity.explanation_method} attribution to the calibrated logit"
+            if in_logits
+            else f"{identity.explanation_method} relevance for the calibrated logit (relative units)"
+        ),
+        unit=_code("{logit}", "logit", "UCUM") if in_logits else _code("1", "no units", "UCUM"),
         value_range=(low, high),
         slope=1.0,
         intercept=0.0,

@@ -42,6 +42,7 @@ from mmdx.review.explanations import (
     authorize_explaining,
     explanation_offer,
 )
+from mmdx.review.overlay import OverlayDecision, greyed, overlay_decision, overlay_decision_for
 from mmdx.review.rendering import (
     WINDOW_PRESETS,
     CaseImage,
@@ -79,6 +80,10 @@ from mmdx.review.worklist import (
 )
 
 __all__ = [
+    "OverlayDecision",
+    "greyed",
+    "overlay_decision",
+    "overlay_decision_for",
     "ATTRIBUTION_MEANING",
     "CASE_READER_ROLES",
     "DEMO_ACCOUNT",

@@ -147,6 +147,7 @@ class CaseImage:
         mask: same shape, bool ground-truth lesion mask (``None`` when there is no lesion to draw).
         lesion_in_truth: what the ground truth says: ``True`` a lesion, ``False`` none (an empty mask),
             ``None`` no ground truth for this case.
+        withheld: why the attribution map is not drawn in colour (see :mod:`mmdx.review.overlay`), or ``None``.
     """
 
     hu: np.ndarray
@@ -154,6 +155,7 @@ class CaseImage:
     attribution: np.ndarray | None = None
     mask: np.ndarray | None = None
     lesion_in_truth: bool | None = None
+    withheld: str | None = None
 
     def __post_init__(self) -> None:
         if self.hu.ndim not in (2, 3):

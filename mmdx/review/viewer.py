@@ -230,6 +230,7 @@ class NativeImage:
         attribution: same shape as ``values``, float32, in :data:`ATTRIBUTION_UNITS` (``None`` without one).
         mask: same shape, bool ground-truth lesion (``None`` when there is none to draw).
         lesion_in_truth: ``True``/``False`` what the ground truth says, ``None`` without ground truth.
+        withheld: why the attribution map is not drawn in colour (see :mod:`mmdx.review.overlay`), or ``None``.
     """
 
     values: np.ndarray
@@ -240,6 +241,7 @@ class NativeImage:
     attribution: np.ndarray | None = None
     mask: np.ndarray | None = None
     lesion_in_truth: bool | None = None
+    withheld: str | None = None
 
     def __post_init__(self) -> None:
         if self.values.ndim != 3:

@@ -9,6 +9,7 @@ convergence deltas and, on synthetic cohorts, scores against the planted ground 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,11 +38,14 @@ from mmdx.explain.attribution import (
     resolve_method,
 )
 from mmdx.explain.faithfulness import convergence_summary, deletion_curves, randomisation_check
-from mmdx.explain.inputs import air_value, cohort_explain_inputs, make_baselines
+from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
+from mmdx.explain.selection import choose_image_method, measurement_from_sections
 from mmdx.explain.shapley import modality_shapley
 from mmdx.explain.truth import case_scores, load_truth, summarise_scores
 from mmdx.predict import CohortInputs, prepare_inputs
 from mmdx.run import RunPaths
+
+log = logging.getLogger(__name__)
 
 #: ``--method both``: every registered method, the first one primary
 ALL_METHODS = "both"
@@ -49,6 +53,28 @@ ALL_METHODS = "both"
 TARGET = 1
 #: Note attributions are reported per word rather than per sub-word token.
 MERGE_WORDS = True
+#: ``--image-method auto``: choose the method that draws image maps on the validation split
+AUTO = "auto"
+#: The chosen method's validation numbers carried into summary.json and every case's explanation.
+CHECK_KEYS = (
+    "randomisation_abs",
+    "randomisation_signed",
+    "anatomy_trained",
+    "anatomy_randomised",
+    "pointing_game",
+    "mass_in_lesion",
+    "mass_lift",
+    "n_cases",
+    "n_lesion_cases",
+)
+#: Training-split cases whose images (and values) are the baseline distribution of GradientShap.
+REFERENCE_CASES = 16
+
+
+def image_method_choices() -> list[str]:
+    """The values of ``mmdx explain --image-method``: ``auto`` and every method that attributes the image."""
+    return [AUTO] + [spec.short for spec in EXPLANATION_METHODS if "image" in spec.modalities]
+
 
 #: ``progress(done, total)`` as cases are explained
 Progress = Callable[[int, int], None]
@@ -60,9 +86,10 @@ def method_choices() -> list[str]:
 
 
 def methods_for(method: str) -> list[ExplanationMethod]:
-    """The methods one ``--method`` value asks for (``both``: all of them, the primary first)."""
+    """The methods one ``--method`` value asks for (``both``: the two that attribute every modality,
+    Integrated Gradients first, then occlusion)."""
     if method == ALL_METHODS:
-        return EXPLANATION_METHODS.specs()
+        return [spec for spec in EXPLANATION_METHODS if set(spec.modalities) == {"image", "tabular", "text"}]
     return [EXPLANATION_METHODS.get(resolve_method(method))]
 
 
@@ -151,6 +178,10 @@ class _Job:
     truth_warnings: list[str]  # ground-truth lines skipped (not matching their schema), named
     cohort_dir: Path
     seed: int
+    image_method: str | None = None  # the method drawing the primary method's image maps (None: its own)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    references: Baselines | None = None  # training-split images and values (GradientShap's baselines)
+    image_choice: dict[str, Any] | None = None
     # filled by the case loop: the checked cases' model-grid maps, every case's delta and scores
     kept: dict[str, list[CaseExplanation]] = field(default_factory=dict)
     scores: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -172,11 +203,30 @@ class _Job:
             "output": "calibrated logit",
             "temperature": self.temperature,
             "merge_words": MERGE_WORDS,
+            "image_method": self.image_method or (self.methods[0].name if self.methods else None),
+            "method_options": dict(self.method_options),
         }
 
     def inputs_and_baselines(self, case_ids: Sequence[str]) -> tuple:
         inputs = cohort_explain_inputs(self.bundle, self.prepared, [self.position[c] for c in case_ids])
-        return inputs, make_baselines(inputs, image=self.image_baseline, image_value=self.image_value)
+        baselines = make_baselines(inputs, image=self.image_baseline, image_value=self.image_value)
+        if self.references is not None:
+            baselines = replace(
+                baselines,
+                image_reference=self.references.image_reference,
+                tabular_reference=self.references.tabular_reference,
+            )
+        return inputs, baselines
+
+    def explain_kwargs(self) -> dict[str, Any]:
+        """The settings every attribution call of this run shares."""
+        return {
+            "n_steps": self.n_steps,
+            "internal_batch_size": self.internal_batch_size,
+            "temperature": self.temperature,
+            "occlusion_window": self.occlusion_window,
+            "method_options": {"seed": self.seed, **self.method_options},
+        }
 
 
 def _prepare(
@@ -201,7 +251,7 @@ def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], v
     inputs, baselines = job.inputs_and_baselines(batch_ids)
     shapley = modality_shapley(job.bundle.model, inputs.batch, temperature=job.temperature)
     files: dict[str, dict] = {c: {} for c in batch_ids}
-    for spec in job.methods:
+    for k, spec in enumerate(job.methods):
         began = time.perf_counter()
         explanations = explain(
             job.bundle.model,
@@ -209,16 +259,16 @@ def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], v
             baselines,
             method=spec.name,
             target=TARGET,
-            n_steps=job.n_steps,
-            internal_batch_size=job.internal_batch_size,
-            temperature=job.temperature,
-            occlusion_window=job.occlusion_window,
             merge_words=MERGE_WORDS,
+            image_method=job.image_method if k == 0 else None,
+            **job.explain_kwargs(),
         )
         job.seconds[spec.name] += time.perf_counter() - began
         for i, explanation in enumerate(explanations):
             case_id = explanation.case_id
             extra = _case_fields(rows.loc[case_id], job.bundle.threshold)
+            if k == 0:
+                extra["image_map_check"] = _image_method_record(job)
             files[case_id][spec.name] = write_case(
                 writer.case_folder(case_id), explanation, shapley.case_dict(i), extra, version, spec.suffix
             )
@@ -265,10 +315,7 @@ def _method_section(job: _Job, spec: ExplanationMethod, labels: dict, predicted:
             baselines,
             seed=job.seed,
             batch_size=job.batch_size,
-            n_steps=job.n_steps,
-            internal_batch_size=job.internal_batch_size,
-            temperature=job.temperature,
-            occlusion_window=job.occlusion_window,
+            **job.explain_kwargs(),
         )
         section["deletion"] = {m: c.summary() for m, c in curves.items()}
         section["randomisation"] = randomised.summary()
@@ -290,6 +337,31 @@ def _summary(job: _Job, version: str) -> dict[str, Any]:
         "seconds_per_case": {m: job.seconds[m] / max(1, len(chosen)) for m in names},
         "settings": job.settings(),
         "methods": {spec.name: _method_section(job, spec, labels, predicted) for spec in job.methods},
+        "image_method": _image_method_record(job),
+    }
+
+
+def _image_method_record(job: _Job) -> dict[str, Any]:
+    """Which method drew the primary image maps, whether it passed, and how it was chosen."""
+    name = job.image_method or job.methods[0].name
+    choice = job.image_choice
+    if choice is None:
+        return {
+            "name": name,
+            "chosen_by": "--image-method",
+            "passed": None,
+            "any_passed": None,
+            "reason": None,
+        }
+    row = next((c for c in choice.get("candidates") or [] if c.get("method") == name), {})
+    return {
+        "name": name,
+        "chosen_by": "rule on the validation split",
+        "passed": choice.get("passed"),
+        "any_passed": choice.get("any_passed"),
+        "reason": choice.get("reason"),
+        "rule": choice.get("rule"),
+        "checks": {key: row.get(key) for key in CHECK_KEYS},
     }
 
 
@@ -303,6 +375,7 @@ def _index(job: _Job, version: str) -> dict[str, Any]:
         "model_version": job.bundle.version,
         "methods": names,
         "primary_method": names[0],
+        "image_method": job.image_method or names[0],
         "settings": job.settings(),
         "threshold": job.bundle.threshold,
         "cases": job.entries,
@@ -325,12 +398,19 @@ def explain_run(
     workers: int = 2,
     seed: int = 0,
     progress: Progress | None = None,
+    image_method: str | None = None,
+    method_options: dict[str, Any] | None = None,
+    choice_cases: int = 16,
 ) -> ExplainResult:
     """Explain a run's cases and write ``RUN/explanations/``; see the module docs for what is written.
 
     ``method``: a method's short name (``ig``, ``occlusion``) or ``both``; ``batch_size``: cases per
     attribution call (default 8 for 2D images, 1 for 3D); ``check_cases``: how many of the cases the
     deletion curves and the randomisation test use; ``progress(done, total)`` as cases are explained.
+    ``image_method``: the method that draws the primary method's image maps: a method's name, ``auto``
+    (chosen by the rule of :mod:`mmdx.explain.selection` on ``choice_cases`` validation cases, reused from
+    ``image_method_choice.json`` when the run holds one for this model and these settings), or ``None``
+    (the primary method's own). ``method_options``: the methods' own settings (``cam_layer``, ...).
     """
     _check_positive("--batch-size", batch_size)
     _check_positive("--internal-batch-size", internal_batch_size)
@@ -340,12 +420,20 @@ def explain_run(
     bundle = load_bundle(run.bundle)
     methods = methods_for(method)
     chosen = select_cases(run.read_predictions(), cases, split, limit)
+    if image_method not in (None, AUTO):
+        image_method = resolve_method(image_method)
+        if "image" not in EXPLANATION_METHODS.get(image_method).modalities:
+            raise MmdxError(
+                f"--image-method {image_method} does not attribute the image; choose from "
+                f"{', '.join(image_method_choices())}"
+            )
     cohort_dir, prepared, position = _prepare(bundle, chosen, cohort_dir, workers)
     image_config = bundle.preprocessing.image_config
     truth_warnings: list[str] = []
     truth = load_truth(cohort_dir, truth_warnings)
     if batch_size is None:
         batch_size = 1 if image_config is not None and image_config.dims == 3 else 8
+    predictions = run.read_predictions()
     job = _Job(
         bundle=bundle,
         prepared=prepared,
@@ -366,7 +454,26 @@ def explain_run(
         kept={m.name: [] for m in methods},
         scores={m.name: {} for m in methods},
         seconds={m.name: 0.0 for m in methods},
+        method_options=dict(method_options or {}),
     )
+    if (
+        image_method in (AUTO, "gradient_shap")
+        or any(m.name == "gradient_shap" for m in methods)
+        or job.method_options.get("tabular_baseline") == "training"
+    ):
+        job.references = _references(job, predictions)
+    if job.method_options.get("tabular_baseline") == "training" and (
+        job.references is None or job.references.tabular_reference is None
+    ):
+        log.warning(
+            "--tabular-baseline training: predictions.parquet has no training case with values; the values are "
+            "explained against the training median"
+        )
+        job.method_options.pop("tabular_baseline")
+    if image_method == AUTO:
+        job.image_choice = _choose_image_method(job, run, predictions, choice_cases)
+        image_method = job.image_choice["chosen"] if job.image_choice else None
+    job.image_method = image_method
     version = explanation_version(bundle.version, [m.name for m in methods], job.settings())
     writer = run.explanation_writer()
     try:
@@ -381,3 +488,131 @@ def explain_run(
         writer.abort()
         raise
     return ExplainResult(run, summary)
+
+
+def _references(job: _Job, predictions: pd.DataFrame) -> Baselines | None:
+    """GradientShap's baseline distribution: up to :data:`REFERENCE_CASES` training-split cases with an
+    image (seeded); ``None`` when the split has none."""
+    train = [c for c in predictions.loc[predictions["split"] == "train", "case_id"] if c in job.position]
+    if not train:
+        return None
+    import numpy as np
+
+    rng = np.random.default_rng(job.seed)
+    picked = [train[i] for i in sorted(rng.permutation(len(train))[: 2 * REFERENCE_CASES])]
+    inputs = cohort_explain_inputs(job.bundle, job.prepared, [job.position[c] for c in picked])
+    with_image = inputs.presence[:, 0].cpu().numpy().astype(bool)
+    rows = [i for i in range(len(picked)) if with_image[i]][:REFERENCE_CASES]
+    image = inputs.image[rows] if inputs.image is not None and rows else None
+    tabular = inputs.tabular[:REFERENCE_CASES] if inputs.tabular is not None else None
+    return Baselines(image_reference=image, tabular_reference=tabular)
+
+
+def _choice_case_ids(job: _Job, predictions: pd.DataFrame, choice_cases: int) -> list[str]:
+    """Validation cases for the choice: lesion cases first (true positives first) when the cohort has ground
+    truth, then the others, up to ``choice_cases``."""
+    val = predictions[predictions["split"] == "val"]
+    ids = [c for c in val["case_id"] if c in job.position]
+    if job.truth is not None:
+        label = dict(zip(val["case_id"], val["label"], strict=True))
+        predicted = dict(zip(val["case_id"], val["predicted"], strict=True))
+
+        def rank(case_id: str) -> int:
+            record = job.truth.get(case_id) or {}
+            lesion = bool(record.get("lesion"))
+            positive = label.get(case_id) == 1 and predicted.get(case_id) == 1
+            return 0 if lesion and positive else 1 if lesion else 2
+
+        ids = sorted(ids, key=rank)
+    return ids[: max(0, choice_cases)]
+
+
+def _choose_image_method(
+    job: _Job, run: RunPaths, predictions: pd.DataFrame, choice_cases: int
+) -> dict | None:
+    """Apply the documented rule (:mod:`mmdx.explain.selection`) on validation cases; reuse the run's
+    recorded choice when it was made for this model version and these settings."""
+    candidates = [spec for spec in EXPLANATION_METHODS if "image" in spec.modalities]
+    settings = {
+        **job.settings(),
+        "image_method": AUTO,
+        "choice_cases": choice_cases,
+        "candidates": [spec.name for spec in candidates],
+        "cam_layer": _cam_layer(job),
+    }
+    recorded = run.read_image_method_choice()
+    if (
+        recorded
+        and recorded.get("model_version") == job.bundle.version
+        and recorded.get("settings") == _json_like(settings)
+        and recorded.get("chosen") in EXPLANATION_METHODS.names()
+    ):
+        return recorded
+    ids = _choice_case_ids(job, predictions, choice_cases)
+    if not ids:
+        log.warning(
+            "--image-method auto: predictions.parquet has no validation case to apply the rule on; the primary "
+            "method draws the image maps (run 'mmdx evaluate RUN' on the training cohort, or name a method)"
+        )
+        return None
+    rows = predictions.set_index("case_id").loc[ids]
+    labels = {c: _label(v) for c, v in rows["label"].items()}
+    predicted = {c: int(v) for c, v in rows["predicted"].items()}
+    measured = [_measure(job, spec, ids, labels, predicted) for spec in candidates]
+    choice = {
+        **choose_image_method(measured),
+        "model_version": job.bundle.version,
+        "settings": _json_like(settings),
+        "case_ids": ids,
+        "ground_truth": job.truth is not None,
+    }
+    run.write_image_method_choice(choice)
+    return choice
+
+
+def _cam_layer(job: _Job) -> str | None:
+    """The stage(s) the class-activation maps read for this model and these options."""
+    from mmdx.explain.image_methods import cam_layer_names
+
+    if "image" not in job.bundle.model.encoders:
+        return None
+    return "+".join(cam_layer_names(job.bundle.model, job.method_options.get("cam_layer")))
+
+
+def _json_like(value: Any) -> Any:
+    import json
+
+    from mmdx.metrics import json_ready
+
+    return json.loads(json.dumps(json_ready(value)))
+
+
+def _measure(job: _Job, spec: ExplanationMethod, ids: list[str], labels: dict, predicted: dict):
+    """One candidate's randomisation, anatomy and ground-truth scores on the validation cases ``ids``."""
+    explanations = []
+    scores: dict[str, dict] = {}
+    seconds = 0.0
+    model = job.bundle.model
+    for start in range(0, len(ids), job.batch_size):
+        inputs, baselines = job.inputs_and_baselines(ids[start : start + job.batch_size])
+        began = time.perf_counter()
+        batch = explain(model, inputs, baselines, method=spec.name, target=TARGET, **job.explain_kwargs())
+        seconds += time.perf_counter() - began
+        for explanation in batch:
+            if job.truth is not None and explanation.case_id in job.truth:
+                scores[explanation.case_id] = case_scores(
+                    explanation, job.truth[explanation.case_id], job.cohort_dir
+                )
+            explanations.append(replace(explanation, image_original=None))
+    inputs, baselines = job.inputs_and_baselines(ids)
+    randomised = randomisation_check(
+        model,
+        inputs,
+        explanations,
+        baselines,
+        seed=job.seed,
+        batch_size=job.batch_size,
+        **job.explain_kwargs(),
+    )
+    truth = summarise_scores(scores, labels, predicted) if job.truth is not None else None
+    return measurement_from_sections(spec.name, randomised.summary(), truth, len(ids), seconds / len(ids))

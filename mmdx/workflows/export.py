@@ -58,7 +58,8 @@ def model_identity(bundle: BundleIdentity, index: dict) -> ModelIdentity:
         bundle_sha256=bundle.manifest_sha256,
         software_version=__version__,
         explanation_version=str(index.get("explanation_version", "unknown")),
-        explanation_method=str(index.get("primary_method", "attribution")),
+        # the method that drew the image maps (runs explained before it was recorded: the primary method)
+        explanation_method=str(index.get("image_method") or index.get("primary_method", "attribution")),
     )
 
 

@@ -96,3 +96,26 @@ def test_missing_or_damaged_explanations_say_what_to_run(tmp_path: Path, run: Ru
     run.explanations.joinpath("summary.json").write_text("{not json")
     with pytest.raises(SectionUnavailable, match="cannot be read"):
         explanations_section(run, "m1")
+
+
+def test_the_image_method_and_the_rules_candidates_are_reported(run: RunPaths) -> None:
+    # an older run: no record; the primary method drew the maps, unchecked
+    assert explanations_section(run, "m1")["image_method"]["name"] == "integrated_gradients"
+    assert explanations_section(run, "m1")["image_method"]["passed"] is None
+    summary = json.loads(run.explanations.joinpath("summary.json").read_text())
+    summary["image_method"] = {
+        "name": "gradcam",
+        "chosen_by": "rule on the validation split",
+        "passed": False,
+        "any_passed": False,
+        "reason": "no method passed",
+        "rule": "r",
+    }
+    run.explanations.joinpath("summary.json").write_text(json.dumps(summary))
+    candidates = [{"method": "gradcam", "randomisation_abs": 0.3, "passed": False}]
+    run.write_image_method_choice({"chosen": "gradcam", "model_version": "m1", "candidates": candidates})
+    drawn = explanations_section(run, "m1")["image_method"]
+    assert (drawn["name"], drawn["passed"], drawn["any_passed"]) == ("gradcam", False, False)
+    assert drawn["candidates"] == candidates
+    run.write_image_method_choice({"chosen": "gradcam", "model_version": "other", "candidates": candidates})
+    assert explanations_section(run, "m1")["image_method"]["candidates"] == []

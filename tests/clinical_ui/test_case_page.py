@@ -16,10 +16,21 @@ def _predictions(review_run) -> pd.DataFrame:
     return pd.read_parquet(review_run.path / "predictions.parquet").set_index("case_id")
 
 
-def _explained_image_case(review_run) -> str:
+def _explained_image_case(review_run, coloured: bool = True) -> str:
+    """An explained case with every modality whose map the page colours (or greys)."""
+    from mmdx.review.overlay import overlay_decision
+    from mmdx.run import RunPaths
+
     predictions = _predictions(review_run)
-    return next(
-        c for c in review_run.explained if predictions.loc[c, ["has_image", "has_tabular", "has_text"]].all()
+    run = RunPaths(review_run.path)
+    for case_id in review_run.explained:
+        if not predictions.loc[case_id, ["has_image", "has_tabular", "has_text"]].all():
+            continue
+        shapley = run.read_explanation_case(case_id).document["shapley"]["image"]
+        if overlay_decision(float(predictions.loc[case_id, "probability"]), shapley).coloured == coloured:
+            return case_id
+    raise AssertionError(
+        f"the test run has no explained case whose map is {'coloured' if coloured else 'greyed'}"
     )
 
 
@@ -91,6 +102,13 @@ def test_image_controls_redraw_the_image(dashboard, review_run) -> None:
     app.widget("slider", "Overlay opacity").set_value(1.0)
     app.run_app()
     assert app.at.image[0].proto.imgs[0].url != first
+
+
+def test_a_map_that_would_mean_nothing_is_greyed_with_the_reason(dashboard, review_run) -> None:
+    app = dashboard().sign_in("clin").open_case(_explained_image_case(review_run, coloured=False))
+    assert app.widget("checkbox", "Attribution overlay").disabled
+    caption = app.at.image[0].proto.imgs[0].caption
+    assert "Attribution overlay greyed out." in caption and "so it is greyed" in caption
 
 
 def test_a_note_with_markup_is_shown_as_text(dashboard, review_run) -> None:

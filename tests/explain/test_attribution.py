@@ -313,3 +313,25 @@ def test_three_dimensional_volumes():
     # 4-voxel patches: the map is constant inside each patch
     patch = occlusion[1].image_map[:4, :4, :4]
     np.testing.assert_allclose(patch, patch[0, 0, 0])
+
+
+def test_expected_gradients_of_the_values_are_relative_to_the_training_cases_not_the_median():
+    from dataclasses import replace
+
+    from mmdx.errors import MmdxError
+    from mmdx.explain.inputs import make_baselines
+
+    weight = torch.randn(6, generator=torch.Generator().manual_seed(1))
+    model = linear_model(image_shape=(16, 16), tabular_weight=weight, text=(50, 4, 12))
+    data = random_batch(2)
+    inputs = ExplainInputs.from_batch(data)
+    reference = torch.randn(8, 6, generator=torch.Generator().manual_seed(2))
+    baselines = replace(make_baselines(inputs), tabular_reference=reference)
+    options = {"tabular_baseline": "training", "expected_samples": 4000}
+    (first, _) = explain(model, inputs, baselines, method_options=options)
+    measured = 1 - data["tabular_missing"][0]
+    expected = (weight * (data["tabular"][0] * measured - reference.mean(0)) * measured).numpy()
+    np.testing.assert_allclose(first.tabular_attributions, expected, atol=0.05 * np.abs(expected).max())
+    assert "expected gradients" in first.settings["tabular_baseline"]
+    with pytest.raises(MmdxError, match="tabular_reference"):
+        explain(model, inputs, method_options=options)

@@ -10,6 +10,7 @@ import torch
 
 from mmdx.explain.attribution import explain
 from mmdx.explain.faithfulness import (
+    anatomy_score,
     convergence_summary,
     deletion_curves,
     randomisation_check,
@@ -101,6 +102,27 @@ def test_randomisation_changes_the_attributions():
         assert values.size >= 3 and np.all(np.abs(values) <= 1.0)
     assert summary["text"]["spearman_abs_mean"] < 0.8
     assert summary["tabular"]["spearman_abs_mean"] < 0.8
+    # the anatomy score is measured for both models, and each modality says whether it passed
+    assert len(result.anatomy_trained) == len(result.anatomy_randomised) == 4
+    assert summary["image"]["anatomy_trained_mean"] is not None
+    assert summary["text"]["passed"] == (abs(summary["text"]["spearman_abs_mean"]) < 0.2)
+
+
+def test_randomisation_redraws_the_image_map_with_the_same_image_method():
+    model = tiny_model("gated_attention", seed=4)
+    inputs = ExplainInputs.from_batch(random_batch(3, 5))
+    explanations = explain(model, inputs, n_steps=4, image_method="gradcam")
+    same = randomisation_check(model, inputs, explanations, n_steps=4)
+    plain_ig = randomisation_check(model, inputs, explain(model, inputs, n_steps=4), n_steps=4)
+    assert same.absolute["image"] != plain_ig.absolute["image"]
+    assert same.absolute["tabular"] == pytest.approx(plain_ig.absolute["tabular"])
+
+
+def test_anatomy_score_is_one_for_a_map_that_copies_the_image_and_ignores_the_sign():
+    image = np.random.default_rng(0).random((1, 8, 8))
+    assert anatomy_score(image[0], image) == pytest.approx(1.0)
+    assert anatomy_score(-image[0], image) == pytest.approx(1.0)
+    assert anatomy_score(np.zeros((8, 8)), image) is None
 
 
 def test_a_model_randomisation_cannot_touch_keeps_its_attributions():

@@ -72,3 +72,28 @@ def test_empty_note_gives_no_span():
     offsets = np.zeros((4, 2), dtype=int)
     assert token_spans("", offsets, np.array([1, 1, 0, 0]), np.zeros(4)) == []
     assert covered_characters(offsets, np.array([1, 1, 0, 0])) == 0
+
+
+def test_phrases_keep_a_negation_with_its_scope_and_sum_their_words():
+    import re
+
+    from mmdx.explain.tokens import TokenSpan, phrase_spans
+
+    text = (
+        "No consolidation. Productive cough has been ruled out. Findings consistent with productive cough, "
+        "but no rigors; denies chest pain. Lives with partner."
+    )
+    words = [TokenSpan(m.group(), m.start(), m.end(), 1.0, ()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+    words[1] = TokenSpan(words[1].text, words[1].start, words[1].end, -4.0, ())  # "consolidation"
+    phrases = phrase_spans(text, words)
+    assert [(p.text, p.negated) for p in phrases] == [
+        ("No consolidation", True),
+        ("Productive cough has been ruled out", True),
+        ("Findings consistent with productive cough", False),
+        ("but no rigors", True),
+        ("denies chest pain", True),
+        ("Lives with partner", False),
+    ]
+    assert phrases[0].attribution == -3.0 and phrases[2].attribution == 5.0  # punctuation is left out
+    assert all(text[p.start : p.end] == p.text for p in phrases)
+    assert phrase_spans(text, []) == []

@@ -50,6 +50,8 @@ def test_mmdx_explain_end_to_end(trained_run, small_cohort_2d, capsys):
             "3",
             "--internal-batch-size",
             "16",
+            "--choice-cases",
+            "3",
             "--quiet",
         ]
     )
@@ -59,6 +61,10 @@ def test_mmdx_explain_end_to_end(trained_run, small_cohort_2d, capsys):
     index = json.loads((folder / "index.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
     assert len(index["cases"]) == 5 and index["methods"] == ["integrated_gradients", "occlusion"]
+    assert (
+        index["image_method"] == summary["image_method"]["name"]
+    )  # chosen by the rule (--image-method auto)
+    assert summary["image_method"]["chosen_by"] == "rule on the validation split"
     assert summary["explanation_version"] == index["explanation_version"]
     ig = summary["methods"]["integrated_gradients"]
     assert ig["convergence_delta"]["n_cases"] == 5

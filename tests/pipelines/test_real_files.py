@@ -206,7 +206,9 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         ),  # fmt: skip
         "evaluate": in_process("evaluate", str(run)),
         # an MR patch, a radiograph and two volumes (seen through their centre slices)
-        "explain": in_process("explain", str(run), "--cases", "R004", "R024", "R011", "R015"),
+        "explain": in_process(
+            "explain", str(run), "--cases", "R004", "R024", "R011", "R015", "--choice-cases", "4"
+        ),
         "audit": in_process("audit", str(run)),
     }
     return {

@@ -48,7 +48,7 @@ def audit_run(small_cohort_2d: Path, tmp_path_factory: pytest.TempPathFactory, t
     out = tmp_path_factory.mktemp("audit") / RUN_NAME
     train_run(make_config("train.epochs=3"), small_cohort_2d, out, progress=False)
     evaluate_run(out, workers=1)
-    explain_run(out, limit=10, check_cases=4, workers=1)
+    explain_run(out, limit=10, check_cases=4, workers=1, image_method="auto", choice_cases=4)
     site = tmp_path_factory.mktemp("audit-site") / "site-b"
     synthesize_cohort(site, SynthOptions(n_cases=80, seed=12, dims=2, size=32, site_shift=True))
     evaluate_external(out, site, "site-b", local_sample=30, method="intercept", n_resamples=50, workers=1)

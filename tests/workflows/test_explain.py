@@ -54,3 +54,37 @@ def test_a_run_without_predictions_names_the_file_and_the_command(tmp_path):
         explain_run(tmp_path / "run")
     with pytest.raises(MmdxError, match="--steps"):
         explain_run(tmp_path / "run", n_steps=0)
+
+
+def test_auto_records_the_rule_the_candidates_and_the_choice_and_reuses_it(audit_run, tmp_path):
+    """The session's audit run was explained with --image-method auto (tests/support/audit_runs.py)."""
+    import json
+
+    from mmdx.explain.attribution import EXPLANATION_METHODS
+    from mmdx.run import RunPaths
+
+    run = RunPaths(audit_run)
+    choice = run.read_image_method_choice()
+    image_methods = {s.name for s in EXPLANATION_METHODS if "image" in s.modalities}
+    assert {c["method"] for c in choice["candidates"]} == image_methods
+    assert choice["chosen"] in image_methods and "randomisation" in choice["rule"]
+    assert choice["passed"] == any(
+        c["passed"] and c["method"] == choice["chosen"] for c in choice["candidates"]
+    )
+    assert len(choice["case_ids"]) == 4
+    summary = run.read_explanation_summary()
+    assert summary["image_method"]["name"] == choice["chosen"]
+    assert summary["image_method"]["passed"] == choice["passed"]
+    index = run.read_explanation_index()
+    assert index["image_method"] == choice["chosen"]
+    case = run.read_explanation_case(index["cases"][0]["case_id"]).document
+    assert case["image_method"] == choice["chosen"] and case["image_map_check"]["name"] == choice["chosen"]
+    assert case["method"] == "integrated_gradients" and case["tabular"] is not None
+    # a second run with the same settings reuses the recorded choice (no new measurements)
+    import shutil
+
+    copy = RunPaths(shutil.copytree(audit_run, tmp_path / "run"))
+    recorded = json.loads(copy.image_method_choice.read_text())
+    copy.image_method_choice.write_text(json.dumps({**recorded, "reason": "kept"}))
+    again = explain_run(copy.root, limit=2, check_cases=0, workers=1, image_method="auto", choice_cases=4)
+    assert again.summary["image_method"]["reason"] == "kept"

@@ -57,6 +57,14 @@ class ImagingEncoder(nn.Module):
         """The network itself, on an input already checked by :meth:`check_input`."""
         raise NotImplementedError
 
+    #: the stage of :meth:`cam_layers` that class-activation maps (Grad-CAM) read by default
+    default_cam_layer: str = ""
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """The feature maps a class-activation map (Grad-CAM and its kin) can read: stage name -> module
+        whose output is ``[B, C, *spatial]``, from the finest grid to the coarsest."""
+        raise NotImplementedError(f"{type(self).__name__} names no target layers for class-activation maps")
+
     def check_input(self, image: Tensor) -> None:
         """Raise :class:`~mmdx.errors.MmdxError` when ``image`` does not have the shape this encoder needs."""
         name = type(self).__name__
@@ -192,6 +200,13 @@ class SmallCNN(ImagingEncoder):
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Linear(2 * channels[-1], out_dim)
+        # the first residual stage, at the stem's resolution (32^2 in the demo, 16^3 on a 32^3 volume with a
+        # stride-2 stem, where the last stage is 4^3): every stage passes the randomisation test and this one
+        # points best (BENCHMARKS.md, "Explanations by method")
+        self.default_cam_layer = "stage0"
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        return {"stem": self.stem, **{f"stage{i}": stage for i, stage in enumerate(self.stages)}}
 
     def extract(self, image: Tensor) -> Tensor:
         x = self.stages(self.stem(image))
@@ -308,6 +323,22 @@ class MonaiImageEncoder(ImagingEncoder):
 
     def extract(self, image: Tensor) -> Tensor:
         return self.network(image)
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        net = self.network
+        if self.architecture == "densenet121":
+            names = ["denseblock1", "denseblock2", "denseblock3", "denseblock4"]
+            return {name: getattr(net.features, name) for name in names}
+        if self.architecture.startswith("resnet"):
+            return {f"layer{i}": getattr(net, f"layer{i}") for i in range(1, 5)}
+        # EfficientNet-B0: the last block of each resolution (strides 2, 4, 8, 16, 32)
+        blocks = list(net._blocks)
+        return {f"block{i}": blocks[i] for i in (0, 2, 4, 10, 15) if i < len(blocks)}
+
+    @property
+    def default_cam_layer(self) -> str:  # type: ignore[override]
+        # the second-to-last stage, as for small_cnn: the last is 1/32 of the side
+        return list(self.cam_layers())[-2]
 
 
 def _monai(architecture: str, description: str) -> EncoderSpec:

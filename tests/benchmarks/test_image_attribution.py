@@ -1,0 +1,38 @@
+"""The image attribution benchmark's statistics and method parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.image_attribution import bootstrap_mean, paired_difference, parse_method, table
+
+
+def test_bootstrap_mean_covers_the_mean_and_drops_missing_values():
+    result = bootstrap_mean([0.0, 1.0, None, 1.0, 0.0, 1.0])
+    assert result["n"] == 5 and result["mean"] == pytest.approx(0.6)
+    assert 0.0 <= result["low"] <= 0.6 <= result["high"] <= 1.0
+    assert bootstrap_mean([None])["mean"] is None
+
+
+def test_paired_difference_uses_the_cases_both_methods_have():
+    result = paired_difference([1.0, 1.0, None, 0.0], [0.0, 1.0, 1.0, None])
+    assert result["n"] == 2 and result["mean"] == pytest.approx(0.5)
+
+
+def test_methods_are_parsed_with_their_stage_and_options():
+    assert parse_method("gradcam@stage0+stage1") == (
+        "gradcam@stage0+stage1",
+        "gradcam",
+        {"cam_layer": "stage0+stage1"},
+    )
+    assert parse_method("ig") == ("ig", "integrated_gradients", {})
+    assert parse_method("ig_expected")[2] == {"tabular_baseline": "training"}
+
+
+def test_the_table_has_a_column_per_method_and_says_n():
+    cell = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 3}
+    rows = [
+        {"label": name, "n_cases": 3, "n_checked": 2, "seconds_per_case": 0.1, "mass": cell} for name in "ab"
+    ]
+    text = table(rows)
+    assert "| score | a | b |" in text and "0.500 [0.400, 0.600]" in text and "3 (2)" in text

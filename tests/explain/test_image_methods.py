@@ -1,0 +1,179 @@
+"""The image-only attribution methods: known answers on linear models, agreement with Captum and MONAI,
+the held modalities, and every image encoder naming its target stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmdx.explain.attribution import EXPLANATION_METHODS, MethodCall, explain
+from mmdx.explain.image_methods import (
+    HeldModalities,
+    ImageOutput,
+    cam_layer_names,
+    class_activation_maps,
+    held_model,
+)
+from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
+from mmdx.keys import Modality
+from mmdx.models.registry import ENCODERS
+
+from .toys import linear_model, random_batch, tiny_model
+
+IMAGE_METHODS = [s.name for s in EXPLANATION_METHODS if s.modalities == ("image",)]
+
+
+def _call(model, inputs: ExplainInputs, baselines: Baselines | None = None, **options) -> MethodCall:
+    from mmdx.explain.attribution import _attributed_parts
+
+    baselines = baselines or make_baselines(inputs)
+    parts = _attributed_parts(model, tuple(model.modalities), inputs, baselines, torch.device("cpu"))
+    fixed = (inputs.tabular_missing, inputs.categorical, inputs.text_mask, inputs.presence)
+    with torch.no_grad():
+        output = held_model_output(model, inputs, parts, fixed)
+    return MethodCall(model, parts, fixed, output, inputs, baselines, 1.0, 1.0, 8, None, None, options)
+
+
+def held_model_output(model, inputs, parts, fixed):
+    text = parts["text"][0] if "text" in parts else None
+    return ImageOutput(model, 1.0, 1.0)(inputs.image, inputs.tabular, text, *fixed).double()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_image_method_draws_a_finite_map_and_leaves_the_other_modalities_alone(dims):
+    model = tiny_model(spatial_dims=dims)
+    shape = (16,) * dims
+    inputs = ExplainInputs.from_batch(random_batch(2, image_shape=shape))
+    for name in IMAGE_METHODS:
+        (first, _) = explain(model, inputs, method=name, method_options={"nt_samples": 4, "shap_samples": 4})
+        assert first.image_map.shape == shape, name
+        assert np.isfinite(first.image_map).all(), name
+        assert first.tabular_attributions is None and first.token_attributions is None, name
+        assert first.modality_totals["tabular"] is None and first.modality_totals["image"] is not None
+        assert first.image_method == name
+
+
+def test_image_method_draws_the_map_and_the_primary_method_the_rest():
+    model = tiny_model()
+    inputs = ExplainInputs.from_batch(random_batch(2))
+    ig = explain(model, inputs)
+    mixed = explain(model, inputs, image_method="gradcam", method_options={"cam_layer": "stage1"})
+    cam = explain(model, inputs, method="gradcam", method_options={"cam_layer": "stage1"})
+    for a, b, c in zip(ig, mixed, cam, strict=True):
+        np.testing.assert_allclose(b.token_attributions, a.token_attributions, rtol=1e-6)
+        np.testing.assert_allclose(b.tabular_attributions, a.tabular_attributions, rtol=1e-6)
+        np.testing.assert_allclose(b.image_map, c.image_map, rtol=1e-6)
+        assert b.method == "integrated_gradients" and b.image_method == "gradcam"
+        assert b.to_dict()["image_method"] == "gradcam"
+        assert b.settings["image_settings"]["cam_layer"] == "stage1"
+
+
+def test_the_held_model_keeps_the_case_values():
+    model = tiny_model()
+    data = random_batch(3)
+    inputs = ExplainInputs.from_batch(data)
+    call = _call(model, inputs)
+    wrapped = held_model(call)
+    assert isinstance(wrapped, HeldModalities)
+    with torch.no_grad():
+        expected = model(data).logits
+        np.testing.assert_allclose(wrapped(inputs.image).squeeze(1), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradcam_matches_captum_layer_gradcam():
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = tiny_model()
+    inputs = ExplainInputs.from_batch(random_batch(3))
+    call = _call(model, inputs)
+    ours, _ = class_activation_maps(call, "gradcam", ["stage1"])
+    layer = model.encoders[str(Modality.IMAGE)].cam_layers()["stage1"]
+    wrapped = held_model(call)
+    captum = LayerGradCam(lambda x: wrapped(x).squeeze(1), layer).attribute(
+        inputs.image.requires_grad_(True), relu_attributions=True
+    )
+    captum = LayerAttribution.interpolate(captum, tuple(inputs.image.shape[2:]), "bilinear")
+    np.testing.assert_allclose(ours.detach().numpy(), captum.detach().numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_matches_monai_on_the_wrapped_model():
+    from monai.visualize import GradCAM
+
+    model = tiny_model(spatial_dims=3)
+    inputs = ExplainInputs.from_batch(random_batch(2, image_shape=(16, 16, 16)))
+    call = _call(model, inputs)
+    ours, _ = class_activation_maps(call, "gradcam", ["stage0"])
+    monai_cam = GradCAM(
+        nn_module=held_model(call),
+        target_layers="output.model.encoders.image.stages.0",
+        postprocessing=lambda x: x,  # the raw upsampled map, not rescaled to [0, 1]
+    )
+    theirs = monai_cam(inputs.image, class_idx=0)
+    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-8)
+
+
+def _linear(shape=(16, 16)):
+    weight = torch.randn(6, generator=torch.Generator().manual_seed(1))
+    model = linear_model(image_shape=shape, tabular_weight=weight, text=(50, 4, 12))
+    return model, model.encoders[str(Modality.IMAGE)].weight.detach()[0]
+
+
+def test_smoothgrad_squared_of_a_linear_image_term_is_the_squared_weight():
+    model, weight = _linear()
+    inputs = ExplainInputs.from_batch(random_batch(2))
+    (e, _) = explain(model, inputs, method="smoothgrad_sq", method_options={"nt_samples": 4})
+    np.testing.assert_allclose(e.image_map, weight.numpy() ** 2, rtol=1e-4)
+    assert e.quality["split_half_error"] < 1e-5
+
+
+def test_gradient_shap_is_complete_on_a_linear_model_with_training_references():
+    model, weight = _linear()
+    data = random_batch(2)
+    inputs = ExplainInputs.from_batch(data)
+    references = torch.rand(5, *data["image"].shape[1:], generator=torch.Generator().manual_seed(3))
+    baselines = make_baselines(inputs)
+    baselines = Baselines(**{**baselines.__dict__, "image_reference": references})
+    (e, _) = explain(model, inputs, baselines, method="gradient_shap", method_options={"shap_samples": 64})
+    assert e.quality["completeness_delta"] < 1e-5
+    assert "training split" in e.settings["shap_baselines"]
+    # linear: W * (x - the sampled references' mean), close to W * (x - their mean)
+    expected = (weight * (data["image"][0, 0] - references[:, 0].mean(0))).numpy()
+    assert np.corrcoef(e.image_map.ravel(), expected.ravel())[0, 1] > 0.95
+
+
+def test_gaussian_occlusion_finds_a_blob_the_model_reads():
+    shape = (16, 16)
+    model, weight = _linear(shape)
+    with torch.no_grad():
+        model.encoders[str(Modality.IMAGE)].weight.zero_()
+        model.encoders[str(Modality.IMAGE)].weight[0, 10:13, 3:6] = 1.0
+    inputs = ExplainInputs.from_batch(random_batch(1, image_shape=shape))
+    (e,) = explain(model, inputs, method="gaussian_occlusion", method_options={"occlusion_sigma": 1.5})
+    peak = np.unravel_index(np.argmax(e.image_map), shape)
+    assert 9 <= peak[0] <= 13 and 2 <= peak[1] <= 6
+    assert e.settings["occlusion_stride"] == 3
+
+
+def test_an_unknown_stage_names_the_choices():
+    from mmdx.errors import MmdxError
+
+    with pytest.raises(MmdxError, match="choose from stem, stage0, stage1"):
+        cam_layer_names(tiny_model(), "stage9")
+
+
+@pytest.mark.parametrize("name", [s.name for s in ENCODERS.specs() if s.modality == Modality.IMAGE])
+def test_every_image_encoder_names_its_target_stages(name):
+    arguments = {"spatial_dims": 2, "channels": [4, 8], "out_dim": 8} if name == "small_cnn" else {}
+    encoder = ENCODERS.get(name).builder(**arguments)
+    layers = encoder.cam_layers()
+    assert len(layers) >= 2 and encoder.default_cam_layer in layers
+    captured = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, n=n: captured.__setitem__(n, o)) for n, m in layers.items()
+    ]
+    encoder.eval()(torch.rand(1, 1, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    sides = [captured[n].shape[-1] for n in layers]
+    assert all(captured[n].ndim == 4 for n in layers) and sides == sorted(sides, reverse=True), sides
