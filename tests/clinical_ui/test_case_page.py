@@ -106,6 +106,14 @@ def test_image_controls_redraw_the_image(dashboard, review_run) -> None:
 
 def test_a_map_that_would_mean_nothing_is_greyed_with_the_reason(dashboard, review_run) -> None:
     app = dashboard().sign_in("clin").open_case(_explained_image_case(review_run, coloured=False))
+    # the original image (the default view): no colours, and the reason under the planes
+    assert app.widget("checkbox", "Attribution overlay").disabled
+    assert not any("mmdx-colour-bar" in h.proto.body for h in app.at.html)
+    notes = " ".join(c.value for c in app.at.caption)
+    assert "Attribution overlay greyed out." in notes and "so it is greyed" in notes
+    # the model's input view says the same under its image
+    app.widget("radio", "Show").set_value("model")
+    app.run_app()
     assert app.widget("checkbox", "Attribution overlay").disabled
     caption = app.at.image[0].proto.imgs[0].caption
     assert "Attribution overlay greyed out." in caption and "so it is greyed" in caption
