@@ -12,6 +12,7 @@ from PIL import Image
 from mmdx.errors import MmdxError
 from mmdx.review.viewer import (
     CONTOUR_RGB,
+    DisplayWindow,
     NativeImage,
     Plane,
     colour_bar_html,
@@ -184,3 +185,29 @@ def test_the_attribution_map_must_lie_on_the_image_grid(tmp_path) -> None:
     assert image.default_slice(Plane.AXIAL) == 2 and image.spacing == pytest.approx((0.8, 0.8, 2.5))
     image, problems = load_native_image(tmp_path / "image.nii.gz", tmp_path / "other.nii.gz")
     assert image.attribution is None and "does not fit" in problems[0]
+
+
+def test_a_real_monochrome1_radiograph_is_shown_inverted_and_legible() -> None:
+    """pydicom-data's RG3_UNCR (a CR chest radiograph stored MONOCHROME1) is not a white block: its lowest
+    stored values are shown white, and its grey levels spread over the range."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("RG3_UNCR.dcm")
+    if path is None:
+        pytest.skip("pydicom-data's RG3_UNCR.dcm is not installed (pip install pydicom-data)")
+    image, problems = load_native_image(path)
+    assert problems == []
+    assert image.modality == "CR" and image.photometric == "MONOCHROME1" and not image.is_3d
+    presets = viewer_presets(image.values, image.modality, image.photometric, image.units)
+    window = next(iter(presets.values()))
+    assert window.inverted
+    (plane,) = image.planes()
+    rgb = image.render(plane, 0, window)
+    grey = rgb[:, :, 0].astype(np.float64)
+    assert np.percentile(grey, 95) - np.percentile(grey, 5) > 100
+    assert 0.05 < (grey > 128).mean() < 0.95
+    # inverted: where the stored value is higher, the display is darker
+    shown = image.render(plane, 0, DisplayWindow("plain", window.low, window.high))[:, :, 0].astype(
+        np.float64
+    )
+    assert np.corrcoef(grey.ravel(), shown.ravel())[0, 1] < -0.99
