@@ -98,6 +98,16 @@ def modality_removed_auroc(
     return out
 
 
+def _refuse_overwriting_own_evaluation(run: RunPaths, cohort: Path, own: Path) -> None:
+    """A run whose own cohort was evaluated keeps that evaluation: another cohort goes under ``--name``."""
+    if run.predictions.exists() and cohort.resolve() != own.resolve():
+        raise MmdxError(
+            f"{run.root} holds the evaluation of its own cohort ({own}); evaluating {cohort} here would "
+            "overwrite it: add --name SITE to evaluate it as an external site under "
+            f"{run.root}/external/SITE/"
+        )
+
+
 def evaluate_run(
     run_dir: str | Path,
     cohort_dir: str | Path | None = None,
@@ -110,9 +120,11 @@ def evaluate_run(
     run = RunPaths(Path(run_dir))
     run.require("bundle")
     bundle = load_bundle(run.bundle)
-    cohort_dir = cohort_dir or bundle.card["cohort"]["path"]
+    own = bundle.card["cohort"]["path"]
+    cohort_dir = cohort_dir or own
     if not Path(cohort_dir).is_dir():
         raise MmdxError(f"cohort {cohort_dir} not found; pass --cohort DIR")
+    _refuse_overwriting_own_evaluation(run, Path(cohort_dir), Path(own))
     inputs = prepare_inputs(bundle, cohort_dir, workers=workers, progress=progress)
     run.write_validation_report(inputs.cohort.report)
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from mmdx.audit.html import render_html
 from mmdx.audit.report import AuditOptions, build_report
 from mmdx.bundle import MANIFEST, TRAINING_SUMMARY, load_bundle
 from mmdx.data.synth import SynthOptions, synthesize_cohort
+from mmdx.errors import MmdxError
 from mmdx.run import RunPaths
 from mmdx.workflows.evaluate import evaluate_run
 from mmdx.workflows.external import NO_SUMMARY, evaluate_external
@@ -159,3 +160,13 @@ def test_an_unlabelled_site_gets_the_label_free_recalibration_and_a_marginal_dri
     assert method["status"] == "ok" and method["scores"] is None and 0.0 < method["prevalence"] < 1.0
     assert result.artefact is not None and result.artefact.name == "unlabelled-v1"
     assert result.metrics["splits"] == {}
+
+
+def test_evaluating_another_cohort_without_a_name_keeps_the_runs_own_evaluation(
+    evaluated: Path, site: Path
+) -> None:
+    before = _hashes(evaluated)
+    with pytest.raises(MmdxError, match="--name SITE") as info:
+        evaluate_run(evaluated, site, workers=1)
+    assert str(site) in str(info.value) and "\n" not in str(info.value)
+    assert _hashes(evaluated) == before
