@@ -98,6 +98,27 @@ def modality_removed_auroc(
     return out
 
 
+def cohort_metrics(
+    frame: pd.DataFrame, bundle: Bundle, inputs: CohortInputs, batch_size: int, **extra: Any
+) -> dict[str, Any]:
+    """The metrics every evaluation of a cohort has (per split, per presence pattern, with each modality
+    removed), with ``extra`` entries after the model's identity."""
+    metrics: dict[str, Any] = {
+        "threshold": bundle.threshold,
+        "temperature": bundle.calibration.temperature_,
+        "model_version": bundle.version,
+        "cohort": str(inputs.cohort.root),
+        "splits": {},
+        "calibration": {},
+        "by_modality_pattern": {},
+        "modality_removed": {},
+        **extra,
+    }
+    split_metrics(frame, bundle.threshold, metrics)
+    metrics["modality_removed"] = modality_removed_auroc(bundle, inputs, frame, batch_size)
+    return metrics
+
+
 def _refuse_overwriting_own_evaluation(run: RunPaths, cohort: Path, own: Path) -> None:
     """A run whose own cohort was evaluated keeps that evaluation: another cohort goes under ``--name``."""
     if run.predictions.exists() and cohort.resolve() != own.resolve():
@@ -133,19 +154,7 @@ def evaluate_run(
     frame = predictions_frame(bundle, inputs, preds)
     run.write_predictions(frame)
 
-    metrics: dict[str, Any] = {
-        "threshold": bundle.threshold,
-        "temperature": bundle.calibration.temperature_,
-        "model_version": bundle.version,
-        "cohort": str(inputs.cohort.root),
-        "splits": {},
-        "calibration": {},
-        "by_modality_pattern": {},
-        "modality_removed": {},
-        "latency_seconds_per_case": latency,
-    }
-    split_metrics(frame, bundle.threshold, metrics)
-    metrics["modality_removed"] = modality_removed_auroc(bundle, inputs, frame, batch_size)
+    metrics = cohort_metrics(frame, bundle, inputs, batch_size, latency_seconds_per_case=latency)
     bayes = inputs.cohort.spec.get("bayes_auroc")
     if bayes is not None:
         metrics["bayes_auroc"] = bayes

@@ -59,7 +59,7 @@ from mmdx.training.recalibration import (
     next_version_dir,
     save_recalibration,
 )
-from mmdx.workflows.evaluate import modality_removed_auroc, split_metrics
+from mmdx.workflows.evaluate import cohort_metrics
 
 Progress = Callable[[int, int], None]
 
@@ -324,20 +324,7 @@ def _metrics(
     n_resamples: int,
     seed: int,
 ) -> dict[str, Any]:
-    metrics: dict[str, Any] = {
-        "site": site,
-        "threshold": bundle.threshold,
-        "temperature": bundle.calibration.temperature_,
-        "model_version": bundle.version,
-        "cohort": str(inputs.cohort.root),
-        "splits": {},
-        "calibration": {},
-        "by_modality_pattern": {},
-        "modality_removed": {},
-        "intervals": {},
-    }
-    split_metrics(frame, bundle.threshold, metrics)
-    metrics["modality_removed"] = modality_removed_auroc(bundle, inputs, frame, batch_size)
+    metrics = {"site": site, **cohort_metrics(frame, bundle, inputs, batch_size, intervals={})}
     test = frame[(frame["split"] == "test") & frame["label"].notna()]
     y, p = test["label"].to_numpy(dtype=int), test["probability"].to_numpy(dtype=float)
     if len(test) and 0 < y.sum() < len(y):

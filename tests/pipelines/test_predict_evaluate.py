@@ -15,9 +15,11 @@ from pipelines.cli import main
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_run: Path) -> Path:
-    assert main(["evaluate", str(tiny_run), "--workers", "1"]) == 0
-    return tiny_run
+def evaluated(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("evaluated") / "run"
+    shutil.copytree(tiny_run, run)  # the shared run stays as training left it
+    assert main(["evaluate", str(run), "--workers", "1"]) == 0
+    return run
 
 
 def test_evaluate_writes_predictions_and_metrics(evaluated: Path) -> None:
