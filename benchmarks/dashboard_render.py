@@ -21,7 +21,7 @@ Measurements per case, each repeated over several cases of each run:
 By default two tiny runs are built first (2D 32², 3D 32³, one epoch, placeholder explanations); pass
 ``--run2d``/``--run3d`` to time existing runs (e.g. with real ``mmdx explain`` output).
 
-    python benchmarks/dashboard_render.py --repeats 10 --json dashboard_render.json
+    .venv/bin/python -m benchmarks.dashboard_render --repeats 10 --json dashboard_render.json
 """
 
 from __future__ import annotations
