@@ -18,8 +18,10 @@ Measurements per case, each repeated over several cases of each run:
   preset of the original-image viewer (the page's default view; reuses the view kept in the session, redraws
   every plane).
 
-By default two tiny runs are built first (2D 32², 3D 32³, one epoch, placeholder explanations); pass
-``--run2d``/``--run3d`` to time existing runs (e.g. with real ``mmdx explain`` output).
+By default two tiny runs are built first (2D 32², 3D 32³, one epoch, placeholder explanations); ``--size``
+sets the side of their images and ``--grid`` the side of the model's grid (default: the image's, so the
+original image and the model input have one size; a smaller grid gives the finer originals the viewer is
+for); pass ``--run2d``/``--run3d`` to time existing runs (e.g. with real ``mmdx explain`` output).
 
     .venv/bin/python -m benchmarks.dashboard_render --repeats 10 --json dashboard_render.json
 """
@@ -230,10 +232,10 @@ def time_page(run: Path, store_url: str, cases: list[str]) -> dict:
     return {"page_open": _summary(opens), "page_redraw": _summary(redraws) if redraws else None}
 
 
-def _prepare(run: Path | None, dims: int, size: int, cases: int, work: Path) -> Path:
+def _prepare(run: Path | None, dims: int, size: int, grid: int | None, cases: int, work: Path) -> Path:
     if run is not None:
         return run
-    built = build_sample_run(work / f"bench-{dims}d", dims=dims, n_cases=cases, size=size)
+    built = build_sample_run(work / f"bench-{dims}d", dims=dims, n_cases=cases, size=size, grid=grid)
     if not (built / "explanations").is_dir():
         write_placeholder_explanations(built)
     return built
@@ -246,7 +248,13 @@ def main() -> None:
     parser.add_argument("--run2d", type=Path, help="an existing 2D run (default: build one)")
     parser.add_argument("--run3d", type=Path, help="an existing 3D run (default: build one)")
     parser.add_argument("--size", type=int, default=32, help="image side of the runs built here (default 32)")
+    parser.add_argument(
+        "--grid", type=int, help="model grid side of the runs built here (default: --size, the image's side)"
+    )
     parser.add_argument("--cases", type=int, default=80, help="cases of the runs built here (default 80)")
+    parser.add_argument(
+        "--dims", type=int, nargs="+", choices=(2, 3), default=[2, 3], help="which runs to time (default 2 3)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="cases timed per run (default 10)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -256,8 +264,9 @@ def main() -> None:
         work = Path(tmp)
         # every run is built before Streamlit's AppTest starts any thread
         runs = {
-            dims: _prepare(given, dims, args.size, args.cases, work)
+            dims: _prepare(given, dims, args.size, args.grid, args.cases, work)
             for dims, given in ((2, args.run2d), (3, args.run3d))
+            if dims in args.dims
         }
         for dims, run in runs.items():
             store_url = f"sqlite:///{work / f'review-{dims}d.sqlite'}"
