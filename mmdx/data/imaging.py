@@ -241,6 +241,18 @@ def read_nifti(path: Path, *, root: Path | None = None, source: str | None = Non
         return _keep_reader_warnings(_read_nifti(path, label), caught)
 
 
+def with_dims(volume: ImageVolume, dims: int | None) -> ImageVolume:
+    """``volume`` (read with ``dims=None``) as :func:`read_image` gives it with ``dims``: a single-slice
+    volume as ``[I, J]`` for ``dims == 2``, ``IMAGE_WRONG_DIMENSIONS`` for any other mismatch. For a caller
+    that needs one file both as it is and at a given dimensionality without reading it twice; ``volume``
+    itself is left unchanged (the result may share its voxels)."""
+    _check_dims_argument(dims)
+    if dims is None:
+        return volume
+    copy = replace(volume, warnings=list(volume.warnings), meta=dict(volume.meta))
+    return _apply_dims(copy, dims, volume.source)
+
+
 def check_image(path: str | Path, root: Path | None = None, dims: int | None = None) -> list[Issue]:
     """Validate one image: ``[]`` or its warnings when it reads, ``[the error]`` when it does not.
 

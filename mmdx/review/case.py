@@ -357,23 +357,34 @@ def _original_grid_map(context: ReviewContext, view: CaseView) -> str | None:
 
 
 def _load_images(context: ReviewContext, view: CaseView, inputs: CaseInputs) -> None:
-    """The image on its own grid (:mod:`mmdx.review.viewer`) and on the model's grid (:mod:`~.rendering`)."""
+    """The image on its own grid (:mod:`mmdx.review.viewer`) and on the model's grid (:mod:`~.rendering`),
+    both from one reading of the image file (and of the mask's): decoding is most of a case's opening."""
+    from mmdx.data.imaging import read_image
+
     assert context.image_config is not None
     if inputs.image_path is None:
         view.problems.append("The image of this case is not in the cohort any more.")
         return
-    mask = None if inputs.mask_path is None else str(inputs.mask_path)
+    try:
+        image = read_image(inputs.image_path)
+    except ImageReadError as exc:
+        view.problems.append(f"The image cannot be shown: {exc}")
+        return
+    mask = None
+    if inputs.mask_path is not None:
+        try:
+            mask = read_image(inputs.mask_path)
+        except ImageReadError as exc:
+            view.problems.append(f"the lesion mask cannot be shown: {exc}")
     try:
         view.native, problems = load_native_image(
-            inputs.image_path, _original_grid_map(context, view), mask, _declared_modality(context)
+            image, _original_grid_map(context, view), mask, _declared_modality(context)
         )
         view.problems.extend(problems)
     except (ImageReadError, MmdxError) as exc:
         view.problems.append(f"The original image cannot be shown: {exc}")
     try:
-        view.image, problems = load_case_image(
-            str(inputs.image_path), context.image_config, view.explanation.image_map, mask
-        )
+        view.image, problems = load_case_image(image, context.image_config, view.explanation.image_map, mask)
         view.problems.extend(p for p in problems if p not in view.problems)
     except (ImageReadError, MmdxError) as exc:
         view.problems.append(f"The model-input view cannot be shown: {exc}")

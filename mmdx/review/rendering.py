@@ -26,6 +26,8 @@ import base64
 import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import binary_erosion
@@ -36,6 +38,9 @@ from mmdx.data.intensity import apply_window as window_to_unit
 from mmdx.data.plan import ImagePlan
 from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, footprint_on_model_grid
+
+if TYPE_CHECKING:
+    from mmdx.data.imaging import ImageVolume
 
 #: Longest side of a rendered slice, in pixels (before spacing correction), when the grid is smaller.
 TARGET_PIXELS = 384
@@ -282,20 +287,26 @@ def png_data_url(png: bytes) -> str:
 
 
 def load_case_image(
-    image_path: str,
+    image_path: str | Path | ImageVolume,
     config: ImagePlan | ImageConfig,
     attribution: np.ndarray | None = None,
-    mask_path: str | None = None,
+    mask_path: str | Path | ImageVolume | None = None,
 ) -> tuple[CaseImage, list[str]]:
     """Read an image (and its lesion mask) and move both to the model's grid; ``attribution`` is the
     explanation's model-grid map. Returns the :class:`CaseImage` and the problems met (a mask or map that
     does not fit is left out and named there). Raises :class:`mmdx.data.imaging.ImageReadError` when the
-    image itself cannot be read."""
-    from mmdx.data.imaging import read_image
+    image itself cannot be read. The image and the mask may be given already read (``read_image`` without
+    ``dims``, e.g. shared with :func:`mmdx.review.viewer.load_native_image`): they are not read again."""
+    from mmdx.data.imaging import ImageVolume, read_image, with_dims
     from mmdx.data.issues import ImageReadError
 
+    def read(source: str | Path | ImageVolume) -> ImageVolume:
+        if isinstance(source, ImageVolume):
+            return with_dims(source, config.dims)
+        return read_image(str(source), dims=config.dims)
+
     problems: list[str] = []
-    volume = read_image(image_path, dims=config.dims)
+    volume = read(image_path)
     hu, affine = hu_on_model_grid(volume.array, volume.affine, config)
     dims = config.dims
     spacing = tuple(float(np.linalg.norm(affine[:dims, axis])) for axis in range(dims))
@@ -309,7 +320,7 @@ def load_case_image(
     lesion = None
     if mask_path is not None:
         try:
-            mask_volume = read_image(mask_path, dims=dims)
+            mask_volume = read(mask_path)
             lesion = bool(np.any(mask_volume.array))
             if lesion:
                 mask = mask_on_model_grid(mask_volume.array, mask_volume.affine, affine, hu.shape)

@@ -30,6 +30,7 @@ import io
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import affine_transform, binary_erosion
@@ -44,6 +45,9 @@ from mmdx.data.intensity import (
     window_bounds,
 )
 from mmdx.errors import MmdxError
+
+if TYPE_CHECKING:
+    from mmdx.data.imaging import ImageVolume
 
 OVERLAY_PERCENTILE = 99.0
 OVERLAY_COLORMAP = "inferno"
@@ -430,24 +434,28 @@ def mask_on_grid(
 
 
 def load_native_image(
-    image_path: str | Path,
+    image_path: str | Path | ImageVolume,
     attribution_path: str | Path | None = None,
-    mask_path: str | Path | None = None,
+    mask_path: str | Path | ImageVolume | None = None,
     default_modality: str | None = None,
 ) -> tuple[NativeImage, list[str]]:
     """Read an image, its attribution map on its own grid (NIfTI) and its lesion mask, turned to RAS.
 
     Returns the :class:`NativeImage` and the problems met (a map or mask that cannot be used is left out and
     named). Raises :class:`mmdx.data.issues.ImageReadError` when the image itself cannot be read.
-    ``default_modality``: the cohort's declared modality, for files that name none (NIfTI).
+    ``default_modality``: the cohort's declared modality, for files that name none (NIfTI). The image and the
+    mask may be given already read (:func:`mmdx.data.imaging.read_image`): they are not read again.
     """
     import nibabel as nib
 
-    from mmdx.data.imaging import read_image
+    from mmdx.data.imaging import ImageVolume, read_image
     from mmdx.data.issues import ImageReadError
 
+    def read(source: str | Path | ImageVolume) -> ImageVolume:
+        return source if isinstance(source, ImageVolume) else read_image(str(source))
+
     problems: list[str] = []
-    volume = read_image(str(image_path))
+    volume = read(image_path)
     values, spacing, ornt = to_ras(volume.array.astype(np.float32, copy=False), volume.affine)
     meta = volume.meta
     image = NativeImage(
@@ -474,7 +482,7 @@ def load_native_image(
             problems.append(f"the attribution map on the image's grid cannot be read: {exc}")
     if mask_path is not None:
         try:
-            mask_volume = read_image(str(mask_path))
+            mask_volume = read(mask_path)
             image.lesion_in_truth = bool(np.any(mask_volume.array))
             if image.lesion_in_truth:
                 moved = mask_on_grid(mask_volume.array, mask_volume.affine, volume.array.shape, volume.affine)

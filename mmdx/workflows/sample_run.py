@@ -52,9 +52,13 @@ def build_sample_run(
     size: int = 16,
     seed: int = 5,
     extra_notes: dict[str, str] | None = None,
+    grid: int | None = None,
 ) -> Path:
     """Synthesise ``out/cohort``, train the :func:`sample_config` model for one epoch and evaluate it into
     ``out/run``; returns the run directory. Takes well under a minute on a laptop CPU.
+
+    ``size``: the side of the synthesised images; ``grid``: the side of the model's grid (default ``size``;
+    smaller gives images at a finer resolution than the model sees, as clinical images are).
 
     ``extra_notes``: ``case_id -> text`` notes appended to the cohort before training (e.g. one holding
     markup, to check escaping). A finished run (one with predictions) is reused as it is.
@@ -78,7 +82,7 @@ def build_sample_run(
             for case_id, text in extra_notes.items():
                 note = {"case_id": case_id, "text": text, "note_type": "test", "time": "2030-01-01T00:00:00Z"}
                 fh.write(json.dumps(note) + "\n")
-    config = config_from_dict(sample_config(dims, size, name=out.name or "sample"))
+    config = config_from_dict(sample_config(dims, grid or size, name=out.name or "sample"))
     train_run(config, cohort, run.root, progress=False)
     evaluate_run(run.root, cohort, workers=1)
     return run.root

@@ -36,6 +36,7 @@ from mmdx.data.imaging import (
     read_dicom_series,
     read_image,
     read_nifti,
+    with_dims,
 )
 from mmdx.data.issues import ImageReadError, Issue, IssueCode, Severity
 
@@ -669,6 +670,25 @@ def test_dims(tmp_path: Path) -> None:
         assert info.value.issue.code is IssueCode.IMAGE_WRONG_DIMENSIONS
     with pytest.raises(ValueError, match="dims"):
         read_image(single, dims=4)
+
+
+def test_with_dims_gives_what_reading_with_dims_gives_without_reading_again(tmp_path: Path) -> None:
+    (single,) = write_ct_series(tmp_path / "one", random_hu((4, 3, 1)), AXIAL)
+    write_ct_series(tmp_path / "vol", random_hu((4, 3, 2)), AXIAL)
+    for path, dims in [(tmp_path / "one", 2), (single, 2), (tmp_path / "vol", 3), (tmp_path / "one", None)]:
+        read = read_image(path)
+        shape = read.array.shape
+        converted, expected = with_dims(read, dims), read_image(path, dims=dims)
+        np.testing.assert_array_equal(converted.array, expected.array)
+        np.testing.assert_array_equal(converted.affine, expected.affine)
+        assert converted.meta == expected.meta and converted.source == expected.source
+        assert read.array.shape == shape  # the volume given is left as it was
+    for path, dims in [(single, 3), (tmp_path / "one", 3), (tmp_path / "vol", 2)]:
+        with pytest.raises(ImageReadError) as info:
+            with_dims(read_image(path), dims)
+        assert info.value.issue.code is IssueCode.IMAGE_WRONG_DIMENSIONS
+    with pytest.raises(ValueError, match="dims"):
+        with_dims(read_image(single), 4)
 
 
 def test_readers_can_be_called_directly(tmp_path: Path) -> None:

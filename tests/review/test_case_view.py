@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmdx.data import imaging
 from mmdx.data.imaging import read_image
 from mmdx.data.validation import validate_cohort
 from mmdx.explain.artifacts import case_folder_name
@@ -251,3 +252,32 @@ def test_the_contributions_table_drops_gates_that_say_nothing(
     assert np.isnan(frame.loc["Image", column]) and not np.isnan(frame.loc["Clinical notes", column])
     view.gate_notes = {c.modality: "hidden" for c in view.contributions}
     assert column not in contributions_frame(view).columns
+
+
+def test_opening_a_case_reads_its_image_and_mask_once_for_both_views(
+    context: ReviewContext, accounts, review_run: TestRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original-image viewer and the model-input view are drawn from one reading of each file."""
+    cases = pd.read_csv(context.cohort_dir / "cases.csv").set_index("case_id")
+    masks = context.cohort_dir / "ground_truth" / "masks"
+    with_mask = [c for c in review_run.explained if (masks / f"{c}.nii.gz").is_file()]
+    case_id = with_mask[0] if with_mask else _explained_with(review_run, "image")
+    reads: list[str] = []
+    original = imaging.read_image
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).resolve().as_posix())
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(imaging, "read_image", counting)
+    view = build_case_view(context, accounts.clinician, case_id)
+    assert view.native is not None and view.image is not None, view.problems
+    image = (context.cohort_dir / cases.loc[case_id, "image"]).resolve().as_posix()
+    assert reads.count(image) == 1, reads
+    if with_mask:
+        assert reads.count((masks / f"{case_id}.nii.gz").resolve().as_posix()) == 1, reads
+        assert view.native.lesion_in_truth == view.image.lesion_in_truth
+    assert len(reads) == len(set(reads)), reads
+    # both views hold the same image: the model grid's values lie within the original's
+    assert view.image.hu.min() >= view.native.values.min() - 1e-3
+    assert view.image.hu.max() <= view.native.values.max() + 1e-3
