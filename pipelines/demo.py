@@ -88,7 +88,10 @@ def _run(args: argparse.Namespace) -> int:
     if rc := mmdx(["evaluate", str(out)]):
         return rc
     if _has("explain"):
-        _step(f"5. explain {args.explain_limit} test cases (Integrated Gradients, modality Shapley values)")
+        _step(
+            f"5. explain {args.explain_limit} test cases (modality Shapley values, attributions of values, "
+            "notes and image; the image method chosen on validation cases)"
+        )
         if rc := mmdx(["explain", str(out), "--split", "test", "--limit", str(args.explain_limit)]):
             return rc
     if _has("audit"):
