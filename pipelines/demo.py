@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         rc = STOPPED
     if rc == STOPPED:
+        # stopping: a Ctrl+C still pending (or pressed again) while the interpreter shuts down the loader
+        # workers must not turn this clean stop into an interrupted exit
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"\nmmdx demo: stopped (Ctrl+C); what ran so far is in {Path(args.run).resolve()}", flush=True)
         return 0
     return rc
