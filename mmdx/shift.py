@@ -13,6 +13,10 @@ external validation (:mod:`mmdx.workflows.external`):
   priori probabilities", Neural Computation 14(1):21-41.
 * **Logistic recalibration** (:func:`fit_logistic`): ``logit p' = a + b z`` on the model's logit ``z`` by
   maximum likelihood; ``b`` fixed at 1 gives recalibration-in-the-large.
+* **Choosing how far to update** (:func:`closed_test`): the closed testing procedure of Vergouwe, Nieboer,
+  Oostenbrink et al. (2017), "A closed testing procedure to select an appropriate method for updating
+  prediction models", Statistics in Medicine 36(28):4529-4539: likelihood-ratio tests against the most
+  extensive update keep the simplest model the labelled sample does not reject.
 * **Calibration at a given n** (:func:`calibration_in_the_large`, :func:`perfect_calibration_ece`): the
   mean predicted minus the observed rate, and the ECE a perfectly calibrated model gets on ``n`` cases
   (simulated: labels drawn from the predicted probabilities themselves), the reference an observed ECE is
@@ -251,3 +255,93 @@ def perfect_calibration_ece(p: np.ndarray, simulations: int = 500, seed: int = 0
     )
     low, high = np.quantile(values, [0.025, 0.975])
     return EceReference(float(values.mean()), float(low), float(high), int(p.size), simulations)
+
+
+def log_likelihood(y: np.ndarray, linear: np.ndarray) -> float:
+    """Bernoulli log-likelihood of labels ``y`` under ``P(y=1) = sigmoid(linear)`` (computed stably)."""
+    y = np.asarray(y, dtype=np.float64)
+    linear = np.asarray(linear, dtype=np.float64)
+    # log sigmoid(x) = -log(1 + e^-x); log(1 - sigmoid(x)) = -log(1 + e^x)
+    return float(-(y * np.logaddexp(0.0, -linear) + (1.0 - y) * np.logaddexp(0.0, linear)).sum())
+
+
+#: The updates :func:`closed_test` chooses between, simplest first, with the parameters each fits.
+CLOSED_TEST_MODELS = (("base", 0), ("intercept", 1), ("logistic", 2))
+
+
+@dataclass(frozen=True)
+class ClosedTest:
+    """The update chosen by :func:`closed_test`, its ``(intercept, slope)`` on the logit ``z``, and every
+    fit and test behind the choice."""
+
+    selected: str
+    intercept: float
+    slope: float
+    alpha: float
+    fits: dict[str, dict[str, float]]
+    tests: list[dict[str, float | str | bool]]
+
+    def to_dict(self) -> dict:
+        return {
+            "selected": self.selected,
+            "intercept": self.intercept,
+            "slope": self.slope,
+            "alpha": self.alpha,
+            "fits": self.fits,
+            "tests": self.tests,
+        }
+
+
+def closed_test(z: np.ndarray, y: np.ndarray, base_intercept: float, alpha: float = 0.05) -> ClosedTest:
+    """The closed testing procedure for updating a model at a new site (Vergouwe et al. 2017), with the
+    model's logit ``z`` on labelled local cases ``y``.
+
+    Candidates, simplest first: ``base`` (``base_intercept + z``: nothing fitted on the labels; the model
+    as it is, or as moved without labels), ``intercept`` (recalibration-in-the-large, ``a + z``) and
+    ``logistic`` (``a + b z``). Each simpler one is tested against the most extensive, ``logistic``, by a
+    likelihood-ratio test (2 and 1 degrees of freedom); the first not rejected at ``alpha`` is chosen, so
+    the familywise type I error stays at ``alpha``. Needs both classes (ValueError otherwise)."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    a1, _ = fit_logistic(z, y, slope=False)
+    try:
+        a2, b2 = fit_logistic(z, y, slope=True)
+    except ValueError:
+        # perfectly separated: the slope is unbounded and the logistic fit is not a usable update
+        a2, b2 = math.nan, math.nan
+    fits = {
+        "base": {
+            "intercept": float(base_intercept),
+            "slope": 1.0,
+            "log_likelihood": log_likelihood(y, base_intercept + z),
+        },
+        "intercept": {"intercept": a1, "slope": 1.0, "log_likelihood": log_likelihood(y, a1 + z)},
+    }
+    if math.isfinite(b2):
+        fits["logistic"] = {"intercept": a2, "slope": b2, "log_likelihood": log_likelihood(y, a2 + b2 * z)}
+    full = fits.get("logistic", fits["intercept"])
+    n_full = 2 if "logistic" in fits else 1
+    tests: list[dict[str, float | str | bool]] = []
+    selected = "logistic" if "logistic" in fits else "intercept"
+    for name, n_params in CLOSED_TEST_MODELS:
+        if n_params >= n_full:
+            break
+        statistic = max(0.0, 2.0 * (full["log_likelihood"] - fits[name]["log_likelihood"]))
+        df = n_full - n_params
+        p_value = float(chi2.sf(statistic, df))
+        rejected = p_value < alpha
+        tests.append(
+            {
+                "model": name,
+                "against": "logistic" if n_full == 2 else "intercept",
+                "statistic": statistic,
+                "df": df,
+                "p_value": p_value,
+                "rejected": rejected,
+            }
+        )
+        if not rejected:
+            selected = name
+            break
+    chosen = fits[selected]
+    return ClosedTest(selected, float(chosen["intercept"]), float(chosen["slope"]), alpha, fits, tests)

@@ -19,7 +19,8 @@ RUN/external/SITE/ (the run's own files are left untouched): predictions, metric
 the drift report against the training summary stored in the bundle (prevalence, per-feature distributions
 within each class with Holm's correction, missingness, presence patterns, units, notes, images; a domain
 classifier when the training cohort is at hand), and the effect of local recalibration (prevalence adjustment without labels; with --local-sample N labelled cases also
-recalibration-in-the-large and logistic recalibration). The chosen recalibration is saved as a new
+recalibration-in-the-large, logistic recalibration and, recommended, the closed testing procedure that keeps the
+simplest of these the sample's likelihood-ratio tests do not reject). The chosen recalibration is saved as a new
 versioned artefact in RUN/calibrations/SITE-v<k>/, which 'mmdx predict --calibration' applies.
 """
 
@@ -44,9 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--recalibrate",
-        choices=["prevalence", "prevalence_labelled", "intercept", "logistic"],
-        help="with --name: the recalibration saved as an artefact (default: logistic with --local-sample, "
-        "else prevalence, which needs no labels)",
+        choices=["prevalence", "prevalence_labelled", "intercept", "logistic", "closed_test"],
+        help="with --name: the recalibration saved as an artefact (default, recommended: closed_test with "
+        "--local-sample, the simplest of the label-free prevalence adjustment, recalibration-in-the-large and "
+        "logistic recalibration that likelihood-ratio tests on the sample do not reject; else prevalence, "
+        "which needs no labels)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="with --name: seed of the local sample and the bootstrap"
@@ -142,10 +145,12 @@ def _external(args: argparse.Namespace) -> int:
                 f"  recalibration {method:20s} intercept {entry['intercept']:+.3f} slope {entry['slope']:.3f} ({entry['reason']})"
             )
             continue
+        recommended = " (recommended)" if method == result.recalibration.get("recommended") else ""
+        chose = f" chose {entry['selected']}" if "selected" in entry else ""
         print(
             f"  recalibration {method:20s} CITL {s['citl']['estimate']:+.4f}  slope "
             f"{s['calibration_slope']['estimate']:.3f}  ECE {s['ece']['estimate']:.4f} "
-            f"(perfect model: {entry['ece_perfect']['mean']:.4f})"
+            f"(perfect model: {entry['ece_perfect']['mean']:.4f}){chose}{recommended}"
         )
     if "not_saved" in result.recalibration:
         print(f"  {result.recalibration['not_saved']}")

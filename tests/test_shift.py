@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 from scipy.special import expit, logit
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2, chi2_contingency
 
 from mmdx.metrics import expected_calibration_error
 from mmdx.shift import (
     bin_counts,
     calibration_in_the_large,
+    closed_test,
     combine_tests,
     em_prevalence,
     fit_logistic,
     holm,
     homogeneity_test,
+    log_likelihood,
     merge_small_bins,
     perfect_calibration_ece,
     proportion_test,
@@ -121,3 +123,69 @@ def test_perfect_calibration_ece_is_the_ece_of_labels_drawn_from_the_predictions
     assert reference.mean == pytest.approx(independent, rel=0.1)
     assert reference.low < reference.mean < reference.high
     assert perfect_calibration_ece(p[:100], simulations=300).mean > reference.mean  # fewer cases, more noise
+
+
+def test_log_likelihood_is_the_bernoulli_log_likelihood_and_stays_finite() -> None:
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    eta = np.array([0.3, -1.2, 2.0, 0.5])
+    p = expit(eta)
+    expected = float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    assert log_likelihood(y, eta) == pytest.approx(expected, rel=1e-12)
+    # a confident mistake costs its logit, not an infinity
+    assert log_likelihood(np.array([0.0]), np.array([800.0])) == pytest.approx(-800.0)
+
+
+def _lr(y: np.ndarray, full: np.ndarray, reduced: np.ndarray, df: int) -> float:
+    """Likelihood-ratio p-value computed independently (from probabilities, not from the module)."""
+
+    def ll(p: np.ndarray) -> float:
+        return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    return float(chi2.sf(2 * (ll(full) - ll(reduced)), df))
+
+
+@pytest.mark.parametrize(
+    ("true_intercept", "true_slope", "base", "expected"),
+    [
+        (0.0, 1.0, 0.0, "base"),  # the base model is right: nothing fitted on the labels
+        (-1.5, 1.0, 0.0, "intercept"),  # only the prevalence moved, and the base does not know it
+        (-1.5, 1.0, -1.5, "base"),  # ... the base already moved it (a label-free adjustment)
+        (0.0, 0.35, 0.0, "logistic"),  # the model is far too confident here
+    ],
+)
+def test_closed_test_keeps_the_simplest_model_its_tests_do_not_reject(
+    true_intercept: float, true_slope: float, base: float, expected: str
+) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(-0.5, 2.0, 400)
+    y = (rng.random(z.size) < expit(true_intercept + true_slope * z)).astype(float)
+    result = closed_test(z, y, base)
+    assert result.selected == expected
+    a1, _ = fit_logistic(z, y, slope=False)
+    a2, b2 = fit_logistic(z, y)
+    full = expit(a2 + b2 * z)
+    # every test against the most extensive update, computed independently
+    p_base = _lr(y, full, expit(base + z), 2)
+    p_intercept = _lr(y, full, expit(a1 + z), 1)
+    assert result.tests[0]["model"] == "base" and result.tests[0]["p_value"] == pytest.approx(p_base)
+    if expected == "base":
+        assert p_base >= 0.05 and len(result.tests) == 1
+        assert (result.intercept, result.slope) == (pytest.approx(base), 1.0)
+    else:
+        assert p_base < 0.05 and result.tests[1]["p_value"] == pytest.approx(p_intercept)
+        chosen = (a1, 1.0) if expected == "intercept" else (a2, b2)
+        assert (result.intercept, result.slope) == (pytest.approx(chosen[0]), pytest.approx(chosen[1]))
+    # the plain fits are recorded whatever was chosen
+    assert result.fits["logistic"]["slope"] == pytest.approx(b2)
+    assert result.to_dict()["selected"] == expected
+
+
+def test_closed_test_without_a_usable_slope_tests_the_base_against_the_intercept() -> None:
+    z = np.array([-2.0, -1.5, -1.0, 1.0, 1.5, 2.0])
+    y = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # separated: the logistic slope is unbounded
+    result = closed_test(z, y, base_intercept=-4.0)
+    assert "logistic" not in result.fits
+    assert [t["df"] for t in result.tests] == [1]
+    assert result.selected in {"base", "intercept"}
+    with pytest.raises(ValueError, match="both classes"):
+        closed_test(z, np.zeros(6), 0.0)

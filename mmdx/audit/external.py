@@ -111,9 +111,11 @@ def _recalibration(results: dict[str, Any] | None) -> dict[str, Any]:
         if entry.get("status", "ok") != "ok" or entry.get("scores") is None:
             continue
         scores = entry["scores"]
+        label = name + (f" (chose {entry['selected']})" if entry.get("selected") else "")
         rows.append(
             {
-                "method": name,
+                "method": label + (", recommended" if name == results.get("recommended") else ""),
+                "selected": entry.get("selected"),
                 "intercept": entry.get("intercept"),
                 "slope": entry.get("slope"),
                 "citl": scores["citl"],
@@ -129,6 +131,7 @@ def _recalibration(results: dict[str, Any] | None) -> dict[str, Any]:
         "n_scored": results["n_scored"],
         "interval_method": results["interval_method"],
         "saved": results.get("artefact"),
+        "recommended": results.get("recommended"),
     }
 
 

@@ -33,7 +33,7 @@ from mmdx.errors import BundleError
 RECALIBRATION_SCHEMA_VERSION = 1
 RECALIBRATION_FILE = "calibration.json"
 RECALIBRATION_MANIFEST = "manifest.json"
-METHODS = ("prevalence", "prevalence_labelled", "intercept", "logistic")
+METHODS = ("prevalence", "prevalence_labelled", "intercept", "logistic", "closed_test")
 _SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -50,6 +50,8 @@ class Recalibration:
     n_positive: int | None = None
     prevalence: float | None = None
     fitted_on: str = ""
+    #: for ``closed_test``: the update the procedure chose (``base``, ``intercept`` or ``logistic``)
+    selected: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

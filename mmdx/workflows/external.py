@@ -16,7 +16,13 @@ sample a recalibration may be fitted on (``split`` ``val`` in the predictions); 
   estimated by EM on the predicted probabilities of every external case and the odds moved to it;
 * ``prevalence_labelled``: the odds moved to the local sample's observed rate;
 * ``intercept``: recalibration-in-the-large fitted on the local sample;
-* ``logistic``: intercept and slope fitted on the local sample.
+* ``logistic``: intercept and slope fitted on the local sample;
+* ``closed_test`` (recommended with a local sample, and saved unless ``method`` says otherwise): the closed
+  testing procedure of Vergouwe et al. (2017, :func:`mmdx.shift.closed_test`) keeps the simplest of the
+  label-free ``prevalence`` adjustment (its base: nothing fitted on the labels), ``intercept`` and
+  ``logistic`` that likelihood-ratio tests on the local sample do not reject at 0.05 (``selected``). A
+  logistic fit with the label-free adjustment as an offset is the same fit, reparametrised (its maximum
+  likelihood does not change), so the unlabelled cases enter through the base model only.
 
 Intervals (``scores``): each recalibration is refitted on every bootstrap replicate of the sample it was
 fitted on (the local sample, or all external cases for the label-free one) and scored on a replicate of the
@@ -49,6 +55,7 @@ from mmdx.predict import CohortInputs, predictions_frame, prepare_inputs, run_pr
 from mmdx.run import ExternalPaths, RunPaths
 from mmdx.shift import (
     calibration_in_the_large,
+    closed_test,
     em_prevalence,
     fit_logistic,
     perfect_calibration_ece,
@@ -65,6 +72,11 @@ Progress = Callable[[int, int], None]
 
 #: Bootstrap replicates of every interval.
 DEFAULT_RESAMPLES = 1000
+#: The recalibration marked as recommended (and saved by default) with and without a labelled local sample.
+RECOMMENDED_WITH_LABELS = "closed_test"
+RECOMMENDED_WITHOUT_LABELS = "prevalence"
+#: Significance level of the closed testing procedure's likelihood-ratio tests.
+CLOSED_TEST_ALPHA = 0.05
 NO_SUMMARY = (
     "the bundle holds no training summary (training_summary.json; bundles written before mmdx stored it): no "
     "drift report. Retrain with this mmdx version to get one"
@@ -151,10 +163,15 @@ def _home_reference(run: RunPaths, bundle: Bundle) -> dict[str, Any]:
 
 
 def _fit(
-    method: str, z: np.ndarray, y: np.ndarray | None, reference: dict[str, Any]
+    method: str,
+    z: np.ndarray,
+    y: np.ndarray | None,
+    reference: dict[str, Any],
+    unlabelled: np.ndarray | None = None,
 ) -> tuple[float, float, dict]:
     """``(intercept, slope, details)`` of a recalibration on the calibrated logits ``z`` (labels ``y`` of the
-    local sample, or None for the label-free one)."""
+    local sample, or None for the label-free one; ``unlabelled``: every external case's calibrated logit,
+    the label-free base of ``closed_test``)."""
     home = reference["training_prevalence"]
     base = reference["offset"] - float(to_logit(np.array(home)))
     if method == "prevalence":
@@ -172,6 +189,14 @@ def _fit(
     if method == "prevalence_labelled":
         rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
         return base + float(to_logit(np.array(rate))), 1.0, {"prevalence": rate}
+    if method == "closed_test":
+        assert unlabelled is not None
+        base_intercept, _, label_free = _fit("prevalence", unlabelled, None, reference)
+        test = closed_test(z, y, base_intercept, CLOSED_TEST_ALPHA)
+        details = {"selected": test.selected, "base": "prevalence", "closed_test": test.to_dict()}
+        if test.selected == "base":
+            details["prevalence"] = label_free["prevalence"]
+        return test.intercept, test.slope, details
     intercept, slope = fit_logistic(z, y, slope=method == "logistic")
     return intercept, slope, {}
 
@@ -217,7 +242,7 @@ class _Scored:
 def _score_fit(
     method: str,
     fit: tuple[float, float, dict],
-    sample: tuple[np.ndarray, np.ndarray | None],
+    sample: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
     scored: _Scored,
     reference: dict[str, Any],
     rng: np.random.Generator,
@@ -229,7 +254,7 @@ def _score_fit(
     entry: dict[str, Any] = {"status": "ok", "intercept": intercept, "slope": slope, **details}
     if not scored.ok:
         return {**entry, "scores": None, "reason": "no labelled scored cases of both classes: not scored"}
-    fit_z, fit_y = sample
+    fit_z, fit_y, unlabelled = sample
     zt, yt = scored.z, scored.y
     before, after = expit(zt), expit(intercept + slope * zt)
     replicates, conditional = [], []
@@ -237,8 +262,9 @@ def _score_fit(
         i = rng.integers(0, len(fit_z), len(fit_z))
         j = rng.integers(0, len(zt), len(zt))
         conditional.append(_scores(yt[j], after[j]))
+        u = None if unlabelled is None else unlabelled[rng.integers(0, len(unlabelled), len(unlabelled))]
         try:
-            a, b, _ = _fit(method, fit_z[i], None if fit_y is None else fit_y[i], reference)
+            a, b, _ = _fit(method, fit_z[i], None if fit_y is None else fit_y[i], reference, u)
         except ValueError:
             continue
         replicates.append(_scores(yt[j], expit(a + b * zt[j])))
@@ -278,8 +304,9 @@ def _recalibration_results(
     y_all = frame["label"].to_numpy(dtype=float)
     scored = _Scored(z_all[scored_rows], y_all[scored_rows].astype(int))
     zl, yl = z_all[local], y_all[local]
+    labels = bool(local.sum()) and 0 < yl.sum() < len(yl)
     methods = ["prevalence"] + (
-        ["prevalence_labelled", "intercept", "logistic"] if local.sum() and 0 < yl.sum() < len(yl) else []
+        ["prevalence_labelled", "intercept", "logistic", "closed_test"] if labels else []
     )
     rng = np.random.default_rng(seed)
     results: dict[str, Any] = {
@@ -292,12 +319,16 @@ def _recalibration_results(
         "interval_method": "percentile bootstrap: refitted on a replicate of its fitting sample, scored on a "
         "replicate of the scored cases",
         "original": _original(scored, rng, n_resamples, seed),
+        "recommended": RECOMMENDED_WITH_LABELS if labels else RECOMMENDED_WITHOUT_LABELS,
         "methods": {},
     }
     for method in methods:
-        sample = (z_all, None) if method == "prevalence" else (zl, yl)
+        if method == "prevalence":
+            sample: tuple[np.ndarray, np.ndarray | None, np.ndarray | None] = (z_all, None, None)
+        else:
+            sample = (zl, yl, z_all if method == "closed_test" else None)
         try:
-            fit = _fit(method, sample[0], sample[1], reference)
+            fit = _fit(method, *sample[:2], reference, sample[2])
         except (ValueError, np.linalg.LinAlgError) as exc:
             results["methods"][method] = {"status": "not_available", "reason": str(exc)}
             continue
@@ -405,14 +436,15 @@ def evaluate_external(
     progress: Progress | None = None,
 ) -> ExternalResult:
     """Evaluate the run's model on ``cohort_dir`` as site ``site``; see the module docs. ``method``: the
-    recalibration saved as an artefact (default ``logistic`` with a local sample, else ``prevalence``)."""
+    recalibration saved as an artefact (default: the recommended one, ``closed_test`` with a local sample,
+    else ``prevalence``)."""
     run = RunPaths(Path(run_dir))
     run.require("bundle")
     paths = run.external(site)
     if not Path(cohort_dir).is_dir():
         raise MmdxError(f"cohort {cohort_dir} not found; pass --cohort DIR")
     bundle = load_bundle(run.bundle)
-    method = method or ("logistic" if local_sample else "prevalence")
+    method = method or (RECOMMENDED_WITH_LABELS if local_sample else RECOMMENDED_WITHOUT_LABELS)
     if method != "prevalence" and not local_sample:
         raise MmdxError(f"recalibration '{method}' needs labelled local cases: pass --local-sample N")
     inputs = prepare_inputs(bundle, cohort_dir, workers=workers, progress=progress)
@@ -450,6 +482,7 @@ def evaluate_external(
                 n_positive=recalibration["n_local_positive"] if method != "prevalence" else None,
                 prevalence=chosen.get("prevalence"),
                 fitted_on=str(inputs.cohort.root),
+                selected=chosen.get("selected", ""),
             ),
             sha256_file(run.bundle / MANIFEST),
         )

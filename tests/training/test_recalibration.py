@@ -59,3 +59,25 @@ def test_bad_values_and_names_are_refused() -> None:
         Recalibration("isotonic", 0.0, 1.0, "s", "m", 10)
     with pytest.raises(ValueError, match="site name"):
         check_site("../escape")
+
+
+def test_a_closed_test_artefact_records_what_it_selected(tmp_path: Path) -> None:
+    chosen = Recalibration(
+        "closed_test", -1.2, 1.0, "harbour", "abc123", n_cases=100, n_positive=18, selected="intercept"
+    )
+    folder = save_recalibration(next_version_dir(tmp_path, "harbour"), chosen, "e" * 64)
+    loaded = load_recalibration(folder, "abc123")
+    assert loaded.method == "closed_test" and loaded.selected == "intercept"
+    # an artefact written before ``selected`` existed still loads
+    state = json.loads((folder / "calibration.json").read_text())
+    del state["selected"]
+    state["method"] = "intercept"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "calibration.json").write_text(json.dumps(state))
+    from mmdx.bundle import sha256_file
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["calibration.json"] = sha256_file(old / "calibration.json")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert load_recalibration(old, "abc123").selected == ""

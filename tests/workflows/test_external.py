@@ -77,8 +77,25 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
     assert drift["domain_classifier"]["available"] and 0.0 <= drift["domain_classifier"]["auroc"] <= 1.0
     assert {r["feature"] for r in drift["features"]} >= {"spo2", "creatinine", "glucose", "heart_rate"}
     recal = paths.read_recalibration()
-    assert set(recal["methods"]) == {"prevalence", "prevalence_labelled", "intercept", "logistic"}
+    assert set(recal["methods"]) == {
+        "prevalence",
+        "prevalence_labelled",
+        "intercept",
+        "logistic",
+        "closed_test",
+    }
+    assert recal["recommended"] == "closed_test" and recal["saved_method"] == "intercept"
     assert result.artefact == evaluated / "calibrations" / "harbour-v1"
+    # the closed test's choice is one of the plain fits (the label-free adjustment as its base), all recorded
+    closed = recal["methods"]["closed_test"]
+    fits = closed["closed_test"]["fits"]
+    assert fits["base"]["intercept"] == pytest.approx(recal["methods"]["prevalence"]["intercept"])
+    assert fits["intercept"]["intercept"] == pytest.approx(recal["methods"]["intercept"]["intercept"])
+    chosen_fit = fits[closed["selected"]]
+    assert (closed["intercept"], closed["slope"]) == (
+        pytest.approx(chosen_fit["intercept"]),
+        pytest.approx(chosen_fit["slope"]),
+    )
 
     # predict applies the saved recalibration: sigmoid(intercept + slope * logit / temperature)
     chosen = recal["methods"]["intercept"]
@@ -94,6 +111,13 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
     # a second evaluation adds a new version and never overwrites the first
     again = evaluate_external(evaluated, site, "harbour", seed=1, n_resamples=20, workers=1)
     assert again.artefact.name == "harbour-v2" and (evaluated / "calibrations" / "harbour-v1").is_dir()
+
+    # with a local sample and no method named, the recommended closed test is saved with its choice
+    third = evaluate_external(evaluated, site, "harbour", local_sample=30, seed=2, n_resamples=20, workers=1)
+    saved = json.loads((third.artefact / "calibration.json").read_text())
+    entry = third.recalibration["methods"]["closed_test"]
+    assert third.artefact.name == "harbour-v3" and saved["method"] == "closed_test"
+    assert saved["selected"] == entry["selected"] and saved["intercept"] == pytest.approx(entry["intercept"])
 
 
 def test_audit_external_section_matches_independent_computations(evaluated: Path, site: Path) -> None:
