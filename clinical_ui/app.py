@@ -59,6 +59,7 @@ else:
         st.Page(WORKLIST_PAGE, title="Worklist", icon=":material/list:", default=True),
         st.Page(CASE_PAGE, title="Case review", icon=":material/radiology:", url_path=CASE_PAGE_URL),
         st.Page("views/reviews.py", title="Reviews", icon=":material/history:"),
+        st.Page("views/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
     ]
     sections = {"Review": review}
     governance = []

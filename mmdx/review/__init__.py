@@ -10,6 +10,8 @@ A run directory and the review store go in; what the pages show comes out:
   resolution in three planes with the attribution map on its grid (:mod:`mmdx.review.viewer`) and on the
   model's grid (:mod:`mmdx.review.rendering`), values, highlighted note (:mod:`mmdx.review.highlight`); it
   records ``open_case``; :func:`explanation_offer` says whether a missing explanation may be computed;
+* :func:`evaluation_choices` and :func:`evaluation_summary`: the run's own evaluation or an external one
+  (``RUN/external/<site>/``), as aggregates (:mod:`mmdx.review.evaluations`);
 * :func:`submit_case_verdict`, :func:`verdict_history`, :func:`audit_trail`, :func:`audit_csv`,
   :func:`ensure_demo_account`.
 
@@ -35,6 +37,12 @@ from mmdx.review.case import (
     uninformative_gates,
 )
 from mmdx.review.context import ReviewContext, open_review_context, run_id_of
+from mmdx.review.evaluations import (
+    OWN_EVALUATION,
+    EvaluationSummary,
+    evaluation_choices,
+    evaluation_summary,
+)
 from mmdx.review.explanations import (
     ExplanationOffer,
     ExplanationStatus,
@@ -80,6 +88,10 @@ from mmdx.review.worklist import (
 )
 
 __all__ = [
+    "OWN_EVALUATION",
+    "EvaluationSummary",
+    "evaluation_choices",
+    "evaluation_summary",
     "OverlayDecision",
     "greyed",
     "overlay_decision",

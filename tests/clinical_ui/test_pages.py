@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from clinical_ui.settings import RUN_ENV
 from clinical_ui.state import SESSION
+from mmdx.bundle import load_bundle
+from mmdx.review.formatting import plain
+from mmdx.run import RunPaths
 from mmdx.store import Verdict
+from tests.support.review_runs import plant_external_evaluation
 
 VIEWS = Path(__file__).resolve().parents[2] / "clinical_ui" / "views"
 
@@ -47,7 +53,14 @@ def test_a_clinician_reaching_a_governance_page_is_refused_by_the_store(
 
 
 def test_pages_need_a_session(dashboard) -> None:
-    for page in ("worklist.py", "case_review.py", "reviews.py", "audit_trail.py", "users.py"):
+    for page in (
+        "worklist.py",
+        "case_review.py",
+        "reviews.py",
+        "evaluation.py",
+        "audit_trail.py",
+        "users.py",
+    ):
         app = dashboard(VIEWS / page).run_app()
         assert [w.value for w in app.at.warning] == ["Please sign in."]
         assert not app.at.dataframe
@@ -128,3 +141,35 @@ def test_admin_adds_and_deactivates_accounts(dashboard, store) -> None:
     app.widget("button", "Deactivate 'new\\.doctor'").click()  # the name is escaped for markdown
     app.run_app()
     assert store.authenticate("new.doctor", "a long enough password") is None
+
+
+def test_evaluation_page_selects_the_runs_own_or_an_external_evaluation(
+    dashboard, review_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run-with-site"
+    shutil.copytree(review_run.path, run, ignore=shutil.ignore_patterns("checkpoints", "review.sqlite*"))
+    version = load_bundle(run / "bundle").version
+    planted = plant_external_evaluation(run, "harbour", version)
+    monkeypatch.setenv(RUN_ENV, str(run))
+    app = dashboard().sign_in("clin").go("views/evaluation.py")
+    choice = app.widget("selectbox", "Evaluation")
+    assert choice.options == [
+        "this run's own evaluation (its held-out test split)",
+        "external site: harbour",
+    ]
+    own = RunPaths(run).read_metrics()["splits"]["test"]
+    assert f"{own['n']} scored cases" in app.texts()
+    assert "Local recalibration" not in app.texts()
+
+    choice.set_value("harbour")
+    app.run_app()
+    texts = app.texts()
+    scored = planted["predictions"][planted["predictions"]["split"] == "test"]
+    assert f"{len(scored)} scored cases" in texts and "external site harbour" in texts
+    metrics = app.at.dataframe[0].value.set_index("metric")
+    assert tuple(metrics.loc["AUROC", ["estimate", "low", "high"]]) == (0.81, 0.74, 0.88)
+    assert "Local recalibration" in texts and "chose intercept" in texts
+    assert f"- {plain(planted['drift']['flags'][0])}" in texts  # shown as markdown, escaped
+    # the choice stays when the page is shown again
+    app.go("views/worklist.py").go("views/evaluation.py")
+    assert app.widget("selectbox", "Evaluation").value == "harbour"

@@ -201,3 +201,49 @@ def review_run_3d(tmp_path_factory: pytest.TempPathFactory) -> TestRun:
     and an overlay."""
     run = build_sample_run(tmp_path_factory.getbasetemp() / "review-run-3d", dims=3, n_cases=60)
     return prepare_test_run(run, explain_every=1)
+
+
+def plant_external_evaluation(run_dir: str | Path, site: str, model_version: str) -> dict:
+    """An external evaluation ``RUN/external/<site>/`` written through the run's own writers, as
+    ``mmdx evaluate --name`` lays it out (its numbers made up, known to the test): the run's predictions
+    with every probability halved, the first ten cases as the local sample. Returns what was written."""
+    run = RunPaths(Path(run_dir))
+    paths = run.external(site).create()
+    frame = run.read_predictions().copy()
+    frame["probability"] = frame["probability"] / 2
+    frame["split"] = "test"
+    frame.loc[frame.index[:10], "split"] = "val"
+    frame["label"] = frame["label"].fillna(0)
+    scored = frame[frame["split"] == "test"]
+    interval = {"estimate": 0.81, "low": 0.74, "high": 0.88}
+    metrics = {
+        "site": site,
+        "model_version": model_version,
+        "splits": {"test": {"n": len(scored), "n_positive": int(scored["label"].sum()), "auroc": 0.81}},
+        "intervals": {"auroc": interval, "ece": {"estimate": 0.05, "low": 0.03, "high": 0.08}},
+        "bayes_auroc": 0.9,
+    }
+    scores = {
+        name: {"estimate": value, "low": value - 0.1, "high": value + 0.1}
+        for name, value in (("citl", -0.01), ("calibration_slope", 0.95), ("ece", 0.04))
+    }
+    recalibration = {
+        "recommended": "closed_test",
+        "original": {"scores": scores, "ece_perfect": {"mean": 0.03}},
+        "methods": {
+            "logistic": {"status": "ok", "scores": scores, "ece_perfect": {"mean": 0.03}},
+            "closed_test": {
+                "status": "ok",
+                "selected": "intercept",
+                "scores": scores,
+                "ece_perfect": {"mean": 0.03},
+            },
+            "prevalence_labelled": {"status": "not_available", "reason": "test"},
+        },
+    }
+    drift = {"status": "ok", "flags": ["prevalence 0.35 at training, 0.20 here"]}
+    paths.write_predictions(frame)
+    paths.write_metrics(metrics)
+    paths.write_drift(drift)
+    paths.write_recalibration(recalibration)
+    return {"predictions": frame, "metrics": metrics, "recalibration": recalibration, "drift": drift}
