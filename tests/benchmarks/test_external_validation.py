@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.external_validation import drift_outcome, verdict
+import pytest
+
+from benchmarks.external_validation import drift_outcome, update_outcome, verdict
 
 
 def test_verdict_needs_the_whole_interval_inside() -> None:
@@ -21,3 +23,42 @@ def test_drift_outcome_compares_the_flagged_with_the_shifted_features() -> None:
     assert drift_outcome(drift, ["glucose", "spo2"])["exactly_the_shifted"]
     outcome = drift_outcome(drift, ["glucose", "spo2", "creatinine"])
     assert not outcome["exactly_the_shifted"] and outcome["prevalence_flagged"]
+
+
+def test_update_outcome_reads_ece_against_the_perfect_model_and_keeps_the_selection() -> None:
+    def iv(estimate: float, low: float, high: float) -> dict[str, float]:
+        return {"estimate": estimate, "low": low, "high": high}
+
+    scores = {
+        "calibration_slope": iv(1.0, 0.9, 1.1),
+        "calibration_intercept": iv(0.1, -0.2, 0.14),
+        "ece": iv(0.02, 0.015, 0.05),
+    }
+    given = {
+        "calibration_slope": iv(1.0, 0.95, 1.05),
+        "calibration_intercept": iv(0.1, 0.05, 0.14),
+        "ece": iv(0.02, 0.016, 0.024),
+    }
+    entry = {
+        "intercept": -1.0,
+        "slope": 1.0,
+        "scores": scores,
+        "scores_given_fit": given,
+        "ece_perfect": {"mean": 0.015},
+        "ece_change": iv(-0.1, -0.12, -0.08),
+        "selected": "intercept",
+        "closed_test": {"tests": [{"model": "base", "rejected": True}]},
+    }
+    out = update_outcome(entry)
+    assert out["ece_excess"] == {
+        "estimate": pytest.approx(0.005),
+        "low": pytest.approx(0.0),
+        "high": pytest.approx(0.035),
+    }
+    assert (out["slope_verdict"], out["intercept_verdict"], out["ece_verdict"]) == (
+        "met",
+        "not resolved",
+        "not resolved",
+    )
+    assert out["given_fit_verdicts"] == {"slope": "met", "intercept": "met", "ece": "met"}
+    assert out["selected"] == "intercept" and out["tests"][0]["rejected"]
