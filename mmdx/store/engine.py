@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -199,25 +200,40 @@ def initialise_schema(engine: Engine) -> None:
     opens: PostgreSQL serialises them with a transaction-scoped advisory lock, SQLite with its write lock.
     A store of another schema version is refused before anything in it is touched."""
     url = engine.url
-    try:
-        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_INIT_LOCK})
-            stored = _stored_version(conn)
-            if stored is not None and stored != SCHEMA_VERSION:
-                raise _version_error(url, stored)
-            if stored is None:
-                # Tables and version row are written in one transaction (DDL is transactional on both
-                # backends here), so a stored version means the tables exist.
-                Base.metadata.create_all(conn, checkfirst=True)
-                conn.execute(
-                    MetaRow.__table__.insert().values(key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION))
-                )
-    except OperationalError as exc:
-        raise StoreError(
-            f"cannot open the review store {display_url(url)}: {exc.orig}; check that the database server "
-            "is running and the URL, user and password are right"
-        ) from None
+    deadline = time.monotonic() + DEFAULT_BUSY_TIMEOUT_S
+    delay = 0.05
+    while True:
+        try:
+            _create_or_check(engine)
+            return
+        except OperationalError as exc:
+            # Concurrent first opens of a new SQLite file can meet "database is locked" where SQLite does
+            # not call the busy handler (switching the new file to WAL while another process holds it):
+            # wait and retry for as long as the busy timeout would have waited.
+            if engine.dialect.name == "sqlite" and "locked" in str(exc.orig) and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            raise StoreError(
+                f"cannot open the review store {display_url(url)}: {exc.orig}; check that the database "
+                "server is running and the URL, user and password are right"
+            ) from None
+
+
+def _create_or_check(engine: Engine) -> None:
+    """One try at creating the tables (if missing) and checking the stored schema version."""
+    url = engine.url
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_INIT_LOCK})
+        stored = _stored_version(conn)
+        if stored is not None and stored != SCHEMA_VERSION:
+            raise _version_error(url, stored)
+        if stored is None:
+            # Tables and version row are written in one transaction (DDL is transactional on both
+            # backends here), so a stored version means the tables exist.
+            Base.metadata.create_all(conn, checkfirst=True)
+            conn.execute(MetaRow.__table__.insert().values(key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION)))
 
 
 def _stored_version(conn: Connection) -> int | None:

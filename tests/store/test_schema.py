@@ -233,3 +233,38 @@ def test_sqlite_writer_gives_up_with_a_clear_error_after_the_busy_timeout(
             blocker.execute("ROLLBACK")
             blocker.close()
         assert store.verdict_history(alice, "run1", "c1") == []
+
+
+def test_a_locked_new_sqlite_file_is_retried_and_other_errors_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "database is locked" where SQLite calls no busy handler (a concurrent first open switching the file to
+    WAL) is waited out; any other operational error is reported at once."""
+    from sqlalchemy.exc import OperationalError
+
+    from mmdx.store import engine as store_engine
+
+    real, calls = store_engine._create_or_check, []
+
+    def locked_twice(engine) -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        real(engine)
+
+    monkeypatch.setattr(store_engine, "_create_or_check", locked_twice)
+    url = default_store_url(tmp_path)
+    ReviewStore(url, bcrypt_rounds=4).close()
+    assert len(calls) == 3
+    _assert_created_once(url)
+
+    def broken(engine) -> None:
+        calls.append(1)
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("disk I/O error"))
+
+    calls.clear()
+    monkeypatch.setattr(store_engine, "_create_or_check", broken)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(StoreError, match="disk I/O error"):
+        ReviewStore(default_store_url(tmp_path / "other"), bcrypt_rounds=4)
+    assert len(calls) == 1
