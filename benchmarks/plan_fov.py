@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.plan_fov TRAIN_COHORT TEST_COHORT [TEST_COHORT ...]
         [--config configs/ct3d.yaml] [--seeds 0 1 2]
         [--variants planned-image fixed-image planned-fused fixed-fused] [--out /work/data/plan/bench]
-        [--jobs 2] [--threads 1] [--set KEY=VALUE ...] [--resamples 2000]
+        [--jobs 2] [--threads 1] [--set KEY=VALUE ...] [--resamples 2000] [--name NAME] [--baseline DIR]
 
 Each variant trains the shipped config on TRAIN_COHORT (``mmdx train``, fresh process, ``--set seed=S``),
 then predicts every case of each TEST_COHORT -- other cohorts from the same generator with other seeds, so
@@ -18,7 +18,9 @@ that the test set is large -- with the bundle's own plan (``mmdx predict``):
 Scored on the test cohorts' labelled, usable cases, pooled: AUROC of each run; the image modality's oracle AUROC
 (the exact posterior from the image alone, ``prior + image term`` of ``ground_truth/truth.jsonl``, on the
 same cases); paired stratified bootstrap intervals of the oracle's lead over each image-only run and of
-planned minus fixed for each seed. Finished runs are reused (delete a run folder to redo it). Prints a
+planned minus fixed for each seed (and, with ``--baseline DIR``, of each run minus the run of the same variant
+and seed under DIR, trained with other settings); ECE beside the ECE a calibrated model gets on as many cases,
+calibration slope and intercept. Finished runs are reused (delete a run folder to redo it). Prints a
 Markdown report and writes ``NAME.json`` (``--name``, default ``results``) under ``--out``.
 """
 
@@ -131,15 +133,26 @@ def _interval(estimate) -> dict:
     return {"estimate": estimate.estimate, "low": estimate.low, "high": estimate.high}
 
 
-def score(runs: dict[tuple[str, int], Path], tests: list[Path], resamples: int) -> dict:
+def score(
+    runs: dict[tuple[str, int], Path], tests: list[Path], resamples: int, baseline: Path | None = None
+) -> dict:
     from scipy.special import expit
 
-    from mmdx.audit.statistics import paired_bootstrap_difference
-    from mmdx.metrics import auroc
+    from mmdx.audit.statistics import calibration_slope_intercept, paired_bootstrap_difference
+    from mmdx.metrics import auroc, expected_calibration_error
+    from mmdx.shift import perfect_calibration_ece
 
     oracle = pd.concat([oracle_scores(test) for test in tests])
     frames = {key: pooled_predictions(run, tests) for key, run in runs.items()}
+    others = {}
+    if baseline is not None:
+        for variant, seed in runs:
+            other = baseline / f"{variant}-seed{seed}"
+            if all(predictions_file(other, test).is_file() for test in tests):
+                others[(variant, seed)] = pooled_predictions(other, tests)
     common = set(oracle.index)
+    for frame in others.values():
+        common &= set(frame.index[frame["label"].notna()])
     for frame in frames.values():
         common &= set(frame.index[frame["label"].notna()])
     cases = sorted(common)
@@ -158,12 +171,18 @@ def score(runs: dict[tuple[str, int], Path], tests: list[Path], resamples: int) 
     probability = {key: frame.loc[cases, "probability"].to_numpy() for key, frame in frames.items()}
     for (variant, seed), p in probability.items():
         epochs = json.loads((runs[(variant, seed)] / "training.json").read_text())["result"]
+        fit = calibration_slope_intercept(y, p)
         out["runs"][f"{variant}-seed{seed}"] = {
             "variant": variant,
             "seed": seed,
             "auroc": auroc(y, p),
             "epochs_run": epochs.get("epochs_run"),
             "best_epoch": epochs.get("best_epoch"),
+            "best_val_auroc": epochs.get("best_val_auroc"),
+            "ece": expected_calibration_error(y, p),
+            "ece_if_calibrated": perfect_calibration_ece(p, seed=seed).to_dict(),
+            "calibration_slope": fit.slope,
+            "calibration_intercept": fit.intercept,
         }
         if variant.endswith("-image"):
             gap = paired_bootstrap_difference(auroc, y, image_oracle, p, n_resamples=resamples, seed=seed)
@@ -176,6 +195,16 @@ def score(runs: dict[tuple[str, int], Path], tests: list[Path], resamples: int) 
                 auroc, y, p, probability[(f"fixed-{kind}", seed)], n_resamples=resamples, seed=seed
             )
             out["planned_minus_fixed"][f"{kind}-seed{seed}"] = _interval(diff)
+    out["minus_baseline"] = {}
+    for (variant, seed), frame in others.items():
+        reference = frame.loc[cases, "probability"].to_numpy()
+        diff = paired_bootstrap_difference(
+            auroc, y, probability[(variant, seed)], reference, n_resamples=resamples, seed=seed
+        )
+        out["minus_baseline"][f"{variant}-seed{seed}"] = {
+            **_interval(diff),
+            "baseline_auroc": auroc(y, reference),
+        }
     return out
 
 
@@ -194,6 +223,18 @@ def report(results: dict, variants: list[str], seeds: list[int]) -> str:
         spread = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else "-"
         epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in runs if r)
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {spread} | {epochs} |")
+    lines += [
+        "",
+        "| run | best validation AUROC | ECE | ECE if calibrated (95% range) | calibration slope | intercept |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, run in results["runs"].items():
+        ref = run["ece_if_calibrated"]
+        lines.append(
+            f"| {key} | {run['best_val_auroc']:.3f} | {run['ece']:.3f} | {ref['mean']:.3f} "
+            f"[{ref['low']:.3f}, {ref['high']:.3f}] | {run['calibration_slope']:.2f} "
+            f"| {run['calibration_intercept']:+.2f} |"
+        )
     lines += ["", "| comparison | seed | difference | 95% paired bootstrap interval |", "|---|---|---|---|"]
     for key, gap in results["gap_to_image_oracle"].items():
         variant, seed = key.rsplit("-seed", 1)
@@ -204,6 +245,12 @@ def report(results: dict, variants: list[str], seeds: list[int]) -> str:
         kind, seed = key.rsplit("-seed", 1)
         lines.append(
             f"| planned − fixed ({kind}) | {seed} | {diff['estimate']:+.3f} | [{diff['low']:+.3f}, {diff['high']:+.3f}] |"
+        )
+    for key, diff in results.get("minus_baseline", {}).items():
+        variant, seed = key.rsplit("-seed", 1)
+        lines.append(
+            f"| {variant} − baseline ({diff['baseline_auroc']:.3f}) | {seed} | {diff['estimate']:+.3f} "
+            f"| [{diff['low']:+.3f}, {diff['high']:+.3f}] |"
         )
     return "\n".join(lines)
 
@@ -223,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--name", default="results", help="results are written to OUT/NAME.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another --out folder (e.g. runs of other settings): each run is compared, paired, with the run "
+        "of the same variant and seed there, on the cases both scored",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MMDX_CACHE_DIR", str(args.out / "cache"))
@@ -243,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in keys
         }
         runs = {key: future.result() for key, future in futures.items()}
-    results = score(runs, args.tests, args.resamples)
+    results = score(runs, args.tests, args.resamples, args.baseline)
     results["settings"] = {
         "train": str(args.train),
         "tests": [str(t) for t in args.tests],
