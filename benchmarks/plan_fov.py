@@ -230,8 +230,9 @@ def report(results: dict, variants: list[str], seeds: list[int]) -> str:
     ]
     for key, run in results["runs"].items():
         ref = run["ece_if_calibrated"]
+        best_val = "-" if run["best_val_auroc"] is None else f"{run['best_val_auroc']:.3f}"
         lines.append(
-            f"| {key} | {run['best_val_auroc']:.3f} | {run['ece']:.3f} | {ref['mean']:.3f} "
+            f"| {key} | {best_val} | {run['ece']:.3f} | {ref['mean']:.3f} "
             f"[{ref['low']:.3f}, {ref['high']:.3f}] | {run['calibration_slope']:.2f} "
             f"| {run['calibration_intercept']:+.2f} |"
         )
