@@ -143,8 +143,14 @@ def _case_rows(explanations, truth, cohort_dir) -> list[dict[str, Any]]:
 def run_method(label, name, options, context, ids) -> dict[str, Any]:
     bundle, prepared, position, truth, cohort_dir, references, args = context
     model, temperature = bundle.model, float(bundle.calibration.temperature_)
+    offset = float(bundle.calibration.offset_)
     air = air_value(bundle.preprocessing.image_config.window)
-    kwargs = {"temperature": temperature, "n_steps": args.steps, "method_options": {"seed": 0, **options}}
+    kwargs = {
+        "temperature": temperature,
+        "offset": offset,
+        "n_steps": args.steps,
+        "method_options": {"seed": 0, **options},
+    }
     seconds, explanations = 0.0, []
     for start in range(0, len(ids), args.batch_size):
         chunk = ids[start : start + args.batch_size]
@@ -169,7 +175,7 @@ def run_method(label, name, options, context, ids) -> dict[str, Any]:
     randomised = randomisation_check(
         model, inputs, kept, baselines, seed=0, batch_size=args.batch_size, **kwargs
     )
-    curves = deletion_curves(model, inputs, kept, baselines, temperature=temperature, seed=0)
+    curves = deletion_curves(model, inputs, kept, baselines, temperature=temperature, offset=offset, seed=0)
     ours, chance = curves["image"].auc()
     out = {
         "label": label,

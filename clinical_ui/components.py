@@ -39,7 +39,7 @@ def prediction(view: CaseView) -> None:
     third.metric("Prediction at threshold", decision)
     fourth.metric("Uncertainty (entropy)", f"{view.uncertainty:.2f} bits", help=UNCERTAINTY_DEFINITION)
     st.caption(
-        f"Probability that this case is *{plain(view.positive_meaning)}*, after temperature scaling on the "
+        f"Probability that this case is *{plain(view.positive_meaning)}*, calibrated on the "
         f"validation split. Raw logit {view.logit:+.3f}. Model version {plain(view.model_version)}; explanation "
         f"version {plain(view.explanation_version)}."
     )

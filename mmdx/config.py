@@ -238,6 +238,9 @@ class TrainConfig(_Strict):
     deterministic: bool = True
     threads: int | None = Field(default=None, ge=1)
     calibrate: bool = True
+    #: ``platt``: a temperature and an offset fitted on the validation split (undoes the shift that
+    #: class weighting gives the logits); ``temperature``: the temperature only (what bundles held before the offset existed).
+    calibration: Literal["platt", "temperature"] = "platt"
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     strategy: str = "joint"
     early_stopping: Literal["fused", "branches"] = "fused"

@@ -25,7 +25,7 @@ commit, config, seeds, cohort and split fingerprints, hardware); model card (int
 limitations, TRIPOD+AI items covered); cohort flow (exclusions by reason code, per split); discrimination
 (AUROC, AUPRC, stratified bootstrap intervals, ROC and PR curves); operating point (sensitivity,
 specificity, PPV, NPV with intervals, decision curve); calibration (reliability diagram, ECE, Brier, slope
-and intercept, before and after temperature scaling); subgroups (every subgroup of cohort.yaml and the
+and intercept, before and after calibration); subgroups (every subgroup of cohort.yaml and the
 modality-presence pattern, gaps and equalized-odds difference, small groups flagged); robustness (the model
 re-run with each modality removed, image noise, tabular missingness); explanations (faithfulness and
 sanity results of 'mmdx explain'); clinician review (verdicts from the review store); comparison with a
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         )
     calibration = sections[Section.CALIBRATION]
     if calibration["status"] == "ok":
-        print(f"  ECE after temperature scaling {_interval(calibration['after']['ece'])}")
+        print(f"  ECE after calibration {_interval(calibration['after']['ece'])}")
     robustness = sections[Section.ROBUSTNESS]
     if robustness["status"] == "ok" and not (robustness.get("reproduction") or {}).get("reproduced", True):
         difference = robustness["reproduction"]["max_abs_logit_difference"]

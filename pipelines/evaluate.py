@@ -11,7 +11,7 @@ HELP = """\
 Predict every usable case of the cohort with the run's bundle and write RUN/predictions.parquet (case_id,
 split, label, calibrated probability, per-modality gate values and presence) and RUN/metrics.json: AUROC,
 AUPRC, Brier, ECE and sensitivity/specificity/PPV/NPV at the operating threshold for each split and for
-each modality-presence pattern of the test split, calibration before and after temperature scaling, and the
+each modality-presence pattern of the test split, calibration before and after the bundle's calibration, and the
 test AUROC with each modality removed at test time. The cohort defaults to the one the run was trained on.
 
 External validation: with --name SITE the cohort is another site's, and everything is written under

@@ -12,8 +12,8 @@ from pathlib import Path
 HELP = """\
 Train a multimodal model. The cohort is validated first (the report goes into the run directory), the
 tabular normaliser and the note tokenizer are fitted on the training split, and the model trains with early
-stopping on validation AUROC. The best weights are then calibrated (temperature scaling on the validation
-split), an operating threshold is chosen on the validation split, and the bundle is written to RUN/bundle.
+stopping on validation AUROC. The best weights are then calibrated on the validation split (Platt scaling:
+a temperature and an offset; train.calibration=temperature fits the temperature only), an operating threshold is chosen on the validation split, and the bundle is written to RUN/bundle.
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.

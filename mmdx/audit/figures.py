@@ -152,7 +152,7 @@ def decision_figure(operating_point: dict[str, Any]) -> str:
 
 
 def reliability_figure(calibration: dict[str, Any]) -> str:
-    """Reliability diagram before and after temperature scaling, with Wilson intervals per bin."""
+    """Reliability diagram before and after calibration, with Wilson intervals per bin."""
     figure = _figure(4.8, 4.6)
     ax, hist = _styled(figure, 2, 1, sharex=True, height_ratios=[3, 1])
     ax.plot([0, 1], [0, 1], color=_GREY, linestyle=":", linewidth=0.8, label="perfect calibration")

@@ -276,7 +276,7 @@ def _calibration_limits(section: dict[str, Any]) -> list[Limit]:
     return [
         (
             Section.CALIBRATION,
-            f"After temperature scaling the calibration slope is {_fmt(slope, 2)} (ideal 1): predicted risks "
+            f"After calibration the calibration slope is {_fmt(slope, 2)} (ideal 1): predicted risks "
             f"are {kind} on the {section['split']} split.",
         )
     ]

@@ -161,9 +161,9 @@ def calibration_section(
     reliability_bins: int = 10,
 ) -> dict[str, Any]:
     """Reliability diagrams, ECE (15 uniform bins) and Brier score with bootstrap intervals, calibration
-    slope and intercept, before (``sigmoid(logit)``) and after temperature scaling (``probability``).
+    slope and intercept, before (``sigmoid(logit)``) and after calibration (``probability``).
 
-    ``calibration_card``: the bundle card's ``calibration`` entry (``method``, ``temperature``, and the
+    ``calibration_card``: the bundle card's ``calibration`` entry (``method``, ``temperature``, ``offset``, and the
     validation NLL before and after, when fitted).
     """
     y, before = evaluation_arrays(frame, split, Column.PROBABILITY_UNCALIBRATED)
@@ -173,6 +173,7 @@ def calibration_section(
         "alpha": alpha,
         "method": str(calibration_card.get("method", "temperature")),
         "temperature": float(calibration_card.get("temperature", 1.0)),
+        "offset": float(calibration_card.get("offset", 0.0)),
         "fitted_on": "val",
         "validation_nll_before": calibration_card.get("nll_before"),
         "validation_nll_after": calibration_card.get("nll_after"),

@@ -113,7 +113,7 @@ class Column(StrEnum):
     """Columns of ``predictions.parquet`` beyond the sample keys of :class:`~mmdx.keys.Keys`."""
 
     LOGIT = "logit"
-    PROBABILITY = "probability"  # calibrated (temperature-scaled)
+    PROBABILITY = "probability"  # calibrated (Platt or temperature scaling)
     PROBABILITY_UNCALIBRATED = "probability_uncalibrated"  # sigmoid(logit)
     PREDICTED = "predicted"  # 0/1 at the bundle's threshold
     MODALITIES = "modalities"  # presence pattern, e.g. "image+tabular"

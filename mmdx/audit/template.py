@@ -394,7 +394,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <section id="calibration">
   {{ heading("calibration") }}
   {%- if C.status == "ok" %}
-  <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
+  <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% endif %}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
   <table>
     <tr><th>Measure</th><th class="num">before scaling</th><th>interval</th><th class="num">after scaling</th><th>interval</th></tr>
     <tr><td>ECE ({{ C.ece_bins }} {{ C.ece_strategy }} bins)</td><td class="num">{{ C.before.ece.estimate | num }}</td><td>{{ C.before.ece | bounds }}</td><td class="num">{{ C.after.ece.estimate | num }}</td><td>{{ C.after.ece | bounds }}</td></tr>
@@ -405,7 +405,7 @@ TEMPLATE = r"""<!DOCTYPE html>
   </table>
   {%- for name in ["before", "after"] %}{% if C[name].fit.reason %}<p class="small muted">{{ name }}: {{ C[name].fit.reason }}</p>{% endif %}{% endfor %}
   <p class="small muted">Slope and intercept from logistic recalibration on logit(p); ideal slope 1, intercept 0. Reliability diagram: {{ C.reliability_bins }} uniform bins, Wilson intervals.</p>
-  {%- if figures.reliability %}<figure><img src="{{ figures.reliability }}" alt="Reliability diagram"><figcaption>Reliability diagram before and after temperature scaling; bars count the cases per bin.</figcaption></figure>{% endif %}
+  {%- if figures.reliability %}<figure><img src="{{ figures.reliability }}" alt="Reliability diagram"><figcaption>Reliability diagram before and after calibration; bars count the cases per bin.</figcaption></figure>{% endif %}
   {%- endif %}
 </section>
 

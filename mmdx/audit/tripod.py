@@ -47,7 +47,7 @@ COVERED: tuple[TripodItem, ...] = (
     TripodItem("12c", "Model type and building", (Section.MODEL_CARD, Section.PROVENANCE), "encoders, fusion, training settings, full config"),
     TripodItem("12d", "Heterogeneity across clusters", (Section.SUBGROUPS,), "performance per site"),
     TripodItem("12e", "Performance measures", (Section.DISCRIMINATION, Section.CALIBRATION, Section.OPERATING_POINT), "AUROC, AUPRC, calibration, net benefit, with methods stated"),
-    TripodItem("12f", "Model updating or recalibration", (Section.CALIBRATION,), "temperature scaling, before and after"),
+    TripodItem("12f", "Model updating or recalibration", (Section.CALIBRATION,), "calibration on the validation split (Platt or temperature scaling), before and after"),
     TripodItem("13", "Class imbalance", (Section.MODEL_CARD, Section.COHORT_FLOW), "prevalence per split, class weighting"),
     TripodItem("14", "Fairness", (Section.SUBGROUPS,), "subgroup performance and equalized-odds gaps"),
     TripodItem("15", "Model output and decision threshold", (Section.OPERATING_POINT,), "calibrated probability; threshold and how it was chosen"),

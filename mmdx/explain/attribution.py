@@ -6,11 +6,11 @@ internal_batch_size=None)`` explains a batch of cases in one call and returns on
 attribution per tabular feature in the feature's own terms, an attribution per note token (or word) with
 its character span, a total per modality, and for Integrated Gradients the convergence delta.
 
-**What is explained.** The *calibrated logit* of the target class, ``sign * logit / temperature`` (``sign``
-= +1 for the positive class, the default, and -1 for the negative one). The calibrated probability is its
-sigmoid, so attributions are in the units the clinician's probability is made of; pass ``temperature=1``
-to explain the raw logit. Temperature scaling divides every attribution by the same constant, so it
-changes no ranking.
+**What is explained.** The *calibrated logit* of the target class, ``sign * (logit / temperature +
+offset)`` (``sign`` = +1 for the positive class, the default, and -1 for the negative one). The calibrated
+probability is its sigmoid, so attributions are in the units the clinician's probability is made of; pass
+``temperature=1`` and ``offset=0`` to explain the raw logit. The temperature divides every attribution by
+the same constant and the offset moves none, so calibration changes no ranking.
 
 **Methods.**
 
@@ -162,7 +162,7 @@ class CaseExplanation:
             "case_id": self.case_id,
             "method": self.method,
             "target": "positive" if self.target == 1 else "negative",
-            "explained_output": "calibrated logit (logit / temperature) of the target class",
+            "explained_output": "calibrated logit (logit / temperature + offset) of the target class",
             "temperature": self.temperature,
             "output": self.output,
             "baseline_output": self.baseline_output,
@@ -192,11 +192,14 @@ class _ExplainedOutput(nn.Module):
     categorical indices arrive as floats (Captum perturbs them) and are rounded back to indices.
     """
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...], temperature: float, sign: float) -> None:
+    def __init__(
+        self, model: nn.Module, names: tuple[str, ...], temperature: float, sign: float, offset: float = 0.0
+    ) -> None:
         super().__init__()
         self.model = model
         self.names = names
         self.scale = sign / temperature
+        self.shift = sign * offset
 
     def forward(self, *args: Tensor | None) -> Tensor:
         given = dict(zip(self.names, args[: len(self.names)], strict=True))
@@ -213,7 +216,7 @@ class _ExplainedOutput(nn.Module):
             text_mask=text_mask,
             presence=presence,
         )
-        return out.logits * self.scale
+        return out.logits * self.scale + self.shift
 
 
 @contextlib.contextmanager
@@ -275,6 +278,8 @@ class MethodCall:
     internal_batch_size: int | None
     occlusion_window: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    #: the calibration's offset: the explained output is ``sign * (logit / temperature + offset)``
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,7 @@ def explain(
     internal_batch_size: int | None = None,
     *,
     temperature: float = 1.0,
+    offset: float = 0.0,
     occlusion_window: int | None = None,
     merge_words: bool = True,
     resample: bool = True,
@@ -350,7 +356,8 @@ def explain(
         internal_batch_size: IG: how many interpolated cases go through the model at once (Captum's
             argument; lower it to fit a 3D case in memory); occlusion: perturbed cases per forward pass.
             Default: :func:`auto_internal_batch_size` of the image grid (8 for 64^3, everything in 2D).
-        temperature: the bundle's calibration temperature (the explained output is ``logit / T``).
+        temperature: the bundle's calibration temperature and ``offset`` its offset: the explained output is
+            the calibrated logit ``logit / T + offset`` (an offset moves no attribution).
         occlusion_window: side of the occlusion patches in model voxels (default: an eighth of the
             smallest side, at least 1).
         merge_words: report one span per word rather than per sub-word token.
@@ -404,7 +411,7 @@ def explain(
                 text_mask=inputs.text_mask,
                 presence=inputs.presence,
             )
-        output = raw.logits.detach().double() * sign / temperature
+        output = sign * (raw.logits.detach().double() / temperature + offset)
         call = MethodCall(
             model,
             parts,
@@ -418,6 +425,7 @@ def explain(
             internal_batch_size,
             occlusion_window,
             dict(method_options or {}),
+            offset,
         )
         result = spec.attribute(call)
         settings = {
@@ -428,9 +436,7 @@ def explain(
         }
         if image_spec is not spec:
             result = _with_image_of(image_spec, call, result, settings)
-    return _assemble(
-        inputs, modalities, raw, result, spec, target, temperature, n_steps, settings, merge_words, resample
-    )
+    return _assemble(inputs, modalities, raw, result, spec, target, call, settings, merge_words, resample)
 
 
 def _with_image_of(
@@ -504,7 +510,7 @@ def _integrated_gradients(call: MethodCall) -> dict[str, Any]:
     model, parts, fixed, output = call.model, call.parts, call.fixed, call.output
     temperature, sign = call.temperature, call.sign
     names = tuple(parts)
-    forward = _ExplainedOutput(model, names, temperature, sign)
+    forward = _ExplainedOutput(model, names, temperature, sign, call.offset)
     inputs = tuple(parts[n][0] for n in names)
     baselines = tuple(parts[n][1] for n in names)
     ig = IntegratedGradients(forward)
@@ -550,7 +556,7 @@ def _expected_tabular(call: MethodCall) -> tuple[Tensor, Tensor]:
             "training cases); 'mmdx explain' fills it from the training split"
         )
     names = tuple(call.parts)
-    forward = _ExplainedOutput(call.model, names, call.temperature, call.sign)
+    forward = _ExplainedOutput(call.model, names, call.temperature, call.sign, call.offset)
     generator = torch.Generator().manual_seed(int(call.options.get("seed", 0)))
     samples = int(call.options.get("expected_samples", EXPECTED_SAMPLES))
     reference = reference.to(tab)
@@ -593,7 +599,7 @@ def _occlusion(call: MethodCall) -> dict[str, Any]:
         )
         parts["categorical"] = (inputs.categorical.float(), base.to(inputs.categorical.device).float())
     names = tuple(parts)
-    forward = _ExplainedOutput(model, names, temperature, sign)
+    forward = _ExplainedOutput(model, names, temperature, sign, call.offset)
     windows, strides = [], []
     image_window = None
     for name in names:
@@ -652,12 +658,12 @@ def _assemble(
     result: dict[str, Any],
     spec: ExplanationMethod,
     target: int,
-    temperature: float,
-    n_steps: int,
+    call: MethodCall,
     settings: dict,
     merge_words: bool,
     resample: bool,
 ) -> list[CaseExplanation]:
+    temperature, n_steps = call.temperature, call.n_steps
     attributions = result["attributions"]
     # IG splits a unit's share over its channels / embedding dimensions (sum them); occlusion gives every
     # element of an occluded window the window's whole effect (any one of them is the unit's value)
@@ -675,7 +681,7 @@ def _assemble(
             output=float(result["output"][i]),
             baseline_output=float(result["baseline_output"][i]),
             logit=float(logits[i]),
-            probability=float(1.0 / (1.0 + math.exp(-logits[i] / temperature))),
+            probability=float(1.0 / (1.0 + math.exp(-(logits[i] / temperature + call.offset)))),
             temperature=float(temperature),
             gates={str(m): float(gates[i, j]) for j, m in enumerate(MODALITIES)},
             presence=present,

@@ -148,14 +148,14 @@ def _removal_masks(
 
 @torch.no_grad()
 def _probabilities(
-    model: nn.Module, batch: dict, n: int, temperature: float, sign: float, batch_size: int
+    model: nn.Module, batch: dict, n: int, temperature: float, sign: float, batch_size: int, offset: float
 ) -> np.ndarray:
     """Probability of the target class ``[n]`` for a batch of ``n`` cases, ``batch_size`` at a time."""
     out = []
     for start in range(0, n, batch_size):
         part = {k: (v[start : start + batch_size] if isinstance(v, Tensor) else v) for k, v in batch.items()}
         logits = model(part).logits.double()
-        out.append(torch.sigmoid(sign * logits / temperature).cpu().numpy())
+        out.append(torch.sigmoid(sign * (logits / temperature + offset)).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -168,6 +168,7 @@ def deletion_curves(
     temperature: float = 1.0,
     seed: int = 0,
     batch_size: int | None = None,
+    offset: float = 0.0,
 ) -> dict[str, DeletionCurves]:
     """Deletion curves per modality (see the module docs) for the cases of ``inputs`` and their
     ``explanations`` (same order). Returns modality -> :class:`DeletionCurves`.
@@ -203,7 +204,7 @@ def deletion_curves(
                 chance = rng.permutation(units.size)
                 batch = _perturbed_batch(inputs, baselines, i, name, units, [ours, chance], fractions_array)
                 k = len(fractions_array)
-                probabilities = _probabilities(model, batch, 2 * k, temperature, sign, batch_size)
+                probabilities = _probabilities(model, batch, 2 * k, temperature, sign, batch_size, offset)
                 rows[name]["ids"].append(explanation.case_id)
                 rows[name]["ours"].append(probabilities[:k])
                 rows[name]["random"].append(probabilities[k:])

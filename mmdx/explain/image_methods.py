@@ -55,10 +55,11 @@ class ImageOutput(nn.Module):
     """The explained output ``[B]`` as a function of the image and the other inputs as separate arguments
     (the form Captum expands along with its samples)."""
 
-    def __init__(self, model: nn.Module, temperature: float, sign: float) -> None:
+    def __init__(self, model: nn.Module, temperature: float, sign: float, offset: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.scale = sign / temperature
+        self.shift = sign * offset
 
     def forward(
         self,
@@ -79,7 +80,7 @@ class ImageOutput(nn.Module):
             text_mask=text_mask,
             presence=presence,
         )
-        return out.logits * self.scale
+        return out.logits * self.scale + self.shift
 
 
 class HeldModalities(nn.Module):
@@ -103,7 +104,9 @@ def _held_arguments(call: MethodCall) -> tuple:
 
 def held_model(call: MethodCall) -> HeldModalities:
     """The model of ``call`` as a function of its image alone (see :class:`HeldModalities`)."""
-    return HeldModalities(ImageOutput(call.model, call.temperature, call.sign), _held_arguments(call))
+    return HeldModalities(
+        ImageOutput(call.model, call.temperature, call.sign, call.offset), _held_arguments(call)
+    )
 
 
 def _image(call: MethodCall) -> Tensor:
@@ -223,7 +226,7 @@ def _cam_method(variant: str):
 def _gradients(call: MethodCall, images: Tensor, rows: Tensor) -> Tensor:
     """Gradient of the explained output at ``images`` (cases ``rows`` of the call)."""
     held = tuple(None if h is None else h.index_select(0, rows.to(h.device)) for h in _held_arguments(call))
-    output = ImageOutput(call.model, call.temperature, call.sign)
+    output = ImageOutput(call.model, call.temperature, call.sign, call.offset)
     with torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
         (gradient,) = torch.autograd.grad(output(x, *held).sum(), x)
@@ -290,7 +293,7 @@ def _gradient_shap(call: MethodCall) -> dict[str, Any]:
     if samples < 1:
         raise MmdxError(f"explain: gradient_shap needs shap_samples >= 1, got {samples}")
     references, source = _shap_baselines(call)
-    output = ImageOutput(call.model, call.temperature, call.sign)
+    output = ImageOutput(call.model, call.temperature, call.sign, call.offset)
     shap = GradientShap(output)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(call.options.get("seed", 0)))
@@ -317,7 +320,7 @@ def _gradient_shap(call: MethodCall) -> dict[str, Any]:
     with torch.no_grad():
         reference_mean = torch.stack(
             [
-                ImageOutput(call.model, call.temperature, call.sign)(
+                ImageOutput(call.model, call.temperature, call.sign, call.offset)(
                     references,
                     *(
                         None if h is None else h[i : i + 1].expand(references.shape[0], *h.shape[1:])
@@ -378,7 +381,7 @@ def _gaussian_occlusion(call: MethodCall) -> dict[str, Any]:
     windows, _ = _gaussian_windows(spatial, sigma, stride)
     windows = windows.to(image)
     n = windows.shape[0]
-    output = ImageOutput(call.model, call.temperature, call.sign)
+    output = ImageOutput(call.model, call.temperature, call.sign, call.offset)
     per_pass = max(1, call.internal_batch_size or 64)
     maps = []
     with torch.no_grad():

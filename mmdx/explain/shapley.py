@@ -13,7 +13,7 @@ player), and a modality the case lacks gets exactly 0. With three modalities the
 coalitions, so nothing is sampled: the encoders run once and the fusion once per coalition.
 
 The value is the same output :func:`~mmdx.explain.attribution.explain` attributes: the calibrated logit of
-the target class (``logit / temperature``, negated for the negative class). Combinations are computed in
+the target class (``logit / temperature + offset``, negated for the negative class). Combinations are computed in
 float64, so efficiency holds to float64 rounding of the float32 outputs.
 """
 
@@ -142,7 +142,11 @@ def _presence(batch: Mapping[str, Any], features: Mapping, device: torch.device)
 
 @torch.no_grad()
 def modality_shapley(
-    model: nn.Module, batch: Mapping[str, Any], temperature: float = 1.0, target: int | None = None
+    model: nn.Module,
+    batch: Mapping[str, Any],
+    temperature: float = 1.0,
+    target: int | None = None,
+    offset: float = 0.0,
 ) -> ModalityShapley:
     """Exact modality Shapley values of a collated batch (keys from :class:`~mmdx.keys.Keys`).
 
@@ -150,7 +154,8 @@ def modality_shapley(
         model: a :class:`~mmdx.models.classifier.MultimodalClassifier` (evaluated in eval mode).
         batch: the cases; ``Keys.PRESENCE`` ``[B, M]`` says which modalities each case has (default: every
             modality whose input the batch holds).
-        temperature: the bundle's calibration temperature; the value is ``logit / temperature``.
+        temperature: the bundle's calibration temperature and ``offset`` its offset; the value is the
+            calibrated logit ``logit / temperature + offset`` (the offset moves no Shapley value).
         target: ``None``/1 for the positive class, 0 for the negative class (the value is negated).
 
     Returns:
@@ -162,7 +167,7 @@ def modality_shapley(
         raise MmdxError(f"modality_shapley: target must be None, 0 or 1, got {target!r}")
     if not temperature > 0:
         raise MmdxError(f"modality_shapley: temperature must be > 0, got {temperature!r}")
-    scale = (-1.0 if target == 0 else 1.0) / float(temperature)
+    sign = -1.0 if target == 0 else 1.0
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
     was_training = model.training
@@ -174,7 +179,7 @@ def modality_shapley(
         for coalition in COALITIONS:
             mask = presence & coalition.to(device)[None, :]
             out = model.fusion(features, mask)
-            subset_values.append(out.logits.double() * scale)
+            subset_values.append((out.logits.double() / float(temperature) + offset) * sign)
     finally:
         model.train(was_training)
     subset = torch.stack(subset_values, dim=1).cpu()  # [B, 2**M]

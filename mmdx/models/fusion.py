@@ -47,7 +47,7 @@ class FusionOutput(NamedTuple):
     """What every fusion returns for a batch of ``B`` cases.
 
     Attributes:
-        logits: ``[B]``, the diagnostic logit (before temperature scaling).
+        logits: ``[B]``, the diagnostic logit (before calibration).
         gates: ``[B, M]`` in the order of :data:`~mmdx.keys.MODALITIES`, 0 for a modality the case lacks
             (or the model does not have). Gated fusions report their sigmoid gates in ``(0, 1)``; the others
             report the effective weight of each modality in the fused output: the pooling attention weight

@@ -1,6 +1,6 @@
 """How sure the model is about one case, from its calibrated probability alone.
 
-The run holds one calibrated probability ``p`` per case (temperature scaling on the validation split), no
+The run holds one calibrated probability ``p`` per case (calibrated on the validation split), no
 ensemble and no posterior samples, so the dashboard reports what ``p`` itself says, and names it so:
 
 * **predictive entropy** ``H(p) = -p log2 p - (1 - p) log2 (1 - p)``, in bits: 0 when the model is certain

@@ -1,1 +1,1 @@
-"""Training: the trainer loop, metrics, temperature scaling and distributed set-up."""
+"""Training: the trainer loop, metrics, calibration and distributed set-up."""

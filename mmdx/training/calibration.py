@@ -1,7 +1,16 @@
-"""Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+"""Calibration of the model's logit on the validation split, without changing the ranking.
 
-One scalar ``T > 0`` divides every logit; it is fitted on the validation split by minimising the binary
-negative log-likelihood, so it changes calibration but never the ranking (AUROC is unchanged).
+Two methods, both fitted by minimising the binary negative log-likelihood on the validation split, both
+monotone (AUROC is unchanged):
+
+* ``temperature`` (Guo et al., 2017, "On Calibration of Modern Neural Networks"): one scalar ``T > 0``
+  divides every logit, ``probability = sigmoid(logit / T)``;
+* ``platt`` (Platt, 1999; logistic recalibration): ``probability = sigmoid(logit / T + b)``, a temperature
+  and an offset. Training weighs the positive class by ``n_negative / n_positive`` (``class_weighting:
+  balanced``), which moves every logit up by about the log of that weight; a temperature alone cannot
+  undo a shift, the offset can. The default.
+
+Bundles written before the offset existed hold ``method: temperature`` and no offset: they load unchanged.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_expit
 
 #: Bounds of the search over log T: T between e^-4 (0.018) and e^4 (55).
@@ -22,18 +31,29 @@ MIN_VAL_CASES = 30
 MIN_VAL_PER_CLASS = 10
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    z = logits / temperature
+#: The calibration methods ``train.calibration`` may name.
+METHODS = ("platt", "temperature")
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float, offset: float = 0.0) -> float:
+    z = logits / temperature + offset
     return float(-(labels * log_expit(z) + (1 - labels) * log_expit(-z)).mean())
 
 
 @dataclass
 class TemperatureScaler:
-    """``probability = sigmoid(logit / temperature_)``; ``temperature_ = 1`` before fitting."""
+    """``probability = sigmoid(logit / temperature_ + offset_)``; ``temperature_ = 1`` and ``offset_ = 0``
+    before fitting. ``method``: ``platt`` fits both, ``temperature`` the temperature only (offset 0)."""
 
     temperature_: float = 1.0
     nll_before_: float | None = None
     nll_after_: float | None = None
+    offset_: float = 0.0
+    method: str = "temperature"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"calibration method {self.method!r}: expected one of {', '.join(METHODS)}")
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureScaler:
         """Fit on validation logits ``[N]`` and 0/1 labels ``[N]`` (unlabelled rows must be removed)."""
@@ -45,14 +65,23 @@ class TemperatureScaler:
             )
         if len(np.unique(labels)) < 2:
             # one class only: any temperature sharpens towards it; keep the model's own scale
-            self.temperature_ = 1.0
+            self.temperature_, self.offset_ = 1.0, 0.0
             return self
+        self.nll_before_ = _nll(logits, labels, 1.0)
         result = minimize_scalar(
             lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=LOG_T_BOUNDS, method="bounded"
         )
-        self.nll_before_ = _nll(logits, labels, 1.0)
-        self.temperature_ = float(np.exp(result.x))
-        self.nll_after_ = _nll(logits, labels, self.temperature_)
+        self.temperature_, self.offset_ = float(np.exp(result.x)), 0.0
+        if self.method == "platt":  # from the temperature's optimum; the offset is unbounded
+            joint = minimize(
+                lambda x: _nll(logits, labels, float(np.exp(x[0])), float(x[1])),
+                x0=np.array([result.x, 0.0]),
+                method="L-BFGS-B",
+                bounds=[LOG_T_BOUNDS, (None, None)],
+            )
+            if joint.fun <= _nll(logits, labels, self.temperature_):
+                self.temperature_, self.offset_ = float(np.exp(joint.x[0])), float(joint.x[1])
+        self.nll_after_ = _nll(logits, labels, self.temperature_, self.offset_)
         return self
 
     @property
@@ -61,14 +90,19 @@ class TemperatureScaler:
         log_t = float(np.log(self.temperature_))
         return any(abs(log_t - bound) < 1e-3 for bound in LOG_T_BOUNDS)
 
+    def calibrated_logit(self, logits: np.ndarray) -> np.ndarray:
+        """``logit / temperature_ + offset_`` ``[N]``: the logit of the calibrated probability."""
+        return np.asarray(logits, dtype=np.float64) / self.temperature_ + self.offset_
+
     def transform(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``[N]``."""
-        return expit(np.asarray(logits, dtype=np.float64) / self.temperature_)
+        return expit(self.calibrated_logit(logits))
 
     def to_dict(self) -> dict:
         return {
-            "method": "temperature",
+            "method": self.method,
             "temperature": self.temperature_,
+            "offset": self.offset_,
             "nll_before": self.nll_before_,
             "nll_after": self.nll_after_,
         }
@@ -78,9 +112,20 @@ class TemperatureScaler:
 
     @classmethod
     def from_dict(cls, state: dict) -> TemperatureScaler:
-        if state.get("method") != "temperature" or not float(state["temperature"]) > 0:
-            raise ValueError(f"calibration.json: expected a positive temperature, got {state!r}")
-        return cls(float(state["temperature"]), state.get("nll_before"), state.get("nll_after"))
+        if state.get("method") not in METHODS or not float(state["temperature"]) > 0:
+            raise ValueError(
+                f"calibration.json: expected method {' or '.join(METHODS)} and a positive temperature, got {state!r}"
+            )
+        offset = float(state.get("offset", 0.0))  # absent before the offset existed
+        if not np.isfinite(offset):
+            raise ValueError(f"calibration.json: the offset must be a finite number, got {state!r}")
+        return cls(
+            float(state["temperature"]),
+            state.get("nll_before"),
+            state.get("nll_after"),
+            offset,
+            state["method"],
+        )
 
 
 def calibration_warnings(labels: np.ndarray, scaler: TemperatureScaler, calibrate: bool = True) -> list[str]:

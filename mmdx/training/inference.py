@@ -19,7 +19,7 @@ from mmdx.training.distributed import autocast
 
 @dataclass
 class Predictions:
-    """Raw model outputs for a list of cases (before temperature scaling)."""
+    """Raw model outputs for a list of cases (before calibration)."""
 
     case_ids: list[str]
     labels: np.ndarray  # [N] float, NaN = unlabelled

@@ -4,7 +4,8 @@ A folder (``RUN/calibrations/<site>-v<k>/`` by default) with:
 
 =====================  ===============================================================================
 ``calibration.json``   the method, ``logit p' = intercept + slope * z`` on the bundle's calibrated logit ``z``
-                       (its logit divided by its temperature), where it was fitted and on how many cases
+                       (its logit divided by its temperature, plus its offset), where it was fitted and on
+                       how many cases
 ``manifest.json``      schema version, the model version and bundle manifest it belongs to, and the SHA-256
                        of ``calibration.json``
 =====================  ===============================================================================
@@ -39,7 +40,8 @@ _SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class Recalibration:
-    """``probability = sigmoid(intercept + slope * logit / temperature)`` (the bundle's temperature)."""
+    """``probability = sigmoid(intercept + slope * z)``, ``z`` the bundle's calibrated logit
+    (``logit / temperature + offset``)."""
 
     method: str
     intercept: float
@@ -60,7 +62,7 @@ class Recalibration:
             raise ValueError(f"recalibration needs a finite intercept and a positive slope, got {self!r}")
 
     def transform(self, calibrated_logits: np.ndarray) -> np.ndarray:
-        """Recalibrated probabilities from the bundle's calibrated logits (logit / temperature)."""
+        """Recalibrated probabilities from the bundle's calibrated logits (logit / temperature + offset)."""
         return expit(self.intercept + self.slope * np.asarray(calibrated_logits, dtype=np.float64))
 
     def to_dict(self) -> dict:

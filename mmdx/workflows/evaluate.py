@@ -2,7 +2,7 @@
 
 Writes ``RUN/validation_report.json``, ``RUN/predictions.parquet`` and ``RUN/metrics.json`` (through
 :class:`mmdx.run.RunPaths`): AUROC, AUPRC, Brier, ECE and the operating point per split and per
-modality-presence pattern, calibration before and after temperature scaling, and the test AUROC with each
+modality-presence pattern, calibration before and after the bundle's calibration, and the test AUROC with each
 modality removed at test time.
 """
 
@@ -106,6 +106,7 @@ def cohort_metrics(
     metrics: dict[str, Any] = {
         "threshold": bundle.threshold,
         "temperature": bundle.calibration.temperature_,
+        "offset": bundle.calibration.offset_,
         "model_version": bundle.version,
         "cohort": str(inputs.cohort.root),
         "splits": {},

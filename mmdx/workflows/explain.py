@@ -192,6 +192,10 @@ class _Job:
     def temperature(self) -> float:
         return float(self.bundle.calibration.temperature_)
 
+    @property
+    def offset(self) -> float:
+        return float(self.bundle.calibration.offset_)
+
     def settings(self) -> dict[str, Any]:
         """The settings the attributions were computed with, as recorded in index.json and summary.json."""
         return {
@@ -202,6 +206,8 @@ class _Job:
             "target": "positive" if TARGET == 1 else "negative",
             "output": "calibrated logit",
             "temperature": self.temperature,
+            # only where there is one: explanations of a bundle without an offset keep their version
+            **({"offset": self.offset} if self.offset else {}),
             "merge_words": MERGE_WORDS,
             "image_method": self.image_method or (self.methods[0].name if self.methods else None),
             "method_options": dict(self.method_options),
@@ -224,6 +230,7 @@ class _Job:
             "n_steps": self.n_steps,
             "internal_batch_size": self.internal_batch_size,
             "temperature": self.temperature,
+            "offset": self.offset,
             "occlusion_window": self.occlusion_window,
             "method_options": {"seed": self.seed, **self.method_options},
         }
@@ -249,7 +256,7 @@ def _prepare(
 def _explain_batch(job: _Job, writer: ExplanationWriter, batch_ids: list[str], version: str) -> None:
     rows = job.chosen.set_index("case_id")
     inputs, baselines = job.inputs_and_baselines(batch_ids)
-    shapley = modality_shapley(job.bundle.model, inputs.batch, temperature=job.temperature)
+    shapley = modality_shapley(job.bundle.model, inputs.batch, temperature=job.temperature, offset=job.offset)
     files: dict[str, dict] = {c: {} for c in batch_ids}
     for k, spec in enumerate(job.methods):
         began = time.perf_counter()
@@ -306,7 +313,7 @@ def _method_section(job: _Job, spec: ExplanationMethod, labels: dict, predicted:
         inputs, baselines = job.inputs_and_baselines([e.case_id for e in checked])
         model = job.bundle.model
         curves = deletion_curves(
-            model, inputs, checked, baselines, temperature=job.temperature, seed=job.seed
+            model, inputs, checked, baselines, temperature=job.temperature, offset=job.offset, seed=job.seed
         )
         randomised = randomisation_check(
             model,

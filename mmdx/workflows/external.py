@@ -297,7 +297,7 @@ def _original(scored: _Scored, rng: np.random.Generator, n_resamples: int, seed:
 def _recalibration_results(
     frame: pd.DataFrame, bundle: Bundle, reference: dict[str, Any], n_resamples: int, seed: int
 ) -> dict[str, Any]:
-    z_all = frame["logit"].to_numpy(dtype=float) / bundle.calibration.temperature_
+    z_all = bundle.calibration.calibrated_logit(frame["logit"].to_numpy(dtype=float))
     labelled = frame["label"].notna().to_numpy()
     scored_rows = (frame["split"] == "test").to_numpy() & labelled
     local = (frame["split"] == "val").to_numpy() & labelled

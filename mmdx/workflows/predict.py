@@ -62,7 +62,7 @@ def predict_cohort(
     )
     if recalibration is not None:
         frame.insert(frame.columns.get_loc("probability") + 1, "probability_home", frame["probability"])
-        z = frame["logit"].to_numpy(dtype=np.float64) / bundle.calibration.temperature_
+        z = bundle.calibration.calibrated_logit(frame["logit"].to_numpy(dtype=np.float64))
         frame["probability"] = recalibration.transform(z)
         frame["predicted"] = (frame["probability"] >= bundle.threshold).astype(int)
     out = Path(out)

@@ -228,7 +228,7 @@ def _calibrate(
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
-    scaler = TemperatureScaler()
+    scaler = TemperatureScaler(method=config.train.calibration)
     if config.train.calibrate:
         scaler.fit(val.logits, val.labels)
     val_prob = scaler.transform(val.logits)

@@ -1,9 +1,10 @@
-"""Temperature scaling recovers a known miscalibration and never changes the ranking."""
+"""Temperature and Platt scaling recover a known miscalibration and never change the ranking."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 
@@ -66,3 +67,75 @@ def test_seven_validation_cases_fit_the_clamp_and_both_warnings_appear() -> None
     scaler = TemperatureScaler().fit(logits, labels)
     warnings = calibration_warnings(labels, scaler)
     assert scaler.at_bound and len(warnings) == 2
+
+
+def _shifted(shift: float, scale: float, n: int = 20_000, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``scale * true_logit + shift`` of labels drawn from ``true_logit`` (prevalence about 0.3)."""
+    rng = np.random.default_rng(seed)
+    true_logits = rng.normal(-1.0, 1.5, size=n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-true_logits))).astype(float)
+    return scale * true_logits + shift, labels
+
+
+def test_platt_undoes_the_shift_of_class_weighting_that_a_temperature_cannot() -> None:
+    # class weighting n_neg / n_pos moves the logits up by about its log: here 1.0, with the scale of 1.5
+    logits, labels = _shifted(shift=1.0, scale=1.5)
+    temperature = TemperatureScaler(method="temperature").fit(logits, labels)
+    platt = TemperatureScaler(method="platt").fit(logits, labels)
+    assert platt.temperature_ == pytest.approx(1.5, rel=0.05)
+    assert platt.offset_ == pytest.approx(-1.0 / 1.5, abs=0.05)
+    assert abs(platt.transform(logits).mean() - labels.mean()) < 0.005
+    assert abs(temperature.transform(logits).mean() - labels.mean()) > 0.03  # too high, and it stays so
+    assert temperature.offset_ == 0.0
+    assert platt.nll_after_ < temperature.nll_after_
+    ranks = np.argsort(platt.transform(logits), kind="stable")
+    assert np.array_equal(ranks, np.argsort(logits, kind="stable"))
+
+
+def test_platt_on_calibrated_logits_changes_nothing() -> None:
+    logits, labels = _shifted(shift=0.0, scale=1.0)
+    platt = TemperatureScaler(method="platt").fit(logits, labels)
+    assert platt.temperature_ == pytest.approx(1.0, abs=0.05) and platt.offset_ == pytest.approx(
+        0.0, abs=0.05
+    )
+
+
+def test_platt_round_trips_and_a_bundle_without_an_offset_loads_as_before() -> None:
+    logits, labels = _shifted(shift=0.7, scale=2.0, n=2_000)
+    platt = TemperatureScaler(method="platt").fit(logits, labels)
+    restored = TemperatureScaler.from_dict(platt.to_dict())
+    assert (restored.method, restored.temperature_, restored.offset_) == (
+        "platt",
+        platt.temperature_,
+        platt.offset_,
+    )
+    assert np.array_equal(restored.transform(logits), platt.transform(logits))
+    # calibration.json as bundles wrote it before the offset existed
+    old = TemperatureScaler.from_dict(
+        {"method": "temperature", "temperature": 1.7, "nll_before": 0.6, "nll_after": 0.5}
+    )
+    assert old.offset_ == 0.0 and old.method == "temperature"
+    assert np.array_equal(old.transform(logits), expit(logits / 1.7))  # bit for bit as before
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"method": "isotonic", "temperature": 1.0},
+        {"method": "platt", "temperature": 1.0, "offset": float("nan")},
+        {"method": "platt", "temperature": 0.0, "offset": 0.1},
+    ],
+)
+def test_a_malformed_calibration_is_refused(state: dict) -> None:
+    with pytest.raises(ValueError, match="calibration.json"):
+        TemperatureScaler.from_dict(state)
+
+
+def test_an_unknown_method_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="platt, temperature"):
+        TemperatureScaler(method="isotonic")
+
+
+def test_platt_with_one_class_leaves_the_logits_alone() -> None:
+    scaler = TemperatureScaler(method="platt").fit(np.array([0.1, 2.0, -1.0]), np.array([0.0, 0.0, 0.0]))
+    assert (scaler.temperature_, scaler.offset_) == (1.0, 0.0)

@@ -1,0 +1,157 @@
+"""Calibration methods compared on the same trained models: temperature scaling against Platt scaling.
+
+Both are fitted, exactly as ``mmdx train`` fits them (:class:`mmdx.training.calibration.TemperatureScaler`),
+on the labelled validation cases of a run's own predictions (``split == "val"``), and scored on the labelled
+cases of larger extra test cohorts from the same generator that the model never saw. The models are not
+retrained: calibration is a function of the logit alone, so one set of predictions serves both methods.
+
+For each model and method: calibration intercept (slope fixed at 1) and slope, mean predicted minus observed,
+ECE (15 uniform bins) beside the ECE a perfectly calibrated model gets on the same cases (labels drawn from
+the predictions, :func:`mmdx.shift.perfect_calibration_ece`), each with a percentile-bootstrap interval over
+the test cases; and the paired difference Platt - temperature of the ECE and of |intercept|. Targets (the
+balanced-training work): slope in [0.9, 1.1], |intercept| <= 0.1, ECE within 0.01 of the perfect model's.
+Usage::
+
+    python -m benchmarks.calibration_methods --model NAME VAL.parquet TEST.parquet [TEST2.parquet ...] \\
+        [--model ...] --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmdx.audit.statistics import calibration_slope_intercept
+from mmdx.metrics import expected_calibration_error
+from mmdx.shift import calibration_in_the_large, perfect_calibration_ece
+from mmdx.training.calibration import TemperatureScaler
+
+METHODS = ("temperature", "platt")
+SLOPE_TARGET = (0.9, 1.1)
+INTERCEPT_TARGET = 0.1
+ECE_MARGIN = 0.01
+
+
+def labelled(frame: pd.DataFrame, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits, labels)`` of the labelled rows (of ``split`` when given)."""
+    keep = frame["label"].notna()
+    if split is not None:
+        keep &= frame["split"] == split
+    return frame.loc[keep, "logit"].to_numpy(np.float64), frame.loc[keep, "label"].to_numpy(np.float64)
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    fit = calibration_slope_intercept(y, p)
+    return {
+        "intercept": fit.intercept,
+        "slope": fit.slope,
+        "citl": calibration_in_the_large(y, p),
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+def _interval(estimate: float, values: np.ndarray) -> dict[str, float]:
+    low, high = np.nanquantile(values, [0.025, 0.975])
+    return {"estimate": float(estimate), "low": float(low), "high": float(high)}
+
+
+def verdict(interval: dict[str, float], low: float, high: float) -> str:
+    """``met`` when the interval lies inside ``[low, high]``, ``not resolved`` when only the estimate
+    does, ``not met`` otherwise."""
+    if low <= interval["low"] and interval["high"] <= high:
+        return "met"
+    return "not resolved" if low <= interval["estimate"] <= high else "not met"
+
+
+def compare(
+    val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], resamples: int, seed: int
+) -> dict[str, Any]:
+    """Fit both methods on ``val`` and score them on ``test`` with bootstrap intervals (paired)."""
+    (zv, yv), (zt, yt) = val, test
+    probabilities = {m: TemperatureScaler(method=m).fit(zv, yv).transform(zt) for m in METHODS}
+    fitted = {m: TemperatureScaler(method=m).fit(zv, yv).to_dict() for m in METHODS}
+    point = {m: scores(yt, p) for m, p in probabilities.items()}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    for _ in range(resamples):
+        i = rng.integers(0, yt.size, yt.size)
+        for m, p in probabilities.items():
+            draws[m].append(scores(yt[i], p[i]))
+    out: dict[str, Any] = {"n_val": int(yv.size), "n_test": int(yt.size), "prevalence": float(yt.mean())}
+    for m in METHODS:
+        reference = perfect_calibration_ece(probabilities[m], seed=seed)
+        row = {k: _interval(point[m][k], np.array([d[k] for d in draws[m]])) for k in point[m]}
+        excess = {k: v - reference.mean for k, v in row["ece"].items()}
+        out[m] = {
+            "fitted": fitted[m],
+            **row,
+            "ece_perfect": reference.to_dict(),
+            "ece_excess": excess,
+            "verdicts": {
+                "slope": verdict(row["slope"], *SLOPE_TARGET),
+                "intercept": verdict(row["intercept"], -INTERCEPT_TARGET, INTERCEPT_TARGET),
+                "ece": verdict(excess, -1.0, ECE_MARGIN),
+            },
+        }
+    for key, f in (("ece", lambda d: d["ece"]), ("abs_intercept", lambda d: abs(d["intercept"]))):
+        diffs = np.array([f(a) - f(b) for a, b in zip(draws["platt"], draws["temperature"], strict=True)])
+        out[f"platt_minus_temperature_{key}"] = _interval(f(point["platt"]) - f(point["temperature"]), diffs)
+    return out
+
+
+def _fmt(d: dict[str, float], digits: int = 3) -> str:
+    return f"{d['estimate']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+
+
+def report(name: str, result: dict[str, Any]) -> str:
+    lines = [f"{name}: {result['n_val']} validation cases, {result['n_test']} test cases"]
+    for m in METHODS:
+        r = result[m]
+        lines.append(
+            f"  {m}: T {r['fitted']['temperature']:.3f} offset {r['fitted']['offset']:+.3f}; intercept "
+            f"{_fmt(r['intercept'])} ({r['verdicts']['intercept']}); slope {_fmt(r['slope'])} "
+            f"({r['verdicts']['slope']}); mean predicted - observed {_fmt(r['citl'])}; ECE {_fmt(r['ece'])} "
+            f"vs perfect {r['ece_perfect']['mean']:.3f}, excess {_fmt(r['ece_excess'])} ({r['verdicts']['ece']})"
+        )
+    lines.append(
+        f"  platt - temperature: ECE {_fmt(result['platt_minus_temperature_ece'])}, |intercept| "
+        f"{_fmt(result['platt_minus_temperature_abs_intercept'])}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="NAME VAL TEST",
+        help="a name, the run's own predictions (its validation rows are used) and one or more test predictions",
+    )
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write every number as JSON here")
+    args = parser.parse_args(argv)
+    results = {}
+    for spec in args.model:
+        if len(spec) < 3:
+            parser.error(f"--model {' '.join(spec)}: expected NAME VAL TEST [TEST ...]")
+        name, val_file, *test_files = spec
+        val = labelled(pd.read_parquet(val_file), "val")
+        test = labelled(pd.concat([pd.read_parquet(f) for f in test_files], ignore_index=True))
+        results[name] = compare(val, test, args.resamples, args.seed)
+        print(report(name, results[name]), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
