@@ -161,6 +161,21 @@ def test_target_zero_and_temperature_rescale_the_attributions():
         assert n.to_dict()["target"] == "negative"
 
 
+def test_the_calibration_offset_moves_the_output_and_probability_but_no_attribution():
+    model = tiny_model("gated", seed=3)
+    inputs = ExplainInputs.from_batch(random_batch(2, 5))
+    plain = explain(model, inputs, n_steps=8, temperature=1.5)
+    for target, sign in ((1, 1.0), (0, -1.0)):
+        shifted = explain(model, inputs, n_steps=8, temperature=1.5, offset=-0.7, target=target)
+        reference = plain if target == 1 else explain(model, inputs, n_steps=8, temperature=1.5, target=0)
+        for a, b in zip(reference, shifted, strict=True):
+            np.testing.assert_allclose(b.image_map, a.image_map, atol=1e-6)
+            np.testing.assert_allclose(b.tabular_attributions, a.tabular_attributions, atol=1e-6)
+            assert b.output == pytest.approx(a.output - 0.7 * sign)
+            assert b.baseline_output == pytest.approx(a.baseline_output - 0.7 * sign)
+            assert b.probability == pytest.approx(1 / (1 + np.exp(-(b.logit / 1.5 - 0.7))))
+
+
 def test_internal_batch_size_changes_nothing():
     model = tiny_model("gated", seed=8)
     inputs = ExplainInputs.from_batch(random_batch(3, 4))

@@ -84,6 +84,16 @@ def test_null_player_gets_zero():
     assert torch.any(result.values[:, 1:].abs() > 1e-4)
 
 
+def test_the_calibration_offset_moves_every_coalition_value_and_no_shapley_value():
+    model = tiny_model("gated", seed=4)
+    batch = random_batch(3, 4)
+    for target, sign in ((None, 1.0), (0, -1.0)):
+        plain = modality_shapley(model, batch, temperature=1.3, target=target)
+        shifted = modality_shapley(model, batch, temperature=1.3, target=target, offset=0.9)
+        torch.testing.assert_close(shifted.values, plain.values)
+        torch.testing.assert_close(shifted.subset_values, plain.subset_values + 0.9 * sign)
+
+
 def test_negative_target_negates():
     model = tiny_model("late", seed=4)
     batch = random_batch(2, 4)

@@ -97,14 +97,17 @@ def test_external_evaluation_leaves_the_run_untouched(evaluated: Path, site: Pat
         pytest.approx(chosen_fit["slope"]),
     )
 
-    # predict applies the saved recalibration: sigmoid(intercept + slope * logit / temperature)
+    # predict applies the saved recalibration to the bundle's calibrated logit:
+    # sigmoid(intercept + slope * (logit / temperature + offset))
     chosen = recal["methods"]["intercept"]
     assert chosen["status"] == "ok" and chosen["slope"] == 1.0
     out = predict_cohort(
         evaluated, site, tmp_path / "p.csv", workers=1, calibration=result.artefact
     ).predictions
-    temperature = load_bundle(evaluated).calibration.temperature_
-    expected = expit(chosen["intercept"] + chosen["slope"] * out["logit"].to_numpy() / temperature)
+    home = load_bundle(evaluated).calibration
+    assert home.method == "platt" and home.offset_ != 0.0
+    calibrated_logit = out["logit"].to_numpy() / home.temperature_ + home.offset_
+    expected = expit(chosen["intercept"] + chosen["slope"] * calibrated_logit)
     assert out["probability"].to_numpy() == pytest.approx(expected)
     assert "probability_home" in out.columns
 
