@@ -13,7 +13,8 @@ HELP = """\
 Train a multimodal model. The cohort is validated first (the report goes into the run directory), the
 tabular normaliser and the note tokenizer are fitted on the training split, and the model trains with early
 stopping on validation AUROC. The best weights are then calibrated on the validation split (Platt scaling:
-a temperature and an offset; train.calibration=temperature fits the temperature only), an operating threshold is chosen on the validation split, and the bundle is written to RUN/bundle.
+a temperature and an offset; train.calibration=temperature fits the temperature only), an operating
+threshold is chosen on the validation split, and the bundle is written to RUN/bundle.
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"trained {config.name}: best val AUROC {fit.best_val_auroc:.4f} at epoch {fit.best_epoch} "
             f"({fit.epochs_run} epochs, stopped: {fit.stopped}); temperature {result.temperature:.3f}, "
-            f"threshold {result.threshold:.3f}"
+            f"offset {result.offset:+.3f}, threshold {result.threshold:.3f}"
         )
         for warning in result.warnings:
             print(f"warning: {warning}")

@@ -26,6 +26,11 @@ def test_round_trip_gives_identical_predictions(tiny_run: Path, small_cohort_2d:
     assert again.calibration.temperature_ == bundle.calibration.temperature_
     assert again.calibration.offset_ == bundle.calibration.offset_
     assert bundle.calibration.method == "platt"  # the default: a temperature and an offset
+    summary = json.loads((tiny_run / "training.json").read_text())
+    assert (summary["temperature"], summary["offset"]) == (
+        bundle.calibration.temperature_,
+        bundle.calibration.offset_,
+    )
     assert again.preprocessing.tokenizer.to_str() == bundle.preprocessing.tokenizer.to_str()
     assert 0 < bundle.threshold < 1 and len(bundle.version) == 16
     files = {p.name for p in (tiny_run / "bundle").iterdir()}

@@ -63,7 +63,8 @@ class TrainResult:
         run: the run directory; ``cohort``: the cohort trained on.
         fit: the trainer's result (best epoch, epochs run, why it stopped, history).
         val_metrics: metrics of the calibrated model on the validation split, at ``threshold``.
-        threshold: the operating threshold on calibrated probabilities; ``temperature``: the calibration.
+        threshold: the operating threshold on calibrated probabilities; ``temperature`` and ``offset``: the
+            calibration (``probability = sigmoid(logit / temperature + offset)``).
         parameters: number of model parameters.
         warnings: why the calibration deserves little trust (a small validation split, a temperature at
             its bound); also in the model card.
@@ -79,6 +80,7 @@ class TrainResult:
     parameters: int
     warnings: list[str]
     image_plan: dict[str, Any] | None
+    offset: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -90,6 +92,7 @@ class TrainResult:
             "val": self.val_metrics,
             "threshold": float(self.threshold),
             "temperature": self.temperature,
+            "offset": self.offset,
             "parameters": self.parameters,
             "warnings": self.warnings,
             "image_plan": self.image_plan,
@@ -223,7 +226,7 @@ def _image_cache(
 def _calibrate(
     model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
-    """Fit the temperature and the operating threshold on the validation split; their validation metrics,
+    """Fit the calibration and the operating threshold on the validation split; their validation metrics,
     and warnings when the split cannot support them (too small, one class, a temperature at its bound)."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
@@ -451,6 +454,7 @@ def _train(
         val_metrics=val_metrics,
         threshold=threshold,
         temperature=scaler.temperature_,
+        offset=scaler.offset_,
         parameters=sum(p.numel() for p in model.parameters()),
         warnings=warnings,
         image_plan=images.summary() if images is not None else None,
