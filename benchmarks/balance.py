@@ -111,14 +111,15 @@ def train_one(
     return run
 
 
-def cohort_outputs(bundle, test: Path) -> dict[str, np.ndarray]:
+def cohort_outputs(bundle, test: Path, inputs=None) -> dict[str, np.ndarray]:
     """The bundle's outputs on every usable case of one test cohort: case ids (``cohort-name/case_id``),
     labels, calibrated probabilities intact and with each modality removed, and each encoder's own logit
-    (NaN where the case lacks the modality)."""
+    (NaN where the case lacks the modality). ``inputs``: the bundle's ``CohortInputs`` for ``test`` when
+    already prepared (default: ``mmdx.predict.prepare_inputs``)."""
     from mmdx.keys import MODALITIES
     from mmdx.predict import predict_with_removed, prepare_inputs
 
-    inputs = prepare_inputs(bundle, test, workers=1)
+    inputs = inputs or prepare_inputs(bundle, test, workers=1)
     intact = predict_with_removed(bundle.model, inputs.dataset, None)
     found = {
         "case_id": np.array([f"{test.name}/{c}" for c in intact.case_ids]),
