@@ -111,42 +111,69 @@ def train_one(
     return run
 
 
-def test_outputs(run: Path, tests: list[Path]) -> dict[str, np.ndarray]:
-    """The bundle's outputs on the pooled test cohorts (cached in ``RUN/test_outputs.npz``): case ids,
-    labels, calibrated probabilities intact and with each modality removed, and each encoder's own logit."""
-    cached = run / "test_outputs.npz"
-    if cached.is_file():
-        with np.load(cached, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    from mmdx.bundle import load_bundle
+def cohort_outputs(bundle, test: Path, inputs=None) -> dict[str, np.ndarray]:
+    """The bundle's outputs on every usable case of one test cohort: case ids (``cohort-name/case_id``),
+    labels, calibrated probabilities intact and with each modality removed, and each encoder's own logit
+    (NaN where the case lacks the modality). ``inputs``: the bundle's ``CohortInputs`` for ``test`` when
+    already prepared (default: ``mmdx.predict.prepare_inputs``)."""
     from mmdx.keys import MODALITIES
     from mmdx.predict import predict_with_removed, prepare_inputs
 
-    bundle = load_bundle(run / "bundle")
+    inputs = inputs or prepare_inputs(bundle, test, workers=1)
+    intact = predict_with_removed(bundle.model, inputs.dataset, None)
+    found = {
+        "case_id": np.array([f"{test.name}/{c}" for c in intact.case_ids]),
+        "label": intact.labels,
+        "p": np.asarray(bundle.calibration.transform(intact.logits), dtype=np.float64),
+    }
+    for column, modality in enumerate(MODALITIES):
+        if modality not in bundle.preprocessing.modalities:
+            continue
+        if intact.aux_logits is not None:
+            own = intact.aux_logits[:, column].astype(np.float64)
+            found[f"own_{modality}"] = np.where(intact.presence[:, column], own, np.nan)
+        if len(bundle.preprocessing.modalities) > 1:
+            removed = predict_with_removed(bundle.model, inputs.dataset, modality)
+            found[f"without_{modality}"] = np.asarray(
+                bundle.calibration.transform(removed.logits), dtype=np.float64
+            )
+    return found
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_outputs(run: Path, tests: list[Path], cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """The bundle's outputs (:func:`cohort_outputs`) on the pooled test cohorts.
+
+    Cached in ``RUN/test_outputs.npz``; with ``cache_dir`` (for runs that are not to be written to), one
+    file per test cohort in ``cache_dir/<run folder>/<cohort folder>.npz`` instead, so an interrupted
+    scoring keeps the cohorts already predicted."""
+    if cache_dir is None:
+        cached = run / "test_outputs.npz"
+        if cached.is_file():
+            return _load_npz(cached)
+    files = {test: cache_dir / run.name / f"{test.name}.npz" for test in tests} if cache_dir else {}
+    bundle = None
     parts: dict[str, list[np.ndarray]] = {}
     for test in tests:
-        inputs = prepare_inputs(bundle, test, workers=1)
-        intact = predict_with_removed(bundle.model, inputs.dataset, None)
-        found = {
-            "case_id": np.array([f"{test.name}/{c}" for c in intact.case_ids]),
-            "label": intact.labels,
-            "p": np.asarray(bundle.calibration.transform(intact.logits), dtype=np.float64),
-        }
-        for column, modality in enumerate(MODALITIES):
-            if modality not in bundle.preprocessing.modalities:
-                continue
-            if intact.aux_logits is not None:
-                own = intact.aux_logits[:, column].astype(np.float64)
-                found[f"own_{modality}"] = np.where(intact.presence[:, column], own, np.nan)
-            if len(bundle.preprocessing.modalities) > 1:
-                removed = predict_with_removed(bundle.model, inputs.dataset, modality)
-                found[f"without_{modality}"] = np.asarray(
-                    bundle.calibration.transform(removed.logits), dtype=np.float64
-                )
+        if test in files and files[test].is_file():
+            found = _load_npz(files[test])
+        else:
+            from mmdx.bundle import load_bundle
+
+            bundle = bundle or load_bundle(run / "bundle")
+            found = cohort_outputs(bundle, test)
+            if test in files:
+                files[test].parent.mkdir(parents=True, exist_ok=True)
+                np.savez(files[test], **found)
         for key, value in found.items():
             parts.setdefault(key, []).append(value)
     outputs = {k: np.concatenate(v) for k, v in parts.items()}
-    np.savez(cached, **outputs)
+    if cache_dir is None:
+        np.savez(run / "test_outputs.npz", **outputs)
     return outputs
 
 
@@ -225,13 +252,18 @@ def score_run(
     return scored
 
 
-def score(runs: dict[tuple[str, str, int], Path], tests: list[Path], resamples: int) -> dict:
+def score(
+    runs: dict[tuple[str, str, int], Path],
+    tests: list[Path],
+    resamples: int,
+    cache_dir: Path | None = None,
+) -> dict:
     import pandas as pd
 
     from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
 
-    outputs = {key: test_outputs(run, tests) for key, run in runs.items()}
+    outputs = {key: test_outputs(run, tests, cache_dir) for key, run in runs.items()}
     oracle = pd.concat([oracle_scores(test) for test in tests])
     common = set(oracle.index)
     for out in outputs.values():

@@ -83,6 +83,12 @@ class Split(StrEnum):
     TEST = "test"
 
 
+def extra_predictions_file(extra: str | Path) -> str:
+    """The file, beside ``predictions.csv``, of the predictions on the further test cohort exported to
+    ``extra`` (an export written with ``export.py --like``)."""
+    return f"predictions_{Path(extra).name}.csv"
+
+
 def probability_column(removed: PeerModality | None) -> str:
     """Column of ``predictions.csv`` holding the test probabilities with ``removed`` made missing."""
     return "probability" if removed is None else f"probability_without_{removed.value}"
@@ -134,6 +140,16 @@ class PeerExport:
     def presence(self, modality: PeerModality) -> np.ndarray:
         """``[N]`` bool: whether each case has ``modality``."""
         return self.cases[f"has_{modality.value}"].to_numpy(dtype=bool)
+
+    def check_scored_like(self, training: PeerExport) -> None:
+        """Raise :class:`ExportError` unless this export is a further test cohort encoded as ``training``
+        (written with ``export.py --like`` of it), so a model fitted on ``training`` can score it."""
+        like = self.manifest.get("like") or {}
+        if like.get("key") != training.manifest["key"]:
+            raise ExportError(
+                f"{self.directory} was not exported like {training.directory}; write it with "
+                f"`python -m benchmarks.peers.export COHORT {self.directory} --like {training.directory}`"
+            )
 
     # ---- modalities -----------------------------------------------------------------------------------
     @property
@@ -276,6 +292,19 @@ def adapter_arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_extra_export_argument(parser: argparse.ArgumentParser) -> None:
+    """``--extra-export DIR`` (repeatable), for adapters that also score further test cohorts."""
+    parser.add_argument(
+        "--extra-export",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="export of a further test cohort (export.py --like the training export): every case of it is "
+        "scored too, into predictions_<DIR name>.csv",
+    )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -303,6 +332,40 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._start
 
 
+def predictions_frame(
+    case_ids: list[str], labels: np.ndarray, probabilities: Mapping[PeerModality | None, np.ndarray]
+) -> pd.DataFrame:
+    """The rows of ``predictions.csv``: ``case_id, label`` and one probability column per entry of
+    ``probabilities`` (``None``: every modality, required; a modality: with it removed)."""
+    if None not in probabilities:
+        raise ValueError("probabilities must include the prediction with every modality (key None)")
+    n = len(case_ids)
+    frame = pd.DataFrame({"case_id": case_ids, "label": np.asarray(labels, dtype=float)})
+    for removed, values in probabilities.items():
+        values = np.asarray(values, dtype=float).reshape(-1)
+        if values.shape[0] != n:
+            raise ValueError(f"{probability_column(removed)}: {values.shape[0]} values for {n} cases")
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+            raise ValueError(f"{probability_column(removed)}: probabilities must be finite and in [0, 1]")
+        frame[probability_column(removed)] = values
+    return frame
+
+
+def write_extra_predictions(
+    out: Path,
+    extra: PeerExport,
+    case_rows: np.ndarray,
+    probabilities: Mapping[PeerModality | None, np.ndarray],
+) -> Path:
+    """Write the predictions on the further test cohort ``extra`` (its rows ``case_rows``) beside
+    ``predictions.csv``, in the same columns; returns the file."""
+    frame = predictions_frame([extra.case_ids[i] for i in case_rows], extra.labels[case_rows], probabilities)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / extra_predictions_file(extra.directory)
+    frame.to_csv(path, index=False)
+    return path
+
+
 def write_outputs(
     out: Path,
     case_ids: list[str],
@@ -317,17 +380,7 @@ def write_outputs(
     modality) and may hold ``fit_seconds``, ``epochs``, ``seconds_per_epoch``, ``predict_seconds_per_case``,
     ``parameters`` and free ``notes``.
     """
-    if None not in probabilities:
-        raise ValueError("probabilities must include the prediction with every modality (key None)")
-    n = len(case_ids)
-    frame = pd.DataFrame({"case_id": case_ids, "label": np.asarray(labels, dtype=float)})
-    for removed, values in probabilities.items():
-        values = np.asarray(values, dtype=float).reshape(-1)
-        if values.shape[0] != n:
-            raise ValueError(f"{probability_column(removed)}: {values.shape[0]} values for {n} cases")
-        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-            raise ValueError(f"{probability_column(removed)}: probabilities must be finite and in [0, 1]")
-        frame[probability_column(removed)] = values
+    frame = predictions_frame(case_ids, labels, probabilities)
     if "inputs" not in info:
         raise ValueError("info must say what the peer was given ('inputs')")
     out.mkdir(parents=True, exist_ok=True)

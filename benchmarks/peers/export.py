@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from benchmarks.peers.common import EXPORT_SCHEMA, ExportFile, PeerModality, Split
+from benchmarks.peers.common import EXPORT_SCHEMA, ExportFile, PeerExport, PeerModality, Split
 from mmdx.config import Config, load_config
 from mmdx.data.dataset import ImageCache
-from mmdx.data.plan import declared_modality, plan_cohort_images
+from mmdx.data.plan import ImagePlan, declared_modality, plan_cohort_images
 from mmdx.data.tabular import aggregate_latest
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
@@ -135,13 +135,16 @@ def minilm_embeddings(texts: list[str], batch_size: int = 32) -> tuple[np.ndarra
 # tabular
 
 
-def tabular_frame(cohort: ValidatedCohort, config: Config) -> tuple[pd.DataFrame, list[str], list[str]]:
+def tabular_frame(
+    cohort: ValidatedCohort, config: Config, categories_like: list[str] | None = None
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The wide tabular table of every usable case, the continuous and the category column names.
 
     Continuous: the config's catalogue features (canonical units, latest value) and numeric case columns;
     categories: one 0/1 column ``name=value`` per value of each categorical column seen in the training
-    split (unseen or missing values: all 0). Cases without observations get an all-missing row, because
-    mmdx masks their whole tabular modality (age, sex and site included).
+    split (unseen or missing values: all 0), or exactly the columns ``categories_like`` (those of another
+    export: a further test cohort is encoded as its training cohort was). Cases without observations get
+    an all-missing row, because mmdx masks their whole tabular modality (age, sex and site included).
     """
     tab = config.data.tabular
     features = cohort.catalogue.keys if tab.features == "all" else list(tab.features)
@@ -153,12 +156,20 @@ def tabular_frame(cohort: ValidatedCohort, config: Config) -> tuple[pd.DataFrame
         wide[column] = pd.to_numeric(cases[column], errors="coerce").astype(float)
     continuous = list(wide.columns)
     train = cases[cases["split"] == Split.TRAIN.value]
+    seen: dict[str, list[str]] = {}
+    if categories_like is None:
+        for column in (c for c in tab.categorical_columns if c in cases.columns):
+            seen[column] = sorted({str(v) for v in train[column].dropna()})
+    else:
+        for name in categories_like:
+            column, _, value = name.partition("=")
+            seen.setdefault(column, []).append(value)
     categories = []
-    for column in (c for c in tab.categorical_columns if c in cases.columns):
-        seen = sorted({str(v) for v in train[column].dropna()})
-        for value in seen:
+    for column, values in seen.items():
+        present = cases[column] if column in cases.columns else pd.Series(np.nan, index=cases.index)
+        for value in values:
             name = f"{column}={value}"
-            wide[name] = (cases[column].astype(str) == value).astype(float).where(cases[column].notna(), 0.0)
+            wide[name] = (present.astype(str) == value).astype(float).where(present.notna(), 0.0)
             categories.append(name)
     absent = ~cases["has_tabular"].to_numpy(dtype=bool)
     wide.loc[absent, continuous] = np.nan
@@ -174,9 +185,11 @@ def tabular_frame(cohort: ValidatedCohort, config: Config) -> tuple[pd.DataFrame
 NoteEmbedder = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
 
-def export_key(fingerprint: str, config: Config, embedder: str = "minilm_embeddings") -> str:
-    """Identity of an export: the cohort's bytes, the preprocessing settings, the note embedder and the
-    export schema."""
+def export_key(
+    fingerprint: str, config: Config, embedder: str = "minilm_embeddings", like: str | None = None
+) -> str:
+    """Identity of an export: the cohort's bytes, the preprocessing settings, the note embedder, the export
+    schema and, for a further test cohort, the key of the training cohort's export it is encoded like."""
     settings = {
         "schema": EXPORT_SCHEMA,
         "cohort": fingerprint,
@@ -188,6 +201,8 @@ def export_key(fingerprint: str, config: Config, embedder: str = "minilm_embeddi
     }
     if embedder != "minilm_embeddings":
         settings["embedder"] = embedder
+    if like is not None:
+        settings["like"] = like
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -205,11 +220,14 @@ def export_cohort(
     workers: int = 2,
     log: Callable[[str], None] = print,
     embed_notes: NoteEmbedder = minilm_embeddings,
+    like: PeerExport | None = None,
 ) -> dict:
     """Write (or reuse) the export of ``cohort`` in ``out``; returns its manifest.
 
     ``embed_notes`` maps the notes ``[N]`` to ``([N, D], [D])`` (their embeddings and the empty note's);
-    the default is all-MiniLM-L6-v2.
+    the default is all-MiniLM-L6-v2. ``like``: the export of a training cohort; ``cohort`` is then a further
+    test cohort, encoded as that export was (its image plan, applied as it is, and its category columns)
+    and every usable case of it is in the test split, whatever its own ``split`` column says.
     """
     cohort, out = Path(cohort), Path(out)
     config_path = Path(config_path) if config_path else DEFAULT_CONFIGS[cohort_dims(cohort)]
@@ -218,7 +236,10 @@ def export_cohort(
     if not validated.report.usable:
         raise MmdxError(f"{cohort} has no usable case; run `mmdx validate {cohort}` for the reasons")
     key = export_key(
-        validated.fingerprint(), config, getattr(embed_notes, "__qualname__", type(embed_notes).__qualname__)
+        validated.fingerprint(),
+        config,
+        getattr(embed_notes, "__qualname__", type(embed_notes).__qualname__),
+        like=None if like is None else like.manifest["key"],
     )
     manifest_file = out / ExportFile.MANIFEST
     if manifest_file.is_file():
@@ -229,21 +250,34 @@ def export_cohort(
     out.mkdir(parents=True, exist_ok=True)
     manifest_file.unlink(missing_ok=True)  # the manifest is written last: its presence marks a whole export
 
-    # the image plan mmdx training would fit (it may drop images it cannot take, so it comes first)
-    plan = plan_cohort_images(validated, config.data.image).plan
+    # the image plan mmdx training would fit, or the training export's plan applied as it is (either may
+    # drop images it cannot take, so it comes first)
+    if like is None:
+        plan = plan_cohort_images(validated, config.data.image).plan
+    else:
+        plan = plan_cohort_images(
+            validated, plan=ImagePlan.from_dict(like.manifest["image"]["settings"])
+        ).plan
     cases = validated.cases.reset_index(drop=True)
     ids = cases["case_id"].tolist()
     table = pd.DataFrame(
         {
             "case_id": ids,
-            "split": cases["split"],
+            "split": cases["split"] if like is None else Split.TEST.value,
             "label": cases["label"],
             **{f"has_{m.value}": cases[f"has_{m.value}"].astype(int) for m in MODALITIES},
         }
     )
     table.to_csv(out / ExportFile.CASES, index=False)
 
-    wide, continuous, categories = tabular_frame(validated, config)
+    wide, continuous, categories = tabular_frame(
+        validated, config, None if like is None else like.category_columns
+    )
+    if like is not None and continuous != like.continuous_columns:
+        raise MmdxError(
+            f"{cohort}: tabular columns {continuous} differ from those of the training export "
+            f"{like.directory} ({like.continuous_columns}); export both with the same config"
+        )
     wide.loc[ids].reset_index().to_csv(out / ExportFile.TABULAR, index=False)
 
     texts = [validated.notes.get(c) or "" for c in ids]
@@ -308,6 +342,7 @@ def export_cohort(
         # the token budget of mmdx's note encoder, given to peers that tokenise notes themselves
         "text_max_length": config.data.text.max_length,
         "train": {"epochs": config.train.epochs, "patience": config.train.patience},
+        "like": None if like is None else {"directory": str(like.directory), "key": like.manifest["key"]},
     }
     manifest_file.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     log(f"export written to {out}: {len(ids)} cases, splits {counts}")
@@ -322,8 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--config", type=Path, help="mmdx config whose preprocessing the export follows")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--like",
+        type=Path,
+        metavar="EXPORT",
+        help="the export of a training cohort: COHORT is a further test cohort, encoded as that export "
+        "(its image plan and category columns), every case in the test split",
+    )
     args = parser.parse_args(argv)
-    export_cohort(args.cohort, args.out, args.config, args.workers)
+    like = PeerExport(args.like) if args.like else None
+    export_cohort(args.cohort, args.out, args.config, args.workers, like=like)
     return 0
 
 

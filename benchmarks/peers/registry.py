@@ -28,6 +28,8 @@ class PeerSpec:
     args: tuple[str, ...] = ()
     #: what it is given (image · tabular · notes), for 2D and for 3D cohorts: the table's "given" column
     given: tuple[str, str] = ("", "")
+    #: its adapter takes ``--extra-export`` (scores further test cohorts: ``run.py --extra-test``)
+    scores_extra: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ PEERS: tuple[PeerSpec, ...] = (
         "benchmarks.peers.adapters.gbm",
         ("--features", "haim"),
         ("image statistics · values · MiniLM", "volume statistics · values · MiniLM"),
+        scores_extra=True,
     ),
     PeerSpec(
         "widedeep",
@@ -91,6 +94,7 @@ PEERS: tuple[PeerSpec, ...] = (
         MAIN_ENV,
         "benchmarks.peers.adapters.tfidf_text",
         given=("notes", "notes"),
+        scores_extra=True,
     ),
     PeerSpec(
         "gbm_tabular",
@@ -100,6 +104,7 @@ PEERS: tuple[PeerSpec, ...] = (
         "benchmarks.peers.adapters.gbm",
         ("--features", "tabular"),
         ("values", "values"),
+        scores_extra=True,
     ),
 )
 

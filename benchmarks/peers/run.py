@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.peers.run COHORT [--seeds 0 1 2] [--peers haim widedeep ...]
         [--ablations concat late attention gated | none] [--config configs/demo.yaml]
         [--out benchmarks/out/peers/<cohort>] [--benchmarks-md BENCHMARKS.md | none]
+        [--extra-test COHORT ...]
 
 1. Writes the peer-neutral export of the cohort (``export.py``): the same validated cases, splits and
    preprocessing for everyone.
@@ -17,6 +18,12 @@
    the best peer (difference of seed-averaged AUROCs over the test cases).
 4. Prints the Markdown table, writes ``results.json`` and ``table.md`` to ``--out`` and the section of
    ``BENCHMARKS.md`` for this cohort, with this command.
+
+With ``--extra-test``, the peers whose adapters can (``scores_extra`` in ``registry.py``: the HAIM recipe
+and the single-modality baselines) also score every case of further test cohorts -- other cohorts of the
+same generator, exported like this one (``export.py --like``) -- into
+``OUT/records/<key>/seed<N>/predictions_<cohort folder>.csv``, for benchmarks that compare models on many
+more test cases than the cohort's own test split (``benchmarks/fov_balance.py``); the table is unchanged.
 
 Every finished (model, seed) is kept in ``--out/records`` and reused, so an interrupted run continues where
 it stopped; a model that fails is reported with its reason and tried again on the next run.
@@ -45,6 +52,7 @@ from benchmarks.peers.common import (
     PeerExport,
     PeerModality,
     Split,
+    extra_predictions_file,
     probability_column,
 )
 from benchmarks.peers.export import DEFAULT_CONFIGS, cohort_dims, export_cohort
@@ -136,16 +144,32 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " / ".join(text[-lines:])[-300:]
 
 
+def extra_exports_for(spec: PeerSpec, extras: list[PeerExport]) -> list[PeerExport]:
+    """The further test cohorts ``spec`` scores: all of them if its adapter can, else none."""
+    return extras if spec.scores_extra else []
+
+
 def peer_record(
-    spec: PeerSpec, seed: int, export: PeerExport, out: Path, epochs: int, patience: int, threads: int
+    spec: PeerSpec,
+    seed: int,
+    export: PeerExport,
+    out: Path,
+    epochs: int,
+    patience: int,
+    threads: int,
+    extras: list[PeerExport] | None = None,
 ) -> dict:
-    """Run one peer adapter for one seed (or reuse its finished record)."""
+    """Run one peer adapter for one seed (or reuse its finished record); with ``extras`` (exports of further
+    test cohorts), adapters that can also score every case of each."""
     base = {"model": spec.model, "key": spec.key, "group": spec.group, "seed": seed}
     folder = out / RECORDS / spec.key / f"seed{seed}"
     record_file = folder / "record.json"
+    scored_extra = extra_exports_for(spec, extras or [])
+    extra_keys = {e.directory.name: e.manifest["key"] for e in scored_extra}
     if record_file.is_file():
         record = json.loads(record_file.read_text(encoding="utf-8"))
         same_inputs = record.get("export_key") == export.manifest["key"] and record.get("threads") == threads
+        same_inputs = same_inputs and (record.get("extra_keys") or {}) == extra_keys
         if same_inputs and record.get("status") == "ok":
             return record
     python = env_python(spec.env)
@@ -158,6 +182,8 @@ def peer_record(
     log_file = folder / "adapter.log"
     for stale in (log_file, folder / OutputFile.RESULT, folder / OutputFile.PREDICTIONS, record_file):
         stale.unlink(missing_ok=True)
+    for stale in folder.glob(extra_predictions_file("*")):
+        stale.unlink()
     cmd = [
         str(python),
         "-m",
@@ -176,6 +202,8 @@ def peer_record(
         str(threads),
         *spec.args,
     ]
+    for extra in scored_extra:
+        cmd += ["--extra-export", str(extra.directory)]
     env = os.environ | {
         "PYTHONPATH": str(REPO),
         "HF_HUB_OFFLINE": "1",
@@ -214,6 +242,8 @@ def peer_record(
         "notes": result.get("notes", ""),
         "versions": result.get("versions", {}),
         "predictions": str(folder / OutputFile.PREDICTIONS),
+        "extra_keys": extra_keys,
+        "extra_predictions": {name: str(folder / extra_predictions_file(name)) for name in extra_keys},
     }
     record_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
@@ -489,6 +519,15 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="CPU threads per model process (default 1; 0: library defaults)",
     )
+    parser.add_argument(
+        "--extra-test",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="COHORT",
+        help="further test cohorts (same generator, other seeds): exported like COHORT and scored, every "
+        "case, by the peers that can (HAIM and the single-modality baselines); the table is unchanged",
+    )
     args = parser.parse_args(argv)
     cohort = args.cohort.resolve()
     config = (args.config or DEFAULT_CONFIGS[cohort_dims(cohort)]).resolve()
@@ -511,11 +550,18 @@ def main(argv: list[str] | None = None) -> int:
     words += ["--first-seed-only", *args.first_seed_only] if args.first_seed_only else []
     words += ["--config", str(args.config)] if args.config else []
     words += ["--threads", str(args.threads)] if args.threads != 1 else []
+    words += ["--extra-test", *map(str, args.extra_test)] if args.extra_test else []
     command = ".venv/bin/python -m benchmarks.peers.run " + shlex.join(words)
     limit_threads(args.threads)
     log(f"export of {cohort} -> {out / 'export'}")
     export_cohort(cohort, out / "export", config, args.workers, log=log)
     export = PeerExport(out / "export")
+    extras = []
+    for extra in args.extra_test:
+        extra = extra.resolve()
+        log(f"export of the further test cohort {extra} -> {out / 'extra' / extra.name}")
+        export_cohort(extra, out / "extra" / extra.name, config, args.workers, log=log, like=export)
+        extras.append(PeerExport(out / "extra" / extra.name))
     epochs, patience = export.manifest["train"]["epochs"], export.manifest["train"]["patience"]
 
     mmdx_specs = [] if args.no_mmdx else [MMDX_MAIN, *(ablation_spec(v) for v in ablations)]
@@ -537,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     later_specs.sort(key=lambda s: s.variant in ABLATIONS)
     for spec, seed in schedule([*fast, *main_specs, *neural, *later_specs], args.seeds, args.first_seed_only):
         if isinstance(spec, PeerSpec):
-            record = peer_record(spec, seed, export, out, epochs, patience, args.threads)
+            record = peer_record(spec, seed, export, out, epochs, patience, args.threads, extras)
         else:
             record = mmdx_record(spec, seed, cohort, config, out, export, args.threads)
         records.append(record)

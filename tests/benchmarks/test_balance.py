@@ -25,3 +25,27 @@ def test_reference_ece_shrinks_with_the_number_of_cases() -> None:
     large = reference_ece(rng.random(5000), draws=100)
     assert small["low"] <= small["mean"] <= small["high"]
     assert large["mean"] < small["mean"] / 3  # the noise floor of a perfectly calibrated model falls with n
+
+
+def test_outputs_cached_outside_the_run_one_file_per_cohort(tmp_path, monkeypatch):
+    from benchmarks import balance
+
+    calls = []
+
+    def fake_outputs(bundle, test):
+        calls.append(test.name)
+        return {"case_id": np.array([f"{test.name}/C1"]), "label": np.array([1.0]), "p": np.array([0.7])}
+
+    monkeypatch.setattr(balance, "cohort_outputs", fake_outputs)
+    monkeypatch.setattr("mmdx.bundle.load_bundle", lambda path: object())
+    run, cache = tmp_path / "run-seed0", tmp_path / "cache"
+    run.mkdir()
+    tests = [tmp_path / "first", tmp_path / "second"]
+    out = balance.test_outputs(run, tests, cache)
+    assert out["case_id"].tolist() == ["first/C1", "second/C1"] and calls == ["first", "second"]
+    assert sorted(p.name for p in (cache / run.name).iterdir()) == ["first.npz", "second.npz"]
+    assert not any(run.iterdir())  # the run folder is read, never written
+    (cache / run.name / "second.npz").unlink()
+    again = balance.test_outputs(run, tests, cache)
+    assert calls == ["first", "second", "second"]  # only the missing cohort is predicted again
+    np.testing.assert_array_equal(again["p"], out["p"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.peers.common import PeerExport, PeerModality, Split
+from benchmarks.peers.common import ExportError, PeerExport, PeerModality, Split
 from benchmarks.peers.export import (
     DEFAULT_CONFIGS,
     export_cohort,
@@ -181,3 +181,29 @@ def test_statistics_find_a_dense_region_and_where_it_is(shape):
     # intensity statistics do not depend on where the voxels are
     for name in ("mean", "std", "q50", "hist_10", "above_0.65"):
         assert far[name] == pytest.approx(stats[name])
+
+
+@pytest.mark.slow  # exports a synthetic cohort: validation, image preprocessing
+def test_a_further_test_cohort_is_exported_like_the_training_export(exported, small_cohort_2d, tmp_path):
+    export, validated, _, manifest = exported
+    like = export_cohort(
+        small_cohort_2d,
+        tmp_path / "extra",
+        DEFAULT_CONFIGS[2],
+        workers=1,
+        log=lambda _: None,
+        embed_notes=RecordingEmbedder(),
+        like=export,
+    )
+    extra = PeerExport(tmp_path / "extra")
+    # every usable case is a test case, whatever the cohort's own split column says
+    assert set(extra.cases["split"]) == {Split.TEST.value}
+    assert len(extra.index(Split.TEST)) == int(validated.cases["label"].notna().sum())
+    # encoded as the training export: its image plan and its columns, so its model can score it
+    assert like["image"]["settings"] == manifest["image"]["settings"]
+    assert extra.category_columns == export.category_columns
+    assert list(extra.tabular().columns) == list(export.tabular().columns)
+    assert like["key"] != manifest["key"] and like["like"]["key"] == manifest["key"]
+    extra.check_scored_like(export)
+    with pytest.raises(ExportError, match="--like"):
+        export.check_scored_like(extra)

@@ -16,7 +16,15 @@ from benchmarks.peers.adapters.gbm import design
 from benchmarks.peers.common import EXPORT_SCHEMA, ExportFile, PeerExport, PeerModality, TabularDesign
 from benchmarks.peers.registry import MAIN_ENV, OTHERS, PEERS, PeerSpec, peer_by_key
 from benchmarks.peers.report import MMDX, PEER, SINGLE
-from benchmarks.peers.run import build_report, choose_ablation, peer_record, run_measured, schedule
+from benchmarks.peers.run import (
+    build_report,
+    choose_ablation,
+    extra_exports_for,
+    peer_record,
+    run_measured,
+    schedule,
+)
+from mmdx.metrics import auroc
 
 
 def write_export(directory: Path, n: int = 80, seed: int = 0) -> PeerExport:
@@ -93,6 +101,54 @@ def test_peer_runs_measures_and_is_resumed(tmp_path):
     assert log.stat().st_mtime_ns == stamp  # reused, not run again
     rerun = peer_record(TFIDF, 0, export, out, epochs=2, patience=1, threads=2)
     assert rerun["threads"] == 2 and log.stat().st_mtime_ns != stamp
+
+
+def write_extra_export(directory: Path, like: PeerExport, n: int = 60) -> PeerExport:
+    """A further test cohort exported like ``like``: every case in the test split."""
+    write_export(directory, n=n, seed=1)
+    cases = pd.read_csv(directory / ExportFile.CASES)
+    cases["split"] = "test"
+    cases.to_csv(directory / ExportFile.CASES, index=False)
+    manifest = json.loads((directory / ExportFile.MANIFEST).read_text())
+    manifest["like"] = {"directory": str(like.directory), "key": like.manifest["key"]}
+    (directory / ExportFile.MANIFEST).write_text(json.dumps(manifest))
+    return PeerExport(directory)
+
+
+@pytest.mark.slow  # adapter processes (scikit-learn): a few seconds each
+def test_peers_that_can_score_every_case_of_further_test_cohorts(tmp_path):
+    export = write_export(tmp_path / "export")
+    extra = write_extra_export(tmp_path / "extra_cohort", export)
+    out = tmp_path / "out"
+    record = peer_record(TFIDF, 0, export, out, 2, 1, 1, extras=[extra])
+    assert record["status"] == "ok", record.get("reason")
+    scored = pd.read_csv(record["extra_predictions"]["extra_cohort"], dtype={"case_id": str})
+    assert scored["case_id"].tolist() == extra.case_ids  # every case, in export order
+    np.testing.assert_array_equal(scored["label"], extra.labels)
+    assert auroc(scored["label"].to_numpy(), scored["probability"].to_numpy()) > 0.75
+    assert scored["probability_without_text"].nunique() == 1  # the empty note for everyone
+    # the cohort's own test split is scored as before
+    own = pd.read_csv(record["predictions"], dtype={"case_id": str})
+    assert own["case_id"].tolist() == [export.case_ids[i] for i in export.index("test")]
+    # the record is reused with the same further cohorts, redone without them
+    log = out / "records" / TFIDF.key / "seed0" / "adapter.log"
+    stamp = log.stat().st_mtime_ns
+    assert peer_record(TFIDF, 0, export, out, 2, 1, 1, extras=[extra]) == record
+    assert log.stat().st_mtime_ns == stamp
+    alone = peer_record(TFIDF, 0, export, out, 2, 1, 1)
+    assert alone["extra_predictions"] == {} and not list(log.parent.glob("predictions_*.csv"))
+    # a cohort not exported like the training export is refused, naming the fix
+    stranger = write_export(tmp_path / "stranger", seed=2)
+    failed = peer_record(TFIDF, 1, export, out, 2, 1, 1, extras=[stranger])
+    assert failed["status"] == "failed" and "--like" in failed["reason"]
+
+
+def test_only_adapters_that_take_further_test_cohorts_are_given_them(tmp_path):
+    export = write_export(tmp_path / "export")
+    extra = write_extra_export(tmp_path / "extra", export)
+    assert {p.key for p in PEERS if p.scores_extra} == {"haim", "gbm_tabular", "tfidf_text"}
+    for spec in PEERS:
+        assert extra_exports_for(spec, [extra]) == ([extra] if spec.scores_extra else [])
 
 
 def test_a_failing_or_missing_peer_is_reported_with_its_reason(tmp_path):

@@ -1,6 +1,7 @@
 """Gradient boosting (LightGBM): the HAIM recipe, or tabular values alone.
 
     python -m benchmarks.peers.adapters.gbm --export E --out O --seed S --features haim|tabular
+        [--extra-export DIR ...]
 
 ``haim`` follows Soenksen et al., "Integrated multimodal artificial intelligence framework for healthcare
 applications", npj Digital Medicine 5, 149 (2022): fixed per-modality embeddings concatenated into one
@@ -11,7 +12,8 @@ uses the tabular values only (the single-modality baseline).
 
 The tree count is chosen by early stopping on the validation split (log loss, 50 rounds) and the leaves and
 learning rate by validation AUROC over a small grid; row and column subsampling make the seed matter.
-Runs in the ``haim`` environment (LightGBM, numpy, pandas).
+``--extra-export`` also scores every case of further test cohorts (exported ``--like`` E) with the same
+model, intact and with each modality removed. Runs in the ``haim`` environment (LightGBM, numpy, pandas).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from benchmarks.peers.common import (
     Split,
     Stopwatch,
     adapter_arguments,
+    add_extra_export_argument,
     blank_tabular,
     seed_everything,
+    write_extra_predictions,
     write_outputs,
 )
 
@@ -53,15 +57,35 @@ def design(export: PeerExport, features: str, removed: PeerModality | None = Non
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+def modalities_of(features: str) -> list[PeerModality]:
+    if features == "haim":
+        return [PeerModality.IMAGE, PeerModality.TABULAR, PeerModality.TEXT]
+    return [PeerModality.TABULAR]
+
+
+def removed_probabilities(
+    model, export: PeerExport, features: str, rows: np.ndarray
+) -> dict[PeerModality, np.ndarray]:
+    """The model's probabilities on ``rows`` of ``export`` with each modality it uses removed."""
+    return {
+        modality: model.predict_proba(design(export, features, modality)[rows])[:, 1]
+        for modality in modalities_of(features)
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = adapter_arguments(__doc__ or "")
     parser.add_argument("--features", choices=["haim", "tabular"], default="haim")
+    add_extra_export_argument(parser)
     args = parser.parse_args(argv)
     import lightgbm
     from sklearn.metrics import roc_auc_score
 
     seed_everything(args.seed)
     export = PeerExport(args.export)
+    extras = [PeerExport(e) for e in args.extra_export]
+    for extra in extras:
+        extra.check_scored_like(export)
     train, val, test = (export.index(s) for s in Split)
     y = export.labels
     x = design(export, args.features)
@@ -98,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     val_auroc, num_leaves, rate, model = best
     with Stopwatch() as predict_time:
         probabilities = {None: model.predict_proba(x[test])[:, 1]}
-    modalities = [PeerModality.TABULAR]
-    if args.features == "haim":
-        modalities = [PeerModality.IMAGE, PeerModality.TABULAR, PeerModality.TEXT]
-    for modality in modalities:
-        probabilities[modality] = model.predict_proba(design(export, args.features, modality)[test])[:, 1]
+    probabilities.update(removed_probabilities(model, export, args.features, test))
+    for extra in extras:
+        rows = extra.index(Split.TEST)
+        scored = {None: model.predict_proba(design(extra, args.features)[rows])[:, 1]}
+        scored.update(removed_probabilities(model, extra, args.features, rows))
+        print(f"scored {len(rows)} cases of {extra.directory}")
+        write_extra_predictions(args.out, extra, rows, scored)
     n_trees = int(model.best_iteration_ or model.n_estimators)
     dims = "volume" if export.dims == 3 else "image"
     inputs = {PeerModality.TABULAR.value: "canonical values, NaN left to the trees; sex and site one-hot"}

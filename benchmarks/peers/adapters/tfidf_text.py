@@ -1,10 +1,11 @@
 """Notes alone: TF-IDF of word unigrams and bigrams with L2-regularised logistic regression.
 
-    python -m benchmarks.peers.adapters.tfidf_text --export E --out O --seed S
+    python -m benchmarks.peers.adapters.tfidf_text --export E --out O --seed S [--extra-export DIR ...]
 
 The vocabulary is fitted on the training notes (terms in at least 2 notes, sublinear term frequency); the
 regularisation strength is chosen by validation AUROC. Cases without notes get the empty text, which is
-also what "notes removed" means at test time. Runs in the main environment (scikit-learn).
+also what "notes removed" means at test time. ``--extra-export`` also scores every case of further test
+cohorts (exported ``--like`` E). Runs in the main environment (scikit-learn).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from benchmarks.peers.common import (
     Split,
     Stopwatch,
     adapter_arguments,
+    add_extra_export_argument,
     seed_everything,
+    write_extra_predictions,
     write_outputs,
 )
 
@@ -27,7 +30,9 @@ C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = adapter_arguments(__doc__ or "").parse_args(argv)
+    parser = adapter_arguments(__doc__ or "")
+    add_extra_export_argument(parser)
+    args = parser.parse_args(argv)
     import sklearn
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -35,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     seed_everything(args.seed)
     export = PeerExport(args.export)
+    extras = [PeerExport(e) for e in args.extra_export]
+    for extra in extras:
+        extra.check_scored_like(export)
     train, val, test = (export.index(s) for s in Split)
     y = export.labels
     texts = np.asarray(export.notes(), dtype=object)
@@ -54,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     with Stopwatch() as predict_time:
         probability = model.predict_proba(vectorizer.transform(texts[test]))[:, 1]
     empty = model.predict_proba(vectorizer.transform([""] * len(test)))[:, 1]
+    for extra in extras:
+        rows = extra.index(Split.TEST)
+        notes = np.asarray(extra.notes(), dtype=object)[rows]
+        scored = model.predict_proba(vectorizer.transform(notes))[:, 1]
+        without = model.predict_proba(vectorizer.transform([""] * len(rows)))[:, 1]
+        write_extra_predictions(args.out, extra, rows, {None: scored, PeerModality.TEXT: without})
     write_outputs(
         args.out,
         [export.case_ids[i] for i in test],
