@@ -79,7 +79,14 @@ def module_name(path: Path) -> str:
 
 
 def _python_files(*folders: str) -> list[Path]:
-    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+    """The project's own sources: hidden folders (the peers' virtual environments under
+    ``benchmarks/peers/.envs``, caches) hold other projects' files."""
+    return sorted(
+        p
+        for folder in folders
+        for p in (ROOT / folder).rglob("*.py")
+        if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    )
 
 
 def _top(module: str) -> str:
