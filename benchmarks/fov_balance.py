@@ -257,48 +257,32 @@ def _ci(d: dict) -> str:
     return f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
+def _seeded_row(
+    target: str, by_seed: dict, lower: float, n_cases: int | None = None
+) -> tuple[str, str, str, str]:
+    """One targets-table row from per-seed intervals (and their seed ``mean``, which decides when present)."""
+    decisive = by_seed.get("mean", next(iter(by_seed.values())))
+    seeds = ", ".join(f"seed {k} {_ci(v)}" for k, v in by_seed.items() if k != "mean")
+    numbers = f"seed mean {_ci(decisive)}; {seeds}" if "mean" in by_seed else seeds
+    n = n_cases if n_cases is not None else decisive["n_cases"]
+    return target, numbers, str(n), interval_verdict(decisive["low"], decisive["high"], lower=lower)
+
+
 def target_rows(results: dict) -> list[tuple[str, str, str, str]]:
     """``(target, numbers, n, verdict)`` for the targets table."""
     rows = []
-    loss = results["image_loss"]
-    if loss:
-        decisive = loss.get("mean", next(iter(loss.values())))
-        seeds = ", ".join(f"seed {k} {_ci(v)}" for k, v in loss.items() if k != "mean")
-        rows.append(
-            (
-                f"1. removing the image costs ≥ {IMAGE_LOSS_TARGET} AUROC",
-                f"seed mean {_ci(decisive)}; {seeds}",
-                str(decisive["n_cases"]),
-                interval_verdict(decisive["low"], decisive["high"], lower=IMAGE_LOSS_TARGET),
-            )
-        )
-    peer = results["fused_minus_peer"]
-    if peer:
-        decisive = peer.get("mean", next(iter(peer.values())))
-        seeds = ", ".join(f"seed {k} {_ci(v)}" for k, v in peer.items() if k != "mean")
-        rows.append(
-            (
-                f"2. fused − {results['settings']['peer']} > 0",
-                f"seed mean {_ci(decisive)}; {seeds}",
-                str(decisive["n_cases"]),
-                interval_verdict(decisive["low"], decisive["high"], lower=0.0),
-            )
-        )
+    if results["image_loss"]:
+        target = f"1. removing the image costs ≥ {IMAGE_LOSS_TARGET} AUROC"
+        rows.append(_seeded_row(target, results["image_loss"], IMAGE_LOSS_TARGET))
+    peer_target = f"2. fused − {results['settings']['peer']} > 0"
+    if results["fused_minus_peer"]:
+        rows.append(_seeded_row(peer_target, results["fused_minus_peer"], 0.0))
     else:
-        rows.append((f"2. fused − {results['settings']['peer']} > 0", "peer not scored", "-", "not run"))
+        rows.append((peer_target, "peer not scored", "-", "not run"))
     for source, by_modality in results["own_head"].items():
         for modality, found in by_modality.items():
-            diffs = found["differences"]
-            decisive = diffs.get("mean", next(iter(diffs.values())))
-            seeds = ", ".join(f"seed {k} {_ci(v)}" for k, v in diffs.items() if k != "mean")
-            rows.append(
-                (
-                    f"3. own {modality} head − {source} {modality}-only ≥ −{OWN_HEAD_MARGIN}",
-                    f"seed mean {_ci(decisive)}; {seeds}",
-                    str(found["n_cases"]),
-                    interval_verdict(decisive["low"], decisive["high"], lower=-OWN_HEAD_MARGIN),
-                )
-            )
+            target = f"3. own {modality} head − {source} {modality}-only ≥ −{OWN_HEAD_MARGIN}"
+            rows.append(_seeded_row(target, found["differences"], -OWN_HEAD_MARGIN, found["n_cases"]))
     calibration = results["calibration"]
     for what, bounds in (("slope", SLOPE_RANGE), ("intercept", INTERCEPT_RANGE)):
         verdicts = [interval_verdict(c[what]["low"], c[what]["high"], *bounds) for c in calibration.values()]
@@ -317,22 +301,11 @@ def target_rows(results: dict) -> list[tuple[str, str, str, str]]:
         for s, c in calibration.items()
     )
     rows.append(("4. ECE (15 bins) beside a perfectly calibrated model's", ece, str(results["n_cases"]), "-"))
-    concat = results["gated_minus_concat"]
-    if concat:
-        decisive = concat.get("mean", next(iter(concat.values())))
-        seeds = ", ".join(f"seed {k} {_ci(v)}" for k, v in concat.items() if k != "mean")
-        rows.append(
-            (
-                "5. gated_attention − concat ≥ 0 (at least level)",
-                f"seed mean {_ci(decisive)}; {seeds}" if "mean" in concat else seeds,
-                str(decisive["n_cases"]),
-                interval_verdict(decisive["low"], decisive["high"], lower=0.0),
-            )
-        )
+    concat_target = "5. gated_attention − concat ≥ 0 (at least level)"
+    if results["gated_minus_concat"]:
+        rows.append(_seeded_row(concat_target, results["gated_minus_concat"], 0.0))
     else:
-        rows.append(
-            ("5. gated_attention − concat ≥ 0 (at least level)", "no concat model trained", "-", "not run")
-        )
+        rows.append((concat_target, "no concat model trained", "-", "not run"))
     return rows
 
 

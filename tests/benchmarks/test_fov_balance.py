@@ -14,6 +14,7 @@ from benchmarks.fov_balance import (
     interval_verdict,
     own_head_comparisons,
     peer_probabilities,
+    target_rows,
 )
 
 
@@ -82,3 +83,39 @@ def test_own_heads_are_compared_on_the_cases_that_have_the_modality(tmp_path):
     assert found["n_cases"] == 300
     difference = found["differences"]["0"]
     assert difference["estimate"] == pytest.approx(0.0, abs=1e-12) and difference["n_cases"] == 300
+
+
+def _iv(estimate: float, low: float, high: float, n: int = 900) -> dict:
+    return {"estimate": estimate, "low": low, "high": high, "n_cases": n}
+
+
+def test_the_targets_table_lets_the_seed_mean_decide_and_says_what_was_not_run():
+    calibration = {
+        "0": {
+            "slope": _iv(1.0, 0.95, 1.05),
+            "intercept": _iv(-0.3, -0.4, -0.2),
+            "ece": 0.05,
+            "ece_reference": {"mean": 0.01, "low": 0.005, "high": 0.015},
+        }
+    }
+    results = {
+        "image_loss": {
+            "0": _iv(0.05, 0.03, 0.07),
+            "1": _iv(0.01, -0.01, 0.03),
+            "mean": _iv(0.03, 0.021, 0.04),
+        },
+        "fused_minus_peer": {},
+        "own_head": {"mmdx": {"image": {"differences": {"0": _iv(-0.02, -0.04, 0.0)}, "n_cases": 700}}},
+        "calibration": calibration,
+        "gated_minus_concat": {},
+        "settings": {"peer": "haim"},
+        "n_cases": 900,
+    }
+    rows = {row[0].split(".")[0]: row for row in target_rows(results)}
+    assert rows["1"][1].startswith("seed mean +0.030") and rows["1"][3] == "met"  # the mean decides
+    assert rows["2"][1:] == ("peer not scored", "-", "not run")
+    own = next(r for r in target_rows(results) if r[0].startswith("3."))
+    assert own[1] == "seed 0 -0.020 [-0.040, +0.000]" and own[2] == "700" and own[3] == "not resolved"
+    verdicts = [r[3] for r in target_rows(results) if r[0].startswith("4. calibration")]
+    assert verdicts == ["met", "not met"]
+    assert rows["5"][3] == "not run"
