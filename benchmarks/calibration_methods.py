@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.external_validation import verdict
 from mmdx.audit.statistics import calibration_slope_intercept
 from mmdx.metrics import expected_calibration_error
 from mmdx.shift import calibration_in_the_large, perfect_calibration_ece
@@ -60,21 +61,13 @@ def _interval(estimate: float, values: np.ndarray) -> dict[str, float]:
     return {"estimate": float(estimate), "low": float(low), "high": float(high)}
 
 
-def verdict(interval: dict[str, float], low: float, high: float) -> str:
-    """``met`` when the interval lies inside ``[low, high]``, ``not resolved`` when only the estimate
-    does, ``not met`` otherwise."""
-    if low <= interval["low"] and interval["high"] <= high:
-        return "met"
-    return "not resolved" if low <= interval["estimate"] <= high else "not met"
-
-
 def compare(
     val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], resamples: int, seed: int
 ) -> dict[str, Any]:
     """Fit both methods on ``val`` and score them on ``test`` with bootstrap intervals (paired)."""
     (zv, yv), (zt, yt) = val, test
-    probabilities = {m: TemperatureScaler(method=m).fit(zv, yv).transform(zt) for m in METHODS}
-    fitted = {m: TemperatureScaler(method=m).fit(zv, yv).to_dict() for m in METHODS}
+    scalers = {m: TemperatureScaler(method=m).fit(zv, yv) for m in METHODS}
+    probabilities = {m: scaler.transform(zt) for m, scaler in scalers.items()}
     point = {m: scores(yt, p) for m, p in probabilities.items()}
     rng = np.random.default_rng(seed)
     draws: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
@@ -88,7 +81,7 @@ def compare(
         row = {k: _interval(point[m][k], np.array([d[k] for d in draws[m]])) for k in point[m]}
         excess = {k: v - reference.mean for k, v in row["ece"].items()}
         out[m] = {
-            "fitted": fitted[m],
+            "fitted": scalers[m].to_dict(),
             **row,
             "ece_perfect": reference.to_dict(),
             "ece_excess": excess,
