@@ -8,6 +8,9 @@
         checkpoints/              the trainer's last checkpoint and best weights (mmdx.training.trainer)
         validation_report.json    the cohort's validation report (mmdx train, then mmdx evaluate)
         training.json             the training summary (mmdx train)
+        out_of_fold.json          with train.calibration_folds: every training case's logit from the fold
+                                  model that did not train on it (mmdx.training.cross_fit); folds/ while
+                                  those models train
         predictions.parquet       one row per predicted case (mmdx evaluate); data_schemas/predictions.schema.json
         metrics.json              metrics per split, pattern and removed modality; data_schemas/metrics.schema.json
         explanations/             index.json, summary.json and one folder per case (mmdx explain; the format
@@ -110,6 +113,10 @@ class RunPaths:
     @property
     def training(self) -> Path:
         return self.root / "training.json"
+
+    @property
+    def out_of_fold(self) -> Path:
+        return self.root / "out_of_fold.json"
 
     @property
     def audit(self) -> Path:
@@ -222,6 +229,13 @@ class RunPaths:
     def read_training_summary(self) -> dict[str, Any] | None:
         """``training.json``, or None when training has not finished."""
         return _read_optional_json(self.training, "mmdx train")
+
+    def write_out_of_fold(self, record: Mapping[str, Any]) -> Path:
+        return _write_json(self.out_of_fold, record)
+
+    def read_out_of_fold(self) -> dict[str, Any] | None:
+        """``out_of_fold.json`` (a run trained with ``train.calibration_folds``), or None."""
+        return _read_optional_json(self.out_of_fold, "mmdx train --set train.calibration_folds=5")
 
     def write_validation_report(self, report: ValidationReport) -> Path:
         report.write(self.validation_report)

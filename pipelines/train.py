@@ -14,7 +14,10 @@ Train a multimodal model. The cohort is validated first (the report goes into th
 tabular normaliser and the note tokenizer are fitted on the training split, and the model trains with early
 stopping on validation AUROC. The best weights are then calibrated on the validation split (Platt scaling:
 a temperature and an offset; train.calibration=temperature fits the temperature only), an operating
-threshold is chosen on the validation split, and the bundle is written to RUN/bundle.
+threshold is chosen on the validation split, and the bundle is written to RUN/bundle. With
+--set train.calibration_folds=5 both are fitted on out-of-fold predictions as well: five more models, each
+trained without a fifth of the training split, score the cases they did not see (five more trainings;
+worth it when the validation split is small). RUN/out_of_fold.json keeps those predictions.
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
@@ -79,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
             f"({fit.epochs_run} epochs, stopped: {fit.stopped}); temperature {result.temperature:.3f}, "
             f"offset {result.offset:+.3f}, threshold {result.threshold:.3f}"
         )
+        if result.out_of_fold is not None:
+            folds = result.out_of_fold
+            print(
+                f"calibrated with out-of-fold predictions: {folds['folds']} folds over {folds['cases']} "
+                f"training cases, out-of-fold AUROC {folds['auroc']:.4f}"
+            )
         for warning in result.warnings:
             print(f"warning: {warning}")
         print(f"run: {result.run.root}  (bundle: {result.run.bundle})")

@@ -13,7 +13,7 @@ import platform
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
+from mmdx.training.cross_fit import FoldPlan, OutOfFold, out_of_fold
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
@@ -69,6 +70,8 @@ class TrainResult:
         warnings: why the calibration deserves little trust (a small validation split, a temperature at
             its bound); also in the model card.
         image_plan: the image preprocessing plan and its warnings by code (``None`` without images).
+        out_of_fold: with ``train.calibration_folds``, the folds' summary (their pooled AUROC over the
+            training split, best epochs, seconds); the calibration was fitted on those predictions too.
     """
 
     run: RunPaths
@@ -81,6 +84,7 @@ class TrainResult:
     warnings: list[str]
     image_plan: dict[str, Any] | None
     offset: float = 0.0
+    out_of_fold: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -96,6 +100,7 @@ class TrainResult:
             "parameters": self.parameters,
             "warnings": self.warnings,
             "image_plan": self.image_plan,
+            "out_of_fold": self.out_of_fold,
         }
 
 
@@ -224,28 +229,85 @@ def _image_cache(
 
 
 def _calibrate(
-    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
+    model: nn.Module,
+    val_set: MultimodalDataset,
+    config: Config,
+    device: torch.device,
+    folds: OutOfFold | None = None,
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
-    """Fit the calibration and the operating threshold on the validation split; their validation metrics,
-    and warnings when the split cannot support them (too small, one class, a temperature at its bound)."""
+    """Fit the calibration and the operating threshold on the validation split, pooled with the training
+    split's out-of-fold logits when ``folds`` holds them; their validation metrics, and warnings when those
+    cases cannot support them (too few, one class, a temperature at its bound)."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
+    logits, labels = val.logits, val.labels
+    if folds is not None:
+        logits = np.concatenate([folds.logits, val.logits])
+        labels = np.concatenate([folds.labels, val.labels])
     scaler = TemperatureScaler(method=config.train.calibration)
     if config.train.calibrate:
-        scaler.fit(val.logits, val.labels)
-    val_prob = scaler.transform(val.logits)
+        scaler.fit(logits, labels)
     rule = config.train.threshold
     if rule.rule == "fixed":
         threshold = rule.value
     else:
         threshold = choose_threshold(
-            val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
+            labels,
+            scaler.transform(logits),
+            rule=rule.rule,
+            target=rule.target if rule.rule == "sensitivity" else None,
         )
-    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate)
+    warnings = calibration_warnings(labels, scaler, config.train.calibrate, calibration_cases(folds))
     for warning in warnings:
         log.warning("%s", warning)
+    val_prob = scaler.transform(val.logits)
     return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
+
+
+def calibration_cases(folds: OutOfFold | None) -> str:
+    """The cases the calibration and the operating threshold were fitted on, in words."""
+    if folds is None:
+        return "the validation split"
+    return f"the validation split with the training split's out-of-fold predictions ({folds.folds} folds)"
+
+
+def _out_of_fold(
+    job: TrainingJob,
+    run: RunPaths,
+    config: Config,
+    make_model: Callable[[], nn.Module],
+    train_set: MultimodalDataset,
+    dist: DistContext,
+) -> OutOfFold | None:
+    """With ``train.calibration_folds``, the training split's out-of-fold logits (reused by ``--resume``
+    once written to ``RUN/out_of_fold.json``)."""
+    folds = config.train.calibration_folds
+    if folds == 0 or not config.train.calibrate:
+        return None
+    saved = run.read_out_of_fold() if job.resume else None
+    if saved is not None:
+        return OutOfFold.from_dict(saved)
+    table = train_set.table
+    plan = FoldPlan(
+        make_model=make_model,
+        subset=lambda positions: MultimodalDataset(table.subset(positions), train_set.prep, train_set.cache),
+        labels=table.labels,
+        case_ids=table.case_ids,
+        folds=folds,
+        batch_size=config.data.loader.eval_batch_size,
+        precision=config.train.precision,
+    )
+    result = out_of_fold(replace(job, progress=False), plan)
+    if dist.is_main:
+        run.write_out_of_fold(result.to_dict())
+        log.info(
+            "out-of-fold AUROC over %d training cases: %.4f (%d folds)",
+            len(result.case_ids),
+            result.auroc(),
+            folds,
+        )
+    return result
 
 
 def branch_summary(
@@ -290,9 +352,10 @@ def model_card(
     calibration: tuple[TemperatureScaler, float, dict[str, Any], list[str]],
     seconds: float,
     branches: dict[str, dict[str, Any]] | None = None,
+    folds: OutOfFold | None = None,
 ) -> dict[str, Any]:
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, calibration
-    warnings, intended use."""
+    (and the cases it was fitted on), warnings, intended use."""
     scaler, threshold, val_metrics, warnings = calibration
     n_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -328,9 +391,14 @@ def model_card(
             "train_cases": int(len(splits.train)),
             "val_cases": int(len(splits.val)),
             "seconds": round(seconds, 1),
+            "out_of_fold": folds.summary() if folds is not None else None,
         },
-        "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
-        "calibration": scaler.to_dict(),
+        "operating_point": {
+            "threshold": threshold,
+            "rule": config.train.threshold.rule,
+            "chosen_on": "val" if folds is None else "val + out-of-fold",
+        },
+        "calibration": {**scaler.to_dict(), "fitted_on": calibration_cases(folds)},
         "warnings": warnings,
         "metrics": {"val": val_metrics},
         "environment": environment(),
@@ -398,11 +466,10 @@ def _train(
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
 
     strategy = STRATEGIES.get(config.train.strategy)
-    model = build_model(
-        **model_arguments(
-            config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0 or strategy.branch_heads
-        )
+    arguments = model_arguments(
+        config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0 or strategy.branch_heads
     )
+    model = build_model(**arguments)
     if dist.is_main:
         log.info(
             "model: %s parameters (%s trainable); %d train / %d val cases",
@@ -426,12 +493,13 @@ def _train(
     )
     fit = fit_with_strategy(job)
     dist.barrier()
+    folds = _out_of_fold(job, run, config, lambda: build_model(**arguments), train_set, dist)
     if not dist.is_main:
         return None
 
     model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
     model.eval()
-    calibration = _calibrate(model, val_set, config, dist.device)
+    calibration = _calibrate(model, val_set, config, dist.device, folds)
     scaler, threshold, val_metrics, warnings = calibration
     branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(
@@ -444,6 +512,7 @@ def _train(
         calibration,
         time.perf_counter() - started,
         branches,
+        folds,
     )
     summary = summarise_cohort(cohort, table, preprocessing.tabular_columns, splits.train)
     save_bundle(run.bundle, model, config, preprocessing, scaler, card, training_summary=summary)
@@ -458,6 +527,7 @@ def _train(
         parameters=sum(p.numel() for p in model.parameters()),
         warnings=warnings,
         image_plan=images.summary() if images is not None else None,
+        out_of_fold=folds.summary() if folds is not None else None,
     )
     run.write_training_summary(result.summary())
     return result
