@@ -240,6 +240,7 @@ def score_run(
         "own": {},
         "lost_when_removed": {},
         "calibration": _calibration(y, p, max(200, resamples // 4), seed=0),
+        "out_of_fold_auroc": (summary.get("out_of_fold") or {}).get("auroc"),
     }
     for key in out:
         if key.startswith("own_"):
@@ -305,7 +306,35 @@ def score(
         if fusion == "gated_attention" and concat is not None:
             diff = paired_bootstrap_difference(auroc, y, p, concat, n_resamples=resamples, seed=seed)
             results["gated_minus_concat"][f"{strategy}-seed{seed}"] = _interval(diff)
+    results["vs_joint_out_of_fold"] = out_of_fold_differences(runs, resamples)
     return results
+
+
+def out_of_fold_differences(runs: dict[tuple[str, str, int], Path], resamples: int) -> dict[str, dict]:
+    """For runs trained with ``train.calibration_folds``: each variant's out-of-fold AUROC over the training
+    split minus ``joint``'s with the same fusion and seed (the same cases and folds), with a paired
+    stratified bootstrap interval. These use the training cohort only, so a default may be chosen on them."""
+    from mmdx.audit.statistics import paired_bootstrap_difference
+    from mmdx.metrics import auroc
+    from mmdx.run import RunPaths
+    from mmdx.training.cross_fit import OutOfFold
+
+    folds = {}
+    for key, run in runs.items():
+        record = RunPaths(run).read_out_of_fold()
+        if record is not None:
+            folds[key] = OutOfFold.from_dict(record)
+    out = {}
+    for (strategy, fusion, seed), record in folds.items():
+        joint = folds.get(("joint", fusion, seed))
+        if strategy == "joint" or joint is None or joint.case_ids != record.case_ids:
+            continue
+        diff = paired_bootstrap_difference(
+            auroc, record.labels.astype(int), _sigmoid(record.logits), _sigmoid(joint.logits),
+            n_resamples=resamples, seed=seed,
+        )  # fmt: skip
+        out[f"{strategy}-{fusion}-seed{seed}"] = {**_interval(diff), "n": len(record.case_ids)}
+    return out
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -363,6 +392,16 @@ def report(results: dict) -> str:
             f"| {name} | {row['auroc']:.3f} | {_ci(results['bayes_minus_run'][name])} | "
             f"{_ci(vs) if vs else '-'} | {_ci(cal['slope'])} | {_ci(cal['intercept'])} |"
         )
+    oof = [(name, row["out_of_fold_auroc"]) for name, row in runs.items() if row.get("out_of_fold_auroc")]
+    if oof:
+        lines += [
+            "",
+            "Out-of-fold AUROC over the training split (train.calibration_folds; a default may be chosen on it):",
+            "",
+        ]
+        lines += [f"- {name}: {value:.3f}" for name, value in oof]
+        for name, diff in (results.get("vs_joint_out_of_fold") or {}).items():
+            lines.append(f"- {name} − joint, out of fold (n = {diff['n']}): {_ci(diff)}")
     if results["gated_minus_concat"]:
         lines += ["", "| gated_attention − concat | difference [95% paired bootstrap] |", "|---|---|"]
         for key, diff in results["gated_minus_concat"].items():
