@@ -240,7 +240,7 @@ def score_run(
         "own": {},
         "lost_when_removed": {},
         "calibration": _calibration(y, p, max(200, resamples // 4), seed=0),
-        "out_of_fold_auroc": (summary.get("out_of_fold") or {}).get("auroc"),
+        "cross_validated_auroc": _cross_validated_auroc(run),
     }
     for key in out:
         if key.startswith("own_"):
@@ -251,6 +251,14 @@ def score_run(
             diff = paired_bootstrap_difference(auroc, y, p, out[key][rows], n_resamples=resamples, seed=0)
             scored["lost_when_removed"][key.removeprefix("without_")] = _interval(diff)
     return scored
+
+
+def _cross_validated_auroc(run: Path) -> float | None:
+    from mmdx.run import RunPaths
+    from mmdx.training.cross_fit import OutOfFold
+
+    record = RunPaths(run).read_out_of_fold()
+    return OutOfFold.from_dict(record).auroc() if record is not None else None
 
 
 def score(
@@ -306,16 +314,16 @@ def score(
         if fusion == "gated_attention" and concat is not None:
             diff = paired_bootstrap_difference(auroc, y, p, concat, n_resamples=resamples, seed=seed)
             results["gated_minus_concat"][f"{strategy}-seed{seed}"] = _interval(diff)
-    results["vs_joint_out_of_fold"] = out_of_fold_differences(runs, resamples)
+    results["vs_joint_cross_validated"] = cross_validated_differences(runs, resamples)
     return results
 
 
-def out_of_fold_differences(runs: dict[tuple[str, str, int], Path], resamples: int) -> dict[str, dict]:
-    """For runs trained with ``train.calibration_folds``: each variant's out-of-fold AUROC over the training
-    split minus ``joint``'s with the same fusion and seed (the same cases and folds), with a paired
-    stratified bootstrap interval. These use the training cohort only, so a default may be chosen on them."""
-    from mmdx.audit.statistics import paired_bootstrap_difference
-    from mmdx.metrics import auroc
+def cross_validated_differences(runs: dict[tuple[str, str, int], Path], resamples: int) -> dict[str, dict]:
+    """For runs trained with ``train.cross_validation_folds``: each variant's cross-validated AUROC (the mean
+    of its fold models' AUROCs on their held-out folds) minus ``joint``'s with the same fusion and seed, per
+    seed and averaged over the seeds both have, with a stratified bootstrap over the training cases (the
+    same cases in every seed; each replicate resamples them once for all seeds). Only the training cohort is
+    used, so a default may be chosen on these."""
     from mmdx.run import RunPaths
     from mmdx.training.cross_fit import OutOfFold
 
@@ -324,17 +332,48 @@ def out_of_fold_differences(runs: dict[tuple[str, str, int], Path], resamples: i
         record = RunPaths(run).read_out_of_fold()
         if record is not None:
             folds[key] = OutOfFold.from_dict(record)
-    out = {}
+    pairs: dict[tuple[str, str], list[tuple[int, OutOfFold, OutOfFold]]] = {}
     for (strategy, fusion, seed), record in folds.items():
         joint = folds.get(("joint", fusion, seed))
-        if strategy == "joint" or joint is None or joint.case_ids != record.case_ids:
-            continue
-        diff = paired_bootstrap_difference(
-            auroc, record.labels.astype(int), _sigmoid(record.logits), _sigmoid(joint.logits),
-            n_resamples=resamples, seed=seed,
-        )  # fmt: skip
-        out[f"{strategy}-{fusion}-seed{seed}"] = {**_interval(diff), "n": len(record.case_ids)}
+        if strategy != "joint" and joint is not None and joint.case_ids == record.case_ids:
+            pairs.setdefault((strategy, fusion), []).append((seed, record, joint))
+    out = {}
+    for (strategy, fusion), seeded in pairs.items():
+        labels = seeded[0][1].labels
+        rng = np.random.default_rng(0)
+        strata = [np.flatnonzero(labels == value) for value in (0, 1)]
+        draws = [
+            np.sort(np.concatenate([rng.choice(members, len(members)) for members in strata]))
+            for _ in range(resamples)
+        ]
+        per_seed = {}
+        for seed, record, joint in seeded:
+            per_seed[seed] = [_cv_difference(record, joint, rows) for rows in draws]
+            estimate = _cv_difference(record, joint, np.arange(len(labels)))
+            out[f"{strategy}-{fusion}-seed{seed}"] = _percentile_interval(estimate, per_seed[seed])
+        if len(seeded) > 1:
+            estimate = float(np.mean([_cv_difference(r, j, np.arange(len(labels))) for _, r, j in seeded]))
+            mean = np.mean(np.array(list(per_seed.values())), axis=0)
+            key = f"{strategy}-{fusion}-seeds{','.join(str(s) for s, _, _ in seeded)}"
+            out[key] = _percentile_interval(estimate, mean)
+        for value in out.values():
+            value["n"] = len(labels)
     return out
+
+
+def _cv_difference(record, joint, rows: np.ndarray) -> float:
+    """Cross-validated AUROC of ``record`` minus ``joint``'s, on the training cases ``rows`` (with repeats)."""
+    from mmdx.training.cross_fit import OutOfFold
+
+    def on(r: OutOfFold) -> float:
+        return OutOfFold(r.folds, [], r.fold[rows], r.logits[rows], r.labels[rows], [], []).auroc()
+
+    return on(record) - on(joint)
+
+
+def _percentile_interval(estimate: float, replicates) -> dict:
+    low, high = np.nanpercentile(np.asarray(replicates, dtype=float), [2.5, 97.5])
+    return {"estimate": float(estimate), "low": float(low), "high": float(high)}
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -392,16 +431,19 @@ def report(results: dict) -> str:
             f"| {name} | {row['auroc']:.3f} | {_ci(results['bayes_minus_run'][name])} | "
             f"{_ci(vs) if vs else '-'} | {_ci(cal['slope'])} | {_ci(cal['intercept'])} |"
         )
-    oof = [(name, row["out_of_fold_auroc"]) for name, row in runs.items() if row.get("out_of_fold_auroc")]
-    if oof:
+    cv = [
+        (name, row["cross_validated_auroc"]) for name, row in runs.items() if row.get("cross_validated_auroc")
+    ]
+    if cv:
         lines += [
             "",
-            "Out-of-fold AUROC over the training split (train.calibration_folds; a default may be chosen on it):",
+            "Cross-validated AUROC over the training split (train.cross_validation_folds; mean of the folds; "
+            "a default may be chosen on it):",
             "",
         ]
-        lines += [f"- {name}: {value:.3f}" for name, value in oof]
-        for name, diff in (results.get("vs_joint_out_of_fold") or {}).items():
-            lines.append(f"- {name} − joint, out of fold (n = {diff['n']}): {_ci(diff)}")
+        lines += [f"- {name}: {value:.3f}" for name, value in cv]
+        for name, diff in (results.get("vs_joint_cross_validated") or {}).items():
+            lines.append(f"- {name} − joint, cross-validated (n = {diff['n']}): {_ci(diff)}")
     if results["gated_minus_concat"]:
         lines += ["", "| gated_attention − concat | difference [95% paired bootstrap] |", "|---|---|"]
         for key, diff in results["gated_minus_concat"].items():

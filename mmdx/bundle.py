@@ -9,8 +9,7 @@ A bundle is a directory:
                        the training images it was fitted to, tabular features, units and normaliser
                        statistics, text settings (:class:`mmdx.data.dataset.Preprocessing`)
 ``tokenizer.json``     the note tokenizer (when the model reads text)
-``calibration.json``   the calibration (method, temperature, offset), fitted on the validation split
-                       and, with ``train.calibration_folds``, out-of-fold predictions
+``calibration.json``   the calibration fitted on the validation split (method, temperature, offset)
 ``card.json``          data fingerprint, metrics, versions, seed, operating threshold, intended use
 ``training_summary.json`` the training split summarised without rows (prevalence, per-feature quantile bins,
                        missingness, presence patterns, note vocabulary, image fingerprint;

@@ -241,11 +241,11 @@ class TrainConfig(_Strict):
     #: ``platt``: a temperature and an offset fitted on the validation split (undoes the shift that
     #: class weighting gives the logits); ``temperature``: the temperature only (what bundles held before the offset existed).
     calibration: Literal["platt", "temperature"] = "platt"
-    #: ``0``: the calibration and the operating threshold are fitted on the validation split. ``K >= 2``:
-    #: on out-of-fold predictions instead (``mmdx.training.cross_fit``): K more models, each trained without
-    #: one fold of the training split, score the fold they did not see; those logits and the validation
-    #: split's are pooled. Costs K more trainings; worth it when the validation split is small.
-    calibration_folds: int = Field(default=0, ge=0, le=20)
+    #: ``K >= 2``: after training, K more models, each trained without one fold of the training split,
+    #: score the fold they left out (``mmdx.training.cross_fit``): a cross-validated AUROC of these settings,
+    #: steadier than a small validation split's, in ``training.json`` and the model card. Costs K more
+    #: trainings; the run's model, calibration and threshold do not change. ``0``: none.
+    cross_validation_folds: int = Field(default=0, ge=0, le=20)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     strategy: str = "joint"
     early_stopping: Literal["fused", "branches"] = "fused"
@@ -253,11 +253,11 @@ class TrainConfig(_Strict):
     modulation: ModulationConfig = Field(default_factory=ModulationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
-    @field_validator("calibration_folds")
+    @field_validator("cross_validation_folds")
     @classmethod
     def _folds(cls, value: int) -> int:
         if value == 1:
-            raise ValueError("must be 0 (calibrate on the validation split) or at least 2 folds")
+            raise ValueError("must be 0 (no cross-validation) or at least 2 folds")
         return value
 
 

@@ -8,9 +8,9 @@
         checkpoints/              the trainer's last checkpoint and best weights (mmdx.training.trainer)
         validation_report.json    the cohort's validation report (mmdx train, then mmdx evaluate)
         training.json             the training summary (mmdx train)
-        out_of_fold.json          with train.calibration_folds: every training case's logit from the fold
-                                  model that did not train on it (mmdx.training.cross_fit); folds/ while
-                                  those models train
+        out_of_fold.json          with train.cross_validation_folds: every training case's logit from the
+                                  fold model that did not train on it (mmdx.training.cross_fit); folds/
+                                  while those models train
         predictions.parquet       one row per predicted case (mmdx evaluate); data_schemas/predictions.schema.json
         metrics.json              metrics per split, pattern and removed modality; data_schemas/metrics.schema.json
         explanations/             index.json, summary.json and one folder per case (mmdx explain; the format
@@ -234,8 +234,8 @@ class RunPaths:
         return _write_json(self.out_of_fold, record)
 
     def read_out_of_fold(self) -> dict[str, Any] | None:
-        """``out_of_fold.json`` (a run trained with ``train.calibration_folds``), or None."""
-        return _read_optional_json(self.out_of_fold, "mmdx train --set train.calibration_folds=5")
+        """``out_of_fold.json`` (a run trained with ``train.cross_validation_folds``), or None."""
+        return _read_optional_json(self.out_of_fold, "mmdx train --set train.cross_validation_folds=5")
 
     def write_validation_report(self, report: ValidationReport) -> Path:
         report.write(self.validation_report)

@@ -15,9 +15,10 @@ tabular normaliser and the note tokenizer are fitted on the training split, and 
 stopping on validation AUROC. The best weights are then calibrated on the validation split (Platt scaling:
 a temperature and an offset; train.calibration=temperature fits the temperature only), an operating
 threshold is chosen on the validation split, and the bundle is written to RUN/bundle. With
---set train.calibration_folds=5 both are fitted on out-of-fold predictions as well: five more models, each
-trained without a fifth of the training split, score the cases they did not see (five more trainings;
-worth it when the validation split is small). RUN/out_of_fold.json keeps those predictions.
+--set train.cross_validation_folds=5 the settings are also cross-validated on the training split: five more
+models, each trained without a fifth of it, score the cases they did not see, and the cross-validated AUROC
+(steadier than a small validation split's) goes into training.json and the model card (five more
+trainings; RUN/out_of_fold.json keeps their predictions). The run's own model does not change.
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
             f"({fit.epochs_run} epochs, stopped: {fit.stopped}); temperature {result.temperature:.3f}, "
             f"offset {result.offset:+.3f}, threshold {result.threshold:.3f}"
         )
-        if result.out_of_fold is not None:
-            folds = result.out_of_fold
+        if result.cross_validation is not None:
+            folds = result.cross_validation
             print(
-                f"calibrated with out-of-fold predictions: {folds['folds']} folds over {folds['cases']} "
-                f"training cases, out-of-fold AUROC {folds['auroc']:.4f}"
+                f"cross-validated AUROC {folds['auroc']:.4f} ± {folds['auroc_sd']:.4f} ({folds['folds']} "
+                f"folds over {folds['cases']} training cases)"
             )
         for warning in result.warnings:
             print(f"warning: {warning}")

@@ -253,6 +253,9 @@ TEMPLATE = r"""<!DOCTYPE html>
     <tr><th>Optimisation</th><td>learning rate {{ M.training.learning_rate }}; modality dropout {{ M.training.modality_dropout }};
       class weighting {{ M.training.class_weighting }}; early stopping on {{ M.training.early_stopping }}; seed {{ M.training.seed }}</td></tr>
     <tr><th>Training strategy</th><td class="mono">{{ M.training.strategy or "joint" }}</td></tr>
+    {%- if M.training.cross_validation %}{% set CV = M.training.cross_validation %}
+    <tr><th>Cross-validated AUROC (training split)</th><td>{{ CV.auroc | num(3) }} ± {{ CV.auroc_sd | num(3) }}, mean of {{ CV.folds }} folds over {{ CV.cases | count }} training cases (each fold scored by a model trained without it)</td></tr>
+    {%- endif %}
   </table>
   {%- if M.branches %}
   <table>
@@ -394,7 +397,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <section id="calibration">
   {{ heading("calibration") }}
   {%- if C.status == "ok" %}
-  <p>{{ C.method | capitalize }} scaling fitted on {{ C.fitted_on }}: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% endif %}{% if C.validation_nll_before is not none %} (log-loss on those cases {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
+  <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% endif %}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
   <table>
     <tr><th>Measure</th><th class="num">before scaling</th><th>interval</th><th class="num">after scaling</th><th>interval</th></tr>
     <tr><td>ECE ({{ C.ece_bins }} {{ C.ece_strategy }} bins)</td><td class="num">{{ C.before.ece.estimate | num }}</td><td>{{ C.before.ece | bounds }}</td><td class="num">{{ C.after.ece.estimate | num }}</td><td>{{ C.after.ece | bounds }}</td></tr>

@@ -128,38 +128,28 @@ class TemperatureScaler:
         )
 
 
-def calibration_warnings(
-    labels: np.ndarray,
-    scaler: TemperatureScaler,
-    calibrate: bool = True,
-    fitted_on: str = "the validation split",
-) -> list[str]:
-    """Why the calibration and the operating threshold fitted on the cases with ``labels`` ``[N]`` (0/1)
-    deserve little trust: too few cases or too few of one class, or a temperature at the bound of its
-    search range. ``fitted_on`` names those cases in the messages. ``[]`` when there is nothing to say."""
+def calibration_warnings(labels: np.ndarray, scaler: TemperatureScaler, calibrate: bool = True) -> list[str]:
+    """Why the temperature and the operating threshold fitted on the validation ``labels`` ``[N]`` (0/1)
+    deserve little trust: a split too small or with too few of one class, or a temperature at the bound
+    of its search range. ``[]`` when there is nothing to say."""
     labels = np.asarray(labels, dtype=np.float64)
     n = int(labels.size)
     positive = int((labels == 1).sum())
     negative = n - positive
-    remedy = (
-        "enlarge the validation split or calibrate on out-of-fold predictions (train.calibration_folds: 5)"
-        if fitted_on == "the validation split"
-        else "more labelled training cases would help"
-    )
     out = []
     if n < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
         out.append(
-            f"{fitted_on} is too small to fit the calibration and the operating threshold reliably: "
+            f"the validation split is too small to fit the temperature and the operating threshold reliably: "
             f"{n} labelled cases ({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} "
             f"cases and {MIN_VAL_PER_CLASS} of each class are advisable; calibrated probabilities and the "
-            f"threshold are uncertain -- {remedy}"
+            "threshold are uncertain -- enlarge the validation split"
         )
     if calibrate and min(positive, negative) == 0:
-        out.append(f"{fitted_on} holds one class only: the temperature was left at 1 (uncalibrated)")
+        out.append("the validation split holds one class only: the temperature was left at 1 (uncalibrated)")
     elif calibrate and scaler.at_bound:
         out.append(
             f"the fitted temperature {scaler.temperature_:.4g} lies at the bound of its search range "
-            f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): {fitted_on} could not determine it, and "
+            f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): the validation split could not determine it, and "
             "calibrated probabilities are unreliable"
         )
     return out

@@ -1,18 +1,19 @@
-"""Out-of-fold predictions: K models, each trained without one fold of the training split.
+"""Cross-validation on the training split: K models, each trained without one fold, score the fold they left out.
 
-A calibration fitted on a small validation split follows that split's noise: two parameters fitted on 89
-cases give slopes of 0.66–0.71 on unseen cases of the demo. With ``train.calibration_folds: K`` the train
-workflow splits the labelled training cases into K folds stratified by label and trains K more models with
-the run's own strategy and settings, each on K − 1 folds (early stopping on the same validation split as the
-run's model), and predicts the fold it did not see. Those out-of-fold logits, pooled with the run's own
-model's validation logits, are the cases the calibration and the operating threshold are fitted on: every
-case scored by a model that did not train on it, the whole labelled cohort instead of its validation split
-(what scikit-learn calls cross-validated calibration without an ensemble). The fold models are discarded;
-only their logits are kept (``RUN/out_of_fold.json``). Their pooled AUROC is also a cross-validated
-estimate of the run's discrimination, on which training settings can be compared without a test set.
+The validation AUROC of a small cohort is noisy (89 validation cases in the demo: seeds of one config differ
+by more than configs do), so it cannot tell training settings apart. With ``train.cross_validation_folds: K``
+the train workflow, after training the run's model, splits the labelled training cases into K folds
+stratified by label and trains K more models with the run's own strategy and settings, each on K − 1 folds
+(early stopping on the same validation split as the run's model), and predicts the fold it did not see. The
+cross-validated AUROC is the mean over folds of each fold model's AUROC on its own held-out fold (pooling
+the folds' logits would mix K logit scales). The fold models are discarded; their logits are kept in
+``RUN/out_of_fold.json`` and the estimate in ``training.json`` and the model card.
 
-The preprocessing (value normalisation, tokenizer, image plan) is the run's, fitted on the whole training
-split without labels; the folds share it.
+The logits are not used to calibrate the run's model: pooled with the validation split they gave worse
+calibration on unseen cases than the validation split alone in every run measured (BENCHMARKS.md,
+"Cross-validation on the training split"), since each fold model's logits have a scale of their own. The
+preprocessing (value normalisation, tokenizer, image plan) is the run's, fitted on the whole training split
+without labels; the folds share it.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
         count = int(np.sum(labels == value))
         if count < folds:
             raise ConfigError(
-                f"train.calibration_folds {folds}: the training split holds {count} case(s) of class "
-                f"{value}, fewer than the folds; lower train.calibration_folds or set it to 0 (calibrate on "
-                "the validation split)"
+                f"train.cross_validation_folds {folds}: the training split holds {count} case(s) of class "
+                f"{value}, fewer than the folds; lower train.cross_validation_folds or set it to 0 (no "
+                "cross-validation)"
             )
     rng = np.random.default_rng(seed)
     out = np.empty(len(labels), dtype=int)
@@ -64,7 +65,7 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OutOfFold:
-    """The out-of-fold logits of the training split: ``case_ids``, ``fold``, ``logits`` and ``labels``
+    """The out-of-fold logits of the training split from cross-validation: ``case_ids``, ``fold``, ``logits`` and ``labels``
     ``[N]``; ``best_epochs`` and ``seconds`` per fold model."""
 
     folds: int
@@ -75,16 +76,29 @@ class OutOfFold:
     best_epochs: list[int]
     seconds: list[float]
 
+    def fold_aurocs(self) -> list[float]:
+        """Each fold model's AUROC on the fold it left out (NaN where that fold holds one class)."""
+        out = []
+        for k in range(self.folds):
+            labels = self.labels[self.fold == k]
+            scores = expit(self.logits[self.fold == k])
+            out.append(float(auroc(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan"))
+        return out
+
     def auroc(self) -> float:
-        """AUROC of the out-of-fold logits over the training split."""
-        return float(auroc(self.labels, expit(self.logits)))
+        """The cross-validated AUROC: the mean of :meth:`fold_aurocs`."""
+        return float(np.nanmean(self.fold_aurocs()))
 
     def summary(self) -> dict[str, Any]:
         """What ``training.json`` and the model card say of the folds (no per-case values)."""
+        per_fold = self.fold_aurocs()
         return {
             "folds": self.folds,
             "cases": len(self.case_ids),
             "auroc": round(self.auroc(), 6),
+            "auroc_sd": round(float(np.nanstd(per_fold, ddof=1)), 6),
+            "fold_aurocs": [round(a, 6) for a in per_fold],
+            "pooled_auroc": round(float(auroc(self.labels, expit(self.logits))), 6),
             "best_epochs": self.best_epochs,
             "seconds": [round(s, 1) for s in self.seconds],
         }
@@ -129,7 +143,7 @@ class FoldPlan:
     precision: str = "auto"
 
 
-def out_of_fold(job: TrainingJob, plan: FoldPlan) -> OutOfFold:
+def cross_validate(job: TrainingJob, plan: FoldPlan) -> OutOfFold:
     """Train ``plan.folds`` models like ``job`` (its strategy, settings and validation split), each without
     one fold of the training split, and return every training case's logit from the model that did not
     see it. Each fold trains in ``job.out_dir/folds/fold<k>``, removed once the fold is predicted; with
@@ -146,7 +160,7 @@ def out_of_fold(job: TrainingJob, plan: FoldPlan) -> OutOfFold:
         held_out, kept = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
         if is_main:
             log.info(
-                "out-of-fold calibration: fold %d/%d (%d training cases, %d held out)",
+                "cross-validation: fold %d/%d (%d training cases, %d held out)",
                 k + 1,
                 plan.folds,
                 len(kept),

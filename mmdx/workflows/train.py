@@ -44,7 +44,7 @@ from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
-from mmdx.training.cross_fit import FoldPlan, OutOfFold, out_of_fold
+from mmdx.training.cross_fit import FoldPlan, OutOfFold, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
@@ -70,8 +70,8 @@ class TrainResult:
         warnings: why the calibration deserves little trust (a small validation split, a temperature at
             its bound); also in the model card.
         image_plan: the image preprocessing plan and its warnings by code (``None`` without images).
-        out_of_fold: with ``train.calibration_folds``, the folds' summary (their pooled AUROC over the
-            training split, best epochs, seconds); the calibration was fitted on those predictions too.
+        cross_validation: with ``train.cross_validation_folds``, the folds' summary (the cross-validated
+            AUROC and each fold's, best epochs, seconds).
     """
 
     run: RunPaths
@@ -84,7 +84,7 @@ class TrainResult:
     warnings: list[str]
     image_plan: dict[str, Any] | None
     offset: float = 0.0
-    out_of_fold: dict[str, Any] | None = None
+    cross_validation: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -100,7 +100,7 @@ class TrainResult:
             "parameters": self.parameters,
             "warnings": self.warnings,
             "image_plan": self.image_plan,
-            "out_of_fold": self.out_of_fold,
+            "cross_validation": self.cross_validation,
         }
 
 
@@ -229,50 +229,31 @@ def _image_cache(
 
 
 def _calibrate(
-    model: nn.Module,
-    val_set: MultimodalDataset,
-    config: Config,
-    device: torch.device,
-    folds: OutOfFold | None = None,
+    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
-    """Fit the calibration and the operating threshold on the validation split, pooled with the training
-    split's out-of-fold logits when ``folds`` holds them; their validation metrics, and warnings when those
-    cases cannot support them (too few, one class, a temperature at its bound)."""
+    """Fit the calibration and the operating threshold on the validation split; their validation metrics,
+    and warnings when the split cannot support them (too small, one class, a temperature at its bound)."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
-    logits, labels = val.logits, val.labels
-    if folds is not None:
-        logits = np.concatenate([folds.logits, val.logits])
-        labels = np.concatenate([folds.labels, val.labels])
     scaler = TemperatureScaler(method=config.train.calibration)
     if config.train.calibrate:
-        scaler.fit(logits, labels)
+        scaler.fit(val.logits, val.labels)
+    val_prob = scaler.transform(val.logits)
     rule = config.train.threshold
     if rule.rule == "fixed":
         threshold = rule.value
     else:
         threshold = choose_threshold(
-            labels,
-            scaler.transform(logits),
-            rule=rule.rule,
-            target=rule.target if rule.rule == "sensitivity" else None,
+            val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
         )
-    warnings = calibration_warnings(labels, scaler, config.train.calibrate, calibration_cases(folds))
+    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate)
     for warning in warnings:
         log.warning("%s", warning)
-    val_prob = scaler.transform(val.logits)
     return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
 
 
-def calibration_cases(folds: OutOfFold | None) -> str:
-    """The cases the calibration and the operating threshold were fitted on, in words."""
-    if folds is None:
-        return "the validation split"
-    return f"the validation split with the training split's out-of-fold predictions ({folds.folds} folds)"
-
-
-def _out_of_fold(
+def _cross_validate(
     job: TrainingJob,
     run: RunPaths,
     config: Config,
@@ -280,10 +261,10 @@ def _out_of_fold(
     train_set: MultimodalDataset,
     dist: DistContext,
 ) -> OutOfFold | None:
-    """With ``train.calibration_folds``, the training split's out-of-fold logits (reused by ``--resume``
-    once written to ``RUN/out_of_fold.json``)."""
-    folds = config.train.calibration_folds
-    if folds == 0 or not config.train.calibrate:
+    """With ``train.cross_validation_folds``, the cross-validation of the run's settings on its training
+    split (reused by ``--resume`` once written to ``RUN/out_of_fold.json``)."""
+    folds = config.train.cross_validation_folds
+    if folds == 0:
         return None
     saved = run.read_out_of_fold() if job.resume else None
     if saved is not None:
@@ -298,13 +279,15 @@ def _out_of_fold(
         batch_size=config.data.loader.eval_batch_size,
         precision=config.train.precision,
     )
-    result = out_of_fold(replace(job, progress=False), plan)
+    result = cross_validate(replace(job, progress=False), plan)
     if dist.is_main:
         run.write_out_of_fold(result.to_dict())
+        summary = result.summary()
         log.info(
-            "out-of-fold AUROC over %d training cases: %.4f (%d folds)",
-            len(result.case_ids),
-            result.auroc(),
+            "cross-validated AUROC over %d training cases: %.4f ± %.4f (%d folds)",
+            summary["cases"],
+            summary["auroc"],
+            summary["auroc_sd"],
             folds,
         )
     return result
@@ -354,8 +337,8 @@ def model_card(
     branches: dict[str, dict[str, Any]] | None = None,
     folds: OutOfFold | None = None,
 ) -> dict[str, Any]:
-    """The bundle's ``card.json``: task, cohort fingerprints, inputs, training, operating point, calibration
-    (and the cases it was fitted on), warnings, intended use."""
+    """The bundle's ``card.json``: task, cohort fingerprints, inputs, training (with the cross-validation
+    when ``folds`` holds one), operating point, calibration warnings, intended use."""
     scaler, threshold, val_metrics, warnings = calibration
     n_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -391,14 +374,10 @@ def model_card(
             "train_cases": int(len(splits.train)),
             "val_cases": int(len(splits.val)),
             "seconds": round(seconds, 1),
-            "out_of_fold": folds.summary() if folds is not None else None,
+            "cross_validation": folds.summary() if folds is not None else None,
         },
-        "operating_point": {
-            "threshold": threshold,
-            "rule": config.train.threshold.rule,
-            "chosen_on": "val" if folds is None else "val + out-of-fold",
-        },
-        "calibration": {**scaler.to_dict(), "fitted_on": calibration_cases(folds)},
+        "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
+        "calibration": scaler.to_dict(),
         "warnings": warnings,
         "metrics": {"val": val_metrics},
         "environment": environment(),
@@ -493,13 +472,13 @@ def _train(
     )
     fit = fit_with_strategy(job)
     dist.barrier()
-    folds = _out_of_fold(job, run, config, lambda: build_model(**arguments), train_set, dist)
+    folds = _cross_validate(job, run, config, lambda: build_model(**arguments), train_set, dist)
     if not dist.is_main:
         return None
 
     model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
     model.eval()
-    calibration = _calibrate(model, val_set, config, dist.device, folds)
+    calibration = _calibrate(model, val_set, config, dist.device)
     scaler, threshold, val_metrics, warnings = calibration
     branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(
@@ -527,7 +506,7 @@ def _train(
         parameters=sum(p.numel() for p in model.parameters()),
         warnings=warnings,
         image_plan=images.summary() if images is not None else None,
-        out_of_fold=folds.summary() if folds is not None else None,
+        cross_validation=folds.summary() if folds is not None else None,
     )
     run.write_training_summary(result.summary())
     return result

@@ -325,3 +325,14 @@ def test_a_moved_cohort_makes_robustness_unavailable(audit_report: BuiltReport, 
     )
     assert "--cohort DIR" in document["sections"]["robustness"]["reason"]
     assert document["sections"]["provenance"]["cohort_now"]["matches_training"] is None
+
+
+def test_the_model_card_shows_a_cross_validation_when_the_run_has_one(audit_report: BuiltReport) -> None:
+    document = json.loads(audit_report.files.json.read_text())
+    assert "Cross-validated AUROC" not in render_html(document)
+    training = document["sections"]["model_card"]["training"]
+    training["cross_validation"] = {"auroc": 0.7912, "auroc_sd": 0.0311, "folds": 5, "cases": 415}
+    html = render_html(document)
+    assert (
+        "Cross-validated AUROC (training split)" in html and "0.791 ± 0.031, mean of 5 folds over 415" in html
+    )

@@ -51,24 +51,29 @@ def test_outputs_cached_outside_the_run_one_file_per_cohort(tmp_path, monkeypatc
     np.testing.assert_array_equal(again["p"], out["p"])
 
 
-def test_out_of_fold_differences_pair_each_variant_with_joint_on_the_same_cases(tmp_path) -> None:
-    from benchmarks.balance import out_of_fold_differences
+def test_cross_validated_differences_pair_each_variant_with_joint_per_seed_and_on_average(tmp_path) -> None:
+    from benchmarks.balance import cross_validated_differences
     from mmdx.run import RunPaths
     from mmdx.training.cross_fit import OutOfFold
 
     rng = np.random.default_rng(0)
     labels = (rng.random(300) < 0.4).astype(float)
     ids = [f"c{i}" for i in range(300)]
-    weak = labels + rng.normal(0, 2.0, 300)
-    strong = labels + rng.normal(0, 0.3, 300)
     runs = {}
-    for strategy, logits in (("joint", weak), ("staged", strong)):
-        run = RunPaths(tmp_path / strategy).create()
-        record = OutOfFold(5, ids, np.arange(300) % 5, logits, labels, [1] * 5, [1.0] * 5)
-        run.write_out_of_fold(record.to_dict())
-        runs[(strategy, "gated_attention", 0)] = run.root
+    for seed in (0, 1):
+        for strategy, noise in (("joint", 2.0), ("staged", 0.3)):
+            run = RunPaths(tmp_path / f"{strategy}{seed}").create()
+            logits = labels + rng.normal(0, noise, 300) + 5.0 * (np.arange(300) % 5)  # an offset per fold
+            record = OutOfFold(5, ids, np.arange(300) % 5, logits, labels, [1] * 5, [1.0] * 5)
+            run.write_out_of_fold(record.to_dict())
+            runs[(strategy, "gated_attention", seed)] = run.root
     runs[("augment", "gated_attention", 0)] = RunPaths(tmp_path / "none").create().root  # no folds
-    diffs = out_of_fold_differences(runs, resamples=200)
-    assert list(diffs) == ["staged-gated_attention-seed0"]
-    diff = diffs["staged-gated_attention-seed0"]
-    assert diff["n"] == 300 and diff["low"] > 0.1 and diff["estimate"] > diff["low"]
+    diffs = cross_validated_differences(runs, resamples=200)
+    assert set(diffs) == {
+        "staged-gated_attention-seed0", "staged-gated_attention-seed1", "staged-gated_attention-seeds0,1",
+    }  # fmt: skip
+    for diff in diffs.values():
+        assert diff["n"] == 300 and 0.2 < diff["low"] < diff["estimate"] < diff["high"]
+    mean = diffs["staged-gated_attention-seeds0,1"]["estimate"]
+    seeds = [diffs[f"staged-gated_attention-seed{s}"]["estimate"] for s in (0, 1)]
+    assert mean == pytest.approx(sum(seeds) / 2)

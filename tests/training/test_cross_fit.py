@@ -1,5 +1,5 @@
-"""Out-of-fold calibration: stratified folds, every training case scored by a model that did not train on
-it, the calibration fitted on those logits with the validation split's, and what the run records."""
+"""Cross-validation on the training split: stratified folds, every training case scored by a model that did
+not train on it, the cross-validated AUROC recorded, and the run's own model and calibration unchanged."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from safetensors.torch import load_file
 
 from mmdx.config import load_config
 from mmdx.errors import ConfigError
 from mmdx.run import RunPaths
-from mmdx.training.calibration import TemperatureScaler
 from mmdx.training.cross_fit import OutOfFold, assign_folds
 from mmdx.workflows.train import train_run
 
@@ -30,68 +31,65 @@ def test_folds_are_stratified_and_cover_every_case_once() -> None:
 
 
 def test_too_few_cases_of_a_class_for_the_folds_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="train.calibration_folds 5.*2 case"):
+    with pytest.raises(ConfigError, match="train.cross_validation_folds 5.*2 case"):
         assign_folds(np.array([1, 1] + [0] * 30), 5, seed=0)
 
 
 def test_one_fold_is_refused_by_the_config() -> None:
     config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-    with pytest.raises(ConfigError, match="calibration_folds"):
-        load_config(config, ["train.calibration_folds=1"])
+    with pytest.raises(ConfigError, match="cross_validation_folds"):
+        load_config(config, ["train.cross_validation_folds=1"])
 
 
-def test_the_record_round_trips() -> None:
+def test_the_record_round_trips_and_averages_the_folds_aurocs() -> None:
+    # fold 0 ranks perfectly, fold 1 inversely; pooled, fold 1's logits sit far above fold 0's
     record = OutOfFold(
-        2, ["a", "b", "c", "d"], np.array([0, 1, 0, 1]), np.array([0.5, -1.0, 2.0, 0.1]),
-        np.array([1.0, 0.0, 1.0, 0.0]), [3, 4], [1.5, 2.5],
+        2, ["a", "b", "c", "d", "e", "f", "g", "h"], np.array([0, 0, 0, 0, 1, 1, 1, 1]),
+        np.array([2.0, 1.0, -1.0, -2.0, 9.0, 10.0, 11.0, 12.0]),
+        np.array([1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]), [3, 4], [1.5, 2.5],
     )  # fmt: skip
+    assert record.fold_aurocs() == [1.0, 0.0] and record.auroc() == 0.5
+    assert record.summary()["pooled_auroc"] == 0.5 and record.summary()["auroc_sd"] == pytest.approx(0.707107)
     back = OutOfFold.from_dict(json.loads(json.dumps(record.to_dict())))
     assert back.case_ids == record.case_ids and np.array_equal(back.logits, record.logits)
-    assert back.summary() == record.summary() and back.auroc() == 1.0
+    assert back.summary() == record.summary()
+
+
+def test_a_malformed_record_is_one_line() -> None:
+    from mmdx.errors import MmdxError
+
+    with pytest.raises(MmdxError, match="malformed"):
+        OutOfFold.from_dict({"folds": 2})
 
 
 @pytest.mark.slow
-def test_calibration_is_fitted_on_out_of_fold_and_validation_logits(
+def test_cross_validation_scores_every_training_case_and_leaves_the_model_alone(
     small_cohort_2d: Path, tmp_path: Path, tiny
 ) -> None:
     _, tiny_config = tiny
-    config = tiny_config("train.epochs=2", "train.min_epochs=1", "train.calibration_folds=3")
-    result = train_run(config, small_cohort_2d, tmp_path / "run", progress=False)
-    run = RunPaths(tmp_path / "run")
+    base = ("train.epochs=2", "train.min_epochs=1")
+    plain = train_run(tiny_config(*base), small_cohort_2d, tmp_path / "plain", progress=False)
+    result = train_run(
+        tiny_config(*base, "train.cross_validation_folds=3"), small_cohort_2d, tmp_path / "cv", progress=False
+    )
+    run = RunPaths(tmp_path / "cv")
     folds = OutOfFold.from_dict(run.read_out_of_fold())
-    assert not (tmp_path / "run" / "folds").exists()  # the fold models are not kept
-    assert result.out_of_fold == folds.summary() and folds.folds == 3 and len(folds.best_epochs) == 3
+    assert not (tmp_path / "cv" / "folds").exists()  # the fold models are not kept
+    assert result.cross_validation == folds.summary() and folds.folds == 3 and len(folds.best_epochs) == 3
+    assert run.read_training_summary()["cross_validation"]["cases"] == len(folds.case_ids)
+    card = json.loads((run.bundle / "card.json").read_text())
+    assert card["training"]["cross_validation"]["auroc"] == pytest.approx(folds.auroc())
+    assert len(card["training"]["cross_validation"]["fold_aurocs"]) == 3
     # every labelled training case, each scored once, by the fold model that left it out
-    cohort = __import__("pandas").read_csv(small_cohort_2d / "cases.csv", dtype={"case_id": str})
-    train_ids = set(cohort.loc[(cohort["split"] == "train") & cohort["label"].notna(), "case_id"])
+    cases = pd.read_csv(small_cohort_2d / "cases.csv", dtype={"case_id": str})
+    train_ids = set(cases.loc[(cases["split"] == "train") & cases["label"].notna(), "case_id"])
     assert len(folds.case_ids) == len(set(folds.case_ids)) and set(folds.case_ids) <= train_ids
     assert len(folds.case_ids) > 0.9 * len(train_ids) and np.isfinite(folds.logits).all()
-    assert sorted(np.bincount(folds.fold).tolist())[-1] - sorted(np.bincount(folds.fold).tolist())[0] <= 2
-
-    # the bundle's calibration is the Platt fit on the pooled logits, not on the validation split's alone
-    from mmdx.bundle import load_bundle
-
-    bundle = load_bundle(run.bundle)
-    card = json.loads((run.bundle / "card.json").read_text())
-    assert "out-of-fold" in card["calibration"]["fitted_on"] and card["training"]["out_of_fold"]["folds"] == 3
-    assert card["operating_point"]["chosen_on"] == "val + out-of-fold"
-    val_logits = _val_logits(run, small_cohort_2d)
-    pooled = TemperatureScaler(method="platt").fit(
-        np.concatenate([folds.logits, val_logits[1]]), np.concatenate([folds.labels, val_logits[0]])
-    )
-    assert bundle.calibration.temperature_ == pytest.approx(pooled.temperature_, rel=1e-6)
-    assert bundle.calibration.offset_ == pytest.approx(pooled.offset_, abs=1e-6)
-    alone = TemperatureScaler(method="platt").fit(val_logits[1], val_logits[0])
-    assert abs(alone.temperature_ - pooled.temperature_) > 1e-3 or abs(alone.offset_ - pooled.offset_) > 1e-3
-    training = run.read_training_summary()
-    assert training["out_of_fold"]["cases"] == len(folds.case_ids)
-
-
-def _val_logits(run: RunPaths, cohort: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and raw logits of the run's model on the cohort's validation split."""
-    from mmdx.workflows.evaluate import evaluate_run
-
-    evaluate_run(run.root, cohort)
-    frame = run.read_predictions()
-    val = frame[(frame["split"] == "val") & frame["label"].notna()]
-    return val["label"].to_numpy(float), val["logit"].to_numpy(float)
+    assert np.ptp(np.bincount(folds.fold)) <= 2
+    # the run's own model, calibration and threshold are those of the same run without cross-validation
+    for name, tensor in load_file(str(plain.run.bundle / "model.safetensors")).items():
+        assert np.array_equal(tensor.numpy(), load_file(str(run.bundle / "model.safetensors"))[name].numpy())
+    assert (result.temperature, result.offset, result.threshold) == (
+        plain.temperature, plain.offset, plain.threshold,
+    )  # fmt: skip
+    assert card["calibration"] == json.loads((plain.run.bundle / "card.json").read_text())["calibration"]
