@@ -8,7 +8,9 @@
 Each variant trains the config on TRAIN_COHORT (``mmdx train`` in a fresh process, ``--set seed=S``):
 every strategy of :data:`mmdx.training.strategies.STRATEGIES` named by ``--strategies`` (and
 ``branch_stopping``: ``joint`` with ``train.early_stopping=branches``; ``augment``: ``joint`` with the
-image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them) with each fusion of ``--fusions``;
+image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them; ``contrastive`` and
+``staged_augment_contrastive``: ``joint`` and ``staged_augment`` after ``train.pretrain: contrastive``) with
+each fusion of ``--fusions``;
 ``--unimodal image`` adds the image-only model (the joint strategy without values and notes). Every trained
 bundle is then run, in this process, on every case of the TEST_COHORTs -- other cohorts of the same
 generator with other seeds -- intact and with each modality removed (the audit's definition of "AUROC lost
@@ -58,6 +60,12 @@ EXTRA_STRATEGIES = {
 EXTRA_STRATEGIES["staged_augment"] = [
     "train.strategy=staged",
     *[s for s in EXTRA_STRATEGIES["augment"] if s.startswith("train.augment")],
+]
+#: cross-modal contrastive pretraining of the encoders (train.pretrain) before the strategy
+EXTRA_STRATEGIES["contrastive"] = ["train.strategy=joint", "train.pretrain=contrastive"]
+EXTRA_STRATEGIES["staged_augment_contrastive"] = [
+    *EXTRA_STRATEGIES["staged_augment"],
+    "train.pretrain=contrastive",
 ]
 UNIMODAL = {
     "image": ["model.tabular=null", "model.text=null"],

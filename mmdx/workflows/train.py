@@ -44,6 +44,7 @@ from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
+from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
@@ -69,6 +70,8 @@ class TrainResult:
         warnings: why the calibration deserves little trust (a small validation split, a temperature at
             its bound); also in the model card.
         image_plan: the image preprocessing plan and its warnings by code (``None`` without images).
+        pretrain: what ``train.pretrain`` did before the strategy (``None`` for ``none``): epochs, the
+            training and held-out loss per epoch, the cases per modality pair, the best epoch.
     """
 
     run: RunPaths
@@ -81,6 +84,7 @@ class TrainResult:
     warnings: list[str]
     image_plan: dict[str, Any] | None
     offset: float = 0.0
+    pretrain: PretrainResult | None = None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -96,6 +100,7 @@ class TrainResult:
             "parameters": self.parameters,
             "warnings": self.warnings,
             "image_plan": self.image_plan,
+            "pretrain": self.pretrain.to_dict() if self.pretrain is not None else None,
         }
 
 
@@ -146,10 +151,12 @@ def environment() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Splits:
-    """Row indices of the case table: labelled training and validation cases."""
+    """Row indices of the case table: labelled training and validation cases, and the training split's
+    unlabelled cases (read only by ``train.pretrain``)."""
 
     train: np.ndarray
     val: np.ndarray
+    unlabelled_train: np.ndarray
 
 
 def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
@@ -161,7 +168,7 @@ def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
         raise MmdxError(
             f"need labelled cases in both the train and val splits (found {len(train_idx)} and {len(val_idx)})"
         )
-    return _Splits(train_idx, val_idx)
+    return _Splits(train_idx, val_idx, np.flatnonzero((split == "train") & ~labelled))
 
 
 def _validated_and_planned(
@@ -221,6 +228,39 @@ def _image_cache(
         progress=progress,
     )
     return cache
+
+
+def _pretrain(
+    config: Config,
+    job: TrainingJob,
+    table: CaseTable,
+    splits: _Splits,
+    preprocessing: Preprocessing,
+    cache: ImageCache | None,
+    run: RunPaths,
+) -> PretrainResult | None:
+    """``train.pretrain`` on the training split's cases, labelled or not (never the validation split);
+    ``None`` for ``none``."""
+    if config.train.pretrain == "none":
+        return None
+    if job.dist is not None and job.dist.distributed:
+        raise MmdxError(
+            f"train.pretrain {config.train.pretrain} runs in one process; run it without torchrun, or set "
+            "train.pretrain=none for a distributed run"
+        )
+    cases = np.sort(np.concatenate([splits.train, splits.unlabelled_train]))
+    return pretrain_encoders(
+        job.model,
+        config.train,
+        config.data.loader,
+        MultimodalDataset(table.subset(cases), preprocessing, cache),
+        run.pretrained_encoders,
+        run.pretrain_record,
+        seed=config.seed,
+        device=job.dist.device if job.dist is not None else None,
+        resume=job.resume,
+        progress=job.progress,
+    )
 
 
 def _calibrate(
@@ -362,6 +402,7 @@ def train_run(
     """
     check_model_config(config.model)
     STRATEGIES.get(config.train.strategy)  # an unknown strategy fails here, naming the choices
+    check_pretrain(config.train, [m for m in ("image", "tabular", "text") if getattr(config.model, m)])
     run = RunPaths(Path(out))
     if run.holds_a_run() and not resume:
         raise MmdxError(
@@ -424,6 +465,7 @@ def _train(
         pos_weight=balanced_pos_weight(table.labels[splits.train]),
         resume=resume,
     )
+    pretrained = _pretrain(config, job, table, splits, preprocessing, cache, run)
     fit = fit_with_strategy(job)
     dist.barrier()
     if not dist.is_main:
@@ -458,6 +500,7 @@ def _train(
         parameters=sum(p.numel() for p in model.parameters()),
         warnings=warnings,
         image_plan=images.summary() if images is not None else None,
+        pretrain=pretrained,
     )
     run.write_training_summary(result.summary())
     return result

@@ -14,6 +14,14 @@ def test_variants_are_registry_names_or_train_settings() -> None:
     assert "train.early_stopping=branches" in variant_overrides("branch_stopping", "gated_attention")
     staged_augment = variant_overrides("staged_augment", "gated_attention")
     assert "train.strategy=staged" in staged_augment and "train.augment.affine=0.5" in staged_augment
+    contrastive = variant_overrides("staged_augment_contrastive", "gated_attention")
+    assert {"train.strategy=staged", "train.augment.affine=0.5", "train.pretrain=contrastive"} <= set(
+        contrastive
+    )
+    assert variant_overrides("contrastive", "concat")[1:] == [
+        "train.strategy=joint",
+        "train.pretrain=contrastive",
+    ]
     assert variant_overrides("unimodal-image", "concat")[1:] == ["model.tabular=null", "model.text=null"]
     with pytest.raises(MmdxError):
         variant_overrides("stagd", "concat")
