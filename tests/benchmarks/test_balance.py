@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.balance import reference_ece, variant_overrides
+from benchmarks.balance import own_vs_joint, reference_ece, variant_overrides
 from mmdx.errors import MmdxError
 
 
@@ -57,3 +57,20 @@ def test_outputs_cached_outside_the_run_one_file_per_cohort(tmp_path, monkeypatc
     again = balance.test_outputs(run, tests, cache)
     assert calls == ["first", "second", "second"]  # only the missing cohort is predicted again
     np.testing.assert_array_equal(again["p"], out["p"])
+
+
+def test_own_auroc_against_joint_is_paired_on_the_cases_with_the_modality() -> None:
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    noise = rng.normal(size=200)
+    better = np.where(np.arange(200) < 150, 3.0 * (y - 0.5) + noise, np.nan)  # 50 cases lack the image
+    joint = np.where(np.arange(200) < 150, noise, np.nan)
+    own = {
+        ("joint", "concat", 0): {"image": joint, "text": noise},
+        ("contrastive", "concat", 0): {"image": better, "text": noise},
+        ("contrastive", "concat", 1): {"image": better},  # no joint run of this seed: not compared
+    }
+    found = own_vs_joint(own, y, resamples=200)
+    assert set(found) == {"contrastive-concat-seed0"}
+    image, text = found["contrastive-concat-seed0"]["image"], found["contrastive-concat-seed0"]["text"]
+    assert image["low"] > 0.3 and text["estimate"] == 0.0
