@@ -9,8 +9,9 @@ Each variant trains the config on TRAIN_COHORT (``mmdx train`` in a fresh proces
 every strategy of :data:`mmdx.training.strategies.STRATEGIES` named by ``--strategies`` (and
 ``branch_stopping``: ``joint`` with ``train.early_stopping=branches``; ``augment``: ``joint`` with the
 image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them; ``contrastive`` and
-``staged_augment_contrastive``: ``joint`` and ``staged_augment`` after ``train.pretrain: contrastive``) with
-each fusion of ``--fusions``;
+``staged_augment_contrastive``: ``joint`` and ``staged_augment`` after ``train.pretrain: contrastive``;
+``contrastive_tabular``: ``contrastive`` with the tabular encoder paired too) with each fusion of
+``--fusions``;
 ``--unimodal image`` adds the image-only model (the joint strategy without values and notes). Every trained
 bundle is then run, in this process, on every case of the TEST_COHORTs -- other cohorts of the same
 generator with other seeds -- intact and with each modality removed (the audit's definition of "AUROC lost
@@ -63,6 +64,10 @@ EXTRA_STRATEGIES["staged_augment"] = [
 ]
 #: cross-modal contrastive pretraining of the encoders (train.pretrain) before the strategy
 EXTRA_STRATEGIES["contrastive"] = ["train.strategy=joint", "train.pretrain=contrastive"]
+EXTRA_STRATEGIES["contrastive_tabular"] = [
+    *EXTRA_STRATEGIES["contrastive"],
+    "train.contrastive.include_tabular=true",
+]
 EXTRA_STRATEGIES["staged_augment_contrastive"] = [
     *EXTRA_STRATEGIES["staged_augment"],
     "train.pretrain=contrastive",
