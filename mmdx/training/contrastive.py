@@ -132,13 +132,16 @@ class ProjectionHead(nn.Module):
 @dataclass
 class PretrainEpoch:
     """One epoch: mean training loss, the held-out loss and top-1 retrieval accuracy (within batches of
-    ``data.loader.batch_size``, every pair pooled), seconds."""
+    ``data.loader.batch_size``, every pair pooled), seconds, and the held-out loss of projections that
+    carry nothing (``held_out_chance``: the mean over the same batches and pairs of the log of the number
+    of candidates), against which the held-out loss is read."""
 
     epoch: int
     train_loss: float
     held_out_loss: float
     held_out_accuracy: float
     seconds: float
+    held_out_chance: float = math.nan
 
 
 @dataclass
@@ -318,18 +321,32 @@ class ContrastivePretraining:
             losses.append(float(loss.detach()))
         return float(np.mean(losses)) if losses else math.nan
 
+    def chance(self, batch: dict) -> float:
+        """The loss :meth:`batch_loss` gives ``batch`` when the projections carry nothing: the mean over
+        its pairs of the log of the number of cases having both modalities (NaN without a pair)."""
+        presence = batch[Keys.PRESENCE]
+        counts = [
+            int((presence[:, MODALITIES.index(a)] & presence[:, MODALITIES.index(b)]).sum())
+            for a, b in self.pairs
+        ]
+        logs = [math.log(n) for n in counts if n >= 2]
+        return float(np.mean(logs)) if logs else math.nan
+
     @torch.no_grad()
-    def held_out(self) -> tuple[float, float]:
-        """The held-out cases' mean loss and retrieval accuracy."""
+    def held_out(self) -> tuple[float, float, float]:
+        """The held-out cases' mean loss, retrieval accuracy and chance loss (:meth:`chance`)."""
         self.model.eval()
         self.heads.eval()
-        losses, hits, trials = [], 0, 0
+        losses, chances, hits, trials = [], [], 0, 0
         for batch in self.held_loader:
             loss, batch_hits, batch_trials = self.batch_loss(to_device(batch, self.device))
             if loss is not None:
                 losses.append(float(loss))
+                chances.append(self.chance(batch))
                 hits, trials = hits + batch_hits, trials + batch_trials
-        return (float(np.mean(losses)) if losses else math.nan), (hits / trials if trials else math.nan)
+        if not losses:
+            return math.nan, math.nan, math.nan
+        return float(np.mean(losses)), (hits / trials if trials else math.nan), float(np.mean(chances))
 
     def _encoder_state(self) -> dict[str, Tensor]:
         prefixes = tuple(f"encoders.{m}." for m in self.modalities)
@@ -345,16 +362,17 @@ class ContrastivePretraining:
         for epoch in range(self.cfg.epochs):
             started = time.perf_counter()
             train_loss = self.train_epoch(epoch)
-            held_loss, accuracy = self.held_out()
-            history.append(
-                PretrainEpoch(epoch + 1, train_loss, held_loss, accuracy, time.perf_counter() - started)
-            )
+            held_loss, accuracy, chance = self.held_out()
+            seconds = time.perf_counter() - started
+            history.append(PretrainEpoch(epoch + 1, train_loss, held_loss, accuracy, seconds, chance))
             if progress:
                 log.info(
-                    "contrastive pretraining epoch %d: loss %.4f, held-out loss %.4f, retrieval %.3f",
+                    "contrastive pretraining epoch %d: loss %.4f, held-out loss %.4f (chance %.4f), "
+                    "retrieval %.3f",
                     epoch + 1,
                     train_loss,
                     held_loss,
+                    chance,
                     accuracy,
                 )
             if not math.isnan(held_loss) and held_loss < best - 1e-6:

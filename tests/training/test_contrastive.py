@@ -131,6 +131,8 @@ def test_pretraining_reads_training_cases_only_unlabelled_ones_included(
     assert set(record["pairs"]) == {"image-text"} and record["pairs"]["image-text"]["held_out"] >= 2
     assert record["epochs_run"] == 2 and 1 <= record["best_epoch"] <= 2
     assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["held_out_loss"]) for h in record["history"])
+    held_out = record["pairs"]["image-text"]["held_out"]  # one batch: chance is the log of its size
+    assert all(h["held_out_chance"] == pytest.approx(np.log(held_out)) for h in record["history"])
     assert result.pretrain is not None and result.pretrain.best_epoch == record["best_epoch"]
 
     # only the paired encoders' weights are kept; the projection heads reach neither file nor bundle
