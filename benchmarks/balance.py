@@ -8,7 +8,10 @@
 Each variant trains the config on TRAIN_COHORT (``mmdx train`` in a fresh process, ``--set seed=S``):
 every strategy of :data:`mmdx.training.strategies.STRATEGIES` named by ``--strategies`` (and
 ``branch_stopping``: ``joint`` with ``train.early_stopping=branches``; ``augment``: ``joint`` with the
-image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them) with each fusion of ``--fusions``;
+image augmentations of ``train.augment`` on; ``staged_augment``: ``staged`` with them; ``contrastive`` and
+``staged_augment_contrastive``: ``joint`` and ``staged_augment`` after ``train.pretrain: contrastive``;
+``contrastive_tabular``: ``contrastive`` with the tabular encoder paired too) with each fusion of
+``--fusions``;
 ``--unimodal image`` adds the image-only model (the joint strategy without values and notes). Every trained
 bundle is then run, in this process, on every case of the TEST_COHORTs -- other cohorts of the same
 generator with other seeds -- intact and with each modality removed (the audit's definition of "AUROC lost
@@ -20,8 +23,8 @@ intercept of the calibrated probabilities (bootstrap intervals), ECE (15 bins) b
 calibrated model gets on the same cases (labels drawn from the model's own probabilities; mean and 95%
 range); the best validation AUROC (what a default may be chosen on); the Bayes-optimal AUROC from
 ``ground_truth/``; paired stratified bootstrap intervals of each variant minus ``joint`` with the same
-fusion and seed, of ``gated_attention`` minus ``concat`` per strategy and seed, and of the Bayes posterior
-minus each run. Finished runs and scores are reused (delete a run folder to redo it). Prints a Markdown
+fusion and seed (also of each encoder's own AUROC), of ``gated_attention`` minus ``concat`` per strategy
+and seed, and of the Bayes posterior minus each run. Finished runs and scores are reused (delete a run folder to redo it). Prints a Markdown
 report and writes ``NAME.json`` under ``--out``.
 """
 
@@ -58,6 +61,16 @@ EXTRA_STRATEGIES = {
 EXTRA_STRATEGIES["staged_augment"] = [
     "train.strategy=staged",
     *[s for s in EXTRA_STRATEGIES["augment"] if s.startswith("train.augment")],
+]
+#: cross-modal contrastive pretraining of the encoders (train.pretrain) before the strategy
+EXTRA_STRATEGIES["contrastive"] = ["train.strategy=joint", "train.pretrain=contrastive"]
+EXTRA_STRATEGIES["contrastive_tabular"] = [
+    *EXTRA_STRATEGIES["contrastive"],
+    "train.contrastive.include_tabular=true",
+]
+EXTRA_STRATEGIES["staged_augment_contrastive"] = [
+    *EXTRA_STRATEGIES["staged_augment"],
+    "train.pretrain=contrastive",
 ]
 UNIMODAL = {
     "image": ["model.tabular=null", "model.text=null"],
@@ -261,6 +274,31 @@ def _cross_validated_auroc(run: Path) -> float | None:
     return OutOfFold.from_dict(record).auroc() if record is not None else None
 
 
+def own_vs_joint(
+    own: dict[tuple[str, str, int], dict[str, np.ndarray]], y: np.ndarray, resamples: int
+) -> dict[str, dict[str, dict]]:
+    """Per run other than ``joint``, per modality: its encoder's own test AUROC minus that of ``joint``
+    with the same fusion and seed, on the cases that have the modality (paired stratified bootstrap).
+    ``own[key][modality]``: each case's own logit, NaN where the case lacks the modality."""
+    from mmdx.audit.statistics import paired_bootstrap_difference
+    from mmdx.metrics import auroc
+
+    found: dict[str, dict[str, dict]] = {}
+    for (strategy, fusion, seed), logits in own.items():
+        joint = own.get(("joint", fusion, seed))
+        if strategy == "joint" or strategy.startswith("unimodal-") or joint is None:
+            continue
+        name = f"{strategy}-{fusion}-seed{seed}"
+        for modality in sorted(set(logits) & set(joint)):
+            a, b = logits[modality], joint[modality]
+            have = ~np.isnan(a) & ~np.isnan(b)
+            diff = paired_bootstrap_difference(
+                auroc, y[have], _sigmoid(a[have]), _sigmoid(b[have]), n_resamples=resamples, seed=seed
+            )
+            found.setdefault(name, {})[modality] = _interval(diff)
+    return found
+
+
 def score(
     runs: dict[tuple[str, str, int], Path],
     tests: list[Path],
@@ -293,13 +331,14 @@ def score(
         "gated_minus_concat": {},
         "bayes_minus_run": {},
     }
-    probability = {}
+    probability, own = {}, {}
     for key, run in runs.items():
         strategy, fusion, seed = key
         name = f"{strategy}-{fusion}-seed{seed}"
         out = outputs[key]
         rows = np.array([{c: i for i, c in enumerate(out["case_id"])}[c] for c in cases])
         probability[key] = out["p"][rows]
+        own[key] = {k.removeprefix("own_"): out[k][rows] for k in out if k.startswith("own_")}
         results["runs"][name] = {"strategy": strategy, "fusion": fusion, "seed": seed}
         results["runs"][name].update(score_run(run, out, cases, y, resamples))
         gap = paired_bootstrap_difference(auroc, y, bayes, probability[key], n_resamples=resamples, seed=seed)
@@ -315,6 +354,7 @@ def score(
             diff = paired_bootstrap_difference(auroc, y, p, concat, n_resamples=resamples, seed=seed)
             results["gated_minus_concat"][f"{strategy}-seed{seed}"] = _interval(diff)
     results["vs_joint_cross_validated"] = cross_validated_differences(runs, resamples)
+    results["own_vs_joint"] = own_vs_joint(own, y, resamples)
     return results
 
 
@@ -452,6 +492,14 @@ def report(results: dict) -> str:
     for name, row in runs.items():
         cells = ", ".join(f"{m} {_ci(v)}" for m, v in row["lost_when_removed"].items())
         lines.append(f"- {name}: {cells or '-'}")
+    if results.get("own_vs_joint"):
+        lines += [
+            "",
+            "Each encoder's own test AUROC minus joint's (same fusion, seed) [95% paired bootstrap]:",
+            "",
+        ]
+        for name, diffs in results["own_vs_joint"].items():
+            lines.append(f"- {name}: " + ", ".join(f"{m} {_ci(v)}" for m, v in diffs.items()))
     return "\n".join(lines)
 
 

@@ -207,6 +207,25 @@ class AugmentConfig(_Strict):
         return any(p > 0 for p in (self.affine, self.elastic, self.intensity, self.noise))
 
 
+class ContrastiveConfig(_Strict):
+    """Cross-modal contrastive pretraining (``train.pretrain: contrastive``), run before the strategy: a
+    small projection head (two-layer MLP to ``projection_dim``) on each paired encoder, and a symmetric
+    InfoNCE loss at temperature ``temperature`` between the image and the notes of the same case (with
+    ``include_tabular``, also image and values, notes and values), over every training-split case that has
+    both modalities of a pair, labelled or not. ``held_out``: the share of those training cases kept aside
+    to stop on (their contrastive loss), never the validation split; at most ``epochs`` epochs at learning
+    rate ``lr``, stopping after ``patience`` epochs without a lower held-out loss. The encoders keep the
+    weights of the best held-out epoch; the projection heads are discarded."""
+
+    epochs: int = Field(default=12, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    temperature: float = Field(default=0.1, gt=0)
+    projection_dim: int = Field(default=32, ge=2)
+    include_tabular: bool = False
+    patience: int = Field(default=3, ge=1)
+    held_out: float = Field(default=0.1, gt=0, lt=0.5)
+
+
 class TrainConfig(_Strict):
     """Optimisation. ``modality_dropout``: chance of hiding each present modality of a training case;
     ``aux_loss_weight``: weight of the loss of one extra head per encoder (0 trains without them);
@@ -218,7 +237,12 @@ class TrainConfig(_Strict):
     ``mmdx.training.strategies.STRATEGIES`` (``joint``: everything together, as before; ``staged``; ``ogm_ge``);
     ``early_stopping``: ``fused`` stops on the fused validation AUROC alone, ``branches`` also waits while
     any encoder's own head still improves its validation AUROC (the best weights are chosen on the fused
-    AUROC either way)."""
+    AUROC either way).
+
+    ``pretrain``: what runs before the strategy to warm-start the encoders: ``none`` (the default) or
+    ``contrastive``, cross-modal contrastive pretraining on the training split (settings in
+    ``contrastive``, see :class:`ContrastiveConfig`). It needs two of the model's encoders to pair: image
+    and text, or, with ``contrastive.include_tabular``, either of them with the tabular encoder."""
 
     epochs: int = Field(default=30, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
@@ -252,6 +276,8 @@ class TrainConfig(_Strict):
     staged: StagedConfig = Field(default_factory=StagedConfig)
     modulation: ModulationConfig = Field(default_factory=ModulationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    pretrain: Literal["none", "contrastive"] = "none"
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
 
     @field_validator("cross_validation_folds")
     @classmethod
@@ -259,6 +285,16 @@ class TrainConfig(_Strict):
         if value == 1:
             raise ValueError("must be 0 (no cross-validation) or at least 2 folds")
         return value
+
+    @model_validator(mode="after")
+    def _folds_without_pretraining(self) -> TrainConfig:
+        if self.cross_validation_folds and self.pretrain != "none":
+            raise ValueError(
+                "cross_validation_folds: the fold models are not pretrained, so they would not cross-validate "
+                f"these settings (pretrain {self.pretrain}); set train.pretrain=none or "
+                "train.cross_validation_folds=0"
+            )
+        return self
 
 
 class Config(_Strict):

@@ -5,7 +5,8 @@
     runs/<name>/
         bundle/                   the model bundle (mmdx.bundle writes and reads it)
         preprocessing/            the preprocessing fitted on the training split (kept for --resume)
-        checkpoints/              the trainer's last checkpoint and best weights (mmdx.training.trainer)
+        checkpoints/              the trainer's last checkpoint and best weights (mmdx.training.trainer);
+                                  with train.pretrain, the pretrained encoders and pretrain.json
         validation_report.json    the cohort's validation report (mmdx train, then mmdx evaluate)
         training.json             the training summary (mmdx train)
         out_of_fold.json          with train.cross_validation_folds: every training case's logit from the
@@ -125,6 +126,17 @@ class RunPaths:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def pretrained_encoders(self) -> Path:
+        """The encoders' weights after ``train.pretrain`` (written and read, on ``--resume``, by
+        :mod:`mmdx.training.contrastive`)."""
+        return self.checkpoints / "pretrained_encoders.safetensors"
+
+    @property
+    def pretrain_record(self) -> Path:
+        """What ``train.pretrain`` did (epochs, losses, pairs), beside :attr:`pretrained_encoders`."""
+        return self.checkpoints / "pretrain.json"
 
     @property
     def calibrations(self) -> Path:

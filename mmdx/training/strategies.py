@@ -16,6 +16,8 @@ The strategies, chosen by ``train.strategy`` and registered in :data:`STRATEGIES
 
 Orthogonal to the strategy, ``train.early_stopping: branches`` keeps training while any encoder's own head
 still improves its validation AUROC. Every strategy records each encoder's own validation AUROC per epoch.
+Before any strategy, ``train.pretrain: contrastive`` may warm-start the encoders by cross-modal contrastive
+pretraining on the training split (:mod:`mmdx.training.contrastive`; the train workflow runs it).
 
 To add a strategy, write its ``fit`` function here (or in its own module of ``mmdx/training/``) and register
 a :class:`StrategySpec` below the others; the train workflow, the config key and the benchmarks pick it up.

@@ -44,6 +44,7 @@ from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
+from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
 from mmdx.training.cross_fit import FoldPlan, OutOfFold, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import branch_aurocs, predict_dataset
@@ -72,6 +73,8 @@ class TrainResult:
         image_plan: the image preprocessing plan and its warnings by code (``None`` without images).
         cross_validation: with ``train.cross_validation_folds``, the folds' summary (the cross-validated
             AUROC and each fold's, best epochs, seconds).
+        pretrain: what ``train.pretrain`` did before the strategy (``None`` for ``none``): epochs, the
+            training and held-out loss per epoch, the cases per modality pair, the best epoch.
     """
 
     run: RunPaths
@@ -85,6 +88,7 @@ class TrainResult:
     image_plan: dict[str, Any] | None
     offset: float = 0.0
     cross_validation: dict[str, Any] | None = None
+    pretrain: PretrainResult | None = None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -101,6 +105,7 @@ class TrainResult:
             "warnings": self.warnings,
             "image_plan": self.image_plan,
             "cross_validation": self.cross_validation,
+            "pretrain": self.pretrain.to_dict() if self.pretrain is not None else None,
         }
 
 
@@ -151,10 +156,12 @@ def environment() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Splits:
-    """Row indices of the case table: labelled training and validation cases."""
+    """Row indices of the case table: labelled training and validation cases, and the training split's
+    unlabelled cases (read only by ``train.pretrain``)."""
 
     train: np.ndarray
     val: np.ndarray
+    unlabelled_train: np.ndarray
 
 
 def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
@@ -166,7 +173,7 @@ def _splits(cohort: ValidatedCohort, table: CaseTable) -> _Splits:
         raise MmdxError(
             f"need labelled cases in both the train and val splits (found {len(train_idx)} and {len(val_idx)})"
         )
-    return _Splits(train_idx, val_idx)
+    return _Splits(train_idx, val_idx, np.flatnonzero((split == "train") & ~labelled))
 
 
 def _validated_and_planned(
@@ -226,6 +233,39 @@ def _image_cache(
         progress=progress,
     )
     return cache
+
+
+def _pretrain(
+    config: Config,
+    job: TrainingJob,
+    table: CaseTable,
+    splits: _Splits,
+    preprocessing: Preprocessing,
+    cache: ImageCache | None,
+    run: RunPaths,
+) -> PretrainResult | None:
+    """``train.pretrain`` on the training split's cases, labelled or not (never the validation split);
+    ``None`` for ``none``."""
+    if config.train.pretrain == "none":
+        return None
+    if job.dist is not None and job.dist.distributed:
+        raise MmdxError(
+            f"train.pretrain {config.train.pretrain} runs in one process; run it without torchrun, or set "
+            "train.pretrain=none for a distributed run"
+        )
+    cases = np.sort(np.concatenate([splits.train, splits.unlabelled_train]))
+    return pretrain_encoders(
+        job.model,
+        config.train,
+        config.data.loader,
+        MultimodalDataset(table.subset(cases), preprocessing, cache),
+        run.pretrained_encoders,
+        run.pretrain_record,
+        seed=config.seed,
+        device=job.dist.device if job.dist is not None else None,
+        resume=job.resume,
+        progress=job.progress,
+    )
 
 
 def _calibrate(
@@ -409,6 +449,7 @@ def train_run(
     """
     check_model_config(config.model)
     STRATEGIES.get(config.train.strategy)  # an unknown strategy fails here, naming the choices
+    check_pretrain(config.train, [m for m in ("image", "tabular", "text") if getattr(config.model, m)])
     run = RunPaths(Path(out))
     if run.holds_a_run() and not resume:
         raise MmdxError(
@@ -470,6 +511,7 @@ def _train(
         pos_weight=balanced_pos_weight(table.labels[splits.train]),
         resume=resume,
     )
+    pretrained = _pretrain(config, job, table, splits, preprocessing, cache, run)
     fit = fit_with_strategy(job)
     dist.barrier()
     folds = _cross_validate(job, run, config, lambda: build_model(**arguments), train_set, dist)
@@ -507,6 +549,7 @@ def _train(
         warnings=warnings,
         image_plan=images.summary() if images is not None else None,
         cross_validation=folds.summary() if folds is not None else None,
+        pretrain=pretrained,
     )
     run.write_training_summary(result.summary())
     return result

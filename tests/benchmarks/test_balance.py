@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.balance import reference_ece, variant_overrides
+from benchmarks.balance import own_vs_joint, reference_ece, variant_overrides
 from mmdx.errors import MmdxError
 
 
@@ -14,6 +14,14 @@ def test_variants_are_registry_names_or_train_settings() -> None:
     assert "train.early_stopping=branches" in variant_overrides("branch_stopping", "gated_attention")
     staged_augment = variant_overrides("staged_augment", "gated_attention")
     assert "train.strategy=staged" in staged_augment and "train.augment.affine=0.5" in staged_augment
+    contrastive = variant_overrides("staged_augment_contrastive", "gated_attention")
+    assert {"train.strategy=staged", "train.augment.affine=0.5", "train.pretrain=contrastive"} <= set(
+        contrastive
+    )
+    assert variant_overrides("contrastive", "concat")[1:] == [
+        "train.strategy=joint",
+        "train.pretrain=contrastive",
+    ]
     assert variant_overrides("unimodal-image", "concat")[1:] == ["model.tabular=null", "model.text=null"]
     with pytest.raises(MmdxError):
         variant_overrides("stagd", "concat")
@@ -77,3 +85,20 @@ def test_cross_validated_differences_pair_each_variant_with_joint_per_seed_and_o
     mean = diffs["staged-gated_attention-seeds0,1"]["estimate"]
     seeds = [diffs[f"staged-gated_attention-seed{s}"]["estimate"] for s in (0, 1)]
     assert mean == pytest.approx(sum(seeds) / 2)
+
+
+def test_own_auroc_against_joint_is_paired_on_the_cases_with_the_modality() -> None:
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    noise = rng.normal(size=200)
+    better = np.where(np.arange(200) < 150, 3.0 * (y - 0.5) + noise, np.nan)  # 50 cases lack the image
+    joint = np.where(np.arange(200) < 150, noise, np.nan)
+    own = {
+        ("joint", "concat", 0): {"image": joint, "text": noise},
+        ("contrastive", "concat", 0): {"image": better, "text": noise},
+        ("contrastive", "concat", 1): {"image": better},  # no joint run of this seed: not compared
+    }
+    found = own_vs_joint(own, y, resamples=200)
+    assert set(found) == {"contrastive-concat-seed0"}
+    image, text = found["contrastive-concat-seed0"]["image"], found["contrastive-concat-seed0"]["text"]
+    assert image["low"] > 0.3 and text["estimate"] == 0.0

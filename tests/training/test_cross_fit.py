@@ -41,6 +41,12 @@ def test_one_fold_is_refused_by_the_config() -> None:
         load_config(config, ["train.cross_validation_folds=1"])
 
 
+def test_cross_validation_refuses_pretraining_it_would_not_repeat() -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    with pytest.raises(ConfigError, match="cross_validation_folds.*not pretrained"):
+        load_config(config, ["train.cross_validation_folds=5", "train.pretrain=contrastive"])
+
+
 def test_the_record_round_trips_and_averages_the_folds_aurocs() -> None:
     # fold 0 ranks perfectly, fold 1 inversely; pooled, fold 1's logits sit far above fold 0's
     record = OutOfFold(
