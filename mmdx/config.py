@@ -165,7 +165,7 @@ class ThresholdConfig(_Strict):
 
 class StagedConfig(_Strict):
     """The ``staged`` strategy: each encoder first trains alone with its own head, for at most
-    ``branch_epochs`` epochs and until its own validation AUROC has not improved for ``branch_patience``
+    ``branch_epochs`` epochs (and ``train.epochs``) and until its own validation AUROC has not improved for ``branch_patience``
     epochs; the fusion then trains on top with the encoders (and their heads) fine-tuned at
     ``finetune_lr_scale`` times ``train.lr``."""
 

@@ -57,6 +57,12 @@ TINY = [
     "model.text={name: text_cnn, dim: 16, channels: 16, embedding_dim: 16}",
     "model.fusion.dim=16",
     "train.threads=1",
+    # the tests' own baseline: joint training without augmentation (the demo ships staged + augmentation)
+    "train.strategy=joint",
+    "train.augment.affine=0",
+    "train.augment.elastic=0",
+    "train.augment.intensity=0",
+    "train.augment.noise=0",
 ]
 
 

@@ -6,7 +6,7 @@ encoder, so the encoders do not influence each other at all: this is one unimoda
 trained side by side over the same batches. After each epoch every encoder's own validation AUROC is
 measured; an encoder keeps the weights of its best epoch and stops (its parameters get no more gradient)
 once it has not improved for ``train.staged.branch_patience`` epochs (not before ``train.min_epochs``), or
-at ``train.staged.branch_epochs``.
+at ``train.staged.branch_epochs`` (or ``train.epochs`` when that is lower).
 
 The stage ends by loading each encoder's best weights and writing them, with the stage's history, to
 ``checkpoints/branches.safetensors`` and ``checkpoints/branches.json``; a resumed run that finds them
@@ -104,7 +104,9 @@ class _BranchStage:
             drop_last=len(job.train_set) > job.loader.batch_size,
         )
         self.steps_per_epoch = max(1, len(self.loader))
-        self.total_steps = self.cfg.staged.branch_epochs * self.steps_per_epoch
+        #: ``train.epochs`` bounds every stage, so a short run (``--set train.epochs=1``) stays short
+        self.max_epochs = min(self.cfg.staged.branch_epochs, self.cfg.epochs)
+        self.total_steps = self.max_epochs * self.steps_per_epoch
         self.warmup_steps = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
         self.augment = build_augmentation(self.cfg.augment)
         self.pos_weight = torch.tensor(
@@ -182,7 +184,7 @@ class _BranchStage:
 
     def run(self) -> list[EpochRecord]:
         history: list[EpochRecord] = []
-        for epoch in range(self.cfg.staged.branch_epochs):
+        for epoch in range(self.max_epochs):
             if not self.active:
                 break
             losses, seen, seconds = self._train_epoch(epoch)

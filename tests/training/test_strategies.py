@@ -18,6 +18,8 @@ from mmdx.training.inference import Predictions, branch_aurocs
 from mmdx.training.strategies import STRATEGIES, GradientModulation, encoder_parameter_groups
 from mmdx.workflows.train import train_run
 
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
 
 def test_registry_holds_the_strategies_and_names_the_choices() -> None:
     assert {"joint", "staged", "ogm_ge"} <= set(STRATEGIES.names())
@@ -131,3 +133,22 @@ def test_an_unknown_strategy_fails_before_training(small_cohort_2d: Path, tmp_pa
     with pytest.raises(MmdxError, match="joint"):
         train_run(tiny_config("train.strategy=jont"), small_cohort_2d, tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_default_trains_staged_with_augmentation_within_train_epochs(
+    small_cohort_2d: Path, tmp_path: Path, tiny
+) -> None:
+    from mmdx.config import load_config
+
+    overrides, _ = tiny
+    shrunk = [o for o in overrides if not o.startswith(("train.strategy", "train.augment"))]
+    config = load_config(DEMO, [*shrunk, "train.epochs=2", "train.min_epochs=1"])
+    assert config.train.strategy == "staged" and config.train.augment.enabled
+    assert config.train.staged.branch_epochs > 2
+    result = train_run(config, small_cohort_2d, tmp_path / "demo", progress=False)
+    stages = [h.stage for h in result.fit.history]
+    assert (
+        stages.count("branches") == 2 and 1 <= stages.count("fused") <= 2
+    )  # train.epochs bounds both stages
+    assert result.fit.strategy == "staged"
