@@ -266,6 +266,30 @@ def score_run(
     return scored
 
 
+def seed_mean_auroc(
+    probability: dict[tuple[str, str, int], np.ndarray], y: np.ndarray, resamples: int
+) -> dict[str, dict]:
+    """Per variant (strategy and fusion) with more than one seed: the test AUROC averaged over its seeds,
+    with a 95% interval from a stratified bootstrap of the test cases (each replicate resamples the cases
+    once for every seed), so a target on the seed mean is judged against its interval."""
+    from mmdx.metrics import auroc
+
+    variants: dict[tuple[str, str], list[np.ndarray]] = {}
+    for (strategy, fusion, _), p in probability.items():
+        variants.setdefault((strategy, fusion), []).append(p)
+    rng = np.random.default_rng(0)
+    strata = [np.flatnonzero(y == value) for value in (0, 1)]
+    draws = [np.concatenate([rng.choice(m, len(m)) for m in strata]) for _ in range(resamples)]
+    out = {}
+    for (strategy, fusion), ps in variants.items():
+        if len(ps) < 2:
+            continue
+        estimate = float(np.mean([auroc(y, p) for p in ps]))
+        replicates = [np.mean([auroc(y[rows], p[rows]) for p in ps]) for rows in draws]
+        out[f"{strategy}-{fusion}"] = {**_percentile_interval(estimate, replicates), "seeds": len(ps)}
+    return out
+
+
 def _cross_validated_auroc(run: Path) -> float | None:
     from mmdx.run import RunPaths
     from mmdx.training.cross_fit import OutOfFold
@@ -355,6 +379,7 @@ def score(
             results["gated_minus_concat"][f"{strategy}-seed{seed}"] = _interval(diff)
     results["vs_joint_cross_validated"] = cross_validated_differences(runs, resamples)
     results["own_vs_joint"] = own_vs_joint(own, y, resamples)
+    results["seed_mean_auroc"] = seed_mean_auroc(probability, y, resamples)
     return results
 
 
@@ -459,6 +484,10 @@ def report(results: dict) -> str:
             f"({_mean_sd([c['ece_reference']['mean'] for c in cal])}) | "
             f"{statistics.mean(r['train_seconds'] for r in rows):.0f} |"
         )
+    if results.get("seed_mean_auroc"):
+        lines.append("")
+    for name, mean in (results.get("seed_mean_auroc") or {}).items():
+        lines.append(f"- {name}: test AUROC, mean of {mean['seeds']} seeds, {_ci(mean).lstrip('+')}")
     lines += [
         "",
         "| run | test AUROC | Bayes − run | vs joint (same fusion, seed) | slope [95%] | intercept [95%] |",

@@ -102,3 +102,22 @@ def test_own_auroc_against_joint_is_paired_on_the_cases_with_the_modality() -> N
     assert set(found) == {"contrastive-concat-seed0"}
     image, text = found["contrastive-concat-seed0"]["image"], found["contrastive-concat-seed0"]["text"]
     assert image["low"] > 0.3 and text["estimate"] == 0.0
+
+
+def test_seed_mean_auroc_averages_the_seeds_with_one_bootstrap_for_all() -> None:
+    from benchmarks.balance import seed_mean_auroc
+    from mmdx.metrics import auroc
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(400) < 0.35).astype(int)
+    probability = {
+        ("staged", "gated_attention", s): 1 / (1 + np.exp(-(2 * y + rng.normal(0, 1.5, 400))))
+        for s in (0, 1, 2)
+    }
+    probability[("joint", "gated_attention", 0)] = rng.random(400)  # one seed only: no mean
+    found = seed_mean_auroc(probability, y, resamples=300)
+    assert set(found) == {"staged-gated_attention"} and found["staged-gated_attention"]["seeds"] == 3
+    mean = found["staged-gated_attention"]
+    expected = np.mean([auroc(y, probability[("staged", "gated_attention", s)]) for s in (0, 1, 2)])
+    assert mean["estimate"] == pytest.approx(expected) and mean["low"] < expected < mean["high"]
+    assert 0.02 < mean["high"] - mean["low"] < 0.2
