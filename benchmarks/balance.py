@@ -487,7 +487,10 @@ def report(results: dict) -> str:
     if results.get("seed_mean_auroc"):
         lines.append("")
     for name, mean in (results.get("seed_mean_auroc") or {}).items():
-        lines.append(f"- {name}: test AUROC, mean of {mean['seeds']} seeds, {_ci(mean).lstrip('+')}")
+        lines.append(
+            f"- {name}: test AUROC, mean of {mean['seeds']} seeds, {mean['estimate']:.3f} "
+            f"[{mean['low']:.3f}, {mean['high']:.3f}]"
+        )
     lines += [
         "",
         "| run | test AUROC | Bayes − run | vs joint (same fusion, seed) | slope [95%] | intercept [95%] |",

@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare_lazily(bundle, cohort_dir)
     position = {c: i for i, c in enumerate(prepared.table.case_ids)}
     ids = [c for c in ids if c in position]
+    # the images the evaluation could not read count as absent (validation's image checks are skipped here)
+    predictions = run.read_predictions()
+    for case_id in predictions.loc[~predictions["has_image"].astype(bool), "case_id"]:
+        if case_id in position:
+            prepared.table.presence[position[case_id], 0] = False
     references = training_references(run, bundle, prepared, position)
     context = (bundle, prepared, position, truth, cohort_dir, references, args)
     kind = "cases" if args.every_case else "true-positive lesion cases"
