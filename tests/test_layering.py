@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mmdx.shift",
         "mmdx.config",
         "mmdx.owner_only",
+        "mmdx.workers",
         "mmdx.dicomweb",
     ),  # foundations, and the connection to a PACS that importing and exporting share
     (

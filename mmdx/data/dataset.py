@@ -47,6 +47,7 @@ from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.data.validation import ValidatedCohort
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
+from mmdx.workers import ignore_ctrl_c
 
 CACHE_VERSION = 3
 TOKENIZER_FILE = "tokenizer.json"
@@ -281,8 +282,10 @@ class ImageCache:
 def _one_thread_worker() -> None:
     """Decode with one torch thread: a forked worker inherits the parent's OpenMP thread pool, and when the
     parent already ran torch multi-threaded (training, a dashboard test) the child's first parallel op
-    can hang; one thread runs inline. The workers are processes, so nothing is lost."""
+    can hang; one thread runs inline. The workers are processes, so nothing is lost. Ctrl+C is left to the
+    parent (:func:`mmdx.workers.ignore_ctrl_c`)."""
     torch.set_num_threads(1)
+    ignore_ctrl_c()
 
 
 def _warm_one(args: tuple[str, dict, str, str | None]) -> None:

@@ -43,6 +43,7 @@ from mmdx.data.text import parse_notes
 from mmdx.errors import CohortError
 from mmdx.keys import MODALITIES, Modality
 from mmdx.owner_only import write_text_owner_only
+from mmdx.workers import ignore_ctrl_c
 
 #: issue codes that reject the whole case (others drop only the affected file, row or modality)
 REJECTING = frozenset(
@@ -232,7 +233,7 @@ def validate_cohort(
         ids = list(image_paths)
         results: Iterable[tuple[list[Issue], dict | None]]
         if workers > 1 and len(image_jobs) > 4:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=ignore_ctrl_c)
             results = pool.map(_check_image_job, image_jobs, chunksize=4)
         else:
             pool = None

@@ -79,6 +79,7 @@ from mmdx.deid.dicom import (
 from mmdx.deid.key import DeidKey
 from mmdx.deid.text import NoteScrubber, PatientIdentity, Placeholder, shift_iso
 from mmdx.errors import MmdxError
+from mmdx.workers import ignore_ctrl_c
 
 REPORT_FILE = "deid_report.json"
 REPORT_SCHEMA_VERSION = 1
@@ -681,7 +682,7 @@ class _CohortDeidentification:
         results: list[dict] = []
         total = len(jobs)
         if self.options.workers > 1 and total > 4:
-            with ProcessPoolExecutor(max_workers=self.options.workers) as pool:
+            with ProcessPoolExecutor(max_workers=self.options.workers, initializer=ignore_ctrl_c) as pool:
                 for done, result in enumerate(pool.map(_run_image_job, jobs, chunksize=4), start=1):
                     results.append(result)
                     if self.progress:

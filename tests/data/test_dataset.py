@@ -86,6 +86,35 @@ def test_warm_fills_the_cache_in_parallel(cohort, tmp_path: Path) -> None:
     assert cache.misses == 0
 
 
+def test_ctrl_c_while_warming_stops_without_decoding_the_rest(cohort, tmp_path: Path) -> None:
+    paths = cohort.cases["image_path"].dropna().tolist()
+    cache = ImageCache(
+        ImageConfig(dims=2, shape=[32, 32], spacing=[11.0, 11.0], intensity="window"), "disk", tmp_path
+    )
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.warm(paths, workers=2, progress=interrupt)
+    decoded = len(list(tmp_path.rglob("*.npz")))
+    assert 1 <= decoded < len(paths) // 2, (decoded, len(paths))  # the images not started were dropped
+
+
+def test_the_cache_workers_leave_ctrl_c_to_the_parent() -> None:
+    import signal
+
+    from mmdx.data.dataset import _one_thread_worker
+
+    handler, threads = signal.getsignal(signal.SIGINT), torch.get_num_threads()
+    try:
+        _one_thread_worker()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and torch.get_num_threads() == 1
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        torch.set_num_threads(threads)
+
+
 def test_time_since_measurement_adds_one_column_per_feature(cohort, tmp_path: Path) -> None:
     from mmdx.data.dataset import Preprocessing
 

@@ -33,6 +33,7 @@ from mmdx.data.synth.model import (
 )
 from mmdx.data.synth.notes import case_notes
 from mmdx.data.synth.phi import PHI_CANARIES_FILE, cohort_canaries, phi_identity
+from mmdx.workers import ignore_ctrl_c
 
 
 def _write_case_image(args: tuple) -> dict:
@@ -108,7 +109,7 @@ def synthesize_cohort(
     jobs = [(p, opts_dict, str(out)) for p in image_plans]
     images: dict[str, dict] = {}
     if opts.workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(max_workers=opts.workers) as pool:
+        with ProcessPoolExecutor(max_workers=opts.workers, initializer=ignore_ctrl_c) as pool:
             for done, result in enumerate(pool.map(_write_case_image, jobs, chunksize=8), start=1):
                 images[result["case_id"]] = result
                 if progress:
