@@ -58,6 +58,11 @@ EXTRA_STRATEGIES = {
         "train.augment.noise=0.5",
     ],
 }
+#: joint training with every augmentation off, whatever the config sets (demo.yaml before its default changed)
+EXTRA_STRATEGIES["joint_no_augment"] = [
+    "train.strategy=joint",
+    *[f"train.augment.{k}=0" for k in ("affine", "elastic", "intensity", "noise")],
+]
 EXTRA_STRATEGIES["staged_augment"] = [
     "train.strategy=staged",
     *[s for s in EXTRA_STRATEGIES["augment"] if s.startswith("train.augment")],
@@ -299,18 +304,21 @@ def _cross_validated_auroc(run: Path) -> float | None:
 
 
 def own_vs_joint(
-    own: dict[tuple[str, str, int], dict[str, np.ndarray]], y: np.ndarray, resamples: int
+    own: dict[tuple[str, str, int], dict[str, np.ndarray]],
+    y: np.ndarray,
+    resamples: int,
+    baseline: str = "joint",
 ) -> dict[str, dict[str, dict]]:
-    """Per run other than ``joint``, per modality: its encoder's own test AUROC minus that of ``joint``
-    with the same fusion and seed, on the cases that have the modality (paired stratified bootstrap).
+    """Per run other than the ``baseline`` variant, per modality: its encoder's own test AUROC minus the
+    baseline's with the same fusion and seed, on the cases that have the modality (paired stratified bootstrap).
     ``own[key][modality]``: each case's own logit, NaN where the case lacks the modality."""
     from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
 
     found: dict[str, dict[str, dict]] = {}
     for (strategy, fusion, seed), logits in own.items():
-        joint = own.get(("joint", fusion, seed))
-        if strategy == "joint" or strategy.startswith("unimodal-") or joint is None:
+        joint = own.get((baseline, fusion, seed))
+        if strategy == baseline or strategy.startswith("unimodal-") or joint is None:
             continue
         name = f"{strategy}-{fusion}-seed{seed}"
         for modality in sorted(set(logits) & set(joint)):
@@ -328,6 +336,7 @@ def score(
     tests: list[Path],
     resamples: int,
     cache_dir: Path | None = None,
+    baseline: str = "joint",
 ) -> dict:
     import pandas as pd
 
@@ -369,23 +378,27 @@ def score(
         results["bayes_minus_run"][name] = _interval(gap)
     for (strategy, fusion, seed), p in probability.items():
         name = f"{strategy}-{fusion}-seed{seed}"
-        joint = probability.get(("joint", fusion, seed))
-        if strategy != "joint" and not strategy.startswith("unimodal-") and joint is not None:
+        joint = probability.get((baseline, fusion, seed))
+        if strategy != baseline and not strategy.startswith("unimodal-") and joint is not None:
             diff = paired_bootstrap_difference(auroc, y, p, joint, n_resamples=resamples, seed=seed)
             results["vs_joint"][name] = _interval(diff)
         concat = probability.get((strategy, "concat", seed))
         if fusion == "gated_attention" and concat is not None:
             diff = paired_bootstrap_difference(auroc, y, p, concat, n_resamples=resamples, seed=seed)
             results["gated_minus_concat"][f"{strategy}-seed{seed}"] = _interval(diff)
-    results["vs_joint_cross_validated"] = cross_validated_differences(runs, resamples)
-    results["own_vs_joint"] = own_vs_joint(own, y, resamples)
+    results["baseline"] = baseline
+    results["vs_joint_cross_validated"] = cross_validated_differences(runs, resamples, baseline)
+    results["own_vs_joint"] = own_vs_joint(own, y, resamples, baseline)
     results["seed_mean_auroc"] = seed_mean_auroc(probability, y, resamples)
     return results
 
 
-def cross_validated_differences(runs: dict[tuple[str, str, int], Path], resamples: int) -> dict[str, dict]:
+def cross_validated_differences(
+    runs: dict[tuple[str, str, int], Path], resamples: int, baseline: str = "joint"
+) -> dict[str, dict]:
     """For runs trained with ``train.cross_validation_folds``: each variant's cross-validated AUROC (the mean
-    of its fold models' AUROCs on their held-out folds) minus ``joint``'s with the same fusion and seed, per
+    of its fold models' AUROCs on their held-out folds) minus the ``baseline`` variant's with the same fusion
+    and seed, per
     seed and averaged over the seeds both have, with a stratified bootstrap over the training cases (the
     same cases in every seed; each replicate resamples them once for all seeds). Only the training cohort is
     used, so a default may be chosen on these."""
@@ -399,8 +412,8 @@ def cross_validated_differences(runs: dict[tuple[str, str, int], Path], resample
             folds[key] = OutOfFold.from_dict(record)
     pairs: dict[tuple[str, str], list[tuple[int, OutOfFold, OutOfFold]]] = {}
     for (strategy, fusion, seed), record in folds.items():
-        joint = folds.get(("joint", fusion, seed))
-        if strategy != "joint" and joint is not None and joint.case_ids == record.case_ids:
+        joint = folds.get((baseline, fusion, seed))
+        if strategy != baseline and joint is not None and joint.case_ids == record.case_ids:
             pairs.setdefault((strategy, fusion), []).append((seed, record, joint))
     out = {}
     for (strategy, fusion), seeded in pairs.items():
@@ -455,6 +468,7 @@ def _ci(interval: dict) -> str:
 
 def report(results: dict) -> str:
     runs = results["runs"]
+    base = results.get("baseline", "joint")
     variants: dict[tuple[str, str], list[dict]] = {}
     for row in runs.values():
         variants.setdefault((row["strategy"], row["fusion"]), []).append(row)
@@ -493,7 +507,7 @@ def report(results: dict) -> str:
         )
     lines += [
         "",
-        "| run | test AUROC | Bayes − run | vs joint (same fusion, seed) | slope [95%] | intercept [95%] |",
+        f"| run | test AUROC | Bayes − run | vs {base} (same fusion, seed) | slope [95%] | intercept [95%] |",
     ]
     lines.append("|---|---|---|---|---|---|")
     for name, row in runs.items():
@@ -515,7 +529,7 @@ def report(results: dict) -> str:
         ]
         lines += [f"- {name}: {value:.3f}" for name, value in cv]
         for name, diff in (results.get("vs_joint_cross_validated") or {}).items():
-            lines.append(f"- {name} − joint, cross-validated (n = {diff['n']}): {_ci(diff)}")
+            lines.append(f"- {name} − {base}, cross-validated (n = {diff['n']}): {_ci(diff)}")
     if results["gated_minus_concat"]:
         lines += ["", "| gated_attention − concat | difference [95% paired bootstrap] |", "|---|---|"]
         for key, diff in results["gated_minus_concat"].items():
@@ -527,7 +541,7 @@ def report(results: dict) -> str:
     if results.get("own_vs_joint"):
         lines += [
             "",
-            "Each encoder's own test AUROC minus joint's (same fusion, seed) [95% paired bootstrap]:",
+            f"Each encoder's own test AUROC minus {base}'s (same fusion, seed) [95% paired bootstrap]:",
             "",
         ]
         for name, diffs in results["own_vs_joint"].items():
@@ -551,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument(
+        "--baseline",
+        default="joint",
+        help="the variant every other one is compared with (default joint: train.strategy joint with the "
+        "config's own augmentation; joint_no_augment turns the augmentation off)",
+    )
     parser.add_argument("--name", default="results", help="results are written to OUT/NAME.json")
     parser.add_argument("--train-only", action="store_true", help="train the runs, score nothing")
     parser.add_argument(
@@ -580,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    results = score(runs, args.tests, args.resamples)
+    results = score(runs, args.tests, args.resamples, baseline=args.baseline)
     (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float))
     print(report(results))
     return 0

@@ -85,6 +85,12 @@ def test_cross_validated_differences_pair_each_variant_with_joint_per_seed_and_o
     mean = diffs["staged-gated_attention-seeds0,1"]["estimate"]
     seeds = [diffs[f"staged-gated_attention-seed{s}"]["estimate"] for s in (0, 1)]
     assert mean == pytest.approx(sum(seeds) / 2)
+    # another baseline: the comparisons turn round
+    against_staged = cross_validated_differences(runs, resamples=200, baseline="staged")
+    assert set(against_staged) == {
+        "joint-gated_attention-seed0", "joint-gated_attention-seed1", "joint-gated_attention-seeds0,1",
+    }  # fmt: skip
+    assert against_staged["joint-gated_attention-seed0"]["estimate"] == pytest.approx(-seeds[0])
 
 
 def test_own_auroc_against_joint_is_paired_on_the_cases_with_the_modality() -> None:
