@@ -132,8 +132,19 @@ def _interrupt(command: list[str], after_s: float, cwd) -> tuple[int, str]:
     import subprocess
     import time
 
+    def terminal_like() -> None:
+        # a shell starts commands with Ctrl+C at its default and unblocked, whatever the test process inherited
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=terminal_like,
     )
     time.sleep(after_s)
     os.killpg(process.pid, signal.SIGINT)
