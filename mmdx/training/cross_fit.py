@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 FOLDS_DIR = "folds"
 
 
-def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold in ``[0, folds)`` for each of ``labels`` ``[N]`` (0/1), stratified: each class is shuffled
-    with ``seed`` and dealt out in turn, so every fold holds ``n_class / folds`` (± 1) of each class."""
+def check_folds(labels: np.ndarray, folds: int) -> None:
+    """Fail in one line, before anything trains, when a class of the training ``labels`` has fewer cases
+    than ``folds`` (every fold needs one of each)."""
     labels = np.asarray(labels)
     for value in (0, 1):
         count = int(np.sum(labels == value))
@@ -55,6 +55,13 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
                 f"{value}, fewer than the folds; lower train.cross_validation_folds or set it to 0 (no "
                 "cross-validation)"
             )
+
+
+def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold in ``[0, folds)`` for each of ``labels`` ``[N]`` (0/1), stratified: each class is shuffled
+    with ``seed`` and dealt out in turn, so every fold holds ``n_class / folds`` (± 1) of each class."""
+    labels = np.asarray(labels)
+    check_folds(labels, folds)
     rng = np.random.default_rng(seed)
     out = np.empty(len(labels), dtype=int)
     for value in (0, 1):
@@ -65,8 +72,8 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OutOfFold:
-    """The out-of-fold logits of the training split from cross-validation: ``case_ids``, ``fold``, ``logits`` and ``labels``
-    ``[N]``; ``best_epochs`` and ``seconds`` per fold model."""
+    """The out-of-fold logits of the training split from cross-validation: ``case_ids``, ``fold``,
+    ``logits`` and ``labels`` ``[N]``; ``best_epochs`` and ``seconds`` per fold model."""
 
     folds: int
     case_ids: list[str]

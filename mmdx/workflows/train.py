@@ -45,7 +45,7 @@ from mmdx.models.factory import check_model_config, model_arguments, pretrained_
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings
 from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
-from mmdx.training.cross_fit import FoldPlan, OutOfFold, cross_validate
+from mmdx.training.cross_fit import FoldPlan, OutOfFold, check_folds, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
 from mmdx.training.inference import branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
@@ -481,6 +481,8 @@ def _train(
     preprocessing = _preprocessing(run, cohort, config, previous, images, dist)
     table = build_case_table(cohort, preprocessing)
     splits = _splits(cohort, table)
+    if config.train.cross_validation_folds:
+        check_folds(table.labels[splits.train], config.train.cross_validation_folds)
     cache = _image_cache(preprocessing, cohort, config, table, cache_progress if dist.is_main else None)
     train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)

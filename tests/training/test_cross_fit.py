@@ -99,3 +99,15 @@ def test_cross_validation_scores_every_training_case_and_leaves_the_model_alone(
         plain.temperature, plain.offset, plain.threshold,
     )  # fmt: skip
     assert card["calibration"] == json.loads((plain.run.bundle / "card.json").read_text())["calibration"]
+
+
+def test_too_many_folds_fail_before_anything_trains(tmp_path: Path, tiny) -> None:
+    from mmdx.data.synth import SynthOptions, synthesize_cohort
+
+    synthesize_cohort(tmp_path / "c", SynthOptions(n_cases=40, seed=2, dims=2, size=32, workers=1))
+    _, tiny_config = tiny
+    with pytest.raises(ConfigError, match="train.cross_validation_folds 20: the training split holds"):
+        train_run(
+            tiny_config("train.cross_validation_folds=20"), tmp_path / "c", tmp_path / "r", progress=False
+        )
+    assert not (tmp_path / "r" / "checkpoints").exists()
