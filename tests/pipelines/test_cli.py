@@ -126,7 +126,8 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_verbose(
 
 def _interrupt(command: list[str], after_s: float, cwd) -> tuple[int, str]:
     """Start ``command`` in a session of its own, press Ctrl+C (SIGINT to the whole process group, as a
-    terminal does) after ``after_s`` seconds; returns (exit status, stdout + stderr)."""
+    terminal does) ``after_s`` seconds after its first step began (its first ``===`` line, so that a slow
+    start on a busy machine is not mistaken for a Ctrl+C ignored); returns (exit status, stdout + stderr)."""
     import os
     import signal
     import subprocess
@@ -146,10 +147,16 @@ def _interrupt(command: list[str], after_s: float, cwd) -> tuple[int, str]:
         start_new_session=True,
         preexec_fn=terminal_like,
     )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("==="):
+            break
     time.sleep(after_s)
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=120)
-    return process.returncode, output
+    return process.returncode, "".join(seen) + output
 
 
 @pytest.mark.slow
