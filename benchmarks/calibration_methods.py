@@ -1,4 +1,5 @@
-"""Calibration methods compared on the same trained models: temperature scaling against Platt scaling.
+"""Calibration methods compared on the same trained models: temperature scaling, Platt scaling, and Platt
+scaling with its offset anchored to the development cohort's class rate.
 
 Both are fitted, exactly as ``mmdx train`` fits them (:class:`mmdx.training.calibration.TemperatureScaler`),
 on the labelled validation cases of a run's own predictions (``split == "val"``), and scored on the labelled
@@ -8,7 +9,10 @@ retrained: calibration is a function of the logit alone, so one set of predictio
 For each model and method: calibration intercept (slope fixed at 1) and slope, mean predicted minus observed,
 ECE (15 uniform bins) beside the ECE a perfectly calibrated model gets on the same cases (labels drawn from
 the predictions, :func:`mmdx.shift.perfect_calibration_ece`), each with a percentile-bootstrap interval over
-the test cases; and the paired difference Platt - temperature of the ECE and of |intercept|. Targets (the
+the test cases; and the paired differences Platt - temperature and anchored - Platt of the ECE and of
+|intercept|. ``platt_anchored`` is what ``mmdx train`` fits by default (``train.calibration_prevalence:
+development``): Platt's temperature, with the offset set so that the mean calibrated probability on the
+validation rows equals the share of positives among the run's labelled training and validation rows. Targets (the
 balanced-training work): slope in [0.9, 1.1], |intercept| <= 0.1, ECE within 0.01 of the perfect model's.
 Usage::
 
@@ -32,7 +36,12 @@ from mmdx.metrics import expected_calibration_error
 from mmdx.shift import calibration_in_the_large, perfect_calibration_ece
 from mmdx.training.calibration import TemperatureScaler
 
-METHODS = ("temperature", "platt")
+METHODS = ("temperature", "platt", "platt_anchored")
+#: paired differences reported: (name, method, baseline)
+DIFFERENCES = (
+    ("platt_minus_temperature", "platt", "temperature"),
+    ("anchored_minus_platt", "platt_anchored", "platt"),
+)
 SLOPE_TARGET = (0.9, 1.1)
 INTERCEPT_TARGET = 0.1
 ECE_MARGIN = 0.01
@@ -61,12 +70,33 @@ def _interval(estimate: float, values: np.ndarray) -> dict[str, float]:
     return {"estimate": float(estimate), "low": float(low), "high": float(high)}
 
 
+def development_prevalence(frame: pd.DataFrame) -> float:
+    """Share of positives among the labelled training and validation rows of a run's own predictions."""
+    keep = frame["label"].notna() & frame["split"].isin(["train", "val"])
+    return float(frame.loc[keep, "label"].mean())
+
+
+def fit_methods(val: tuple[np.ndarray, np.ndarray], prevalence: float) -> dict[str, TemperatureScaler]:
+    """Every method of :data:`METHODS` fitted on the validation ``(logits, labels)``."""
+    zv, yv = val
+    return {
+        "temperature": TemperatureScaler(method="temperature").fit(zv, yv),
+        "platt": TemperatureScaler(method="platt").fit(zv, yv),
+        "platt_anchored": TemperatureScaler(method="platt").fit(zv, yv, prevalence=prevalence),
+    }
+
+
 def compare(
-    val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], resamples: int, seed: int
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    resamples: int,
+    seed: int,
+    prevalence: float | None = None,
 ) -> dict[str, Any]:
-    """Fit both methods on ``val`` and score them on ``test`` with bootstrap intervals (paired)."""
-    (zv, yv), (zt, yt) = val, test
-    scalers = {m: TemperatureScaler(method=m).fit(zv, yv) for m in METHODS}
+    """Fit every method on ``val`` and score it on ``test`` with bootstrap intervals (paired).
+    ``prevalence``: the development class rate the anchored method uses (default: the validation split's)."""
+    yv, (zt, yt) = val[1], test
+    scalers = fit_methods(val, float(yv.mean()) if prevalence is None else prevalence)
     probabilities = {m: scaler.transform(zt) for m, scaler in scalers.items()}
     point = {m: scores(yt, p) for m, p in probabilities.items()}
     rng = np.random.default_rng(seed)
@@ -75,7 +105,13 @@ def compare(
         i = rng.integers(0, yt.size, yt.size)
         for m, p in probabilities.items():
             draws[m].append(scores(yt[i], p[i]))
-    out: dict[str, Any] = {"n_val": int(yv.size), "n_test": int(yt.size), "prevalence": float(yt.mean())}
+    out: dict[str, Any] = {
+        "n_val": int(yv.size),
+        "n_test": int(yt.size),
+        "prevalence": float(yt.mean()),
+        "validation_prevalence": float(yv.mean()),
+        "development_prevalence": scalers["platt_anchored"].prevalence_,
+    }
     for m in METHODS:
         reference = perfect_calibration_ece(probabilities[m], seed=seed)
         row = {k: _interval(point[m][k], np.array([d[k] for d in draws[m]])) for k in point[m]}
@@ -91,9 +127,10 @@ def compare(
                 "ece": verdict(excess, -1.0, ECE_MARGIN),
             },
         }
-    for key, f in (("ece", lambda d: d["ece"]), ("abs_intercept", lambda d: abs(d["intercept"]))):
-        diffs = np.array([f(a) - f(b) for a, b in zip(draws["platt"], draws["temperature"], strict=True)])
-        out[f"platt_minus_temperature_{key}"] = _interval(f(point["platt"]) - f(point["temperature"]), diffs)
+    for name, method, baseline in DIFFERENCES:
+        for key, f in (("ece", lambda d: d["ece"]), ("abs_intercept", lambda d: abs(d["intercept"]))):
+            diffs = np.array([f(a) - f(b) for a, b in zip(draws[method], draws[baseline], strict=True)])
+            out[f"{name}_{key}"] = _interval(f(point[method]) - f(point[baseline]), diffs)
     return out
 
 
@@ -111,10 +148,11 @@ def report(name: str, result: dict[str, Any]) -> str:
             f"({r['verdicts']['slope']}); mean predicted - observed {_fmt(r['citl'])}; ECE {_fmt(r['ece'])} "
             f"vs perfect {r['ece_perfect']['mean']:.3f}, excess {_fmt(r['ece_excess'])} ({r['verdicts']['ece']})"
         )
-    lines.append(
-        f"  platt - temperature: ECE {_fmt(result['platt_minus_temperature_ece'])}, |intercept| "
-        f"{_fmt(result['platt_minus_temperature_abs_intercept'])}"
-    )
+    for name, method, baseline in DIFFERENCES:
+        lines.append(
+            f"  {method} - {baseline}: ECE {_fmt(result[f'{name}_ece'])}, |intercept| "
+            f"{_fmt(result[f'{name}_abs_intercept'])}"
+        )
     return "\n".join(lines)
 
 
@@ -137,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(spec) < 3:
             parser.error(f"--model {' '.join(spec)}: expected NAME VAL TEST [TEST ...]")
         name, val_file, *test_files = spec
-        val = labelled(pd.read_parquet(val_file), "val")
+        own = pd.read_parquet(val_file)
         test = labelled(pd.concat([pd.read_parquet(f) for f in test_files], ignore_index=True))
-        results[name] = compare(val, test, args.resamples, args.seed)
+        results[name] = compare(
+            labelled(own, "val"), test, args.resamples, args.seed, development_prevalence(own)
+        )
         print(report(name, results[name]), flush=True)
         if args.out:
             args.out.write_text(json.dumps(results, indent=1))

@@ -265,6 +265,11 @@ class TrainConfig(_Strict):
     #: ``platt``: a temperature and an offset fitted on the validation split (undoes the shift that
     #: class weighting gives the logits); ``temperature``: the temperature only (what bundles held before the offset existed).
     calibration: Literal["platt", "temperature"] = "platt"
+    #: ``development``: Platt's offset is set so that the mean calibrated probability on the validation split
+    #: equals the share of positives among all labelled training and validation cases (a class rate from
+    #: five times as many labels); ``validation``: the offset fitted on the validation split alone (bundles
+    #: before this setting existed). Ignored by ``temperature``.
+    calibration_prevalence: Literal["development", "validation"] = "development"
     #: ``K >= 2``: after training, K more models, each trained without one fold of the training split,
     #: score the fold they left out (``mmdx.training.cross_fit``): a cross-validated AUROC of these settings,
     #: steadier than a small validation split's, in ``training.json`` and the model card. Costs K more

@@ -174,6 +174,7 @@ def calibration_section(
         "method": str(calibration_card.get("method", "temperature")),
         "temperature": float(calibration_card.get("temperature", 1.0)),
         "offset": float(calibration_card.get("offset", 0.0)),
+        "prevalence": calibration_card.get("prevalence"),
         "fitted_on": "val",
         "validation_nll_before": calibration_card.get("nll_before"),
         "validation_nll_after": calibration_card.get("nll_after"),

@@ -397,7 +397,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <section id="calibration">
   {{ heading("calibration") }}
   {%- if C.status == "ok" %}
-  <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% endif %}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
+  <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% if C.prevalence is not none %} (set so that the mean calibrated probability on the validation split equals the share of positives among the labelled training and validation cases, {{ C.prevalence | num(4) }}){% endif %}{% endif %}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
   <table>
     <tr><th>Measure</th><th class="num">before scaling</th><th>interval</th><th class="num">after scaling</th><th>interval</th></tr>
     <tr><td>ECE ({{ C.ece_bins }} {{ C.ece_strategy }} bins)</td><td class="num">{{ C.before.ece.estimate | num }}</td><td>{{ C.before.ece | bounds }}</td><td class="num">{{ C.after.ece.estimate | num }}</td><td>{{ C.after.ece | bounds }}</td></tr>

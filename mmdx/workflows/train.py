@@ -269,16 +269,24 @@ def _pretrain(
 
 
 def _calibrate(
-    model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device
+    model: nn.Module,
+    val_set: MultimodalDataset,
+    config: Config,
+    device: torch.device,
+    development_labels: np.ndarray,
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
     """Fit the calibration and the operating threshold on the validation split; their validation metrics,
-    and warnings when the split cannot support them (too small, one class, a temperature at its bound)."""
+    and warnings when the split cannot support them (too small, one class, a temperature at its bound).
+    ``development_labels``: the labels of the training and validation splits, whose class rate anchors
+    Platt's offset under ``train.calibration_prevalence: development``."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
     scaler = TemperatureScaler(method=config.train.calibration)
     if config.train.calibrate:
-        scaler.fit(val.logits, val.labels)
+        prevalence = float(np.mean(development_labels))
+        anchor = config.train.calibration_prevalence == "development" and 0.0 < prevalence < 1.0
+        scaler.fit(val.logits, val.labels, prevalence=prevalence if anchor else None)
     val_prob = scaler.transform(val.logits)
     rule = config.train.threshold
     if rule.rule == "fixed":
@@ -522,7 +530,8 @@ def _train(
 
     model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
     model.eval()
-    calibration = _calibrate(model, val_set, config, dist.device)
+    development = table.labels[np.concatenate([splits.train, splits.val])]
+    calibration = _calibrate(model, val_set, config, dist.device, development)
     scaler, threshold, val_metrics, warnings = calibration
     branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(

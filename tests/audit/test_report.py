@@ -87,8 +87,14 @@ def test_calibration(audit_report: BuiltReport, test_split: pd.DataFrame) -> Non
     assert section["after"]["brier"]["estimate"] == pytest.approx(
         brier_score_loss(y, test_split["probability"])
     )
-    temperature = json.loads((audit_report.run / "bundle" / "calibration.json").read_text())["temperature"]
+    fitted = json.loads((audit_report.run / "bundle" / "calibration.json").read_text())
+    temperature = fitted["temperature"]
     assert section["temperature"] == pytest.approx(temperature)
+    # the offset anchored to the development class rate, and the report says so
+    assert section["prevalence"] == pytest.approx(fitted["prevalence"]) and 0 < section["prevalence"] < 1
+    assert "share of positives among the labelled training and validation cases" in (
+        audit_report.files.html.read_text()
+    )
     metrics = json.loads((audit_report.run / "metrics.json").read_text())["calibration"]["test"]
     assert section["before"]["ece"]["estimate"] == pytest.approx(metrics["ece_before"])
     assert section["after"]["ece"]["estimate"] == pytest.approx(metrics["ece_after"])

@@ -51,3 +51,22 @@ def test_only_labelled_validation_rows_are_used_for_fitting() -> None:
 )
 def test_verdict(interval: dict, expected: str) -> None:
     assert verdict(interval, 0.9, 1.1) == expected
+
+
+def test_the_anchored_method_takes_the_development_class_rate_from_training_and_validation_rows() -> None:
+    from benchmarks.calibration_methods import development_prevalence
+
+    frame = pd.DataFrame(
+        {
+            "label": [1.0, 0.0, 0.0, 0.0, 1.0, np.nan, 1.0],
+            "split": ["train", "train", "train", "val", "val", "val", "test"],
+        }
+    )
+    assert development_prevalence(frame) == pytest.approx(2 / 5)
+    val, test = _cases(400, 0.5, 2), _cases(4_000, 0.5, 3)
+    result = compare(val, test, resamples=20, seed=0, prevalence=0.3)
+    anchored = result["platt_anchored"]
+    assert anchored["fitted"]["prevalence"] == 0.3 and result["development_prevalence"] == 0.3
+    assert anchored["fitted"]["temperature"] == result["platt"]["fitted"]["temperature"]
+    assert anchored["fitted"]["offset"] != pytest.approx(result["platt"]["fitted"]["offset"], abs=1e-3)
+    assert "anchored_minus_platt_ece" in result

@@ -217,3 +217,23 @@ def test_default_threads_leave_half_the_cores(monkeypatch) -> None:
     assert default_threads() == 1 and default_threads(world_size=2) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert default_threads() == 1
+
+
+def test_a_trained_bundle_anchors_its_calibration_to_the_development_class_rate(
+    tiny_run: Path, small_cohort_2d: Path
+) -> None:
+    """``train.calibration_prevalence: development`` (the default): the mean calibrated probability on the
+    validation split equals the share of positives among the labelled training and validation cases."""
+    from mmdx.bundle import load_bundle
+    from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
+
+    bundle = load_bundle(tiny_run / "bundle")
+    assert bundle.calibration.method == "platt"
+    inputs = prepare_inputs(bundle, small_cohort_2d, workers=1)
+    predictions = predictions_frame(bundle, inputs, run_predictions(bundle, inputs))
+    labelled = predictions[predictions["label"].notna()]
+    development = labelled[labelled["split"].isin(["train", "val"])]
+    assert bundle.calibration.prevalence_ == pytest.approx(development["label"].mean(), abs=1e-6)
+    val = labelled[labelled["split"] == "val"]
+    assert val["probability"].mean() == pytest.approx(bundle.calibration.prevalence_, abs=1e-4)
+    assert val["label"].mean() != pytest.approx(bundle.calibration.prevalence_, abs=1e-3)  # a real anchor
