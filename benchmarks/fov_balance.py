@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks.fov_balance TEST_COHORT [TEST_COHORT ...]
         [--runs /work/data/fov/bench_aug] [--seeds 0 1 2] [--peers-out DIR] [--peer haim]
-        [--train TRAIN_COHORT --unimodal tabular text --concat-seeds 0 1 2 [--config configs/ct3d.yaml]]
+        [--train TRAIN_COHORT --unimodal tabular text --concat-seeds 0 1 2 [--config configs/ct3d.yaml]
+         [--strategy joint]]
         [--out /work/data/fovbal/bench] [--threads 1] [--resamples 2000] [--name results]
 
 The default fused models (``RUNS/planned-fused-seed<S>``) and the image-only models
@@ -11,7 +12,7 @@ The default fused models (``RUNS/planned-fused-seed<S>``) and the image-only mod
 TEST_COHORTs intact and with each modality removed (the audit's definition, ``benchmarks.balance``), keeping
 each encoder's own head's logit; outputs are cached per run and cohort under ``OUT/outputs``. With
 ``--train``, the single-modality references (``--unimodal``: the default config with the other encoders
-``null``) and the ``concat`` fused models (``--concat-seeds``) are trained first (``benchmarks.balance
+``null``) and the ``concat`` fused models (``--concat-seeds``, under the config's ``--strategy``) are trained first (``benchmarks.balance
 .train_one``, one at a time, into ``OUT/runs``); without it, whatever of them is already there is scored.
 The peer (``--peer``, default the HAIM recipe) comes from a ``benchmarks.peers.run --extra-test`` output
 folder (``--peers-out``), whose records hold its predictions on every case of each test cohort; the
@@ -239,7 +240,7 @@ def unimodal_run(args: argparse.Namespace, modality: str, seed: int) -> Path:
 
 
 def concat_run(args: argparse.Namespace, seed: int) -> Path:
-    return args.out / "runs" / f"joint-concat-seed{seed}"
+    return args.out / "runs" / f"{args.strategy}-concat-seed{seed}"
 
 
 def train_references(args: argparse.Namespace) -> None:
@@ -247,7 +248,7 @@ def train_references(args: argparse.Namespace) -> None:
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     jobs = [(f"unimodal-{m}", DEFAULT_FUSION, s) for s in args.seeds for m in args.unimodal]
-    jobs += [("joint", "concat", s) for s in args.concat_seeds]
+    jobs += [(args.strategy, "concat", s) for s in args.concat_seeds]
     for strategy, fusion, seed in jobs:
         print(f"training {strategy}-{fusion}-seed{seed}", flush=True)
         balance.train_one(strategy, fusion, seed, args.train, args.config, runs, args.threads, [])
@@ -415,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "ct3d.yaml")
     parser.add_argument("--unimodal", nargs="*", default=["tabular", "text"], choices=["tabular", "text"])
     parser.add_argument("--concat-seeds", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--strategy",
+        default="joint",
+        help="the config's training strategy, under which the concat models train (train.strategy)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/work/data/fovbal/bench"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resamples", type=int, default=2000)

@@ -119,3 +119,13 @@ def test_the_targets_table_lets_the_seed_mean_decide_and_says_what_was_not_run()
     verdicts = [r[3] for r in target_rows(results) if r[0].startswith("4. calibration")]
     assert verdicts == ["met", "not met"]
     assert rows["5"][3] == "not run"
+
+
+def test_concat_models_are_found_under_the_strategy_they_were_trained_with(tmp_path: Path) -> None:
+    import argparse
+
+    from benchmarks.fov_balance import concat_run
+
+    for strategy in ("joint", "staged"):
+        args = argparse.Namespace(out=tmp_path, strategy=strategy)
+        assert concat_run(args, 2) == tmp_path / "runs" / f"{strategy}-concat-seed2"
