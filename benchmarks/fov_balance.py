@@ -347,8 +347,8 @@ def score(args: argparse.Namespace) -> tuple[dict, dict]:
             if (series := peer_probabilities(args.peers_out, args.peer, s, args.tests)) is not None
         }
     scored = Scored(outputs, args.tests, list(peer.values()))
-    runs = {("joint", DEFAULT_FUSION, s): run for s, run in fused_runs.items()}
-    runs.update({("joint", "concat", s): run for s, run in concat_runs.items()})
+    runs = {(args.strategy, DEFAULT_FUSION, s): run for s, run in fused_runs.items()}
+    runs.update({(args.strategy, "concat", s): run for s, run in concat_runs.items()})
     balance_results = balance.score(runs, args.tests, args.resamples, cache_dir=cache)
     if balance_results["n_cases"] != len(scored.cases):
         print(
@@ -382,7 +382,7 @@ def score(args: argparse.Namespace) -> tuple[dict, dict]:
             for source, by_modality in references.items()
         },
         "calibration": {
-            str(s): balance_results["runs"][f"joint-{DEFAULT_FUSION}-seed{s}"]["calibration"]
+            str(s): balance_results["runs"][f"{args.strategy}-{DEFAULT_FUSION}-seed{s}"]["calibration"]
             for s in args.seeds
         },
         "settings": {
