@@ -267,7 +267,7 @@ class TrainConfig(_Strict):
     calibration: Literal["platt", "temperature"] = "platt"
     #: ``development``: Platt's offset is set so that the mean calibrated probability on the validation split
     #: equals the share of positives among all labelled training and validation cases (a class rate from
-    #: five times as many labels); ``validation``: the offset fitted on the validation split alone (bundles
+    #: about six times as many labels as the validation split holds with 70/15/15 splits); ``validation``: the offset fitted on the validation split alone (bundles
     #: before this setting existed). Ignored by ``temperature``.
     calibration_prevalence: Literal["development", "validation"] = "development"
     #: ``K >= 2``: after training, K more models, each trained without one fold of the training split,

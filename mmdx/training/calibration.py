@@ -13,9 +13,9 @@ monotone (AUROC is unchanged):
 With ``prevalence`` (``train.calibration_prevalence: development``, the default), Platt scaling keeps its
 fitted temperature and moves the offset so that the mean calibrated probability on the validation split
 equals the share of positives among *all* labelled development cases (training and validation splits):
-calibration-in-the-large anchored to the class rate of five times as many labels, not to the validation
-split's own, whose sampling error (about ±0.05 at 90 cases) otherwise passes straight into every
-probability (BENCHMARKS.md, "Calibration-in-the-large anchored to the development prevalence").
+calibration-in-the-large anchored to the class rate of about six times as many labels (70/15/15 splits),
+not to the validation split's own, whose sampling error (about ±0.05 at 90 cases) otherwise passes straight
+into every probability (BENCHMARKS.md, "Calibration-in-the-large anchored to the development prevalence").
 
 Bundles written before the offset existed hold ``method: temperature`` and no offset: they load unchanged.
 """
