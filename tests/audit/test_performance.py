@@ -150,6 +150,7 @@ def test_calibration_matches_independent_brier_ece_and_logistic_fits(frame: pd.D
     card = {"method": "temperature", "temperature": 1.8, "nll_before": 0.6, "nll_after": 0.55}
     section = calibration_section(frame, "test", card, B, 0.05, seed=2)
     assert section["ece_bins"] == ECE_BINS and section["temperature"] == 1.8
+    assert section["prevalence"] is None  # a bundle whose offset was not anchored says nothing of it
     for name, column in (("before", "probability_uncalibrated"), ("after", "probability")):
         y, p = _split(frame, "test", column)
         block = section[name]

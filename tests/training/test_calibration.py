@@ -114,8 +114,12 @@ def test_platt_round_trips_and_a_bundle_without_an_offset_loads_as_before() -> N
     old = TemperatureScaler.from_dict(
         {"method": "temperature", "temperature": 1.7, "nll_before": 0.6, "nll_after": 0.5}
     )
-    assert old.offset_ == 0.0 and old.method == "temperature"
+    assert old.offset_ == 0.0 and old.method == "temperature" and old.prevalence_ is None
     assert np.array_equal(old.transform(logits), expit(logits / 1.7))  # bit for bit as before
+    # and as Platt bundles wrote it before the offset was anchored: no class rate, the same probabilities
+    unanchored = TemperatureScaler.from_dict({"method": "platt", "temperature": 1.7, "offset": -0.3})
+    assert unanchored.prevalence_ is None and "prevalence" not in unanchored.to_dict()
+    assert np.array_equal(unanchored.transform(logits), expit(logits / 1.7 - 0.3))
 
 
 @pytest.mark.parametrize(
