@@ -13,8 +13,10 @@ HELP = """\
 Train a multimodal model. The cohort is validated first (the report goes into the run directory), the
 tabular normaliser and the note tokenizer are fitted on the training split, and the model trains with early
 stopping on validation AUROC. The best weights are then calibrated on the validation split (Platt scaling:
-a temperature and an offset; train.calibration=temperature fits the temperature only), an operating
-threshold is chosen on the validation split, and the bundle is written to RUN/bundle. With
+a temperature and an offset, the offset set so that the mean calibrated probability there equals the share
+of positives among all labelled training and validation cases; train.calibration_prevalence=validation
+fits it on the validation split alone, train.calibration=temperature fits the temperature only), an
+operating threshold is chosen on the validation split, and the bundle is written to RUN/bundle. With
 --set train.cross_validation_folds=5 the settings are also cross-validated on the training split: five more
 models, each trained without a fifth of it, score the cases they did not see, and the cross-validated AUROC
 (steadier than a small validation split's) goes into training.json and the model card (five more
