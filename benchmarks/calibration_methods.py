@@ -17,7 +17,7 @@ balanced-training work): slope in [0.9, 1.1], |intercept| <= 0.1, ECE within 0.0
 Usage::
 
     python -m benchmarks.calibration_methods --model NAME VAL.parquet TEST.parquet [TEST2.parquet ...] \\
-        [--model ...] --out results.json
+        [--model ...] [--truth COHORT ...] --out results.json
 """
 
 from __future__ import annotations
@@ -156,21 +156,62 @@ def report(name: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def posterior_calibration(cohort: Path, resamples: int, seed: int) -> dict[str, Any]:
+    """How well a synthetic cohort's own labels follow its exact Bayes posterior
+    (``ground_truth/truth.jsonl``): the share of positives beside the posterior's mean, and the posterior's
+    calibration intercept and slope with percentile-bootstrap intervals. An intercept away from 0 means the
+    cohort drew more (or fewer) positives than its posterior expects, which every model trained on its labels
+    inherits."""
+    with (cohort / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh]
+    rows = [(r["label"], r["posterior"]) for r in records if r.get("label") is not None]
+    y = np.array([label for label, _ in rows], dtype=np.float64)
+    p = np.array([posterior for _, posterior in rows], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = [scores(y[i], p[i]) for i in (rng.integers(0, y.size, y.size) for _ in range(resamples))]
+    point = scores(y, p)
+    return {
+        "n": int(y.size),
+        "label_rate": float(y.mean()),
+        "posterior_mean": float(p.mean()),
+        **{k: _interval(point[k], np.array([d[k] for d in draws])) for k in ("intercept", "slope")},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         nargs="+",
         action="append",
-        required=True,
+        default=[],
         metavar="NAME VAL TEST",
         help="a name, the run's own predictions (its validation rows are used) and one or more test predictions",
+    )
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="COHORT",
+        help="synthetic cohorts: how their labels follow their own Bayes posterior (class rate, intercept, slope)",
     )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write every number as JSON here")
     args = parser.parse_args(argv)
+    if not args.model and not args.truth:
+        parser.error("give at least one --model or --truth")
     results = {}
+    for cohort in args.truth:
+        found = posterior_calibration(cohort, args.resamples, args.seed)
+        results[f"truth:{cohort.name}"] = found
+        print(
+            f"{cohort.name}: {found['n']} labelled cases, {found['label_rate']:.3f} positive against a Bayes "
+            f"posterior mean of {found['posterior_mean']:.3f}; the posterior's intercept "
+            f"{_fmt(found['intercept'])}, slope {_fmt(found['slope'])}",
+            flush=True,
+        )
     for spec in args.model:
         if len(spec) < 3:
             parser.error(f"--model {' '.join(spec)}: expected NAME VAL TEST [TEST ...]")

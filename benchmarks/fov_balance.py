@@ -2,8 +2,7 @@
 
     .venv/bin/python -m benchmarks.fov_balance TEST_COHORT [TEST_COHORT ...]
         [--runs /work/data/fov/bench_aug] [--seeds 0 1 2] [--peers-out DIR] [--peer haim]
-        [--train TRAIN_COHORT --unimodal tabular text --concat-seeds 0 1 2 [--config configs/ct3d.yaml]
-         [--strategy joint]]
+        [--train TRAIN_COHORT --unimodal tabular text --concat-seeds 0 1 2 [--config configs/ct3d.yaml]]
         [--out /work/data/fovbal/bench] [--threads 1] [--resamples 2000] [--name results]
 
 The default fused models (``RUNS/planned-fused-seed<S>``) and the image-only models
@@ -12,7 +11,8 @@ The default fused models (``RUNS/planned-fused-seed<S>``) and the image-only mod
 TEST_COHORTs intact and with each modality removed (the audit's definition, ``benchmarks.balance``), keeping
 each encoder's own head's logit; outputs are cached per run and cohort under ``OUT/outputs``. With
 ``--train``, the single-modality references (``--unimodal``: the default config with the other encoders
-``null``) and the ``concat`` fused models (``--concat-seeds``, under the config's ``--strategy``) are trained first (``benchmarks.balance
+``null``) and the ``concat`` fused models (``--concat-seeds``, under the training strategy the default fused
+models were trained with, read from their bundles) are trained first (``benchmarks.balance
 .train_one``, one at a time, into ``OUT/runs``); without it, whatever of them is already there is scored.
 The peer (``--peer``, default the HAIM recipe) comes from a ``benchmarks.peers.run --extra-test`` output
 folder (``--peers-out``), whose records hold its predictions on every case of each test cohort; the
@@ -239,6 +239,20 @@ def unimodal_run(args: argparse.Namespace, modality: str, seed: int) -> Path:
     return args.out / "runs" / f"unimodal-{modality}-{DEFAULT_FUSION}-seed{seed}"
 
 
+def fused_strategy(runs: Path, seeds: list[int], config: Path) -> str:
+    """The ``train.strategy`` the default fused models were trained with (their bundles' config), which
+    the concat models share; the config's own when no fused bundle is there yet."""
+    import yaml
+
+    from mmdx.config import load_config
+
+    for seed in seeds:
+        saved = runs / f"planned-fused-seed{seed}" / "bundle" / "config.yaml"
+        if saved.is_file():
+            return str(yaml.safe_load(saved.read_text(encoding="utf-8"))["train"]["strategy"])
+    return load_config(config).train.strategy
+
+
 def concat_run(args: argparse.Namespace, seed: int) -> Path:
     return args.out / "runs" / f"{args.strategy}-concat-seed{seed}"
 
@@ -349,7 +363,7 @@ def score(args: argparse.Namespace) -> tuple[dict, dict]:
     scored = Scored(outputs, args.tests, list(peer.values()))
     runs = {(args.strategy, DEFAULT_FUSION, s): run for s, run in fused_runs.items()}
     runs.update({(args.strategy, "concat", s): run for s, run in concat_runs.items()})
-    balance_results = balance.score(runs, args.tests, args.resamples, cache_dir=cache)
+    balance_results = balance.score(runs, args.tests, args.resamples, cache_dir=cache, baseline=args.strategy)
     if balance_results["n_cases"] != len(scored.cases):
         print(
             f"note: {balance_results['n_cases']} cases in the fused/concat table, {len(scored.cases)} with the "
@@ -416,16 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "ct3d.yaml")
     parser.add_argument("--unimodal", nargs="*", default=["tabular", "text"], choices=["tabular", "text"])
     parser.add_argument("--concat-seeds", type=int, nargs="*", default=[])
-    parser.add_argument(
-        "--strategy",
-        default="joint",
-        help="the config's training strategy, under which the concat models train (train.strategy)",
-    )
     parser.add_argument("--out", type=Path, default=Path("/work/data/fovbal/bench"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--name", default="results", help="results are written to OUT/NAME.json")
     args = parser.parse_args(argv)
+    args.strategy = fused_strategy(args.runs, args.seeds, args.config)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MMDX_CACHE_DIR", str(args.out / "cache"))
     if args.train is not None:

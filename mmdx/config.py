@@ -267,8 +267,9 @@ class TrainConfig(_Strict):
     calibration: Literal["platt", "temperature"] = "platt"
     #: ``development``: Platt's offset is set so that the mean calibrated probability on the validation split
     #: equals the share of positives among all labelled training and validation cases (a class rate from
-    #: about six times as many labels as the validation split holds with 70/15/15 splits); ``validation``: the offset fitted on the validation split alone (bundles
-    #: before this setting existed). Ignored by ``temperature``.
+    #: about six times as many labels as the validation split holds with 70/15/15 splits); ``validation``:
+    #: the offset fitted on the validation split alone (bundles before this setting existed). Ignored by
+    #: ``temperature``.
     calibration_prevalence: Literal["development", "validation"] = "development"
     #: ``K >= 2``: after training, K more models, each trained without one fold of the training split,
     #: score the fold they left out (``mmdx.training.cross_fit``): a cross-validated AUROC of these settings,

@@ -26,9 +26,9 @@ Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
 
 Several processes: torchrun --nproc_per_node=2 -m pipelines.cli train --config ... (NCCL on GPUs, gloo on
-CPUs; configs/ct3d_gpu.yaml). The staged strategy of configs/demo.yaml trains the encoders' own stage in one
-process: under torchrun add --set train.strategy=joint. A killed run continues from its last checkpoint
-with --resume.
+CPUs; configs/ct3d_gpu.yaml). The staged strategy of configs/demo.yaml and configs/ct3d.yaml trains the
+encoders' own stage in one process: under torchrun add --set train.strategy=joint. A killed run continues
+from its last checkpoint with --resume.
 """
 
 

@@ -284,9 +284,10 @@ def _calibrate(
     )
     scaler = TemperatureScaler(method=config.train.calibration)
     if config.train.calibrate:
-        prevalence = float(np.mean(development_labels))
-        anchor = config.train.calibration_prevalence == "development" and 0.0 < prevalence < 1.0
-        scaler.fit(val.logits, val.labels, prevalence=prevalence if anchor else None)
+        # both classes are in the development labels whenever the validation split has both (else the
+        # fit keeps the logits as they are and never reads the class rate)
+        anchor = config.train.calibration_prevalence == "development"
+        scaler.fit(val.logits, val.labels, prevalence=float(np.mean(development_labels)) if anchor else None)
     val_prob = scaler.transform(val.logits)
     rule = config.train.threshold
     if rule.rule == "fixed":

@@ -70,3 +70,23 @@ def test_the_anchored_method_takes_the_development_class_rate_from_training_and_
     assert anchored["fitted"]["temperature"] == result["platt"]["fitted"]["temperature"]
     assert anchored["fitted"]["offset"] != pytest.approx(result["platt"]["fitted"]["offset"], abs=1e-3)
     assert "anchored_minus_platt_ece" in result
+
+
+def test_the_posterior_of_a_cohort_that_drew_extra_positives_has_a_positive_intercept(tmp_path) -> None:
+    import json
+
+    from benchmarks.calibration_methods import posterior_calibration
+
+    rng = np.random.default_rng(5)
+    posterior = rng.uniform(0.05, 0.6, 3_000)
+    # labels drawn from a posterior shifted up by one logit: more positives than it expects
+    shifted = 1 / (1 + np.exp(-(np.log(posterior / (1 - posterior)) + 1.0)))
+    labels = (rng.random(posterior.size) < shifted).astype(int)
+    truth = tmp_path / "ground_truth"
+    truth.mkdir()
+    records = [{"label": int(y), "posterior": float(p)} for y, p in zip(labels, posterior, strict=True)]
+    records.append({"label": None, "posterior": 0.5})  # unlabelled: left out
+    (truth / "truth.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    found = posterior_calibration(tmp_path, resamples=50, seed=0)
+    assert found["n"] == 3_000 and found["label_rate"] > found["posterior_mean"]
+    assert found["intercept"]["low"] > 0.7 and found["intercept"]["high"] < 1.3

@@ -121,11 +121,17 @@ def test_the_targets_table_lets_the_seed_mean_decide_and_says_what_was_not_run()
     assert rows["5"][3] == "not run"
 
 
-def test_concat_models_are_found_under_the_strategy_they_were_trained_with(tmp_path: Path) -> None:
+def test_concat_models_share_the_strategy_the_fused_models_were_trained_with(tmp_path: Path) -> None:
     import argparse
 
-    from benchmarks.fov_balance import concat_run
+    from benchmarks.fov_balance import REPO, concat_run, fused_strategy
 
-    for strategy in ("joint", "staged"):
-        args = argparse.Namespace(out=tmp_path, strategy=strategy)
-        assert concat_run(args, 2) == tmp_path / "runs" / f"{strategy}-concat-seed2"
+    config = REPO / "configs" / "ct3d.yaml"
+    # no fused bundle yet: the config's own strategy
+    assert fused_strategy(tmp_path, [0, 1], config) == "staged"
+    bundle = tmp_path / "planned-fused-seed1" / "bundle"
+    bundle.mkdir(parents=True)
+    (bundle / "config.yaml").write_text("train:\n  strategy: joint\n", encoding="utf-8")
+    assert fused_strategy(tmp_path, [0, 1], config) == "joint"
+    args = argparse.Namespace(out=tmp_path, strategy="joint")
+    assert concat_run(args, 2) == tmp_path / "runs" / "joint-concat-seed2"

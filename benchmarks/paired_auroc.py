@@ -1,0 +1,68 @@
+"""Two sets of models on the same cases: the paired difference of their AUROCs, per seed and seed-averaged.
+
+    .venv/bin/python -m benchmarks.paired_auroc --new NEW_SEED0.parquet NEW_SEED1.parquet \\
+        --old OLD_SEED0.parquet OLD_SEED1.parquet [--resamples 2000]
+
+Each file is a predictions table (``mmdx predict`` / ``mmdx evaluate`` output: ``case_id``, ``label``,
+``probability``); the i-th ``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the
+labelled cases every file holds. Intervals: the paired, class-stratified bootstrap of
+:func:`benchmarks.peers.report.seed_mean_auroc_difference`, per pair and of the seed-averaged AUROCs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.peers.report import seed_mean_auroc_difference
+from mmdx.metrics import auroc
+
+
+def common_cases(frames: list[pd.DataFrame]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Labels ``[n]`` of the labelled cases every frame holds, and each frame's probabilities on them."""
+    indexed = [f.set_index(f["case_id"].astype(str)) for f in frames]
+    cases = indexed[0].index[indexed[0]["label"].notna()]
+    for frame in indexed[1:]:
+        cases = cases.intersection(frame.index)
+    y = indexed[0].loc[cases, "label"].to_numpy(dtype=int)
+    return y, [f.loc[cases, "probability"].to_numpy(dtype=float) for f in indexed]
+
+
+def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) -> list[str]:
+    """Report lines: each pair's AUROCs and difference, then the seed-averaged difference."""
+    if len(new) != len(old):
+        raise SystemExit(f"--new has {len(new)} files and --old {len(old)}: pair them seed by seed")
+    y, probabilities = common_cases([*new, *old])
+    a, b = np.stack(probabilities[: len(new)]), np.stack(probabilities[len(new) :])
+    lines = [f"{y.size} labelled cases in every file ({int(y.sum())} positive)"]
+    for i in range(len(new)):
+        d = seed_mean_auroc_difference(y, a[i : i + 1], b[i : i + 1], n_resamples=resamples)
+        lines.append(
+            f"pair {i}: new {auroc(y, a[i]):.3f}, old {auroc(y, b[i]):.3f}, new − old {d.estimate:+.3f} "
+            f"[{d.low:+.3f}, {d.high:+.3f}]"
+        )
+    if len(new) > 1:
+        d = seed_mean_auroc_difference(y, a, b, n_resamples=resamples)
+        lines.append(f"seed mean: new − old {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--new", type=Path, nargs="+", required=True)
+    parser.add_argument("--old", type=Path, nargs="+", required=True)
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args(argv)
+    new = [pd.read_parquet(p) for p in args.new]
+    old = [pd.read_parquet(p) for p in args.old]
+    print("\n".join(compare(new, old, args.resamples)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The paired AUROC comparison scores the labelled cases every file holds and pairs files seed by seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.paired_auroc import common_cases, compare
+
+
+def _frame(ids: list[str], labels: list[float], p: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"case_id": ids, "label": labels, "probability": p})
+
+
+def test_only_labelled_cases_every_file_holds_are_scored() -> None:
+    a = _frame(["1", "2", "3", "4"], [1.0, 0.0, np.nan, 1.0], [0.9, 0.2, 0.5, 0.7])
+    b = _frame(["4", "2", "1"], [1.0, 0.0, 1.0], [0.6, 0.3, 0.8])
+    y, (pa, pb) = common_cases([a, b])
+    assert y.tolist() == [1, 0, 1]
+    assert pa.tolist() == [0.9, 0.2, 0.7] and pb.tolist() == [0.8, 0.3, 0.6]  # aligned by case id
+
+
+def test_a_better_model_comes_out_ahead_and_unpaired_files_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.4).astype(float)
+    ids = [str(i) for i in range(y.size)]
+    good = [_frame(ids, y, 1 / (1 + np.exp(-(3 * y - 1.5 + rng.normal(0, 1, y.size))))) for _ in range(2)]
+    poor = [_frame(ids, y, 1 / (1 + np.exp(-(y - 0.5 + rng.normal(0, 1, y.size))))) for _ in range(2)]
+    lines = compare(good, poor, resamples=200)
+    assert lines[0].startswith("600 labelled cases")
+    low = float(lines[-1].split("[")[1].split(",")[0])
+    assert lines[-1].startswith("seed mean") and low > 0
+    with pytest.raises(SystemExit, match="pair them seed by seed"):
+        compare(good, poor[:1], resamples=10)
