@@ -24,6 +24,7 @@ SMALL = {
     "small_cnn": {"channels": (8, 16, 32), "out_dim": 24},
     "ft_transformer": {"dim": 16, "heads": 2, "depth": 1},
     "mlp": {"dim": 16, "hidden_dim": 32},
+    "linear": {"dim": 16},
     "transformer": {"dim": 16, "heads": 2, "depth": 1, "max_length": 32},
 }
 # Hyper-parameters that no encoder may accept; every encoder must accept at least one of their names.

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmdx.errors import MmdxError
-from mmdx.models.encoders.tabular import FTTransformer, TabularMLP
+from mmdx.models.encoders.tabular import FTTransformer, TabularLinear, TabularMLP
 from mmdx.models.hparams import HyperParameterError
 
 CARDINALITIES = (3, 5)
@@ -18,6 +18,8 @@ def build(kind: str, n_features: int = 6, cardinalities=CARDINALITIES):
     torch.manual_seed(0)
     if kind == "ft_transformer":
         return FTTransformer(n_features, cardinalities, dim=16, heads=2, depth=2).eval()
+    if kind == "linear":
+        return TabularLinear(n_features, cardinalities, dim=16).eval()
     return TabularMLP(n_features, cardinalities, dim=16, hidden_dim=32).eval()
 
 
@@ -29,7 +31,7 @@ def inputs(batch: int = 4, n_features: int = 6, seed: int = 0):
     return values, missing, categorical
 
 
-KINDS = ["ft_transformer", "mlp"]
+KINDS = ["ft_transformer", "mlp", "linear"]
 
 
 @settings(max_examples=20, deadline=None)
@@ -147,3 +149,25 @@ def test_bad_hyper_parameters(cls, kwargs: dict, message: str) -> None:
 def test_ft_transformer_heads_must_divide_dim() -> None:
     with pytest.raises(HyperParameterError, match="heads=3 does not divide dim=16"):
         FTTransformer(3, dim=16, heads=3)
+
+
+@pytest.mark.parametrize(("kind", "affine"), [("linear", True), ("mlp", False)])
+def test_only_the_linear_encoder_is_affine_in_the_measured_values(kind: str, affine: bool) -> None:
+    encoder = build(kind)
+    values, _, categorical = inputs(batch=3)
+    other = torch.randn(3, 6, generator=torch.Generator().manual_seed(5))
+    measured, zero = torch.zeros(3, 6), torch.zeros(3, 6)
+    with torch.no_grad():
+
+        def at(v: torch.Tensor) -> torch.Tensor:
+            return encoder(v, measured, categorical)
+
+        superposed = at(values) + at(other) - at(zero)
+        assert torch.allclose(at(values + other), superposed, atol=1e-5) is affine
+
+
+def test_linear_encoder_bad_hyper_parameters() -> None:
+    with pytest.raises(HyperParameterError, match="embedding_dim must be a positive integer"):
+        TabularLinear(3, (2,), embedding_dim=0)
+    with pytest.raises(HyperParameterError, match="nothing to encode"):
+        TabularLinear(0, ())

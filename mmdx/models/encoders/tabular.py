@@ -197,7 +197,24 @@ class FTTransformer(_TabularInputs):
         return x if self.tokens else x[:, 0]
 
 
-class TabularMLP(_TabularInputs):
+class _FlatTabular(_TabularInputs):
+    """One row per case: ``values * (1 - missing)``, ``missing`` and a learned embedding per categorical column."""
+
+    def __init__(self, n_features: int, cardinalities: tuple[int, ...], embedding_dim: int) -> None:
+        super().__init__(n_features, cardinalities)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(cardinality, embedding_dim) for cardinality in cardinalities
+        )
+        self.flat_width = 2 * n_features + embedding_dim * len(cardinalities)
+
+    def _flat(self, values: Tensor | None, missing: Tensor | None, categorical: Tensor | None) -> Tensor:
+        values, missing, categorical = self._inputs(values, missing, categorical)
+        parts = [values * (1.0 - missing), missing]
+        parts += [embedding(categorical[:, column]) for column, embedding in enumerate(self.embeddings)]
+        return torch.cat(parts, dim=1)
+
+
+class TabularMLP(_FlatTabular):
     """A multilayer perceptron over values, missing indicators and categorical embeddings.
 
     The input of the first layer is the concatenation of ``values * (1 - missing)`` ``[B, F]``, ``missing``
@@ -237,13 +254,10 @@ class TabularMLP(_TabularInputs):
         check_positive_int(owner, "depth", depth)
         check_positive_int(owner, "embedding_dim", embedding_dim)
         dropout = check_dropout(owner, "dropout", dropout)
-        super().__init__(n_features, cardinalities)
+        super().__init__(n_features, cardinalities, embedding_dim)
         self.out_dim = dim
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(cardinality, embedding_dim) for cardinality in cardinalities
-        )
         blocks: list[nn.Module] = []
-        width = 2 * n_features + embedding_dim * len(cardinalities)
+        width = self.flat_width
         for _ in range(depth):
             blocks += [nn.Linear(width, hidden_dim), nn.LayerNorm(hidden_dim), nn.GELU(), nn.Dropout(dropout)]
             width = hidden_dim
@@ -253,10 +267,48 @@ class TabularMLP(_TabularInputs):
     def forward(
         self, values: Tensor | None, missing: Tensor | None = None, categorical: Tensor | None = None
     ) -> Tensor:
-        values, missing, categorical = self._inputs(values, missing, categorical)
-        parts = [values * (1.0 - missing), missing]
-        parts += [embedding(categorical[:, column]) for column, embedding in enumerate(self.embeddings)]
-        return self.mlp(torch.cat(parts, dim=1))
+        return self.mlp(self._flat(values, missing, categorical))
+
+
+class TabularLinear(_FlatTabular):
+    """One linear map of values, missing indicators and categorical embeddings: the "wide" tabular encoder.
+
+    The input is that of :class:`TabularMLP` (``values * (1 - missing)``, ``missing`` and one learned
+    embedding of width ``embedding_dim`` per categorical column); a single ``nn.Linear`` maps it to ``dim``.
+    With the branch's linear head this is logistic regression on the normalised values and their missing
+    indicators; inside the fused model the fusion supplies the non-linearity. On cohorts of a few hundred to
+    a few thousand cases it generalises better than the deeper encoders and does not depend on the epoch
+    at which early stopping ends (BENCHMARKS.md, "The tabular encoder chosen by cross-validation"); the
+    wide part of Cheng et al., "Wide & Deep Learning for Recommender Systems", DLRS 2016.
+
+    Args:
+        n_features: ``F``, number of numeric features (may be 0 when there are categorical columns).
+        categorical_cardinalities: per categorical column, the number of indices including 0 = unknown.
+        dim: output width ``D``.
+        embedding_dim: ``E``, width of each categorical embedding.
+
+    Inputs: as :class:`TabularMLP`. Output: ``[B, D]``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        categorical_cardinalities: Sequence[int] = (),
+        dim: int = 64,
+        embedding_dim: int = 4,
+    ) -> None:
+        owner = "TabularLinear"
+        cardinalities = _check_columns(owner, n_features, categorical_cardinalities)
+        check_positive_int(owner, "dim", dim)
+        check_positive_int(owner, "embedding_dim", embedding_dim)
+        super().__init__(n_features, cardinalities, embedding_dim)
+        self.out_dim = dim
+        self.linear = nn.Linear(self.flat_width, dim)
+
+    def forward(
+        self, values: Tensor | None, missing: Tensor | None = None, categorical: Tensor | None = None
+    ) -> Tensor:
+        return self.linear(self._flat(values, missing, categorical))
 
 
 ENCODERS.register(
@@ -270,5 +322,13 @@ ENCODERS.register(
 ENCODERS.register(
     EncoderSpec(
         "mlp", Modality.TABULAR, TabularMLP, "MLP over values, missing indicators and categorical embeddings"
+    )
+)
+ENCODERS.register(
+    EncoderSpec(
+        "linear",
+        Modality.TABULAR,
+        TabularLinear,
+        "one linear map of values, missing indicators and categorical embeddings (logistic regression's inputs)",
     )
 )

@@ -1,0 +1,149 @@
+"""Which tabular encoder: each one's tabular-only model, cross-validated on the training split.
+
+    .venv/bin/python -m benchmarks.tabular_encoders demo=/work/data/calib/demo600:configs/demo.yaml \\
+        ct3d=/work/data/explain3d/ct3d_2000:configs/ct3d.yaml --seeds 0 1 2 \\
+        --encoders ft_transformer mlp linear --baseline ft_transformer --out /work/data/tabsel \\
+        [--test demo=/work/data/calib/test2d ct3d=/work/data/explain3d/ct3d_score]
+
+For every cohort, encoder and seed, ``mmdx train`` fits a model with the values alone (``model.image`` and
+``model.text`` null, the cohort's config otherwise) and ``train.cross_validation_folds=5``: five more models
+each train on four fifths of the training split and score the fifth. The choice uses the training split
+only: each encoder's cross-validated AUROC minus the baseline's, per seed and seed-averaged, with the
+stratified bootstrap of the training cases of :func:`benchmarks.balance.cross_validated_differences`.
+``--test`` scores the run's own model on a test cohort for the record (labelled cases with values, paired
+bootstrap, :mod:`benchmarks.paired_auroc`); it takes no part in the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.balance import cross_validated_differences
+from benchmarks.paired_auroc import compare
+from mmdx.metrics import auroc
+
+REPO = Path(__file__).resolve().parents[1]
+MMDX = [sys.executable, "-m", "pipelines.cli"]
+
+
+def parse_cohorts(items: list[str]) -> dict[str, tuple[Path, Path]]:
+    """``NAME=COHORT:CONFIG`` items as ``{name: (cohort, config)}``."""
+    out = {}
+    for item in items:
+        name, _, rest = item.partition("=")
+        cohort, _, config = rest.partition(":")
+        if not name or not cohort or not config:
+            raise SystemExit(f"{item!r}: give each cohort as NAME=COHORT_DIR:CONFIG_YAML")
+        out[name] = (Path(cohort), REPO / config if not Path(config).is_absolute() else Path(config))
+    return out
+
+
+def train(cohort: Path, config: Path, encoder: str, seed: int, out: Path) -> Path:
+    """One tabular-only run with five-fold cross-validation (skipped when its bundle exists)."""
+    if not (out / "bundle" / "manifest.json").exists():
+        command = [
+            *MMDX, "train", "--config", str(config), "--cohort", str(cohort), "--out", str(out), "--quiet",
+            "--set", "model.image=null", "--set", "model.text=null",
+            "--set", f"model.tabular.name={encoder}", "--set", "train.cross_validation_folds=5",
+            "--set", f"seed={seed}", "--set", "train.threads=1",
+        ]  # fmt: skip
+        with open(out.with_suffix(".log"), "w") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    return out
+
+
+def predict(run: Path, test: Path) -> pd.DataFrame:
+    """The run's probabilities on the test cohort's cases that have values."""
+    target = run / f"predictions_{test.name}.parquet"
+    if not target.exists():
+        command = [*MMDX, "predict", str(run), str(test), "--workers", "1", "--out", str(target)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+    frame = pd.read_parquet(target)
+    return frame[frame["label"].notna()]
+
+
+def with_values(test: Path) -> set[str]:
+    observations = pd.read_csv(test / "observations.csv", usecols=["case_id"])
+    return set(observations["case_id"].astype(str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("cohorts", nargs="+", metavar="NAME=COHORT:CONFIG")
+    parser.add_argument("--encoders", nargs="+", default=["ft_transformer", "mlp", "linear"])
+    parser.add_argument("--baseline", default="ft_transformer")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--test", nargs="*", default=[], metavar="NAME=COHORT")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cohorts = parse_cohorts(args.cohorts)
+    tests = dict(item.split("=", 1) for item in args.test)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    jobs = [(name, encoder, seed) for name in cohorts for seed in args.seeds for encoder in args.encoders]
+
+    def run(job: tuple[str, str, int]) -> Path:
+        name, encoder, seed = job
+        return train(*cohorts[name], encoder, seed, args.out / f"{name}-{encoder}-seed{seed}")
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = dict(zip(jobs, pool.map(run, jobs), strict=True))
+
+    results: dict = {}
+    lines = ["| cohort | encoder | cross-validated AUROC per seed | minus baseline, seed mean [95%] | test AUROC per seed (not used) | test minus baseline, seed mean [95%] |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name in cohorts:
+        keyed = {
+            (encoder, "tabular", seed): runs[(name, encoder, seed)]
+            for encoder in args.encoders
+            for seed in args.seeds
+        }
+        differences = cross_validated_differences(keyed, args.resamples, args.baseline)
+        cv = {
+            key: json.loads((run / "training.json").read_text())["cross_validation"]["auroc"]
+            for key, run in keyed.items()
+        }
+        results[name] = {"cross_validated_auroc": {f"{e}-seed{s}": v for (e, _, s), v in cv.items()},
+                         "differences": differences}  # fmt: skip
+        test = Path(tests[name]) if name in tests else None
+        baseline_frames = (
+            [predict(keyed[(args.baseline, "tabular", s)], test) for s in args.seeds] if test else []
+        )
+        keep = with_values(test) if test else set()
+        for encoder in args.encoders:
+            seeds_key = f"{encoder}-tabular-seeds{','.join(str(s) for s in args.seeds)}"
+            d = differences.get(seeds_key)
+            delta = f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "baseline"
+            per_seed = ", ".join(f"{cv[(encoder, 'tabular', s)]:.3f}" for s in args.seeds)
+            test_cells = ["-", "-"]
+            if test:
+                frames = [predict(keyed[(encoder, "tabular", s)], test) for s in args.seeds]
+                frames = [f[f["case_id"].astype(str).isin(keep)] for f in frames]
+                base = [f[f["case_id"].astype(str).isin(keep)] for f in baseline_frames]
+                report = compare(frames, base, args.resamples)
+                results[name][f"test-{encoder}"] = report
+                test_cells[0] = ", ".join(
+                    f"{auroc(f['label'].to_numpy(int), f['probability'].to_numpy(float)):.3f}" for f in frames
+                )
+                test_cells[1] = report[-1].split("new − old ")[-1] if encoder != args.baseline else "baseline"
+            lines.append(f"| {name} | {encoder} | {per_seed} | {delta} | {test_cells[0]} | {test_cells[1]} |")
+        results[name]["n_training_cases"] = next(iter(differences.values()))["n"] if differences else None
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
