@@ -6,7 +6,7 @@ Inputs, shared by every tabular encoder:
 - ``missing``: ``[B, F]`` float, 1 where the feature is missing, 0 where it was measured;
 - ``categorical``: ``[B, C]`` int64, category index per column, 0 = unknown/missing.
 
-A missing value is *not* the value 0: both encoders see the missing indicator, and the output never depends
+A missing value is *not* the value 0: every encoder sees the missing indicator, and the output never depends
 on the number written in ``values`` for a missing feature.
 """
 
@@ -200,8 +200,19 @@ class FTTransformer(_TabularInputs):
 class _FlatTabular(_TabularInputs):
     """One row per case: ``values * (1 - missing)``, ``missing`` and a learned embedding per categorical column."""
 
-    def __init__(self, n_features: int, cardinalities: tuple[int, ...], embedding_dim: int) -> None:
+    def __init__(
+        self,
+        owner: str,
+        n_features: int,
+        categorical_cardinalities: Sequence[int],
+        dim: int,
+        embedding_dim: int,
+    ) -> None:
+        cardinalities = _check_columns(owner, n_features, categorical_cardinalities)
+        check_positive_int(owner, "dim", dim)
+        check_positive_int(owner, "embedding_dim", embedding_dim)
         super().__init__(n_features, cardinalities)
+        self.out_dim = dim
         self.embeddings = nn.ModuleList(
             nn.Embedding(cardinality, embedding_dim) for cardinality in cardinalities
         )
@@ -247,15 +258,10 @@ class TabularMLP(_FlatTabular):
         embedding_dim: int = 8,
         dropout: float = 0.1,
     ) -> None:
-        owner = "TabularMLP"
-        cardinalities = _check_columns(owner, n_features, categorical_cardinalities)
-        check_positive_int(owner, "dim", dim)
-        check_positive_int(owner, "hidden_dim", hidden_dim)
-        check_positive_int(owner, "depth", depth)
-        check_positive_int(owner, "embedding_dim", embedding_dim)
-        dropout = check_dropout(owner, "dropout", dropout)
-        super().__init__(n_features, cardinalities, embedding_dim)
-        self.out_dim = dim
+        super().__init__("TabularMLP", n_features, categorical_cardinalities, dim, embedding_dim)
+        check_positive_int("TabularMLP", "hidden_dim", hidden_dim)
+        check_positive_int("TabularMLP", "depth", depth)
+        dropout = check_dropout("TabularMLP", "dropout", dropout)
         blocks: list[nn.Module] = []
         width = self.flat_width
         for _ in range(depth):
@@ -297,12 +303,7 @@ class TabularLinear(_FlatTabular):
         dim: int = 64,
         embedding_dim: int = 4,
     ) -> None:
-        owner = "TabularLinear"
-        cardinalities = _check_columns(owner, n_features, categorical_cardinalities)
-        check_positive_int(owner, "dim", dim)
-        check_positive_int(owner, "embedding_dim", embedding_dim)
-        super().__init__(n_features, cardinalities, embedding_dim)
-        self.out_dim = dim
+        super().__init__("TabularLinear", n_features, categorical_cardinalities, dim, embedding_dim)
         self.linear = nn.Linear(self.flat_width, dim)
 
     def forward(
