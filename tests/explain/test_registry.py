@@ -27,6 +27,7 @@ TINY = {
         "depth": 1,
     },
     "mlp": {"n_features": 6, "categorical_cardinalities": [3, 4], "dim": 8, "hidden_dim": 16, "depth": 1},
+    "linear": {"n_features": 6, "categorical_cardinalities": [3, 4], "dim": 8},
     "transformer": {"vocab_size": 50, "dim": 8, "heads": 2, "depth": 1, "max_length": 16},
     "text_cnn": {"vocab_size": 50, "max_length": 16},
 }
