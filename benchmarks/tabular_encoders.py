@@ -11,7 +11,11 @@ each train on four fifths of the training split and score the fifth. The choice 
 only: each encoder's cross-validated AUROC minus the baseline's, per seed and seed-averaged, with the
 stratified bootstrap of the training cases of :func:`benchmarks.balance.cross_validated_differences`.
 ``--test`` scores the run's own model on a test cohort for the record (labelled cases with values, paired
-bootstrap, :mod:`benchmarks.paired_auroc`); it takes no part in the choice.
+bootstrap of :func:`benchmarks.peers.report.seed_mean_auroc_difference`); it takes no part in the choice.
+Beside them, two references on the same test cases: a logistic regression on the baseline run's
+preprocessed inputs (normalised values, missing indicators, one-hot categories; fitted on the training
+split, its L2 strength chosen by 5-fold cross-validation there) and, where the test cohort carries
+``ground_truth/truth.jsonl``, the generator's own tabular logit term (what the values allow).
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from benchmarks.balance import cross_validated_differences
-from benchmarks.paired_auroc import compare
+from benchmarks.paired_auroc import common_cases
+from benchmarks.peers.report import seed_mean_auroc_difference
 from mmdx.metrics import auroc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,9 +78,52 @@ def predict(run: Path, test: Path) -> pd.DataFrame:
     return frame[frame["label"].notna()]
 
 
-def with_values(test: Path) -> set[str]:
-    observations = pd.read_csv(test / "observations.csv", usecols=["case_id"])
-    return set(observations["case_id"].astype(str))
+def _value_inputs(
+    cohort: Path, run: Path
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Case ids, logistic-regression inputs, labels, splits and presence of values, with ``run``'s preprocessing."""
+    from mmdx.data.dataset import Preprocessing, build_case_table
+    from mmdx.data.validation import validate_cohort
+
+    prep = Preprocessing.load(run / "bundle")
+    validated = validate_cohort(cohort, check_images=False)
+    table = build_case_table(validated, prep)
+    one_hot = [
+        np.eye(cardinality)[table.categorical[:, column]]
+        for column, cardinality in enumerate(prep.normaliser.cardinalities)
+    ]
+    x = np.concatenate([table.tabular, table.tabular_missing, *one_hot], axis=1)
+    split = validated.cases.set_index("case_id").loc[table.case_ids, "split"].to_numpy()
+    has_values = table.presence[:, 1] & ~np.isnan(table.labels)
+    return table.case_ids, x, table.labels, split, has_values
+
+
+def references(cohort: Path, test: Path, run: Path, test_inputs: tuple) -> dict[str, dict[str, float]]:
+    """A logistic regression's and (with ground truth) the generator's tabular term's AUROC on ``test``'s
+    labelled cases with values (``test_inputs``: :func:`_value_inputs` of ``test``); the regression sees the
+    training split of ``cohort`` only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    from mmdx.data.ground_truth import read_truth
+
+    _, x, y, split, has = _value_inputs(cohort, run)
+    fit = has & (split == "train")
+    grid = {"C": np.logspace(-4, 4, 9)}
+    model = GridSearchCV(LogisticRegression(max_iter=5000), grid, cv=5, scoring="roc_auc").fit(x[fit], y[fit])
+    ids, x_test, y_test, _, has_test = test_inputs
+    y_test = y_test[has_test].astype(int)
+    out = {"logistic regression": {"auroc": auroc(y_test, model.predict_proba(x_test[has_test])[:, 1]),
+                                   "C": float(model.best_params_["C"])}}  # fmt: skip
+    truth = read_truth(test)
+    if truth is not None:
+        kept = [case for case, keep in zip(ids, has_test, strict=True) if keep]
+        if all(case in truth.records for case in kept):
+            term = np.array([truth.records[case]["logit_terms"]["tabular"] for case in kept])
+            out["generator's tabular term"] = {"auroc": auroc(y_test, expit(term))}
+    for value in out.values():
+        value["n"] = int(y_test.size)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,27 +169,44 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"cross_validated_auroc": {f"{e}-seed{s}": v for (e, _, s), v in cv.items()},
                          "differences": differences}  # fmt: skip
         test = Path(tests[name]) if name in tests else None
-        baseline_frames = (
-            [predict(keyed[(args.baseline, "tabular", s)], test) for s in args.seeds] if test else []
-        )
-        keep = with_values(test) if test else set()
+        scored = {}
+        if test:
+            test_inputs = _value_inputs(test, keyed[(args.baseline, "tabular", args.seeds[0])])
+            ids, _, _, _, has_values = test_inputs
+            with_values = {case for case, keep in zip(ids, has_values, strict=True) if keep}
+            frames = [
+                predict(keyed[(encoder, "tabular", s)], test) for encoder in args.encoders for s in args.seeds
+            ]
+            frames = [f[f["case_id"].astype(str).isin(with_values)] for f in frames]
+            y, probabilities = common_cases(frames)
+            scored = {
+                encoder: np.stack(probabilities[i * len(args.seeds) : (i + 1) * len(args.seeds)])
+                for i, encoder in enumerate(args.encoders)
+            }
         for encoder in args.encoders:
             seeds_key = f"{encoder}-tabular-seeds{','.join(str(s) for s in args.seeds)}"
             d = differences.get(seeds_key)
             delta = f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "baseline"
             per_seed = ", ".join(f"{cv[(encoder, 'tabular', s)]:.3f}" for s in args.seeds)
             test_cells = ["-", "-"]
-            if test:
-                frames = [predict(keyed[(encoder, "tabular", s)], test) for s in args.seeds]
-                frames = [f[f["case_id"].astype(str).isin(keep)] for f in frames]
-                base = [f[f["case_id"].astype(str).isin(keep)] for f in baseline_frames]
-                report = compare(frames, base, args.resamples)
-                results[name][f"test-{encoder}"] = report
-                test_cells[0] = ", ".join(
-                    f"{auroc(f['label'].to_numpy(int), f['probability'].to_numpy(float)):.3f}" for f in frames
-                )
-                test_cells[1] = report[-1].split("new − old ")[-1] if encoder != args.baseline else "baseline"
+            if scored:
+                test_cells[0] = ", ".join(f"{auroc(y, p):.3f}" for p in scored[encoder])
+                if encoder != args.baseline:
+                    diff = seed_mean_auroc_difference(
+                        y, scored[encoder], scored[args.baseline], args.resamples
+                    )
+                    results[name][f"test-{encoder}-minus-{args.baseline}"] = asdict(diff)
+                    test_cells[1] = f"{diff.estimate:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+                else:
+                    test_cells[1] = "baseline"
             lines.append(f"| {name} | {encoder} | {per_seed} | {delta} | {test_cells[0]} | {test_cells[1]} |")
+        if test:
+            results[name]["test_cases"] = {"n": int(y.size), "positive": int(y.sum())}
+            results[name]["references"] = references(
+                cohorts[name][0], test, keyed[(args.baseline, "tabular", args.seeds[0])], test_inputs
+            )
+            for label, reference in results[name]["references"].items():
+                lines.append(f"| {name} | {label} (reference) | - | - | {reference['auroc']:.3f} | - |")
         results[name]["n_training_cases"] = next(iter(differences.values()))["n"] if differences else None
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print("\n".join(lines))

@@ -60,3 +60,22 @@ def test_the_better_encoder_comes_out_ahead_on_the_training_folds(tmp_path, monk
     assert low > 0  # linear's folds score better, with an interval above 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["demo"]["n_training_cases"] == 400
+
+
+def test_references_score_the_test_cases_with_values(small_cohort_2d, tiny_run) -> None:
+    from mmdx.data.ground_truth import read_truth
+    from mmdx.metrics import auroc
+
+    inputs = tabular_encoders._value_inputs(small_cohort_2d, tiny_run)
+    ids, x, y, split, has = inputs
+    prep = json.loads((tiny_run / "bundle" / "preprocessing.json").read_text())
+    n_features = len(prep["features"]) + len(prep["numeric_columns"])
+    assert x.shape[0] == len(ids) and x.shape[1] > 2 * n_features  # values, indicators, one-hot categories
+    assert not np.isnan(y[has]).any() and set(split[has]) <= {"train", "val", "test"}
+    refs = tabular_encoders.references(small_cohort_2d, small_cohort_2d, tiny_run, inputs)
+    kept = [case for case, keep in zip(ids, has, strict=True) if keep]
+    truth = read_truth(small_cohort_2d).records
+    term = [truth[case]["logit_terms"]["tabular"] for case in kept]
+    expected = auroc(y[has].astype(int), 1 / (1 + np.exp(-np.array(term))))
+    assert refs["generator's tabular term"]["auroc"] == pytest.approx(expected)
+    assert refs["logistic regression"]["n"] == len(kept) and refs["logistic regression"]["auroc"] > 0.6
