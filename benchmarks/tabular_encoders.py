@@ -5,6 +5,9 @@
         --encoders ft_transformer mlp linear --baseline ft_transformer --out /work/data/tabsel \\
         [--test demo=/work/data/calib/test2d ct3d=/work/data/explain3d/ct3d_score]
 
+An encoder may carry settings of ``model.tabular``: ``linear+group_lasso=0.05`` is the linear encoder with
+its group-lasso penalty at 0.05 (``--encoders linear linear+group_lasso=0.05 --baseline linear``).
+
 For every cohort, encoder and seed, ``mmdx train`` fits a model with the values alone (``model.image`` and
 ``model.text`` null, the cohort's config otherwise) and ``train.cross_validation_folds=5``: five more models
 each train on four fifths of the training split and score the fifth. The choice uses the training split
@@ -54,14 +57,29 @@ def parse_cohorts(items: list[str]) -> dict[str, tuple[Path, Path]]:
     return out
 
 
+def encoder_overrides(spec: str) -> list[str]:
+    """``--set`` arguments of an encoder given as ``NAME`` or ``NAME+KEY=VALUE[+KEY=VALUE...]`` (settings of
+    ``model.tabular``), e.g. ``linear+group_lasso=0.05``."""
+    name, *settings = spec.split("+")
+    overrides = [f"model.tabular.name={name}"]
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not name or not key or not sep or not value:
+            raise SystemExit(
+                f"{spec!r}: give an encoder as NAME or NAME+KEY=VALUE, e.g. linear+group_lasso=0.05"
+            )
+        overrides.append(f"model.tabular.{key}={value}")
+    return [part for override in overrides for part in ("--set", override)]
+
+
 def train(cohort: Path, config: Path, encoder: str, seed: int, out: Path) -> Path:
-    """One tabular-only run with five-fold cross-validation (skipped when its bundle exists)."""
+    """One tabular-only run with five-fold cross-validation (skipped when its bundle exists); ``encoder`` as
+    :func:`encoder_overrides` reads it."""
     if not (out / "bundle" / "manifest.json").exists():
         command = [
             *MMDX, "train", "--config", str(config), "--cohort", str(cohort), "--out", str(out), "--quiet",
-            "--set", "model.image=null", "--set", "model.text=null",
-            "--set", f"model.tabular.name={encoder}", "--set", "train.cross_validation_folds=5",
-            "--set", f"seed={seed}", "--set", "train.threads=1",
+            "--set", "model.image=null", "--set", "model.text=null", *encoder_overrides(encoder),
+            "--set", "train.cross_validation_folds=5", "--set", f"seed={seed}", "--set", "train.threads=1",
         ]  # fmt: skip
         with open(out.with_suffix(".log"), "w") as log:
             subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

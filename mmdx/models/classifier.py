@@ -119,6 +119,16 @@ class MultimodalClassifier(nn.Module):
             )
         self.config: dict[str, Any] | None = None
 
+    def penalty(self) -> Tensor | None:
+        """The sum of the encoders' own regularisation terms (an encoder's ``penalty()``, such as the
+        linear tabular encoder's group lasso), for the trainer to add to the loss; ``None`` when none has one."""
+        terms = [
+            term
+            for encoder in self.encoders.values()
+            if callable(getattr(encoder, "penalty", None)) and (term := encoder.penalty()) is not None
+        ]
+        return torch.stack(terms).sum() if terms else None
+
     @property
     def text_embedding_layer(self) -> nn.Module | None:
         """The text encoder's token embedding module (for ``LayerIntegratedGradients``), or ``None``."""

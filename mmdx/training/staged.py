@@ -129,7 +129,8 @@ class _BranchStage:
                 out.aux_logits[:, column].float(), labels, pos_weight=self.pos_weight, reduction="none"
             )
             total = total + (per_case * weight).sum() / weight.sum().clamp_min(1.0)
-        return total
+        penalty = self.model.penalty()
+        return total if penalty is None else total + penalty
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], int, float]:
         torch.manual_seed(self.job.seed * 100_003 + epoch)

@@ -371,6 +371,9 @@ class Trainer:
             loss = loss + cfg.aux_loss_weight * auxiliary_loss(
                 out.aux_logits.float(), labels, batch[Keys.PRESENCE], pos_weight
             )
+        penalty = self.model.penalty() if hasattr(self.model, "penalty") else None
+        if penalty is not None:
+            loss = loss + penalty
         return loss, out
 
     def _diverged(self, loss: torch.Tensor, epoch: int, step: int) -> TrainingDiverged:

@@ -277,3 +277,13 @@ def test_classifier_checks_that_encoders_and_fusion_agree() -> None:
         MultimodalClassifier({Modality.TEXT: image}, build_fusion("concat", {"text": 8}))
     with pytest.raises(MmdxError, match="at least one encoder"):
         MultimodalClassifier({}, build_fusion("concat", {"text": 8}))
+
+
+def test_the_model_penalty_is_its_encoders_regularisation() -> None:
+    tabular = {"name": "linear", "n_features": 6, "categorical_cardinalities": [3, 4], "dim": 16}
+    assert build_model(image="small_cnn", tabular=tabular).penalty() is None  # no encoder regularises
+    net = build_model(image="small_cnn", tabular={**tabular, "group_lasso": 0.2})
+    expected = net.encoders[str(Modality.TABULAR)].penalty()
+    assert expected is not None and expected.item() > 0
+    assert net.penalty().item() == pytest.approx(expected.item())
+    assert build_model(**net.config).encoders[str(Modality.TABULAR)].group_lasso == 0.2  # kept in the config

@@ -171,3 +171,30 @@ def test_linear_encoder_bad_hyper_parameters() -> None:
         TabularLinear(3, (2,), embedding_dim=0)
     with pytest.raises(HyperParameterError, match="nothing to encode"):
         TabularLinear(0, ())
+
+
+def test_group_lasso_penalty_is_the_sum_of_each_features_weight_norm() -> None:
+    assert build("linear").penalty() is None  # off by default: nothing added to the loss
+    torch.manual_seed(0)
+    encoder = TabularLinear(6, CARDINALITIES, dim=16, group_lasso=0.5)
+    weight = encoder.linear.weight.detach()
+    expected = sum(
+        0.5 * torch.sqrt(weight[:, j].pow(2).sum() + weight[:, 6 + j].pow(2).sum()) for j in range(6)
+    )
+    assert encoder.penalty().item() == pytest.approx(expected.item(), rel=1e-5)
+    # the categorical embeddings' columns are not penalised: changing them leaves the penalty unchanged
+    with torch.no_grad():
+        encoder.linear.weight[:, 12:] += 3.0
+    assert encoder.penalty().item() == pytest.approx(expected.item(), rel=1e-5)
+    # a feature whose weights are all 0 adds nothing: the gradient keeps its group at 0 (no NaN at 0)
+    with torch.no_grad():
+        encoder.linear.weight[:, [0, 6]] = 0.0
+    encoder.penalty().backward()
+    assert torch.isfinite(encoder.linear.weight.grad).all()
+    assert encoder.linear.weight.grad[:, [0, 6]].abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("bad", [-0.1, "0.1", True, float("nan")])
+def test_group_lasso_must_be_a_non_negative_number(bad) -> None:
+    with pytest.raises(HyperParameterError, match="group_lasso must be a number >= 0"):
+        TabularLinear(3, (2,), group_lasso=bad)

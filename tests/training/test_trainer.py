@@ -237,3 +237,31 @@ def test_a_trained_bundle_anchors_its_calibration_to_the_development_class_rate(
     val = labelled[labelled["split"] == "val"]
     assert val["probability"].mean() == pytest.approx(bundle.calibration.prevalence_, abs=1e-4)
     assert val["label"].mean() != pytest.approx(bundle.calibration.prevalence_, abs=1e-3)  # a real anchor
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["joint", "staged"])
+def test_the_group_lasso_shrinks_the_value_weights_of_the_linear_tabular_encoder(
+    small_cohort_2d: Path, tmp_path: Path, tiny, strategy: str
+) -> None:
+    """Both training paths (the fused loss and the encoders' own stage) add the encoder's penalty."""
+    _, tiny_config = tiny
+    n_features = None
+    norms = {}
+    for strength in (0.0, 1.0):
+        out = tmp_path / f"{strategy}-{strength}"
+        config = tiny_config(
+            "train.epochs=2",
+            "train.lr=0.01",
+            f"train.strategy={strategy}",
+            f"model.tabular={{name: linear, dim: 16, group_lasso: {strength}}}",
+        )
+        train_run(config, small_cohort_2d, out, progress=False)
+        preprocessing = json.loads((out / "bundle" / "preprocessing.json").read_text())
+        n_features = len(preprocessing["features"]) + len(preprocessing["numeric_columns"])
+        weight = _weights(out)["encoders.tabular.linear.weight"]
+        values, missing = weight[:, :n_features], weight[:, n_features : 2 * n_features]
+        norms[strength] = torch.sqrt(values.pow(2).sum(0) + missing.pow(2).sum(0))
+    # the same seed starts both runs from the same weights; the penalty pulls every feature's group down
+    assert norms[1.0].mean() < 0.75 * norms[0.0].mean()
+    assert (norms[1.0] < norms[0.0]).float().mean() > 0.9

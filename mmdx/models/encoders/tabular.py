@@ -292,6 +292,10 @@ class TabularLinear(_FlatTabular):
         categorical_cardinalities: per categorical column, the number of indices including 0 = unknown.
         dim: output width ``D``.
         embedding_dim: ``E``, width of each categorical embedding.
+        group_lasso: strength ``λ`` of a group-lasso penalty (Yuan and Lin, JRSS-B 2006) that the trainer
+            adds to the loss: ``λ`` times the sum over numeric features of the L2 norm of the weights that
+            read the feature (its value and its missing indicator), which drives the weights of
+            uninformative features towards 0 together. 0 (the default) adds nothing.
 
     Inputs: as :class:`TabularMLP`. Output: ``[B, D]``.
     """
@@ -302,9 +306,24 @@ class TabularLinear(_FlatTabular):
         categorical_cardinalities: Sequence[int] = (),
         dim: int = 64,
         embedding_dim: int = 4,
+        group_lasso: float = 0.0,
     ) -> None:
         super().__init__("TabularLinear", n_features, categorical_cardinalities, dim, embedding_dim)
+        if isinstance(group_lasso, bool) or not isinstance(group_lasso, int | float) or not group_lasso >= 0:
+            raise HyperParameterError(
+                f"TabularLinear: group_lasso must be a number >= 0, got {group_lasso!r}"
+            )
+        self.group_lasso = float(group_lasso)
         self.linear = nn.Linear(self.flat_width, dim)
+
+    def penalty(self) -> Tensor | None:
+        """The group-lasso term to add to the training loss, or ``None`` when ``group_lasso`` is 0."""
+        if self.group_lasso == 0 or self.n_features == 0:
+            return None
+        weight = self.linear.weight  # [D, flat_width]: values, then missing indicators, then embeddings
+        values, missing = weight[:, : self.n_features], weight[:, self.n_features : 2 * self.n_features]
+        norms = torch.sqrt(values.pow(2).sum(0) + missing.pow(2).sum(0) + 1e-12)
+        return self.group_lasso * norms.sum()
 
     def forward(
         self, values: Tensor | None, missing: Tensor | None = None, categorical: Tensor | None = None
