@@ -2,8 +2,9 @@
 
 A config file may start with ``base: other.yaml`` (a path relative to the file); its keys are merged over
 the base, recursively -- except that a component given another ``name`` (an encoder or fusion) replaces
-the base's entry instead of inheriting its arguments. Command-line overrides (``--set model.fusion.name=concat``) are applied last, with
-YAML typing of the value. Unknown or misspelled keys fail with their full path and a suggestion:
+the base's entry instead of inheriting its arguments. Command-line overrides (``--set model.fusion.name=concat``)
+are applied last, with YAML typing of the value; one that switches a component's ``name`` likewise drops the
+previous component's arguments (give new arguments after it). Unknown or misspelled keys fail with their full path and a suggestion:
 ``model.fusion.hiden_dim: unknown key; did you mean 'dim'?``. Configs are data: no expressions.
 """
 
@@ -362,8 +363,13 @@ def read_config_document(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict
 
 
 def apply_overrides(document: dict, overrides: list[str]) -> dict:
-    """Apply ``key.path=value`` overrides (value parsed as YAML: numbers, lists, null, true)."""
+    """Apply ``key.path=value`` overrides (value parsed as YAML: numbers, lists, null, true).
+
+    As with ``base:``, a component switched to another ``name`` (``model.tabular.name=ft_transformer``) drops
+    the arguments it had for the previous one, except those given by earlier overrides of the same call.
+    """
     out = copy.deepcopy(document)
+    given: set[tuple[str, ...]] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value, e.g. train.epochs=5")
@@ -382,7 +388,12 @@ def apply_overrides(document: dict, overrides: list[str]) -> dict:
             if not isinstance(node[part], dict):
                 raise ConfigError(f"override {item!r}: '{part}' is a value, not a section")
             node = node[part]
+        if len(parts) > 1 and parts[-1] == "name" and node.get("name", value) != value:
+            section = tuple(parts[:-1])
+            for argument in [k for k in node if k != "name" and (*section, k) not in given]:
+                del node[argument]
         node[parts[-1]] = value
+        given.add(tuple(parts))
     return out
 
 

@@ -44,6 +44,19 @@ def test_switching_a_component_drops_the_base_arguments(tmp_path: Path) -> None:
     assert config.model.image.params == {}
 
 
+def test_an_override_that_switches_a_component_drops_its_arguments_but_keeps_later_ones() -> None:
+    demo = CONFIGS[[p.name for p in CONFIGS].index("demo.yaml")]
+    assert load_config(demo).model.tabular.params == {"group_lasso": 0.03}  # the linear encoder's argument
+    switched = load_config(demo, ["model.tabular.name=ft_transformer"]).model.tabular
+    assert switched.name == "ft_transformer" and switched.params == {}
+    check_model_config(load_config(demo, ["model.tabular.name=ft_transformer"]).model)
+    given = load_config(demo, ["model.tabular.dim=32", "model.tabular.name=mlp", "model.tabular.depth=1"])
+    assert given.model.tabular.params == {"dim": 32, "depth": 1}  # set in this call: kept
+    same = load_config(demo, ["model.tabular.name=linear"]).model.tabular
+    assert same.params == {"group_lasso": 0.03}  # the same name: nothing dropped
+    assert load_config(demo, ["name=renamed"]).model.tabular.params == {"group_lasso": 0.03}
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
