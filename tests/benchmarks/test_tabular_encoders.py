@@ -33,6 +33,18 @@ def test_each_run_is_tabular_only_and_cross_validated(tmp_path, monkeypatch) -> 
     assert len(commands) == 1  # a finished run is not trained again
 
 
+def test_an_encoder_may_carry_its_settings(tmp_path, monkeypatch) -> None:
+    commands = []
+    monkeypatch.setattr(tabular_encoders.subprocess, "run", lambda command, **_: commands.append(command))
+    tabular_encoders.train(Path("/c"), Path("/cfg.yaml"), "linear+group_lasso=0.05+dim=32", 0, tmp_path / "r")
+    settings = [commands[0][i + 1] for i, item in enumerate(commands[0]) if item == "--set"]
+    names = [s for s in settings if s.startswith("model.tabular.")]
+    # the name first, so that its settings survive the switch of component (mmdx.config.apply_overrides)
+    assert names == ["model.tabular.name=linear", "model.tabular.group_lasso=0.05", "model.tabular.dim=32"]
+    with pytest.raises(SystemExit, match="NAME\\+KEY=VALUE"):
+        tabular_encoders.encoder_overrides("linear+group_lasso")
+
+
 def test_the_better_encoder_comes_out_ahead_on_the_training_folds(tmp_path, monkeypatch, capsys) -> None:
     from mmdx.run import RunPaths
     from mmdx.training.cross_fit import OutOfFold
