@@ -1,12 +1,15 @@
 """Two sets of models on the same cases: the paired difference of their AUROCs, per seed and seed-averaged.
 
     .venv/bin/python -m benchmarks.paired_auroc --new NEW_SEED0.parquet NEW_SEED1.parquet \\
-        --old OLD_SEED0.parquet OLD_SEED1.parquet [--resamples 2000]
+        --old OLD_SEED0.parquet OLD_SEED1.parquet [--resamples 2000] [--calibration]
 
 Each file is a predictions table (``mmdx predict`` / ``mmdx evaluate`` output: ``case_id``, ``label``,
 ``probability``); the i-th ``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the
 labelled cases every file holds. Intervals: the paired, class-stratified bootstrap of
 :func:`benchmarks.peers.report.seed_mean_auroc_difference`, per pair and of the seed-averaged AUROCs.
+``--calibration`` adds each file's calibration on the same cases: the logistic recalibration slope and
+intercept (bootstrap intervals), the ECE (15 bins) and the ECE a perfectly calibrated model gets with the same
+probabilities on as many cases (labels drawn from the probabilities; mean and 95% range).
 """
 
 from __future__ import annotations
@@ -50,6 +53,33 @@ def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) ->
     return lines
 
 
+def calibration_lines(
+    names: list[str], new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int
+) -> list[str]:
+    """One line per file: slope, intercept (95% bootstrap), ECE against a calibrated model's at this n."""
+    from benchmarks.balance import ECE_BINS, reference_ece
+    from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
+    from mmdx.metrics import expected_calibration_error
+
+    y, probabilities = common_cases([*new, *old])
+    lines = []
+    for name, p in zip(names, probabilities, strict=True):
+        slope = bootstrap_ci(
+            lambda yy, pp: calibration_slope_intercept(yy, pp).slope, y, p, resamples, seed=0
+        )
+        intercept = bootstrap_ci(
+            lambda yy, pp: calibration_slope_intercept(yy, pp).intercept, y, p, resamples, seed=0
+        )
+        reference = reference_ece(p, seed=0)
+        lines.append(
+            f"{name}: slope {slope.estimate:.3f} [{slope.low:.3f}, {slope.high:.3f}], intercept "
+            f"{intercept.estimate:+.3f} [{intercept.low:+.3f}, {intercept.high:+.3f}], ECE "
+            f"{expected_calibration_error(y, p, n_bins=ECE_BINS):.3f} (perfectly calibrated at this n: "
+            f"{reference['mean']:.3f} [{reference['low']:.3f}, {reference['high']:.3f}])"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=Path, nargs="+", required=True)
     parser.add_argument("--old", type=Path, nargs="+", required=True)
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--calibration", action="store_true", help="also each file's calibration")
     args = parser.parse_args(argv)
     new = [pd.read_parquet(p) for p in args.new]
     old = [pd.read_parquet(p) for p in args.old]
     print("\n".join(compare(new, old, args.resamples)))
+    if args.calibration:
+        names = [f"new {p.name}" for p in args.new] + [f"old {p.name}" for p in args.old]
+        print("\n".join(calibration_lines(names, new, old, max(200, args.resamples // 4))))
     return 0
 
 

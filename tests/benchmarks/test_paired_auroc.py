@@ -33,3 +33,25 @@ def test_a_better_model_comes_out_ahead_and_unpaired_files_are_refused() -> None
     assert lines[-1].startswith("seed mean") and low > 0
     with pytest.raises(SystemExit, match="pair them seed by seed"):
         compare(good, poor[:1], resamples=10)
+
+
+def test_calibration_lines_tell_a_calibrated_model_from_an_overconfident_one() -> None:
+    from benchmarks.paired_auroc import calibration_lines
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 1.5, 3000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(float)
+    ids = [str(i) for i in range(z.size)]
+    calibrated = _frame(ids, y, 1 / (1 + np.exp(-z)))
+    overconfident = _frame(ids, y, 1 / (1 + np.exp(-3 * z)))
+    lines = calibration_lines(["new a", "old b"], [calibrated], [overconfident], resamples=200)
+
+    def slope(line: str) -> tuple[float, float, float]:
+        value, interval = line.split("slope ")[1].split(" [", 1)
+        low, high = interval.split("]")[0].split(", ")
+        return float(value), float(low), float(high)
+
+    estimate, low, high = slope(lines[0])
+    assert low < 1 < high and lines[0].startswith("new a")
+    assert slope(lines[1])[2] < 0.5  # three times too confident: slope about 1/3
+    assert "perfectly calibrated at this n" in lines[1]
