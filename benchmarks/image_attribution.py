@@ -133,6 +133,12 @@ def _case_rows(explanations, truth, cohort_dir) -> list[dict[str, Any]]:
                 "phrase_negated": None
                 if "negated" not in text or "phrase_hit" not in text["negated"]
                 else float(text["negated"]["phrase_hit"]),
+                "signed_phrase_affirmed": None
+                if "signed_phrase_hit" not in (text.get("affirmed") or {})
+                else float(text["affirmed"]["signed_phrase_hit"]),
+                "signed_phrase_negated": None
+                if "signed_phrase_hit" not in (text.get("negated") or {})
+                else float(text["negated"]["signed_phrase_hit"]),
                 "phrase_chance_affirmed": (text.get("affirmed") or {}).get("phrase_chance"),
                 **{f"quality_{k}": v for k, v in e.quality.items()},
             }
@@ -203,6 +209,8 @@ def run_method(label, name, options, context, ids) -> dict[str, Any]:
         "phrase_affirmed": bootstrap_mean([r["phrase_affirmed"] for r in rows]),
         "text_negated": bootstrap_mean([r["text_negated"] for r in rows]),
         "phrase_negated": bootstrap_mean([r["phrase_negated"] for r in rows]),
+        "signed_phrase_affirmed": bootstrap_mean([r["signed_phrase_affirmed"] for r in rows]),
+        "signed_phrase_negated": bootstrap_mean([r["signed_phrase_negated"] for r in rows]),
         "phrase_chance_affirmed": bootstrap_mean([r["phrase_chance_affirmed"] for r in rows]),
         "rows": rows,
     }
@@ -235,6 +243,8 @@ def table(results: list[dict[str, Any]]) -> str:
         ("text: top phrase is an affirmed planted sentence", "phrase_affirmed"),
         ("text: top word in a negated planted sentence", "text_negated"),
         ("text: top phrase is a negated planted sentence", "phrase_negated"),
+        ("text: most positive phrase is an affirmed planted sentence", "signed_phrase_affirmed"),
+        ("text: most negative phrase is a negated planted sentence", "signed_phrase_negated"),
     ]
     head = "| score | " + " | ".join(r["label"] for r in results) + " |"
     lines = [head, "|---" * (len(results) + 1) + "|"]

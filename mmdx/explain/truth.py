@@ -26,9 +26,14 @@ features are left out, their attribution is 0 by construction):
 
 **Text** (cases with a note whose seen part holds a planted sentence): whether the word with the highest
 ``|attribution|`` lies in a planted sentence, and whether the phrase with the highest ``|attribution|``
-(:func:`~mmdx.explain.tokens.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one, reported for affirmed and negated sentences separately
-(a case counts for a status when it has a sentence of that status); chance level = the share of the
-note's words inside those sentences.
+(:func:`~mmdx.explain.tokens.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one,
+reported for affirmed and negated sentences separately (a case counts for a status when it has a sentence of
+that status); chance level = the share of the note's words inside those sentences. The *signed* phrase score
+asks the same of the phrase that moves the risk most in the finding's own direction: the largest positive
+attribution for an affirmed sentence, the largest negative one for a negated sentence (a miss when no phrase
+has that sign). On the synthetic cohorts a negated finding carries almost as much evidence as an affirmed one
+(log-likelihood ratios −1.07 and +1.20), so in a note with both the ``|attribution|`` ranking is a near tie
+that a faithful model may resolve either way; the signed score separates them by direction.
 """
 
 from __future__ import annotations
@@ -177,6 +182,11 @@ def text_scores(explanation: CaseExplanation, phrases: Sequence[Mapping]) -> dic
             top_phrase = max(explanation.phrases, key=lambda p: abs(p.attribution))
             out[status]["phrase_hit"] = inside(top_phrase, chosen)
             out[status]["phrase_chance"] = float(np.mean([inside(p, chosen) for p in explanation.phrases]))
+            if status != "any":
+                # the direction the finding moves the risk: an affirmed finding up, a negated one down
+                sign = 1.0 if status == "affirmed" else -1.0
+                pointed = max(explanation.phrases, key=lambda p: sign * p.attribution)
+                out[status]["signed_phrase_hit"] = sign * pointed.attribution > 0 and inside(pointed, chosen)
     return out
 
 
@@ -246,6 +256,9 @@ def summarise_scores(
                 "chance": _mean([r["chance"] for r in rows]),
                 "top_phrase_is_planted": _mean([float(r["phrase_hit"]) for r in rows if "phrase_hit" in r]),
                 "phrase_chance": _mean([r["phrase_chance"] for r in rows if "phrase_chance" in r]),
+                "top_signed_phrase_is_planted": _mean(
+                    [float(r["signed_phrase_hit"]) for r in rows if "signed_phrase_hit" in r]
+                ),
             }
             for status, rows in text.items()
         },

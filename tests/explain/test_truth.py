@@ -119,6 +119,36 @@ def test_text_top_word_by_status(top_word, affirmed, negated):
     assert scores["negated"]["chance"] == pytest.approx(2 / 6)
 
 
+@pytest.mark.parametrize(
+    ("cough", "negated_phrase", "affirmed_phrase", "abs_affirmed", "signed_affirmed", "signed_negated"),
+    [
+        # the negated finding is the largest |attribution|, but each points the right way
+        (0.1, -1.1, 1.0, False, True, True),
+        # an unplanted phrase is the most positive: the affirmed sentence is not what raises the risk most
+        (2.0, -1.1, 1.0, False, False, True),
+        # the negated sentence pushes the risk up: no phrase lowers it, a miss for the negated status
+        (0.1, 0.5, 1.0, True, True, False),
+    ],
+)
+def test_signed_phrase_scores_follow_the_direction_of_the_finding(
+    cough, negated_phrase, affirmed_phrase, abs_affirmed, signed_affirmed, signed_negated
+):
+    from mmdx.explain.tokens import PhraseSpan
+
+    phrases = [
+        PhraseSpan("Cough", 0, 5, cough, False, (0,)),
+        PhraseSpan("No consolidation", 7, 23, negated_phrase, True, (1, 2)),
+        PhraseSpan("There is rigors", 25, 40, affirmed_phrase, False, (3, 4, 5)),
+    ]
+    words = {"Cough": 0.1, "No": -0.2, "consolidation": 0.1, "There": 0.0, "is": 0.05, "rigors": 0.1}
+    explanation = case(tokens=spans(words), text_covered_characters=41, phrases=phrases)
+    scores = text_scores(explanation, PHRASES)
+    assert scores["affirmed"]["phrase_hit"] is abs_affirmed
+    assert scores["affirmed"]["signed_phrase_hit"] is signed_affirmed
+    assert scores["negated"]["signed_phrase_hit"] is signed_negated
+    assert "signed_phrase_hit" not in scores["any"]
+
+
 def test_score_against_truth_reads_masks_and_splits_true_positives(tmp_path):
     (tmp_path / "ground_truth" / "masks").mkdir(parents=True)
     # a 2D mask written with another slice thickness than the image is on the same grid
