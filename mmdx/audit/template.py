@@ -536,6 +536,8 @@ TEMPLATE = r"""<!DOCTYPE html>
     <tr><td>tabular: top feature is causal</td><td class="num">{{ T.tabular.n_cases }}</td><td class="num">{{ T.tabular.top_feature_causal | num }}</td><td class="num">{{ T.tabular.top_feature_causal_chance | num }}</td></tr>
     {%- for status in ["affirmed", "negated"] %}
     <tr><td>text: top word in a planted {{ status }} phrase</td><td class="num">{{ T.text[status].n_cases }}</td><td class="num">{{ T.text[status].top_word_in_phrase | num }}</td><td class="num">{{ T.text[status].chance | num }}</td></tr>
+    <tr><td>text: top phrase (|attribution|) is a planted {{ status }} phrase</td><td class="num">{{ T.text[status].n_cases }}</td><td class="num">{{ T.text[status].top_phrase_is_planted | num }}</td><td class="num">{{ T.text[status].phrase_chance | num }}</td></tr>
+    <tr><td>text: the phrase that {{ "raises" if status == "affirmed" else "lowers" }} the risk most is a planted {{ status }} phrase</td><td class="num">{{ T.text[status].n_cases }}</td><td class="num">{{ T.text[status].top_signed_phrase_is_planted | num }}</td><td></td></tr>
     {%- endfor %}
   </table>
   {%- endif %}

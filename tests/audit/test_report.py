@@ -193,6 +193,10 @@ def test_explanations(audit_report: BuiltReport) -> None:
         assert curve["auc_attribution"] == method["deletion"][modality]["auc_attribution"]
         assert curve["faster_than_random"] == (curve["auc_attribution"] < curve["auc_random"])
     assert ours["ground_truth"] == method["ground_truth"] and section["ground_truth_available"]
+    html = audit_report.files.html.read_text()
+    for status, verb in (("affirmed", "raises"), ("negated", "lowers")):
+        assert f"the phrase that {verb} the risk most is a planted {status} phrase" in html
+        assert "top_signed_phrase_is_planted" in method["ground_truth"]["text"][status]
 
 
 def test_clinician_review(audit_report: BuiltReport, predictions: pd.DataFrame) -> None:
