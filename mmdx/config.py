@@ -2,9 +2,10 @@
 
 A config file may start with ``base: other.yaml`` (a path relative to the file); its keys are merged over
 the base, recursively -- except that a component given another ``name`` (an encoder or fusion) replaces
-the base's entry instead of inheriting its arguments. Command-line overrides (``--set model.fusion.name=concat``)
-are applied last, with YAML typing of the value; one that switches a component's ``name`` likewise drops the
-previous component's arguments (give new arguments after it). Unknown or misspelled keys fail with their full path and a suggestion:
+the base's entry instead of inheriting its arguments. Command-line overrides
+(``--set model.fusion.name=concat``) are applied last, with YAML typing of the value; one that switches a
+component's ``name`` likewise drops the previous component's arguments (give new arguments after it).
+Unknown or misspelled keys fail with their full path and a suggestion:
 ``model.fusion.hiden_dim: unknown key; did you mean 'dim'?``. Configs are data: no expressions.
 """
 

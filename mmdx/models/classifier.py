@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -119,13 +119,17 @@ class MultimodalClassifier(nn.Module):
             )
         self.config: dict[str, Any] | None = None
 
-    def penalty(self) -> Tensor | None:
+    def penalty(self, modalities: Iterable[str] | None = None) -> Tensor | None:
         """The sum of the encoders' own regularisation terms (an encoder's ``penalty()``, such as the
-        linear tabular encoder's group lasso), for the trainer to add to the loss; ``None`` when none has one."""
+        linear tabular encoder's group lasso), for the trainer to add to the loss; ``None`` when none has one.
+        ``modalities``: only these encoders' terms (default: every encoder)."""
+        chosen = None if modalities is None else {str(m) for m in modalities}
         terms = [
             term
-            for encoder in self.encoders.values()
-            if callable(getattr(encoder, "penalty", None)) and (term := encoder.penalty()) is not None
+            for name, encoder in self.encoders.items()
+            if (chosen is None or name in chosen)
+            and callable(getattr(encoder, "penalty", None))
+            and (term := encoder.penalty()) is not None
         ]
         return torch.stack(terms).sum() if terms else None
 

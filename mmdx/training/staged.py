@@ -129,7 +129,7 @@ class _BranchStage:
                 out.aux_logits[:, column].float(), labels, pos_weight=self.pos_weight, reduction="none"
             )
             total = total + (per_case * weight).sum() / weight.sum().clamp_min(1.0)
-        penalty = self.model.penalty()
+        penalty = self.model.penalty(self.active)  # a stopped encoder is left as it is
         return total if penalty is None else total + penalty
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], int, float]:

@@ -286,4 +286,6 @@ def test_the_model_penalty_is_its_encoders_regularisation() -> None:
     expected = net.encoders[str(Modality.TABULAR)].penalty()
     assert expected is not None and expected.item() > 0
     assert net.penalty().item() == pytest.approx(expected.item())
+    assert net.penalty(["image"]) is None  # only the named encoders' terms
+    assert net.penalty([Modality.TABULAR]).item() == pytest.approx(expected.item())
     assert build_model(**net.config).encoders[str(Modality.TABULAR)].group_lasso == 0.2  # kept in the config
