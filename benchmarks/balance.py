@@ -217,7 +217,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(z / 2.0))
 
 
-def _calibration(y: np.ndarray, p: np.ndarray, resamples: int, seed: int) -> dict:
+def calibration_summary(y: np.ndarray, p: np.ndarray, resamples: int, seed: int) -> dict:
+    """Logistic recalibration slope and intercept (stratified bootstrap intervals), the ECE (15 bins) and the
+    ECE of a perfectly calibrated model with the same probabilities (:func:`reference_ece`)."""
     from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
     from mmdx.metrics import expected_calibration_error
 
@@ -257,7 +259,7 @@ def score_run(
         "train_seconds": seconds,
         "own": {},
         "lost_when_removed": {},
-        "calibration": _calibration(y, p, max(200, resamples // 4), seed=0),
+        "calibration": calibration_summary(y, p, max(200, resamples // 4), seed=0),
         "cross_validated_auroc": _cross_validated_auroc(run),
     }
     for key in out:

@@ -110,6 +110,12 @@ def training_references(run: RunPaths, bundle, prepared, position: dict, n: int 
     return Baselines(image_reference=inputs.image[rows], tabular_reference=inputs.tabular[:n])
 
 
+def _hit(text: dict, status: str, key: str) -> float | None:
+    """``text[status][key]`` of :func:`mmdx.explain.truth.text_scores` as 0/1, ``None`` where not scored."""
+    value = (text.get(status) or {}).get(key)
+    return None if value is None else float(value)
+
+
 def _case_rows(explanations, truth, cohort_dir) -> list[dict[str, Any]]:
     rows = []
     for e in explanations:
@@ -125,20 +131,15 @@ def _case_rows(explanations, truth, cohort_dir) -> list[dict[str, Any]]:
                 "lift": image.get("lift"),
                 "pointing": None if "pointing_hit" not in image else float(image["pointing_hit"]),
                 "tabular_auc": tab.get("ranking_auc"),
-                "text_affirmed": None if "affirmed" not in text else float(text["affirmed"]["hit"]),
-                "text_negated": None if "negated" not in text else float(text["negated"]["hit"]),
-                "phrase_affirmed": None
-                if "affirmed" not in text or "phrase_hit" not in text["affirmed"]
-                else float(text["affirmed"]["phrase_hit"]),
-                "phrase_negated": None
-                if "negated" not in text or "phrase_hit" not in text["negated"]
-                else float(text["negated"]["phrase_hit"]),
-                "signed_phrase_affirmed": None
-                if "signed_phrase_hit" not in (text.get("affirmed") or {})
-                else float(text["affirmed"]["signed_phrase_hit"]),
-                "signed_phrase_negated": None
-                if "signed_phrase_hit" not in (text.get("negated") or {})
-                else float(text["negated"]["signed_phrase_hit"]),
+                **{
+                    f"{prefix}_{status}": _hit(text, status, key)
+                    for prefix, key in (
+                        ("text", "hit"),
+                        ("phrase", "phrase_hit"),
+                        ("signed_phrase", "signed_phrase_hit"),
+                    )
+                    for status in ("affirmed", "negated")
+                },
                 "phrase_chance_affirmed": (text.get("affirmed") or {}).get("phrase_chance"),
                 **{f"quality_{k}": v for k, v in e.quality.items()},
             }

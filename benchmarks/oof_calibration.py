@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.balance import _calibration
+from benchmarks.balance import calibration_summary
 
 
 def calibration_sets(
@@ -70,7 +70,9 @@ def score_run(
         logits[val], labels[val], folds.logits, folds.labels
     ).items():
         scaler = TemperatureScaler(method="platt").fit(fit_logits, fit_labels)
-        scored = _calibration(test_labels.astype(int), scaler.transform(test_logits), resamples, seed=0)
+        scored = calibration_summary(
+            test_labels.astype(int), scaler.transform(test_logits), resamples, seed=0
+        )
         out[name] = {"temperature": scaler.temperature_, "offset": scaler.offset_, **scored}
     return out
 

@@ -56,25 +56,19 @@ def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) ->
 def calibration_lines(
     names: list[str], new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int
 ) -> list[str]:
-    """One line per file: slope, intercept (95% bootstrap), ECE against a calibrated model's at this n."""
-    from benchmarks.balance import ECE_BINS, reference_ece
-    from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
-    from mmdx.metrics import expected_calibration_error
+    """One line per file: slope, intercept (95% bootstrap), ECE against a calibrated model's at this n
+    (:func:`benchmarks.balance.calibration_summary` on the cases every file holds)."""
+    from benchmarks.balance import calibration_summary
 
     y, probabilities = common_cases([*new, *old])
     lines = []
     for name, p in zip(names, probabilities, strict=True):
-        slope = bootstrap_ci(
-            lambda yy, pp: calibration_slope_intercept(yy, pp).slope, y, p, resamples, seed=0
-        )
-        intercept = bootstrap_ci(
-            lambda yy, pp: calibration_slope_intercept(yy, pp).intercept, y, p, resamples, seed=0
-        )
-        reference = reference_ece(p, seed=0)
+        c = calibration_summary(y, p, resamples, seed=0)
+        slope, intercept, reference = c["slope"], c["intercept"], c["ece_reference"]
         lines.append(
-            f"{name}: slope {slope.estimate:.3f} [{slope.low:.3f}, {slope.high:.3f}], intercept "
-            f"{intercept.estimate:+.3f} [{intercept.low:+.3f}, {intercept.high:+.3f}], ECE "
-            f"{expected_calibration_error(y, p, n_bins=ECE_BINS):.3f} (perfectly calibrated at this n: "
+            f"{name}: slope {slope['estimate']:.3f} [{slope['low']:.3f}, {slope['high']:.3f}], intercept "
+            f"{intercept['estimate']:+.3f} [{intercept['low']:+.3f}, {intercept['high']:+.3f}], ECE "
+            f"{c['ece']:.3f} (perfectly calibrated at this n: "
             f"{reference['mean']:.3f} [{reference['low']:.3f}, {reference['high']:.3f}])"
         )
     return lines
