@@ -9,7 +9,9 @@ labelled cases every file holds. Intervals: the paired, class-stratified bootstr
 :func:`benchmarks.peers.report.seed_mean_auroc_difference`, per pair and of the seed-averaged AUROCs.
 ``--calibration`` adds each file's calibration on the same cases: the logistic recalibration slope and
 intercept (bootstrap intervals), the ECE (15 bins) and the ECE a perfectly calibrated model gets with the same
-probabilities on as many cases (labels drawn from the probabilities; mean and 95% range).
+probabilities on as many cases (labels drawn from the probabilities; mean and 95% range). ``--truth COHORT``
+(a synthetic cohort holding ``ground_truth/truth.jsonl``) adds the gap of each ``--new`` file to the Bayes-optimal
+AUROC of its exact posterior, paired on the same cases, per file and seed-averaged.
 """
 
 from __future__ import annotations
@@ -53,6 +55,36 @@ def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) ->
     return lines
 
 
+def truth_frame(cohort: Path) -> pd.DataFrame:
+    """The exact Bayes posterior of a synthetic cohort as a predictions table (``case_id``, ``label``,
+    ``probability``)."""
+    import json
+
+    with (cohort / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    return pd.DataFrame(
+        {
+            "case_id": [str(r["case_id"]) for r in records],
+            "label": [r.get("label") for r in records],
+            "probability": [r.get("posterior") for r in records],
+        }
+    ).dropna(subset=["probability"])
+
+
+def bayes_gap_lines(new: list[pd.DataFrame], truth: pd.DataFrame, resamples: int) -> list[str]:
+    """Bayes − each file's AUROC and Bayes − the seed-averaged AUROC, paired on the cases all hold."""
+    y, probabilities = common_cases([truth, *new])
+    bayes, models = probabilities[0][None, :], np.stack(probabilities[1:])
+    lines = [f"Bayes-optimal AUROC {auroc(y, probabilities[0]):.3f} on {y.size} cases"]
+    for i in range(len(new)):
+        d = seed_mean_auroc_difference(y, bayes, models[i : i + 1], n_resamples=resamples)
+        lines.append(f"pair {i}: Bayes − new {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+    if len(new) > 1:
+        d = seed_mean_auroc_difference(y, bayes, models, n_resamples=resamples)
+        lines.append(f"seed mean: Bayes − new {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+    return lines
+
+
 def calibration_lines(
     names: list[str], new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int
 ) -> list[str]:
@@ -82,10 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", type=Path, nargs="+", required=True)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--calibration", action="store_true", help="also each file's calibration")
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        help="a synthetic cohort: also Bayes − each --new file's AUROC (its exact posterior)",
+    )
     args = parser.parse_args(argv)
     new = [pd.read_parquet(p) for p in args.new]
     old = [pd.read_parquet(p) for p in args.old]
     print("\n".join(compare(new, old, args.resamples)))
+    if args.truth is not None:
+        print("\n".join(bayes_gap_lines(new, truth_frame(args.truth), args.resamples)))
     if args.calibration:
         names = [f"new {p.name}" for p in args.new] + [f"old {p.name}" for p in args.old]
         print("\n".join(calibration_lines(names, new, old, max(200, args.resamples // 4))))

@@ -296,11 +296,11 @@ def _check_architecture_fits_weights(architecture: dict, weights: Path, director
     the model is built for real: a fusion or encoder size edited to a huge value is refused without
     allocating it. The probe is built on PyTorch's meta device (shapes without storage); encoders that load
     pretrained weights cannot be built there and are compared after building instead."""
-    from mmdx.models.classifier import build_model
+    from mmdx.models.ensemble import build_from_architecture
 
     try:
         with torch.device("meta"):
-            probe = build_model(**architecture)
+            probe = build_from_architecture(architecture)
     except (MmdxError, TypeError, ValueError) as exc:
         raise _part_error(directory, "config.yaml (architecture)", exc) from None
     except RuntimeError as exc:
@@ -334,7 +334,7 @@ def load_bundle(path: str | Path) -> Bundle:
     Every file is checked against the manifest first; a file that still does not make sense (a bundle edited
     and its manifest recomputed) raises :class:`BundleError` naming the file, never another exception.
     """
-    from mmdx.models.classifier import build_model
+    from mmdx.models.ensemble import build_from_architecture
 
     directory = resolve_bundle_dir(path)
     manifest = verify_bundle(directory)
@@ -366,7 +366,7 @@ def load_bundle(path: str | Path) -> Bundle:
     _check_architecture_sizes(architecture, directory)
     _check_architecture_fits_weights(architecture, directory / WEIGHTS, directory)
     try:
-        model = build_model(**architecture)
+        model = build_from_architecture(architecture)
     except Exception as exc:
         raise _part_error(directory, "config.yaml (architecture)", exc) from None
     try:

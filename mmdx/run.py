@@ -127,6 +127,11 @@ class RunPaths:
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
+    def ensemble_member(self, index: int) -> Path:
+        """The training directory (checkpoints) of ensemble member ``index >= 1`` (member 0 trains in the run's
+        own ``checkpoints/``)."""
+        return self.root / "ensemble" / f"member{index}"
+
     @property
     def pretrained_encoders(self) -> Path:
         """The encoders' weights after ``train.pretrain`` (written and read, on ``--resume``, by

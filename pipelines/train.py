@@ -21,6 +21,9 @@ operating threshold is chosen on the validation split, and the bundle is written
 models, each trained without a fifth of it, score the cases they did not see, and the cross-validated AUROC
 (steadier than a small validation split's) goes into training.json and the model card (five more
 trainings; RUN/out_of_fold.json keeps their predictions). The run's own model does not change.
+With --set train.ensemble=3 (configs/ct3d.yaml's default) three models train with the seeds seed, seed+1000
+and seed+2000 (RUN/ensemble/ holds the second and third's checkpoints), each is calibrated on the validation
+split, and the bundle predicts with the mean of their calibrated logits: three times the training time.
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
@@ -82,11 +85,24 @@ def run(args: argparse.Namespace) -> int:
         )
     if result is not None:
         fit = result.fit
-        print(
-            f"trained {config.name}: best val AUROC {fit.best_val_auroc:.4f} at epoch {fit.best_epoch} "
-            f"({fit.epochs_run} epochs, stopped: {fit.stopped}); temperature {result.temperature:.3f}, "
-            f"offset {result.offset:+.3f}, threshold {result.threshold:.3f}"
+        calibration = (
+            "each member calibrated on the validation split"
+            if result.ensemble
+            else f"temperature {result.temperature:.3f}, offset {result.offset:+.3f}"
         )
+        print(
+            f"trained {config.name}{' (first member)' if result.ensemble else ''}: best val AUROC "
+            f"{fit.best_val_auroc:.4f} at epoch {fit.best_epoch} ({fit.epochs_run} epochs, stopped: "
+            f"{fit.stopped}); {calibration}, threshold {result.threshold:.3f}"
+        )
+        if result.ensemble is not None:
+            members = result.ensemble["members"]
+            shown = ", ".join("n/a" if m["val_auroc"] is None else f"{m['val_auroc']:.4f}" for m in members)
+            value = result.ensemble["val_auroc"]
+            print(
+                f"ensemble of {len(members)}: val AUROC {'n/a' if value is None else f'{value:.4f}'} (members "
+                f"{shown}); the bundle predicts with the mean of their calibrated logits"
+            )
         if result.cross_validation is not None:
             folds = result.cross_validation
             print(

@@ -159,12 +159,15 @@ def calibration_section(
     alpha: float,
     seed: int,
     reliability_bins: int = 10,
+    members: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Reliability diagrams, ECE (15 uniform bins) and Brier score with bootstrap intervals, calibration
     slope and intercept, before (``sigmoid(logit)``) and after calibration (``probability``).
 
     ``calibration_card``: the bundle card's ``calibration`` entry (``method``, ``temperature``, ``offset``, and the
-    validation NLL before and after, when fitted).
+    validation NLL before and after, when fitted). ``members``: an ensemble's members (the card's
+    ``training.ensemble.members``: seed, temperature, offset), each calibrated on its own; the ensemble's
+    logit is then calibrated already and the two columns agree.
     """
     y, before = evaluation_arrays(frame, split, Column.PROBABILITY_UNCALIBRATED)
     _, after = evaluation_arrays(frame, split, Column.PROBABILITY)
@@ -178,6 +181,9 @@ def calibration_section(
         "fitted_on": "val",
         "validation_nll_before": calibration_card.get("nll_before"),
         "validation_nll_after": calibration_card.get("nll_after"),
+        "members": [
+            {k: m.get(k) for k in ("seed", "temperature", "offset", "val_auroc")} for m in members or []
+        ],
         "ece_bins": ECE_BINS,
         "ece_strategy": ECE_STRATEGY,
         "reliability_bins": reliability_bins,
@@ -284,6 +290,7 @@ def _calibration(inputs: AuditInputs) -> dict[str, Any]:
         o.alpha,
         o.seed,
         o.reliability_bins,
+        members=((inputs.bundle.card.get("training") or {}).get("ensemble") or {}).get("members"),
     )
 
 

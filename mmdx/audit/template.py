@@ -256,6 +256,9 @@ TEMPLATE = r"""<!DOCTYPE html>
     {%- if M.training.cross_validation %}{% set CV = M.training.cross_validation %}
     <tr><th>Cross-validated AUROC (training split)</th><td>{{ CV.auroc | num(3) }} ± {{ CV.auroc_sd | num(3) }}, mean of {{ CV.folds }} folds over {{ CV.cases | count }} training cases (each fold scored by a model trained without it)</td></tr>
     {%- endif %}
+    {%- if M.training.ensemble %}{% set E = M.training.ensemble %}
+    <tr><th>Ensemble</th><td>{{ E.members | length }} models with the seeds {% for m in E.members %}{{ m.seed }}{% if not loop.last %}, {% endif %}{% endfor %} (the epochs above are the first's); validation AUROC {% for m in E.members %}{{ m.val_auroc | num(3) }}{% if not loop.last %}, {% endif %}{% endfor %}, of the ensemble {{ E.val_auroc | num(3) }}; prediction: the mean of their calibrated logits</td></tr>
+    {%- endif %}
   </table>
   {%- if M.branches %}
   <table>
@@ -397,7 +400,11 @@ TEMPLATE = r"""<!DOCTYPE html>
 <section id="calibration">
   {{ heading("calibration") }}
   {%- if C.status == "ok" %}
+  {%- if C.method == "ensemble" %}
+  <p>An ensemble of {{ C.members | length }} models trained with the same settings and different seeds, each calibrated on the {{ C.fitted_on }} split ({% for m in C.members %}seed {{ m.seed }}: temperature {{ m.temperature | num(4) }}, offset {{ m.offset | num(4) }}{% if not loop.last %}; {% endif %}{% endfor %}); the probability is the sigmoid of the mean of their calibrated logits, so no further scaling is applied and the two columns agree. {{ C.split }} split, n={{ C.n | count }}.</p>
+  {%- else %}
   <p>{{ C.method | capitalize }} scaling fitted on the {{ C.fitted_on }} split: temperature {{ C.temperature | num(4) }}{% if C.method == "platt" %}, offset {{ C.offset | num(4) }}{% if C.prevalence is not none %} (set so that the mean calibrated probability on the validation split equals the share of positives among the labelled training and validation cases, {{ C.prevalence | num(4) }}){% endif %}{% endif %}{% if C.validation_nll_before is not none %} (validation log-loss {{ C.validation_nll_before | num(4) }} before, {{ C.validation_nll_after | num(4) }} after){% endif %}. {{ C.split }} split, n={{ C.n | count }}.</p>
+  {%- endif %}
   <table>
     <tr><th>Measure</th><th class="num">before scaling</th><th>interval</th><th class="num">after scaling</th><th>interval</th></tr>
     <tr><td>ECE ({{ C.ece_bins }} {{ C.ece_strategy }} bins)</td><td class="num">{{ C.before.ece.estimate | num }}</td><td>{{ C.before.ece | bounds }}</td><td class="num">{{ C.after.ece.estimate | num }}</td><td>{{ C.after.ece | bounds }}</td></tr>

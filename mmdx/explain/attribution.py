@@ -245,10 +245,6 @@ def _model_modalities(model: nn.Module) -> tuple[Modality, ...]:
     return tuple(modalities)
 
 
-def _text_encoder(model: nn.Module) -> nn.Module:
-    return model.encoders[str(Modality.TEXT)]
-
-
 def _check_target(target: int | None) -> int:
     if target is None:
         return 1
@@ -487,9 +483,8 @@ def _attributed_parts(
         parts["tabular"] = (tab, baseline_for("tabular", baselines.tabular, tab))
     if Modality.TEXT in modalities and inputs.text_ids is not None:
         base_ids = baseline_for("text_ids", baselines.text_ids, inputs.text_ids).long()
-        encoder = _text_encoder(model)
         with torch.no_grad():
-            parts["text"] = (encoder.embed(inputs.text_ids).detach(), encoder.embed(base_ids).detach())
+            parts["text"] = (model.embed_text(inputs.text_ids).detach(), model.embed_text(base_ids).detach())
     if not parts:
         raise MmdxError(
             f"explain: the inputs hold none of the model's modalities ({', '.join(modalities)}); give "

@@ -137,9 +137,16 @@ def _image_result(call: MethodCall, image_map: Tensor, **extra: Any) -> dict[str
 # ---------------------------------------------------------------------------------------------------------
 # Class-activation maps
 # ---------------------------------------------------------------------------------------------------------
+def image_encoders(model: nn.Module) -> list[nn.Module]:
+    """The image encoders whose stages a CAM reads: the model's, or each ensemble member's."""
+    members = getattr(model, "members", None)
+    models = list(members) if members is not None else [model]
+    return [m.encoders[str(Modality.IMAGE)] for m in models]
+
+
 def cam_layer_names(model: nn.Module, cam_layer: str | None) -> list[str]:
     """The encoder stages a CAM reads: ``cam_layer`` split at ``+``, or the encoder's default."""
-    encoder = model.encoders[str(Modality.IMAGE)]
+    encoder = image_encoders(model)[0]
     layers = encoder.cam_layers()
     names = (cam_layer or encoder.default_cam_layer).split("+")
     for name in names:
@@ -168,19 +175,24 @@ def _cam_weights(variant: str, activation: Tensor, gradient: Tensor) -> Tensor:
 def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> tuple[Tensor, dict[str, Any]]:
     """``([B, 1, *spatial], quality)``: the CAM of ``variant`` on the image grid, averaged over stages."""
     image = _image(call)
-    encoder = call.model.encoders[str(Modality.IMAGE)]
-    layers = encoder.cam_layers()
-    captured: dict[str, Tensor] = {}
+    # an ensemble's output is the mean of its members' (calibrated) outputs: each member's stage gets the
+    # gradient of that mean, and the members' maps on the same grid are summed before the rectification
+    encoders = image_encoders(call.model)
+    captured: dict[tuple[int, str], Tensor] = {}
     hooks = [
-        layers[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
+        encoder.cam_layers()[name].register_forward_hook(
+            lambda _m, _i, out, key=(index, name): captured.__setitem__(key, out)
+        )
+        for index, encoder in enumerate(encoders)
         for name in names
     ]
+    keys = [(index, name) for index in range(len(encoders)) for name in names]
     try:
         with torch.enable_grad():
             x = image.detach().clone().requires_grad_(True)
             output = held_model(call)(x).squeeze(1)
-            activations = [captured[name] for name in names]
-            gradients = torch.autograd.grad(output.sum(), activations)
+            activations = [captured[key] for key in keys]
+            gradients = dict(zip(keys, torch.autograd.grad(output.sum(), activations), strict=True))
     finally:
         for hook in hooks:
             hook.remove()
@@ -188,9 +200,15 @@ def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> t
     mode = "bilinear" if len(spatial) == 2 else "trilinear"
     combined = torch.zeros(image.shape[0], 1, *spatial, dtype=torch.float32, device=image.device)
     positive_shares, grids = [], {}
-    for name, activation, gradient in zip(names, activations, gradients, strict=True):
-        activation, gradient = activation.detach().float(), gradient.detach().float()
-        raw = (_cam_weights(variant, activation, gradient) * activation).sum(1, keepdim=True)
+    for name in names:
+        per_encoder = []
+        for index in range(len(encoders)):
+            activation = captured[(index, name)].detach().float()
+            gradient = gradients[(index, name)].detach().float()
+            per_encoder.append(
+                (_cam_weights(variant, activation, gradient) * activation).sum(1, keepdim=True)
+            )
+        raw = torch.stack(per_encoder).sum(0)
         magnitude = raw.abs().flatten(1).sum(1)
         positive_shares.append(raw.clamp(min=0).flatten(1).sum(1) / magnitude.clamp(min=1e-12))
         cam = F.interpolate(raw.clamp(min=0), size=spatial, mode=mode, align_corners=False)

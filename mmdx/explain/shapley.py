@@ -161,7 +161,11 @@ def modality_shapley(
     Returns:
         :class:`ModalityShapley` with ``values`` ``[B, M]`` and ``subset_values`` ``[B, 2**M]``.
     """
-    if not hasattr(model, "encode") or not hasattr(model, "fusion"):
+    # an ensemble's output is the mean of its members' calibrated outputs, and Shapley values are linear in
+    # the value function: each coalition's value is the mean of the members' calibrated values
+    members = getattr(model, "calibrated_members", None)
+    parts = list(members()) if members is not None else [(model, 1.0, 0.0)]
+    if not all(hasattr(m, "encode") and hasattr(m, "fusion") for m, _, _ in parts):
         raise MmdxError(f"modality_shapley needs a mmdx MultimodalClassifier, got {type(model).__name__}")
     if target not in (None, 0, 1) or isinstance(target, bool):
         raise MmdxError(f"modality_shapley: target must be None, 0 or 1, got {target!r}")
@@ -173,13 +177,18 @@ def modality_shapley(
     was_training = model.training
     model.eval()
     try:
-        features = model.encode(batch)
-        presence = _presence(batch, features, device)
+        encoded = [(member.encode(batch), float(scale), float(shift)) for member, scale, shift in parts]
+        presence = _presence(batch, encoded[0][0], device)
         subset_values = []
         for coalition in COALITIONS:
             mask = presence & coalition.to(device)[None, :]
-            out = model.fusion(features, mask)
-            subset_values.append((out.logits.double() / float(temperature) + offset) * sign)
+            logits = torch.stack(
+                [
+                    member.fusion(features, mask).logits.double() * scale + shift
+                    for (member, _, _), (features, scale, shift) in zip(parts, encoded, strict=True)
+                ]
+            ).mean(0)
+            subset_values.append((logits / float(temperature) + offset) * sign)
     finally:
         model.train(was_training)
     subset = torch.stack(subset_values, dim=1).cpu()  # [B, 2**M]

@@ -139,6 +139,13 @@ class MultimodalClassifier(nn.Module):
         text = self.encoders[Modality.TEXT] if Modality.TEXT in self.modalities else None
         return None if text is None else text.embedding_layer
 
+    def embed_text(self, ids: Tensor) -> Tensor:
+        """``[B, T, E]``: the text encoder's token embeddings of ``ids`` (checked against its vocabulary), the
+        ``text_embeds`` :meth:`forward_parts` takes."""
+        if Modality.TEXT not in self.modalities:
+            raise MmdxError("this model has no text encoder; it takes no text_ids")
+        return self.encoders[Modality.TEXT].embed(ids)
+
     def forward(self, batch: Mapping[str, Any]) -> ModelOutput:
         """Predict a collated batch.
 
@@ -150,7 +157,7 @@ class MultimodalClassifier(nn.Module):
         """
         text_embeds = None
         if Modality.TEXT in self.modalities and batch.get(Keys.TEXT_IDS) is not None:
-            text_embeds = self.encoders[Modality.TEXT].embed(batch[Keys.TEXT_IDS])
+            text_embeds = self.embed_text(batch[Keys.TEXT_IDS])
         return self.forward_parts(
             image=batch.get(Keys.IMAGE),
             tabular=batch.get(Keys.TABULAR),

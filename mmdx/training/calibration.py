@@ -40,6 +40,9 @@ MIN_VAL_PER_CLASS = 10
 
 #: The calibration methods ``train.calibration`` may name.
 METHODS = ("platt", "temperature")
+#: What a bundle's ``calibration.json`` may hold: one of :data:`METHODS`, or ``ensemble``, the identity kept by
+#: an ensemble whose members are each calibrated (:class:`mmdx.models.ensemble.EnsembleClassifier`).
+STORED_METHODS = (*METHODS, "ensemble")
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float, offset: float = 0.0) -> float:
@@ -61,7 +64,7 @@ class TemperatureScaler:
     prevalence_: float | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in STORED_METHODS:
             raise ValueError(f"calibration method {self.method!r}: expected one of {', '.join(METHODS)}")
 
     def fit(
@@ -72,6 +75,10 @@ class TemperatureScaler:
         ``prevalence``: with ``method="platt"``, the share of positives the mean calibrated probability on
         these cases is anchored to (strictly between 0 and 1; the development cohort's class rate), in place
         of the fitted offset. Ignored by ``temperature``."""
+        if self.method not in METHODS:
+            raise ValueError(
+                f"calibration method {self.method!r} is not fitted: an ensemble's members are calibrated one by one"
+            )
         logits = np.asarray(logits, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.float64)
         if logits.shape != labels.shape or logits.ndim != 1:
@@ -133,9 +140,10 @@ class TemperatureScaler:
 
     @classmethod
     def from_dict(cls, state: dict) -> TemperatureScaler:
-        if state.get("method") not in METHODS or not float(state["temperature"]) > 0:
+        if state.get("method") not in STORED_METHODS or not float(state["temperature"]) > 0:
             raise ValueError(
-                f"calibration.json: expected method {' or '.join(METHODS)} and a positive temperature, got {state!r}"
+                f"calibration.json: expected method {' or '.join(STORED_METHODS)} and a positive temperature, "
+                f"got {state!r}"
             )
         offset = float(state.get("offset", 0.0))  # absent before the offset existed
         if not np.isfinite(offset):

@@ -581,7 +581,7 @@ def _cam_layer(job: _Job) -> str | None:
     """The stage(s) the class-activation maps read for this model and these options."""
     from mmdx.explain.image_methods import cam_layer_names
 
-    if "image" not in job.bundle.model.encoders:
+    if "image" not in job.bundle.model.modalities:
         return None
     return "+".join(cam_layer_names(job.bundle.model, job.method_options.get("cam_layer")))
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from scipy.special import expit
 from torch import nn
 
 from mmdx import __version__
@@ -75,6 +76,8 @@ class TrainResult:
             AUROC and each fold's, best epochs, seconds).
         pretrain: what ``train.pretrain`` did before the strategy (``None`` for ``none``): epochs, the
             training and held-out loss per epoch, the cases per modality pair, the best epoch.
+        ensemble: with ``train.ensemble`` K >= 2, each member's seed, best epoch, calibration and validation
+            AUROC, and the ensemble's validation AUROC (``None`` for one model).
     """
 
     run: RunPaths
@@ -89,6 +92,7 @@ class TrainResult:
     offset: float = 0.0
     cross_validation: dict[str, Any] | None = None
     pretrain: PretrainResult | None = None
+    ensemble: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The content of ``training.json``."""
@@ -106,6 +110,7 @@ class TrainResult:
             "image_plan": self.image_plan,
             "cross_validation": self.cross_validation,
             "pretrain": self.pretrain.to_dict() if self.pretrain is not None else None,
+            "ensemble": self.ensemble,
         }
 
 
@@ -274,16 +279,18 @@ def _calibrate(
     config: Config,
     device: torch.device,
     development_labels: np.ndarray,
+    fitted: bool = True,
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
     """Fit the calibration and the operating threshold on the validation split; their validation metrics,
     and warnings when the split cannot support them (too small, one class, a temperature at its bound).
     ``development_labels``: the labels of the training and validation splits, whose class rate anchors
-    Platt's offset under ``train.calibration_prevalence: development``."""
+    Platt's offset under ``train.calibration_prevalence: development``. ``fitted=False``: the model's
+    output is calibrated already (an ensemble of calibrated members); the calibration is the identity."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
-    scaler = TemperatureScaler(method=config.train.calibration)
-    if config.train.calibrate:
+    scaler = TemperatureScaler(method=config.train.calibration if fitted else "ensemble")
+    if config.train.calibrate and fitted:
         # both classes are in the development labels whenever the validation split has both (else the
         # fit keeps the logits as they are and never reads the class rate)
         anchor = config.train.calibration_prevalence == "development"
@@ -342,6 +349,93 @@ def _cross_validate(
     return result
 
 
+#: Member ``k`` of an ensemble trains with the seed ``seed + k * MEMBER_SEED_STRIDE``: apart from the runs of
+#: nearby seeds, whose first members are those runs' models.
+MEMBER_SEED_STRIDE = 1000
+
+
+def _train_members(
+    config: Config, job: TrainingJob, make_model: Callable[[], nn.Module], run: RunPaths, dist: DistContext
+) -> list[tuple[int, Path, FitResult]]:
+    """With ``train.ensemble`` K >= 2, members 1 .. K-1 trained like the run's model (member 0) with their
+    own seeds, each in its own directory; ``(seed, directory, fit)`` of each. ``--resume`` resumes each
+    member from its last checkpoint."""
+    out = []
+    for index in range(1, config.train.ensemble):
+        seed = config.seed + index * MEMBER_SEED_STRIDE
+        directory = run.ensemble_member(index)
+        if dist.is_main:
+            directory.mkdir(parents=True, exist_ok=True)
+            log.info("ensemble member %d of %d (seed %d)", index + 1, config.train.ensemble, seed)
+        dist.barrier()
+        seed_everything(seed, config.train.deterministic, config.train.threads, dist.world_size)
+        member_job = replace(job, model=make_model(), out_dir=directory, seed=seed)
+        fit = fit_with_strategy(member_job)
+        dist.barrier()
+        out.append((seed, directory, fit))
+    return out
+
+
+def _assemble(
+    config: Config,
+    first: nn.Module,
+    first_fit: FitResult,
+    member_fits: list[tuple[int, Path, FitResult]],
+    make_model: Callable[[], nn.Module],
+    val_set: MultimodalDataset,
+    dist: DistContext,
+    development: np.ndarray,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The ensemble of the run's model and the trained members, each calibrated on the validation split as a
+    single model would be; the ensemble's record (``training.json``, the model card)."""
+    from mmdx.metrics import auroc
+    from mmdx.models.ensemble import EnsembleClassifier
+
+    members, records = [first], []
+    for _, directory, _ in member_fits:
+        member = make_model()
+        member.load_state_dict(load_file(str(directory / BEST_WEIGHTS)))
+        members.append(member.eval().to(dist.device))
+    seeds = [config.seed] + [seed for seed, _, _ in member_fits]
+    fits = [first_fit] + [fit for _, _, fit in member_fits]
+    scalers = []
+    for seed, member, fit in zip(seeds, members, fits, strict=True):
+        scaler, _, metrics, _ = _calibrate(member, val_set, config, dist.device, development)
+        scalers.append(scaler)
+        records.append(
+            {
+                "seed": seed,
+                "best_epoch": fit.best_epoch,
+                "epochs_run": fit.epochs_run,
+                "val_auroc": metrics.get("auroc"),
+                "temperature": scaler.temperature_,
+                "offset": scaler.offset_,
+            }
+        )
+    ensemble = EnsembleClassifier(
+        members, [s.temperature_ for s in scalers], [s.offset_ for s in scalers]
+    ).to(dist.device)
+    ensemble.eval()
+    val = predict_dataset(
+        ensemble, val_set, config.data.loader.eval_batch_size, dist.device, precision=config.train.precision
+    )
+    labelled = ~np.isnan(val.labels)
+    both = len(np.unique(val.labels[labelled])) == 2
+    val_auroc = auroc(val.labels[labelled], expit(val.logits[labelled])) if both else None
+    log.info(
+        "ensemble of %d: validation AUROC %s (members %s)",
+        len(members),
+        "n/a" if val_auroc is None else f"{val_auroc:.4f}",
+        ", ".join("n/a" if r["val_auroc"] is None else f"{r['val_auroc']:.4f}" for r in records),
+    )
+    record = {
+        "members": records,
+        "val_auroc": val_auroc,
+        "combination": "mean of the members' calibrated logits",
+    }
+    return ensemble, record
+
+
 def branch_summary(
     model: nn.Module, val_set: MultimodalDataset, config: Config, device: torch.device, fit: FitResult
 ) -> dict[str, dict[str, Any]]:
@@ -385,6 +479,7 @@ def model_card(
     seconds: float,
     branches: dict[str, dict[str, Any]] | None = None,
     folds: OutOfFold | None = None,
+    ensemble: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training (with the cross-validation
     when ``folds`` holds one), operating point, calibration warnings, intended use."""
@@ -424,6 +519,7 @@ def model_card(
             "val_cases": int(len(splits.val)),
             "seconds": round(seconds, 1),
             "cross_validation": folds.summary() if folds is not None else None,
+            "ensemble": json_ready(ensemble) if ensemble is not None else None,
         },
         "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
         "calibration": scaler.to_dict(),
@@ -525,6 +621,7 @@ def _train(
     pretrained = _pretrain(config, job, table, splits, preprocessing, cache, run)
     fit = fit_with_strategy(job)
     dist.barrier()
+    member_fits = _train_members(config, job, lambda: build_model(**arguments), run, dist)
     folds = _cross_validate(job, run, config, lambda: build_model(**arguments), train_set, dist)
     if not dist.is_main:
         return None
@@ -532,7 +629,14 @@ def _train(
     model.load_state_dict(load_file(str(run.root / BEST_WEIGHTS)))
     model.eval()
     development = table.labels[np.concatenate([splits.train, splits.val])]
-    calibration = _calibrate(model, val_set, config, dist.device, development)
+    ensemble = None
+    if member_fits:
+        model, ensemble = _assemble(
+            config, model, fit, member_fits, lambda: build_model(**arguments), val_set, dist, development
+        )
+        calibration = _calibrate(model, val_set, config, dist.device, development, fitted=False)
+    else:
+        calibration = _calibrate(model, val_set, config, dist.device, development)
     scaler, threshold, val_metrics, warnings = calibration
     branches = branch_summary(model, val_set, config, dist.device, fit)
     card = model_card(
@@ -546,6 +650,7 @@ def _train(
         time.perf_counter() - started,
         branches,
         folds,
+        ensemble,
     )
     summary = summarise_cohort(cohort, table, preprocessing.tabular_columns, splits.train)
     save_bundle(run.bundle, model, config, preprocessing, scaler, card, training_summary=summary)
@@ -562,6 +667,7 @@ def _train(
         image_plan=images.summary() if images is not None else None,
         cross_validation=folds.summary() if folds is not None else None,
         pretrain=pretrained,
+        ensemble=ensemble,
     )
     run.write_training_summary(result.summary())
     return result

@@ -55,3 +55,29 @@ def test_calibration_lines_tell_a_calibrated_model_from_an_overconfident_one() -
     assert low < 1 < high and lines[0].startswith("new a")
     assert slope(lines[1])[2] < 0.5  # three times too confident: slope about 1/3
     assert "perfectly calibrated at this n" in lines[1]
+
+
+def test_the_bayes_gap_is_read_from_the_cohorts_posterior(tmp_path) -> None:
+    import json
+
+    from benchmarks.paired_auroc import bayes_gap_lines, truth_frame
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 2, 800)
+    posterior = 1 / (1 + np.exp(-z))
+    y = (rng.random(z.size) < posterior).astype(int)
+    (tmp_path / "ground_truth").mkdir()
+    with (tmp_path / "ground_truth" / "truth.jsonl").open("w") as fh:
+        for i in range(z.size):
+            fh.write(
+                json.dumps({"case_id": f"C{i}", "label": int(y[i]), "posterior": float(posterior[i])}) + "\n"
+            )
+    truth = truth_frame(tmp_path)
+    ids = [f"C{i}" for i in range(z.size)]
+    noisy = [_frame(ids, y, 1 / (1 + np.exp(-(z + rng.normal(0, 2, z.size))))) for _ in range(2)]
+    lines = bayes_gap_lines(noisy, truth, resamples=200)
+    assert lines[0].startswith("Bayes-optimal AUROC") and "on 800 cases" in lines[0]
+    assert lines[-1].startswith("seed mean: Bayes − new")
+    assert float(lines[-1].split("[")[1].split(",")[0]) > 0  # a noisier model is behind the posterior
+    exact = bayes_gap_lines([_frame(ids, y, posterior)], truth, resamples=50)
+    assert "+0.000 [+0.000, +0.000]" in exact[1]

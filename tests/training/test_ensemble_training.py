@@ -1,0 +1,83 @@
+"""``train.ensemble``: K members trained with their own seeds, each calibrated on the validation split; the
+bundle predicts with their calibrated mean, loads back as the same ensemble, and member 0 is the model the
+same settings train alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from mmdx.bundle import load_bundle
+from mmdx.config import load_config
+from mmdx.errors import ConfigError
+from mmdx.models.ensemble import EnsembleClassifier
+from mmdx.predict import prepare_inputs, run_predictions
+from mmdx.run import RunPaths
+from mmdx.workflows.train import MEMBER_SEED_STRIDE, train_run
+
+
+def test_an_ensemble_refuses_pretraining_it_would_not_repeat() -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    with pytest.raises(ConfigError, match="ensemble: the members after the first would not be pretrained"):
+        load_config(config, ["train.ensemble=3", "train.pretrain=contrastive"])
+    with pytest.raises(ConfigError, match="train.ensemble"):
+        load_config(config, ["train.ensemble=0"])
+
+
+@pytest.mark.slow
+def test_an_ensemble_run_predicts_with_its_members_calibrated_mean(
+    small_cohort_2d: Path, tmp_path: Path, tiny
+) -> None:
+    _, tiny_config = tiny
+    base = ("train.epochs=2", "train.min_epochs=1")
+    plain = train_run(tiny_config(*base), small_cohort_2d, tmp_path / "plain", progress=False)
+    result = train_run(
+        tiny_config(*base, "train.ensemble=2"), small_cohort_2d, tmp_path / "ens", progress=False
+    )
+    run = RunPaths(tmp_path / "ens")
+    record = run.read_training_summary()["ensemble"]
+    assert [m["seed"] for m in record["members"]] == [0, MEMBER_SEED_STRIDE]
+    assert result.ensemble == record and 0 <= record["val_auroc"] <= 1
+    assert (run.ensemble_member(1) / "checkpoints" / "best.safetensors").is_file()
+    # member 0 is the single model of the same settings, bit for bit; member 1 differs
+    weights = load_file(str(run.bundle / "model.safetensors"))
+    for name, tensor in load_file(str(plain.run.bundle / "model.safetensors")).items():
+        assert np.array_equal(weights[f"members.0.{name}"].numpy(), tensor.numpy())
+        assert f"members.1.{name}" in weights
+    assert any(
+        not np.array_equal(weights[f"members.1.{n}"].numpy(), t.numpy())
+        for n, t in load_file(str(plain.run.bundle / "model.safetensors")).items()
+    )
+    # the members' calibrations are in the weights; the bundle's own is the identity
+    card = json.loads((run.bundle / "card.json").read_text())
+    assert card["calibration"]["method"] == "ensemble" and card["calibration"]["temperature"] == 1.0
+    assert card["training"]["ensemble"]["members"][0]["temperature"] == pytest.approx(plain.temperature)
+    bundle = load_bundle(run.bundle)
+    assert isinstance(bundle.model, EnsembleClassifier)
+    np.testing.assert_allclose(bundle.model.scales.numpy()[0], 1 / plain.temperature, rtol=1e-6)
+    # the ensemble's probability: the mean of the members' calibrated logits
+    ensemble_p = run_predictions(bundle, prepare_inputs(bundle, small_cohort_2d, workers=1))
+    single = load_bundle(plain.run.bundle)
+    single_p = run_predictions(single, prepare_inputs(single, small_cohort_2d, workers=1))
+    member0 = plain.temperature, plain.offset
+    first = single_p.logits / member0[0] + member0[1]
+    assert not np.allclose(ensemble_p.logits, first)
+    second_weights = {k[len("members.1.") :]: v for k, v in weights.items() if k.startswith("members.1.")}
+    single.model.load_state_dict(second_weights)
+    other_p = run_predictions(single, prepare_inputs(single, small_cohort_2d, workers=1))
+    t1, b1 = record["members"][1]["temperature"], record["members"][1]["offset"]
+    np.testing.assert_allclose(ensemble_p.logits, (first + other_p.logits / t1 + b1) / 2, atol=1e-4)
+    # the audit names the members and their calibrations, and validates against its schema
+    from mmdx.audit.report import AuditOptions, audit_run
+    from mmdx.workflows.evaluate import evaluate_run
+
+    evaluate_run(run.root, workers=1)
+    document, files = audit_run(run.root, options=AuditOptions(n_resamples=20, robustness=False, workers=1))
+    members = document["sections"]["calibration"]["members"]
+    assert [m["seed"] for m in members] == [0, MEMBER_SEED_STRIDE]
+    page = files.html.read_text()
+    assert "An ensemble of 2 models" in page and f"seeds 0, {MEMBER_SEED_STRIDE}" in page
