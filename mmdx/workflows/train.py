@@ -349,8 +349,8 @@ def _cross_validate(
     return result
 
 
-#: Member ``k`` of an ensemble trains with the seed ``seed + k * MEMBER_SEED_STRIDE``: apart from the runs of
-#: nearby seeds, whose first members are those runs' models.
+#: Member ``k`` of an ensemble trains with the seed ``seed + k * MEMBER_SEED_STRIDE`` (member 0 with the run's
+#: own), so that runs with nearby seeds (0, 1, 2, ...) share no member.
 MEMBER_SEED_STRIDE = 1000
 
 
