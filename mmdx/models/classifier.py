@@ -155,18 +155,7 @@ class MultimodalClassifier(nn.Module):
         modalities the model does not have are ignored. Without ``Keys.PRESENCE`` a modality counts as
         present for every case whose batch holds its input.
         """
-        text_embeds = None
-        if Modality.TEXT in self.modalities and batch.get(Keys.TEXT_IDS) is not None:
-            text_embeds = self.embed_text(batch[Keys.TEXT_IDS])
-        return self.forward_parts(
-            image=batch.get(Keys.IMAGE),
-            tabular=batch.get(Keys.TABULAR),
-            tabular_missing=batch.get(Keys.TABULAR_MISSING),
-            categorical=batch.get(Keys.CATEGORICAL),
-            text_embeds=text_embeds,
-            text_mask=batch.get(Keys.TEXT_MASK),
-            presence=batch.get(Keys.PRESENCE),
-        )
+        return self.forward_parts(**batch_parts(self, batch))
 
     def forward_parts(
         self,
@@ -257,6 +246,23 @@ class MultimodalClassifier(nn.Module):
             Modality.TEXT: [Keys.TEXT_IDS, Keys.TEXT_MASK],
         }
         return [str(k) for m in self.modalities for k in keys[m]]
+
+
+def batch_parts(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor | None]:
+    """The keyword arguments of ``model.forward_parts`` for a collated batch: its inputs by name, the token
+    ids embedded by ``model.embed_text`` (a model without text ignores them)."""
+    text_embeds = None
+    if Modality.TEXT in model.modalities and batch.get(Keys.TEXT_IDS) is not None:
+        text_embeds = model.embed_text(batch[Keys.TEXT_IDS])
+    return {
+        "image": batch.get(Keys.IMAGE),
+        "tabular": batch.get(Keys.TABULAR),
+        "tabular_missing": batch.get(Keys.TABULAR_MISSING),
+        "categorical": batch.get(Keys.CATEGORICAL),
+        "text_embeds": text_embeds,
+        "text_mask": batch.get(Keys.TEXT_MASK),
+        "presence": batch.get(Keys.PRESENCE),
+    }
 
 
 def _plain(value: Any) -> Any:

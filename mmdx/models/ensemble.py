@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from mmdx.errors import MmdxError
-from mmdx.keys import Keys, Modality
-from mmdx.models.classifier import ModelOutput, MultimodalClassifier, build_model
+from mmdx.keys import Modality
+from mmdx.models.classifier import ModelOutput, MultimodalClassifier, batch_parts, build_model
 
 #: the architecture key of an ensemble bundle (``config.yaml``'s ``architecture``)
 ENSEMBLE_KEY = "ensemble"
@@ -96,18 +96,7 @@ class EnsembleClassifier(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> ModelOutput:
         """Predict a collated batch (the keys of :meth:`MultimodalClassifier.forward`)."""
-        text_embeds = None
-        if Modality.TEXT in self.modalities and batch.get(Keys.TEXT_IDS) is not None:
-            text_embeds = self.embed_text(batch[Keys.TEXT_IDS])
-        return self.forward_parts(
-            image=batch.get(Keys.IMAGE),
-            tabular=batch.get(Keys.TABULAR),
-            tabular_missing=batch.get(Keys.TABULAR_MISSING),
-            categorical=batch.get(Keys.CATEGORICAL),
-            text_embeds=text_embeds,
-            text_mask=batch.get(Keys.TEXT_MASK),
-            presence=batch.get(Keys.PRESENCE),
-        )
+        return self.forward_parts(**batch_parts(self, batch))
 
     def forward_parts(
         self,
