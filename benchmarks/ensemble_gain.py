@@ -71,14 +71,13 @@ def report(frames: dict[str, pd.DataFrame], resamples: int) -> list[str]:
     tables = [_as_predictions(frames[r], c) for r in runs for c in ("ensemble", *columns[r])]
     y, probabilities = common_cases(tables)
     lines = [f"{y.size} labelled cases in every file ({int(y.sum())} positive)"]
-    at, ensembles, firsts, all_members = 0, [], [], []
+    at, ensembles, firsts = 0, [], []
     for run in runs:
         count = 1 + len(columns[run])
         ens, members = probabilities[at], np.stack(probabilities[at + 1 : at + count])
         at += count
         ensembles.append(ens)
         firsts.append(members[0])
-        all_members.append(members)
         aurocs = ", ".join(f"{auroc(y, m):.3f}" for m in members)
         first = seed_mean_auroc_difference(y, ens[None], members[:1], n_resamples=resamples)
         mean = seed_mean_auroc_difference(y, ens[None], members, n_resamples=resamples)

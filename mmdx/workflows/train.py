@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from scipy.special import expit
 from torch import nn
 
 from mmdx import __version__
@@ -387,8 +386,7 @@ def _assemble(
     development: np.ndarray,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The ensemble of the run's model and the trained members, each calibrated on the validation split as a
-    single model would be; the ensemble's record (``training.json``, the model card)."""
-    from mmdx.metrics import auroc
+    single model would be; the members' record (``training.json``, the model card)."""
     from mmdx.models.ensemble import EnsembleClassifier
 
     members, records = [first], []
@@ -415,25 +413,11 @@ def _assemble(
     ensemble = EnsembleClassifier(
         members, [s.temperature_ for s in scalers], [s.offset_ for s in scalers]
     ).to(dist.device)
-    ensemble.eval()
-    val = predict_dataset(
-        ensemble, val_set, config.data.loader.eval_batch_size, dist.device, precision=config.train.precision
-    )
-    labelled = ~np.isnan(val.labels)
-    both = len(np.unique(val.labels[labelled])) == 2
-    val_auroc = auroc(val.labels[labelled], expit(val.logits[labelled])) if both else None
-    log.info(
-        "ensemble of %d: validation AUROC %s (members %s)",
-        len(members),
-        "n/a" if val_auroc is None else f"{val_auroc:.4f}",
-        ", ".join("n/a" if r["val_auroc"] is None else f"{r['val_auroc']:.4f}" for r in records),
-    )
-    record = {
-        "members": records,
-        "val_auroc": val_auroc,
-        "combination": "mean of the members' calibrated logits",
-    }
-    return ensemble, record
+    return ensemble.eval(), {"members": records, "combination": "mean of the members' calibrated logits"}
+
+
+def _auroc_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def branch_summary(
@@ -635,6 +619,13 @@ def _train(
             config, model, fit, member_fits, lambda: build_model(**arguments), val_set, dist, development
         )
         calibration = _calibrate(model, val_set, config, dist.device, development, fitted=False)
+        ensemble["val_auroc"] = calibration[2].get("auroc")
+        log.info(
+            "ensemble of %d: validation AUROC %s (members %s)",
+            len(ensemble["members"]),
+            _auroc_text(ensemble["val_auroc"]),
+            ", ".join(_auroc_text(m["val_auroc"]) for m in ensemble["members"]),
+        )
     else:
         calibration = _calibrate(model, val_set, config, dist.device, development)
     scaler, threshold, val_metrics, warnings = calibration
