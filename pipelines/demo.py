@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
+import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -63,8 +66,20 @@ def run(args: argparse.Namespace) -> int:
         # workers must not turn this clean stop into an interrupted exit
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"\nmmdx demo: stopped (Ctrl+C); what ran so far is in {Path(args.run).resolve()}", flush=True)
-        return 0
+        _exit_stopped()
     return rc
+
+
+def _exit_stopped() -> None:
+    """End the process with status 0 once a Ctrl+C stop is reported. A Ctrl+C that landed while a step was
+    importing its libraries has been seen to end the interpreter's shutdown by SIGINT although the interrupt
+    was handled (status 130, "Error 130" from make); so the shutdown is skipped. What ran is on disk, the
+    steps' process pools are shut down as their steps unwind, and data-loader workers end with their parent.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _run(args: argparse.Namespace) -> int:

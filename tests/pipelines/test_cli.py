@@ -189,3 +189,29 @@ def test_ctrl_c_stops_the_demo_cleanly_even_under_make(tmp_path) -> None:
     assert "stopped (Ctrl+C)" in output and "Error 130" not in output and "Traceback" not in output, output[
         -2000:
     ]
+
+
+def test_a_stopped_demo_exits_0_even_if_shutdown_would_end_by_sigint(tmp_path) -> None:
+    """Once the demo reports its Ctrl+C stop, nothing in the interpreter's shutdown decides the exit status:
+    here an exit handler that re-raises SIGINT at its default (what a half-imported library did once)."""
+    import subprocess
+    from pathlib import Path
+
+    script = (
+        "import atexit, os, signal, sys\n"
+        "from pipelines import cli, demo\n"
+        "def shutdown_sigint():\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "atexit.register(shutdown_sigint)\n"
+        "def interrupted(args):\n"
+        "    raise KeyboardInterrupt\n"
+        "demo._run = interrupted\n"
+        f"sys.exit(cli.main(['demo', '--cohort', {str(tmp_path / 'c')!r}, '--run', {str(tmp_path / 'r')!r}]))\n"
+    )
+    repo = Path(cli.__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    assert "mmdx demo: stopped (Ctrl+C)" in done.stdout and "Traceback" not in done.stderr
