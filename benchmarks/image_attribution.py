@@ -37,24 +37,11 @@ from mmdx.data.dataset import ImageCache, MultimodalDataset, build_case_table
 from mmdx.data.plan import declared_modality, plan_cohort_images
 from mmdx.data.validation import validate_cohort
 from mmdx.explain.attribution import explain, resolve_method
-from mmdx.explain.faithfulness import deletion_curves, randomisation_check
+from mmdx.explain.faithfulness import bootstrap_mean, deletion_curves, randomisation_check
 from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
 from mmdx.explain.truth import case_scores, load_truth
 from mmdx.predict import CohortInputs
 from mmdx.run import RunPaths
-
-RESAMPLES = 1000
-
-
-def bootstrap_mean(values: list[float], seed: int = 0) -> dict[str, Any]:
-    """Mean of ``values`` with a 95% percentile-bootstrap interval (``None`` entries dropped)."""
-    array = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if array.size == 0:
-        return {"mean": None, "low": None, "high": None, "n": 0}
-    rng = np.random.default_rng(seed)
-    means = array[rng.integers(0, array.size, (RESAMPLES, array.size))].mean(1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"mean": float(array.mean()), "low": float(low), "high": float(high), "n": int(array.size)}
 
 
 def paired_difference(a: list[float | None], b: list[float | None], seed: int = 0) -> dict[str, Any]:

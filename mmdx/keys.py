@@ -21,6 +21,14 @@ class Modality(StrEnum):
 MODALITIES: tuple[Modality, ...] = (Modality.IMAGE, Modality.TABULAR, Modality.TEXT)
 
 
+class CheckVerdict(StrEnum):
+    """The verdict of a check measured with an interval against a threshold (the model-randomisation test)."""
+
+    PASSED = "passed"  # the whole interval on the passing side
+    FAILED = "failed"  # the whole interval on the failing side
+    NOT_RESOLVED = "not resolved"  # the interval reaches across the threshold: too few cases to tell
+
+
 class Keys(StrEnum):
     """Keys of a sample dict (one case) and of a collated batch.
 

@@ -53,9 +53,11 @@ def _randomisation(result: dict[str, Any]) -> dict[str, Any]:
             out["modalities"][modality] = {
                 "n_cases": int(value["n_cases"]),
                 "spearman_abs_mean": value.get("spearman_abs_mean"),
+                "spearman_abs_interval": value.get("spearman_abs_interval"),
                 "spearman_abs_median": value.get("spearman_abs_median"),
                 "spearman_signed_mean": value.get("spearman_signed_mean"),
                 "passed": value.get("passed"),
+                "verdict": value.get("verdict"),
                 "anatomy_trained_mean": value.get("anatomy_trained_mean"),
                 "anatomy_randomised_mean": value.get("anatomy_randomised_mean"),
             }

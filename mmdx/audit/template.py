@@ -490,15 +490,15 @@ TEMPLATE = r"""<!DOCTYPE html>
   {%- set IM = E.image_method %}
   {%- if IM and IM.name %}
   <p>Image maps drawn by <strong>{{ IM.name | replace("_", " ") }}</strong>{% if IM.chosen_by %} ({{ IM.chosen_by }}){% endif %}:
-    {% if IM.passed %}<span class="badge ok">passed the model-randomisation test</span>{% elif IM.passed == false %}<span class="flag">did not pass the model-randomisation test</span>{% else %}not checked against a randomised model{% endif %}.
+    {% if IM.passed and IM.checks and IM.checks.verdict == "not resolved" %}<span class="flag">passed the model-randomisation test on too few validation cases to be sure (its interval reaches the threshold)</span>{% elif IM.passed %}<span class="badge ok">passed the model-randomisation test</span>{% elif IM.passed == false %}<span class="flag">did not pass the model-randomisation test</span>{% else %}not checked against a randomised model{% endif %}.
     {% if IM.any_passed == false %}<span class="flag">No image attribution method passed the model-randomisation test for this model: its image maps may follow the anatomy of the input more than the model.</span>{% endif %}</p>
   {%- if IM.reason %}<p class="small">{{ IM.reason }}</p>{% endif %}
   {%- if IM.candidates %}
   <table>
-    <tr><th>Candidate (validation split)</th><th class="num">randomisation |Spearman|</th><th class="num">signed</th><th class="num">anatomy, trained</th><th class="num">anatomy, randomised</th><th class="num">pointing game</th><th class="num">mass in lesion</th><th class="num">lift</th><th class="num">lesion cases</th><th>passed</th></tr>
+    <tr><th>Candidate (validation split)</th><th class="num">randomisation |Spearman|</th><th class="num">95% interval</th><th class="num">signed</th><th class="num">anatomy, trained</th><th class="num">anatomy, randomised</th><th class="num">pointing game</th><th class="num">mass in lesion</th><th class="num">lift</th><th class="num">lesion cases</th><th>passed</th></tr>
     {%- for c in IM.candidates %}
-    <tr><td>{{ c.method | replace("_", " ") }}</td><td class="num">{{ c.randomisation_abs | num }}</td><td class="num">{{ c.randomisation_signed | num }}</td><td class="num">{{ c.anatomy_trained | num }}</td><td class="num">{{ c.anatomy_randomised | num }}</td><td class="num">{{ c.pointing_game | num }}</td><td class="num">{{ c.mass_in_lesion | num }}</td><td class="num">{{ c.mass_lift | num }}</td><td class="num">{{ c.n_lesion_cases }}</td>
-      <td>{% if c.passed %}<span class="badge ok">yes</span>{% else %}<span class="flag">no</span>{% endif %}</td></tr>
+    <tr><td>{{ c.method | replace("_", " ") }}</td><td class="num">{{ c.randomisation_abs | num }}</td><td class="num">{% if c.randomisation_interval %}{{ c.randomisation_interval[0] | num }} to {{ c.randomisation_interval[1] | num }}{% endif %}</td><td class="num">{{ c.randomisation_signed | num }}</td><td class="num">{{ c.anatomy_trained | num }}</td><td class="num">{{ c.anatomy_randomised | num }}</td><td class="num">{{ c.pointing_game | num }}</td><td class="num">{{ c.mass_in_lesion | num }}</td><td class="num">{{ c.mass_lift | num }}</td><td class="num">{{ c.n_lesion_cases }}</td>
+      <td>{% if c.passed %}<span class="badge ok">yes</span>{% else %}<span class="flag">no</span>{% endif %}{% if c.verdict == "not resolved" %} <span class="flag">not resolved</span>{% endif %}</td></tr>
     {%- endfor %}
   </table>
   {%- if IM.rule %}<p class="small muted">Rule: {{ IM.rule }}.</p>{% endif %}
@@ -520,14 +520,14 @@ TEMPLATE = r"""<!DOCTYPE html>
   {%- if result.randomisation.modalities %}
   <h4>Sanity: model randomisation ({{ result.randomisation.reinitialisation }})</h4>
   <table>
-    <tr><th>Modality</th><th class="num">cases</th><th class="num">mean Spearman |attr|</th><th class="num">median</th><th class="num">mean signed</th><th class="num">anatomy score, trained / randomised</th><th>passed</th></tr>
+    <tr><th>Modality</th><th class="num">cases</th><th class="num">mean Spearman |attr|</th><th class="num">95% interval</th><th class="num">median</th><th class="num">mean signed</th><th class="num">anatomy score, trained / randomised</th><th>passed</th></tr>
     {%- for modality, r in result.randomisation.modalities.items() %}
-    <tr><td>{{ modality }}</td><td class="num">{{ r.n_cases }}</td><td class="num">{{ r.spearman_abs_mean | num }}</td><td class="num">{{ r.spearman_abs_median | num }}</td><td class="num">{{ r.spearman_signed_mean | num }}</td>
+    <tr><td>{{ modality }}</td><td class="num">{{ r.n_cases }}</td><td class="num">{{ r.spearman_abs_mean | num }}</td><td class="num">{% if r.spearman_abs_interval %}{{ r.spearman_abs_interval[0] | num }} to {{ r.spearman_abs_interval[1] | num }}{% endif %}</td><td class="num">{{ r.spearman_abs_median | num }}</td><td class="num">{{ r.spearman_signed_mean | num }}</td>
       <td class="num">{% if r.anatomy_trained_mean is not none %}{{ r.anatomy_trained_mean | num }} / {{ r.anatomy_randomised_mean | num }}{% endif %}</td>
-      <td>{% if r.passed %}<span class="badge ok">yes</span>{% elif r.passed == false %}<span class="flag">no</span>{% endif %}</td></tr>
+      <td>{% if r.passed %}<span class="badge ok">yes</span>{% elif r.passed == false %}<span class="flag">no</span>{% endif %}{% if r.verdict == "not resolved" %} <span class="flag">not resolved</span>{% endif %}</td></tr>
     {%- endfor %}
   </table>
-  <p class="small muted">Rank correlation between the attributions of the trained model and of a model with re-initialised weights: near 0 means the explanations depend on what the model learned (passed: mean |Spearman| below 0.2). Anatomy score: Spearman between the image map's magnitude and the input intensity; a map that follows the anatomy scores high for both models.</p>
+  <p class="small muted">Rank correlation between the attributions of the trained model and of a model with re-initialised weights: near 0 means the explanations depend on what the model learned (passed: mean |Spearman| below 0.2; not resolved: its 95% bootstrap interval over the cases reaches across 0.2, too few cases to tell). Anatomy score: Spearman between the image map's magnitude and the input intensity; a map that follows the anatomy scores high for both models.</p>
   {%- endif %}
   {%- if result.convergence_delta %}
   <p class="small">Integrated Gradients convergence: |delta| median {{ result.convergence_delta.abs_median | sci }}, max {{ result.convergence_delta.abs_max | sci }}; relative to |f(x) - f(baseline)|: median {{ result.convergence_delta.relative_median | num }}.</p>

@@ -46,12 +46,43 @@ from torch import Tensor, nn
 from mmdx.explain.attribution import CaseExplanation, auto_internal_batch_size, explain
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
 from mmdx.explain.tokens import content_positions
-from mmdx.keys import MODALITIES
+from mmdx.keys import MODALITIES, CheckVerdict
 
 DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 11))
 #: A map passes the randomisation test when its mean |attribution| Spearman against the randomised model's
 #: map is below this (Adebayo et al. 2018 read correlations of this size as "the map changed").
 RANDOMISATION_PASS = 0.2
+#: Bootstrap resamples of the intervals around the checks' means (over cases).
+RESAMPLES = 1000
+
+
+def bootstrap_mean(
+    values: Sequence[float | None], seed: int = 0, resamples: int = RESAMPLES
+) -> dict[str, Any]:
+    """Mean of ``values`` over cases with a 95% percentile-bootstrap interval (``None`` entries dropped):
+    ``{"mean", "low", "high", "n"}``, all ``None`` but ``n`` when there is no value."""
+    array = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if array.size == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    rng = np.random.default_rng(seed)
+    means = array[rng.integers(0, array.size, (resamples, array.size))].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return {"mean": float(array.mean()), "low": float(low), "high": float(high), "n": int(array.size)}
+
+
+def randomisation_verdict(
+    low: float | None, high: float | None, threshold: float = RANDOMISATION_PASS
+) -> CheckVerdict | None:
+    """``passed`` when the 95% interval ``[low, high]`` of the mean correlation lies inside
+    ``(-threshold, threshold)``, ``failed`` when it lies wholly at or beyond one side, else ``not resolved``
+    (too few cases to tell); ``None`` without an interval."""
+    if low is None or high is None:
+        return None
+    if -threshold < low and high < threshold:
+        return CheckVerdict.PASSED
+    if low >= threshold or high <= -threshold:
+        return CheckVerdict.FAILED
+    return CheckVerdict.NOT_RESOLVED
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -306,12 +337,15 @@ class RandomisationResult:
         }
         for name in self.absolute:
             a, s = np.asarray(self.absolute[name]), np.asarray(self.signed[name])
+            interval = bootstrap_mean(list(a), seed=self.seed)
             out[name] = {
                 "n_cases": int(a.size),
                 "spearman_abs_mean": float(a.mean()) if a.size else None,
+                "spearman_abs_interval": [interval["low"], interval["high"]] if a.size else None,
                 "spearman_abs_median": float(np.median(a)) if a.size else None,
                 "spearman_signed_mean": float(s.mean()) if s.size else None,
                 "passed": bool(abs(float(a.mean())) < RANDOMISATION_PASS) if a.size else None,
+                "verdict": randomisation_verdict(interval["low"], interval["high"]),
             }
         trained, randomised = np.asarray(self.anatomy_trained), np.asarray(self.anatomy_randomised)
         if trained.size and "image" in out:
@@ -435,6 +469,9 @@ def convergence_summary(explanations: Sequence[CaseExplanation]) -> dict[str, An
 __all__ = [
     "DEFAULT_FRACTIONS",
     "RANDOMISATION_PASS",
+    "RESAMPLES",
+    "bootstrap_mean",
+    "randomisation_verdict",
     "anatomy_score",
     "DeletionCurves",
     "RandomisationResult",

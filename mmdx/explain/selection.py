@@ -5,10 +5,12 @@
 1. it must pass the model-randomisation test: the mean Spearman correlation of ``|attribution|`` between
    the trained and the randomised model below :data:`~mmdx.explain.faithfulness.RANDOMISATION_PASS`
    (0.2), on the validation cases;
-2. among those that pass, the best pointing game on the validation cases with a lesion (true positives
-   when there are any, else every lesion case), then the largest share of attribution mass in the lesion,
-   then the lowest randomisation correlation; without ground truth (a hospital cohort), the lowest
-   randomisation correlation;
+2. among those that pass, first those whose pass is resolved (the 95% bootstrap interval of the mean, over
+   the cases, lies below the threshold too: with a few validation cases a mean of 0.15 can be chance),
+   then the best pointing game on the validation cases with a lesion (true positives when there are any,
+   else every lesion case), then the largest share of attribution mass in the lesion, then the lowest
+   randomisation correlation; without ground truth (a hospital cohort), the lowest randomisation
+   correlation;
 3. when no method passes, the method with the lowest randomisation correlation is used and the choice
    says plainly that none passed (``passed: false``); the dashboard and the audit repeat it.
 
@@ -23,13 +25,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mmdx.explain.faithfulness import RANDOMISATION_PASS
+from mmdx.explain.faithfulness import RANDOMISATION_PASS, randomisation_verdict
+from mmdx.keys import CheckVerdict
 
 RULE = (
     "passes model randomisation (mean |attribution| Spearman against a randomised model < "
-    f"{RANDOMISATION_PASS}) on the validation split; among those, the best pointing game, then the largest "
-    "mass in the lesion, then the lowest randomisation correlation; if none passes, the lowest "
-    "randomisation correlation, marked as not passed"
+    f"{RANDOMISATION_PASS}) on the validation split; among those, first the passes whose 95% interval is "
+    "below the threshold too, then the best pointing game, then the largest mass in the lesion, then the "
+    "lowest randomisation correlation; if none passes, the lowest randomisation correlation, marked as not "
+    "passed"
 )
 
 
@@ -39,6 +43,8 @@ class MethodMeasurement:
 
     method: str
     randomisation_abs: float | None
+    #: the 95% bootstrap interval (over the cases) of ``randomisation_abs``
+    randomisation_interval: tuple[float, float] | None = None
     randomisation_signed: float | None = None
     anatomy_trained: float | None = None
     anatomy_randomised: float | None = None
@@ -53,8 +59,22 @@ class MethodMeasurement:
     def passed(self) -> bool:
         return self.randomisation_abs is not None and abs(self.randomisation_abs) < RANDOMISATION_PASS
 
+    @property
+    def verdict(self) -> CheckVerdict | None:
+        """:func:`~mmdx.explain.faithfulness.randomisation_verdict` of the interval (``None`` without one)."""
+        if self.randomisation_interval is None:
+            return None
+        return randomisation_verdict(*self.randomisation_interval)
+
+    @property
+    def resolved_pass(self) -> bool:
+        return self.passed and self.verdict == CheckVerdict.PASSED
+
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "passed": self.passed}
+        out = {**self.__dict__, "passed": self.passed, "verdict": self.verdict}
+        if self.randomisation_interval is not None:
+            out["randomisation_interval"] = list(self.randomisation_interval)
+        return out
 
 
 def _key(row: MethodMeasurement) -> tuple:
@@ -64,7 +84,7 @@ def _key(row: MethodMeasurement) -> tuple:
         return -math.inf if value is None else float(value)
 
     randomisation = math.inf if row.randomisation_abs is None else abs(row.randomisation_abs)
-    return (row.passed, good(row.pointing_game), good(row.mass_in_lesion), -randomisation)
+    return (row.passed, row.resolved_pass, good(row.pointing_game), good(row.mass_in_lesion), -randomisation)
 
 
 def choose_image_method(rows: Sequence[MethodMeasurement]) -> dict[str, Any]:
@@ -74,9 +94,15 @@ def choose_image_method(rows: Sequence[MethodMeasurement]) -> dict[str, Any]:
     passing = [r for r in rows if r.passed]
     if passing:
         best = max(passing, key=_key)
+        interval = (
+            f", 95% interval {best.randomisation_interval[0]:.3f} to {best.randomisation_interval[1]:.3f} over "
+            f"{best.n_cases} cases, {best.verdict}"
+            if best.randomisation_interval is not None
+            else ""
+        )
         reason = (
-            f"{best.method} passes the randomisation test (|Spearman| {best.randomisation_abs:.3f}) and ranks "
-            f"first of the {len(passing)} that pass by pointing game and lesion mass"
+            f"{best.method} passes the randomisation test (|Spearman| {best.randomisation_abs:.3f}{interval}) "
+            f"and ranks first of the {len(passing)} that pass by resolution, pointing game and lesion mass"
         )
     else:
         best = min(rows, key=lambda r: math.inf if r.randomisation_abs is None else abs(r.randomisation_abs))
@@ -116,9 +142,11 @@ def measurement_from_sections(
             scores.get("mass_lift"),
         )
         n_lesion = int(scores.get("n_cases") or 0)
+    interval = image.get("spearman_abs_interval")
     return MethodMeasurement(
         method=method,
         randomisation_abs=image.get("spearman_abs_mean"),
+        randomisation_interval=tuple(interval) if interval and None not in interval else None,
         randomisation_signed=image.get("spearman_signed_mean"),
         anatomy_trained=image.get("anatomy_trained_mean"),
         anatomy_randomised=image.get("anatomy_randomised_mean"),

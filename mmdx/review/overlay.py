@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mmdx.keys import Modality
+from mmdx.keys import CheckVerdict, Modality
 
 if TYPE_CHECKING:
     from mmdx.review.case import CaseView
@@ -56,7 +56,11 @@ def _numbers(checks: dict[str, Any] | None) -> str:
     checks = checks or {}
     parts = []
     if checks.get("randomisation_abs") is not None:
-        parts.append(f"rank correlation with a randomised model's map {checks['randomisation_abs']:.2f}")
+        text = f"rank correlation with a randomised model's map {checks['randomisation_abs']:.2f}"
+        interval, n = checks.get("randomisation_interval"), checks.get("n_cases")
+        if interval and None not in interval:
+            text += f" [95% interval {interval[0]:.2f} to {interval[1]:.2f}{f', {n} cases' if n else ''}]"
+        parts.append(text)
     if checks.get("anatomy_trained") is not None and checks.get("anatomy_randomised") is not None:
         parts.append(
             f"with the image intensity {checks['anatomy_trained']:.2f}, randomised {checks['anatomy_randomised']:.2f}"
@@ -73,6 +77,11 @@ def _method_note(
         return None
     title = METHOD_TITLES.get(method, method)
     numbers = _numbers(checks)
+    if passed is True and (checks or {}).get("verdict") == CheckVerdict.NOT_RESOLVED:
+        return (
+            f"Map drawn by {title}, which passed the model-randomisation check on the validation cases, but on too "
+            f"few of them to be sure: the interval reaches the threshold{numbers}."
+        )
     if passed is True:
         return f"Map drawn by {title}, which passed the model-randomisation check on the validation cases{numbers}."
     if passed is False and any_passed is False:

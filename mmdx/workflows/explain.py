@@ -58,6 +58,8 @@ AUTO = "auto"
 #: The chosen method's validation numbers carried into summary.json and every case's explanation.
 CHECK_KEYS = (
     "randomisation_abs",
+    "randomisation_interval",
+    "verdict",
     "randomisation_signed",
     "anatomy_trained",
     "anatomy_randomised",

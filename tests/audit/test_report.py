@@ -193,7 +193,13 @@ def test_explanations(audit_report: BuiltReport) -> None:
         assert curve["auc_attribution"] == method["deletion"][modality]["auc_attribution"]
         assert curve["faster_than_random"] == (curve["auc_attribution"] < curve["auc_random"])
     assert ours["ground_truth"] == method["ground_truth"] and section["ground_truth_available"]
+    for modality, check in ours["randomisation"]["modalities"].items():
+        low, high = check["spearman_abs_interval"]
+        assert low <= check["spearman_abs_mean"] <= high
+        assert check["verdict"] == method["randomisation"][modality]["verdict"]
     html = audit_report.files.html.read_text()
+    low, high = ours["randomisation"]["modalities"]["image"]["spearman_abs_interval"]
+    assert f"{low:.3f} to {high:.3f}" in html
     for status, verb in (("affirmed", "raises"), ("negated", "lowers")):
         assert f"the phrase that {verb} the risk most is a planted {status} phrase" in html
         assert "top_signed_phrase_is_planted" in method["ground_truth"]["text"][status]

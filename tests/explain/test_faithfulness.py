@@ -10,6 +10,7 @@ import torch
 
 from mmdx.explain.attribution import explain
 from mmdx.explain.faithfulness import (
+    RandomisationResult,
     anatomy_score,
     convergence_summary,
     deletion_curves,
@@ -145,3 +146,41 @@ def test_convergence_summary():
     assert summary["abs_median"] == pytest.approx(np.median(deltas))
     occlusion = explain(model, ExplainInputs.from_batch(random_batch(2, 0)), method="occlusion")
     assert convergence_summary(occlusion) == {"n_cases": 0}
+
+
+def test_bootstrap_mean_gives_an_interval_around_the_mean_that_narrows_with_more_cases():
+    from mmdx.explain.faithfulness import bootstrap_mean
+
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(0.1, 0.2, 12), rng.normal(0.1, 0.2, 1200)
+    small, large = bootstrap_mean(list(few)), bootstrap_mean([*many, None])
+    assert small["low"] < small["mean"] < small["high"] and small["n"] == 12
+    assert large["n"] == 1200 and large["low"] < 0.1 < large["high"]
+    assert large["high"] - large["low"] < (small["high"] - small["low"]) / 5
+    assert bootstrap_mean([None]) == {"mean": None, "low": None, "high": None, "n": 0}
+
+
+def test_the_randomisation_verdict_needs_the_whole_interval_on_one_side():
+    from mmdx.explain.faithfulness import randomisation_verdict
+
+    assert randomisation_verdict(-0.05, 0.15) == "passed"
+    assert randomisation_verdict(-0.19, 0.19) == "passed"
+    assert randomisation_verdict(0.05, 0.25) == "not resolved"
+    assert randomisation_verdict(-0.25, -0.1) == "not resolved"
+    assert randomisation_verdict(0.2, 0.4) == "failed" and randomisation_verdict(-0.5, -0.2) == "failed"
+    assert randomisation_verdict(None, 0.1) is None
+
+
+def test_the_randomisation_summary_states_the_interval_and_its_verdict():
+    result = RandomisationResult(
+        absolute={"image": [0.11, 0.31, 0.21, 0.26, 0.16] * 2, "text": []},
+        signed={"image": [0.0] * 10, "text": []},
+        seed=0,
+    )
+    image = result.summary()["image"]
+    low, high = image["spearman_abs_interval"]
+    assert image["spearman_abs_mean"] == pytest.approx(0.21) and low < 0.2 < 0.21 < high
+    # the mean is just over the threshold: its point verdict fails, and the interval cannot tell
+    assert image["passed"] is False and image["verdict"] == "not resolved"
+    assert result.summary()["text"]["spearman_abs_interval"] is None
+    assert result.summary()["text"]["verdict"] is None

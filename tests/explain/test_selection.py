@@ -50,3 +50,24 @@ def test_measurement_reads_true_positives_first_then_every_lesion_case():
     row = measurement_from_sections("gradcam", randomisation, truth, 8)
     assert (row.pointing_game, row.n_lesion_cases, row.anatomy_trained) == (0.75, 4, 0.5)
     assert measurement_from_sections("gradcam", randomisation, None, 8).pointing_game is None
+
+
+def test_a_resolved_pass_ranks_before_a_better_pointer_whose_interval_reaches_the_threshold():
+    unsure = MethodMeasurement("gradcam", 0.15, (0.05, 0.26), pointing_game=0.9, n_cases=16)
+    sure = MethodMeasurement("gradcam_pp", -0.02, (-0.1, 0.07), pointing_game=0.5, n_cases=16)
+    assert unsure.passed and not unsure.resolved_pass and unsure.verdict == "not resolved"
+    assert sure.resolved_pass
+    choice = choose_image_method([unsure, sure])
+    assert choice["chosen"] == "gradcam_pp" and "-0.100 to 0.070 over 16 cases, passed" in choice["reason"]
+    assert choice["candidates"][1]["randomisation_interval"] == [0.05, 0.26]
+    assert choice["candidates"][1]["verdict"] == "not resolved"
+    # without intervals (a choice recorded before they existed) the rule is unchanged
+    assert choose_image_method([_m("a", 0.15, 0.9), _m("b", 0.0, 0.5)])["chosen"] == "a"
+
+
+def test_measurement_carries_the_interval_of_the_randomisation_summary():
+    randomisation = {"image": {"spearman_abs_mean": 0.1, "spearman_abs_interval": [0.02, 0.18]}}
+    assert measurement_from_sections("gradcam", randomisation, None, 8).resolved_pass
+    assert (
+        measurement_from_sections("gradcam", {"image": {"spearman_abs_mean": 0.1}}, None, 8).verdict is None
+    )

@@ -44,6 +44,19 @@ def test_the_note_says_plainly_when_no_method_passed():
     )
     assert "did not pass" in this.method_note
     assert "not checked" in overlay_decision(0.9, 1.0, method="occlusion").method_note
+    unsure = {"randomisation_abs": 0.15, "randomisation_interval": [0.05, 0.26], "verdict": "not resolved"}
+    note = overlay_decision(
+        0.9,
+        1.0,
+        method="gradcam",
+        method_passed=True,
+        any_method_passed=True,
+        checks={**unsure, "n_cases": 16},
+    ).method_note
+    assert "too few of them to be sure" in note and "[95% interval 0.05 to 0.26, 16 cases]" in note
+    sure = {**unsure, "randomisation_interval": [0.05, 0.18], "verdict": "passed"}
+    note = overlay_decision(0.9, 1.0, method="gradcam", method_passed=True, checks=sure).method_note
+    assert "which passed the model-randomisation check" in note and "too few" not in note
     assert overlay_decision(0.9, 1.0).method_note is None
 
 

@@ -72,8 +72,13 @@ def test_auto_records_the_rule_the_candidates_and_the_choice_and_reuses_it(audit
         c["passed"] and c["method"] == choice["chosen"] for c in choice["candidates"]
     )
     assert len(choice["case_ids"]) == 4
+    for candidate in choice["candidates"]:  # each pass or failure is stated with its interval over the cases
+        low, high = candidate["randomisation_interval"]
+        assert low <= candidate["randomisation_abs"] <= high and candidate["verdict"] is not None
     summary = run.read_explanation_summary()
     assert summary["image_method"]["name"] == choice["chosen"]
+    checks = summary["image_method"]["checks"]
+    assert checks["randomisation_interval"] is not None and checks["verdict"] is not None
     assert summary["image_method"]["passed"] == choice["passed"]
     index = run.read_explanation_index()
     assert index["image_method"] == choice["chosen"]
