@@ -11,7 +11,13 @@ labelled cases every file holds. Intervals: the paired, class-stratified bootstr
 intercept (bootstrap intervals), the ECE (15 bins) and the ECE a perfectly calibrated model gets with the same
 probabilities on as many cases (labels drawn from the probabilities; mean and 95% range). ``--truth COHORT``
 (a synthetic cohort holding ``ground_truth/truth.jsonl``) adds the gap of each ``--new`` file to the Bayes-optimal
-AUROC of its exact posterior, paired on the same cases, per file and seed-averaged.
+AUROC of its exact posterior, paired on the same cases, per file and seed-averaged. ``--calibration-floor
+TRAINING_COHORT`` (with ``--truth``) adds what a perfect model gets when it is calibrated the way ``mmdx train``
+calibrates, on the validation split of the training cohort: the exact posterior of the training cohort, Platt-
+fitted on that split's labels (:class:`mmdx.training.calibration.TemperatureScaler`, the offset anchored to
+the development class rate as by default), applied to the exact posterior of the scored cases; its slope and
+intercept there, and how often such a calibration on a random split of the same size (drawn from the scored
+cases) leaves the slope outside [0.9, 1.1].
 """
 
 from __future__ import annotations
@@ -85,6 +91,57 @@ def bayes_gap_lines(new: list[pd.DataFrame], truth: pd.DataFrame, resamples: int
     return lines
 
 
+def _platt_on(posterior: np.ndarray, labels: np.ndarray, prevalence: float):
+    from scipy.special import logit
+
+    from mmdx.training.calibration import TemperatureScaler
+
+    z = logit(np.clip(posterior, 1e-6, 1 - 1e-6))
+    return TemperatureScaler(method="platt").fit(z, labels, prevalence=prevalence)
+
+
+def calibration_floor_lines(
+    training: Path, truth: pd.DataFrame, resamples: int, draws: int = 1000, seed: int = 0
+) -> list[str]:
+    """The calibration a perfect model gets from the training cohort's validation split (see the module's
+    docstring), scored on the cases of ``truth`` (the scored cohort's exact posterior)."""
+    import json
+
+    from scipy.special import logit
+
+    from benchmarks.balance import calibration_summary
+    from mmdx.audit.statistics import calibration_slope_intercept
+
+    with (training / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    development = [r for r in records if r.get("split") in ("train", "val") and r.get("label") is not None]
+    val = [r for r in development if r["split"] == "val"]
+    if not val:
+        raise SystemExit(f"{training}: no labelled validation case in ground_truth/truth.jsonl")
+    prevalence = float(np.mean([r["label"] for r in development]))
+    labels = np.asarray([r["label"] for r in val], dtype=np.float64)
+    scaler = _platt_on(np.asarray([r["posterior"] for r in val]), labels, prevalence)
+    scored = truth.dropna(subset=["label"])
+    y, posterior = scored["label"].to_numpy(dtype=np.float64), scored["probability"].to_numpy()
+    z = logit(np.clip(posterior, 1e-6, 1 - 1e-6))
+    c = calibration_summary(y.astype(int), scaler.transform(z), resamples, seed=seed)
+    slope, intercept = c["slope"], c["intercept"]
+    rng = np.random.default_rng(seed)
+    outside = 0
+    for _ in range(draws):
+        pick = rng.choice(y.size, labels.size, replace=False)
+        other = _platt_on(posterior[pick], y[pick], prevalence)
+        outside += not 0.9 <= calibration_slope_intercept(y, other.transform(z)).slope <= 1.1
+    return [
+        f"calibration floor: the exact posterior Platt-fitted on the {labels.size} validation cases of "
+        f"{training.name} (T {scaler.temperature_:.3f}, offset {scaler.offset_:+.3f}) scores slope "
+        f"{slope['estimate']:.3f} [{slope['low']:.3f}, {slope['high']:.3f}], intercept "
+        f"{intercept['estimate']:+.3f} [{intercept['low']:+.3f}, {intercept['high']:+.3f}] on {y.size} cases; "
+        f"fitted on a random {labels.size}-case split instead, its slope falls outside [0.9, 1.1] in "
+        f"{outside / draws:.0%} of {draws} draws"
+    ]
+
+
 def calibration_lines(
     names: list[str], new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int
 ) -> list[str]:
@@ -119,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a synthetic cohort: also Bayes − each --new file's AUROC (its exact posterior)",
     )
+    parser.add_argument(
+        "--calibration-floor",
+        type=Path,
+        metavar="TRAINING_COHORT",
+        help="with --truth: the slope and intercept a perfect model gets when calibrated on the validation "
+        "split of TRAINING_COHORT (a synthetic cohort)",
+    )
     args = parser.parse_args(argv)
+    if args.calibration_floor is not None and args.truth is None:
+        parser.error("--calibration-floor needs --truth (the scored cohort's exact posterior)")
     new = [pd.read_parquet(p) for p in args.new]
     old = [pd.read_parquet(p) for p in args.old]
     print("\n".join(compare(new, old, args.resamples)))
@@ -128,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibration:
         names = [f"new {p.name}" for p in args.new] + [f"old {p.name}" for p in args.old]
         print("\n".join(calibration_lines(names, new, old, max(200, args.resamples // 4))))
+    if args.calibration_floor is not None:
+        truth = truth_frame(args.truth)  # scored on the cases every --new file holds
+        truth = truth[truth["case_id"].isin(set.intersection(*(set(f["case_id"]) for f in new)))]
+        print(
+            "\n".join(calibration_floor_lines(args.calibration_floor, truth, max(200, args.resamples // 4)))
+        )
     return 0
 
 

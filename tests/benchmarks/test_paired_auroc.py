@@ -81,3 +81,43 @@ def test_the_bayes_gap_is_read_from_the_cohorts_posterior(tmp_path) -> None:
     assert float(lines[-1].split("[")[1].split(",")[0]) > 0  # a noisier model is behind the posterior
     exact = bayes_gap_lines([_frame(ids, y, posterior)], truth, resamples=50)
     assert "+0.000 [+0.000, +0.000]" in exact[1]
+
+
+def _truth_file(directory, posterior, labels, splits) -> None:
+    import json
+
+    (directory / "ground_truth").mkdir(parents=True)
+    with (directory / "ground_truth" / "truth.jsonl").open("w") as fh:
+        for i, (p, y, s) in enumerate(zip(posterior, labels, splits, strict=True)):
+            fh.write(
+                json.dumps({"case_id": f"C{i}", "label": int(y), "posterior": float(p), "split": s}) + "\n"
+            )
+
+
+def test_the_calibration_floor_shows_what_a_lucky_validation_split_does_to_a_perfect_model(tmp_path) -> None:
+    from benchmarks.paired_auroc import calibration_floor_lines, truth_frame
+
+    rng = np.random.default_rng(3)
+    scored_z = rng.normal(-0.5, 2, 4000)
+    scored_p = 1 / (1 + np.exp(-scored_z))
+    _truth_file(tmp_path / "scored", scored_p, rng.random(4000) < scored_p, ["test"] * 4000)
+    truth = truth_frame(tmp_path / "scored")
+
+    def floor(val_labels_from) -> float:
+        z = rng.normal(-0.5, 2, 900)
+        p = 1 / (1 + np.exp(-z))
+        splits = ["train"] * 600 + ["val"] * 300
+        labels = rng.random(900) < val_labels_from(p)
+        name = f"train{len(list(tmp_path.iterdir()))}"
+        _truth_file(tmp_path / name, p, labels, splits)
+        (line,) = calibration_floor_lines(tmp_path / name, truth, resamples=100, draws=40)
+        assert (
+            "on 300 validation cases" not in line and "300 validation cases" in line and "4000 cases" in line
+        )
+        return float(line.split("scores slope ")[1].split(" ")[0])
+
+    # labels drawn from the posterior itself: the perfect model stays about calibrated
+    assert 0.8 < floor(lambda p: p) < 1.25
+    # a validation split whose labels are more predictable than the posterior says (sharper): the perfect
+    # model calibrated on it is over-confident on new cases, slope below 1
+    assert floor(lambda p: 1 / (1 + np.exp(-2.5 * np.log(p / (1 - p))))) < 0.75
