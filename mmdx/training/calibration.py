@@ -36,6 +36,11 @@ LOG_T_BOUNDS = (-4.0, 4.0)
 #: temperature and a threshold reliably.
 MIN_VAL_CASES = 30
 MIN_VAL_PER_CLASS = 10
+#: The calibration slope on new cases that a validation split should pin down: a warning when the 95% interval
+#: of the slope on the split reaches outside these bounds.
+SLOPE_BOUNDS = (0.9, 1.1)
+#: Stratified bootstrap resamples of that interval.
+SLOPE_RESAMPLES = 500
 
 
 #: The calibration methods ``train.calibration`` may name.
@@ -170,10 +175,40 @@ def _offset_for_prevalence(scaled: np.ndarray, prevalence: float) -> float:
     return float(brentq(lambda b: float(expit(scaled + b).mean()) - prevalence, low, high, xtol=1e-10))
 
 
-def calibration_warnings(labels: np.ndarray, scaler: TemperatureScaler, calibrate: bool = True) -> list[str]:
+def validation_slope(
+    labels: np.ndarray, probabilities: np.ndarray, resamples: int = SLOPE_RESAMPLES, seed: int = 0
+) -> dict[str, float | int | None]:
+    """The calibration slope of the calibrated ``probabilities`` on the validation split they were calibrated
+    on, with its 95% stratified bootstrap interval (``estimate``, ``low``, ``high``, ``n``): about 1 for a
+    fitted calibration, and the interval is how precisely the split fixes the slope the model will have on
+    new cases (about 0.82 to 1.30 at 300 cases). ``None`` values where the slope is undefined."""
+    from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
+
+    labels = np.asarray(labels, dtype=np.float64)
+    out: dict[str, float | int | None] = {"estimate": None, "low": None, "high": None, "n": int(labels.size)}
+    if labels.size < 3 or len(np.unique(labels)) < 2:
+        return out
+    interval = bootstrap_ci(
+        lambda y, p: calibration_slope_intercept(y, p).slope, labels, probabilities, resamples, seed=seed
+    )
+
+    def finite(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    out.update(estimate=finite(interval.estimate), low=finite(interval.low), high=finite(interval.high))
+    return out
+
+
+def calibration_warnings(
+    labels: np.ndarray,
+    scaler: TemperatureScaler,
+    calibrate: bool = True,
+    slope: dict[str, float | int | None] | None = None,
+) -> list[str]:
     """Why the temperature and the operating threshold fitted on the validation ``labels`` ``[N]`` (0/1)
-    deserve little trust: a split too small or with too few of one class, or a temperature at the bound
-    of its search range. ``[]`` when there is nothing to say."""
+    deserve little trust: a split too small or with too few of one class, a temperature at the bound
+    of its search range, or (``slope``: :func:`validation_slope`) a split that fixes the calibration slope
+    only to within an interval wider than :data:`SLOPE_BOUNDS`. ``[]`` when there is nothing to say."""
     labels = np.asarray(labels, dtype=np.float64)
     n = int(labels.size)
     positive = int((labels == 1).sum())
@@ -193,5 +228,13 @@ def calibration_warnings(labels: np.ndarray, scaler: TemperatureScaler, calibrat
             f"the fitted temperature {scaler.temperature_:.4g} lies at the bound of its search range "
             f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): the validation split could not determine it, and "
             "calibrated probabilities are unreliable"
+        )
+    low, high = (slope or {}).get("low"), (slope or {}).get("high")
+    if low is not None and high is not None and (low < SLOPE_BOUNDS[0] or high > SLOPE_BOUNDS[1]):
+        out.append(
+            f"the validation split ({n} labelled cases) fixes the calibration slope only to within {low:.2f} to "
+            f"{high:.2f} (95% bootstrap interval of the calibrated probabilities' slope on it, "
+            f"{slope['estimate']:.2f}; {SLOPE_BOUNDS[0]:g} to {SLOPE_BOUNDS[1]:g} would need it): on new cases "
+            "the probabilities may be that much too extreme or too timid -- more validation cases narrow it"
         )
     return out

@@ -43,7 +43,7 @@ from mmdx.metrics import binary_metrics, choose_threshold, json_ready
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
-from mmdx.training.calibration import TemperatureScaler, calibration_warnings
+from mmdx.training.calibration import TemperatureScaler, calibration_warnings, validation_slope
 from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
 from mmdx.training.cross_fit import FoldPlan, OutOfFold, check_folds, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
@@ -279,12 +279,15 @@ def _calibrate(
     device: torch.device,
     development_labels: np.ndarray,
     fitted: bool = True,
+    slope: bool = True,
 ) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
     """Fit the calibration and the operating threshold on the validation split; their validation metrics,
     and warnings when the split cannot support them (too small, one class, a temperature at its bound).
     ``development_labels``: the labels of the training and validation splits, whose class rate anchors
     Platt's offset under ``train.calibration_prevalence: development``. ``fitted=False``: the model's
-    output is calibrated already (an ensemble of calibrated members); the calibration is the identity."""
+    output is calibrated already (an ensemble of calibrated members); the calibration is the identity.
+    ``slope``: also how precisely the split fixes the calibration slope (``calibration_slope`` in the
+    metrics, a warning when not to within 0.9 to 1.1; off for an ensemble's members, whose mean is the model)."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
@@ -302,10 +305,14 @@ def _calibrate(
         threshold = choose_threshold(
             val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
         )
-    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate)
+    precision = validation_slope(val.labels, val_prob, seed=config.seed) if slope else None
+    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate, slope=precision)
     for warning in warnings:
         log.warning("%s", warning)
-    return scaler, float(threshold), json_ready(binary_metrics(val.labels, val_prob, threshold)), warnings
+    metrics = binary_metrics(val.labels, val_prob, threshold)
+    if precision is not None:
+        metrics["calibration_slope"] = precision
+    return scaler, float(threshold), json_ready(metrics), warnings
 
 
 def _cross_validate(
@@ -398,7 +405,7 @@ def _assemble(
     fits = [first_fit] + [fit for _, _, fit in member_fits]
     scalers = []
     for seed, member, fit in zip(seeds, members, fits, strict=True):
-        scaler, _, metrics, _ = _calibrate(member, val_set, config, dist.device, development)
+        scaler, _, metrics, _ = _calibrate(member, val_set, config, dist.device, development, slope=False)
         scalers.append(scaler)
         records.append(
             {

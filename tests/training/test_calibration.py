@@ -186,3 +186,24 @@ def test_temperature_ignores_the_anchor_and_a_prevalence_outside_0_1_is_refused(
     assert plain.offset_ == 0.0 and plain.prevalence_ is None
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         TemperatureScaler(method="platt").fit(logits, labels, prevalence=1.0)
+
+
+def _calibrated_cases(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = 1 / (1 + np.exp(-rng.normal(-0.8, 2.0, n)))
+    return (rng.random(n) < p).astype(float), p
+
+
+def test_the_validation_slope_interval_narrows_with_the_split_and_warns_when_too_wide() -> None:
+    from mmdx.training.calibration import validation_slope
+
+    few, many = validation_slope(*_calibrated_cases(300, 1)), validation_slope(*_calibrated_cases(6000, 1))
+    assert few["n"] == 300 and few["low"] < few["estimate"] < few["high"]
+    assert many["low"] < 1.0 < many["high"] and many["high"] - many["low"] < (few["high"] - few["low"]) / 3
+    labels = _calibrated_cases(300, 1)[0]
+    (warning,) = calibration_warnings(labels, TemperatureScaler(), slope=few)
+    assert "300 labelled cases" in warning and f"{few['low']:.2f} to {few['high']:.2f}" in warning
+    assert calibration_warnings(np.tile([0.0, 1.0], 3000), TemperatureScaler(), slope=many) == []
+    # one class: no slope, no interval, no slope warning
+    one = validation_slope(np.zeros(50), np.full(50, 0.2))
+    assert one["estimate"] is None and one["low"] is None

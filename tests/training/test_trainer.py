@@ -265,3 +265,29 @@ def test_the_group_lasso_shrinks_the_value_weights_of_the_linear_tabular_encoder
     # the same seed starts both runs from the same weights; the penalty pulls every feature's group down
     assert norms[1.0].mean() < 0.75 * norms[0.0].mean()
     assert (norms[1.0] < norms[0.0]).float().mean() > 0.9
+
+
+def test_the_run_states_how_precisely_its_validation_split_fixes_the_calibration_slope(
+    tiny_run: Path,
+) -> None:
+    """The slope of the calibrated probabilities on the validation split, with its bootstrap interval, is in
+    training.json and the model card; a split as small as this one's cannot fix it to 0.9-1.1, and says so."""
+    import json
+
+    from mmdx.audit.statistics import calibration_slope_intercept
+    from mmdx.bundle import load_bundle
+    from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
+
+    summary = json.loads((tiny_run / "training.json").read_text())
+    slope = summary["val"]["calibration_slope"]
+    assert slope["n"] == summary["val"]["n"] and slope["low"] < slope["high"]
+    bundle = load_bundle(tiny_run / "bundle")
+    assert bundle.card["metrics"]["val"]["calibration_slope"] == slope
+    cohort = Path(summary["cohort"])
+    inputs = prepare_inputs(bundle, cohort, workers=1)
+    frame = predictions_frame(bundle, inputs, run_predictions(bundle, inputs))
+    val = frame[(frame["split"] == "val") & frame["label"].notna()]
+    fitted = calibration_slope_intercept(val["label"].to_numpy(int), val["probability"].to_numpy()).slope
+    assert slope["estimate"] == pytest.approx(fitted, abs=1e-3)
+    assert any("fixes the calibration slope only to within" in w for w in summary["warnings"])
+    assert any("fixes the calibration slope" in w for w in bundle.card["warnings"])
