@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.paired_auroc --new NEW_SEED0.parquet NEW_SEED1.parquet \\
         --old OLD_SEED0.parquet OLD_SEED1.parquet [--resamples 2000] [--calibration]
 
-Each file is a predictions table (``mmdx predict`` / ``mmdx evaluate`` output: ``case_id``, ``label``,
-``probability``); the i-th ``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the
+Each file is a predictions table (``mmdx predict`` / ``mmdx evaluate`` output, or a peer's
+``predictions*.csv`` from :mod:`benchmarks.peers.run`: ``case_id``, ``label``, ``probability``); the i-th ``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the
 labelled cases every file holds. Intervals: the paired, class-stratified bootstrap of
 :func:`benchmarks.peers.report.seed_mean_auroc_difference`, per pair and of the seed-averaged AUROCs.
 ``--calibration`` adds each file's calibration on the same cases: the logistic recalibration slope and
@@ -59,6 +59,17 @@ def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) ->
         d = seed_mean_auroc_difference(y, a, b, n_resamples=resamples)
         lines.append(f"seed mean: new − old {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
     return lines
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A predictions table from parquet (``mmdx predict``) or CSV (a peer's ``predictions*.csv`` of
+    :mod:`benchmarks.peers.run`); case ids as strings."""
+    csv = path.suffix.lower() == ".csv"
+    frame = pd.read_csv(path, dtype={"case_id": str}) if csv else pd.read_parquet(path)
+    missing = {"case_id", "label", "probability"} - set(frame.columns)
+    if missing:
+        raise SystemExit(f"{path}: no column {', '.join(sorted(missing))}: not a predictions table")
+    return frame.assign(case_id=frame["case_id"].astype(str))
 
 
 def truth_frame(cohort: Path) -> pd.DataFrame:
@@ -186,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calibration_floor is not None and args.truth is None:
         parser.error("--calibration-floor needs --truth (the scored cohort's exact posterior)")
-    new = [pd.read_parquet(p) for p in args.new]
-    old = [pd.read_parquet(p) for p in args.old]
+    new = [read_predictions(p) for p in args.new]
+    old = [read_predictions(p) for p in args.old]
     print("\n".join(compare(new, old, args.resamples)))
     if args.truth is not None:
         print("\n".join(bayes_gap_lines(new, truth_frame(args.truth), args.resamples)))

@@ -121,3 +121,29 @@ def test_the_calibration_floor_shows_what_a_lucky_validation_split_does_to_a_per
     # a validation split whose labels are more predictable than the posterior says (sharper): the perfect
     # model calibrated on it is over-confident on new cases, slope below 1
     assert floor(lambda p: 1 / (1 + np.exp(-2.5 * np.log(p / (1 - p))))) < 0.75
+
+
+def test_a_peers_csv_pairs_with_an_mmdx_parquet(tmp_path) -> None:
+    from benchmarks.paired_auroc import main, read_predictions
+
+    ids = [f"{i:05d}" for i in range(60)]
+    y = [i % 2 for i in range(60)]
+    _frame(ids, y, [0.2 + 0.6 * v for v in y]).to_parquet(tmp_path / "ours.parquet")
+    _frame(ids, y, [0.5] * 60).to_csv(tmp_path / "peer.csv", index=False)
+    assert read_predictions(tmp_path / "peer.csv")["case_id"].iloc[0] == "00000"  # not read as a number
+    assert (
+        main(
+            [
+                "--new",
+                str(tmp_path / "ours.parquet"),
+                "--old",
+                str(tmp_path / "peer.csv"),
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
+    pd.DataFrame({"case_id": ids}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SystemExit, match="bad.csv: no column label, probability"):
+        read_predictions(tmp_path / "bad.csv")
