@@ -39,7 +39,7 @@ from mmdx.explain.attribution import (
 )
 from mmdx.explain.faithfulness import convergence_summary, deletion_curves, randomisation_check
 from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
-from mmdx.explain.selection import choose_image_method, measurement_from_sections
+from mmdx.explain.selection import RULE, choose_image_method, measurement_from_sections
 from mmdx.explain.shapley import modality_shapley
 from mmdx.explain.truth import case_scores, load_truth, summarise_scores
 from mmdx.predict import CohortInputs, prepare_inputs
@@ -540,7 +540,7 @@ def _choose_image_method(
     job: _Job, run: RunPaths, predictions: pd.DataFrame, choice_cases: int
 ) -> dict | None:
     """Apply the documented rule (:mod:`mmdx.explain.selection`) on validation cases; reuse the run's
-    recorded choice when it was made for this model version and these settings."""
+    recorded choice when it was made by this rule for this model version and these settings."""
     candidates = [spec for spec in EXPLANATION_METHODS if "image" in spec.modalities]
     settings = {
         **job.settings(),
@@ -554,6 +554,7 @@ def _choose_image_method(
         recorded
         and recorded.get("model_version") == job.bundle.version
         and recorded.get("settings") == _json_like(settings)
+        and recorded.get("rule") == RULE
         and recorded.get("chosen") in EXPLANATION_METHODS.names()
     ):
         return recorded

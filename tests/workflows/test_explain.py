@@ -93,3 +93,8 @@ def test_auto_records_the_rule_the_candidates_and_the_choice_and_reuses_it(audit
     copy.image_method_choice.write_text(json.dumps({**recorded, "reason": "kept"}))
     again = explain_run(copy.root, limit=2, check_cases=0, workers=1, image_method="auto", choice_cases=4)
     assert again.summary["image_method"]["reason"] == "kept"
+    # a choice recorded under another rule (an older mmdx) is measured again
+    copy.image_method_choice.write_text(json.dumps({**recorded, "reason": "kept", "rule": "an older rule"}))
+    again = explain_run(copy.root, limit=2, check_cases=0, workers=1, image_method="auto", choice_cases=4)
+    assert again.summary["image_method"]["reason"] != "kept"
+    assert json.loads(copy.image_method_choice.read_text())["rule"] == recorded["rule"]
