@@ -225,6 +225,8 @@ def validation_slope(
     def finite(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
 
+    if not np.isfinite(estimate):  # separated classes, or a fit that does not settle: no slope to bound
+        return out
     if slopes.size:
         low, high = np.quantile(slopes, [0.025, 0.975])
         out.update(low=finite(low), high=finite(high))
@@ -262,12 +264,12 @@ def calibration_warnings(
             f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): the validation split could not determine it, and "
             "calibrated probabilities are unreliable"
         )
-    low, high = (slope or {}).get("low"), (slope or {}).get("high")
-    if low is not None and high is not None and (low < SLOPE_BOUNDS[0] or high > SLOPE_BOUNDS[1]):
+    estimate, low, high = ((slope or {}).get(key) for key in ("estimate", "low", "high"))
+    if None not in (estimate, low, high) and (low < SLOPE_BOUNDS[0] or high > SLOPE_BOUNDS[1]):
         out.append(
             f"the validation split ({n} labelled cases) fixes the calibration slope only to within {low:.2f} to "
             f"{high:.2f} (95% bootstrap interval of the calibrated probabilities' slope on it, "
-            f"{slope['estimate']:.2f}; {SLOPE_BOUNDS[0]:g} to {SLOPE_BOUNDS[1]:g} would need it): on new cases "
+            f"{estimate:.2f}; {SLOPE_BOUNDS[0]:g} to {SLOPE_BOUNDS[1]:g} would need it): on new cases "
             "the probabilities may be that much too extreme or too timid -- more validation cases narrow it"
         )
     return out

@@ -207,6 +207,8 @@ def test_the_validation_slope_interval_narrows_with_the_split_and_warns_when_too
     # one class: no slope, no interval, no slope warning
     one = validation_slope(np.zeros(50), np.full(50, 0.2))
     assert one["estimate"] is None and one["low"] is None
+    undefined = {"estimate": None, "low": 0.5, "high": 2.0, "n": 300}
+    assert calibration_warnings(labels, TemperatureScaler(), slope=undefined) == []
 
 
 def test_the_validation_slope_is_the_logistic_recalibration_slope_and_its_bootstrap() -> None:
