@@ -212,25 +212,21 @@ def validation_slope(
     if labels.size < 3 or len(np.unique(labels)) < 2:
         return out
     z = logit(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-9, 1.0 - 1e-9))
+    estimate = _logistic_slopes(z, labels, np.ones((1, labels.size)))[0]
+    if not np.isfinite(estimate):  # separated classes, or a fit that does not settle: no slope to bound
+        return out
     rng = np.random.default_rng(seed)
     weights = np.zeros((resamples, labels.size))
     for value in (0.0, 1.0):  # resample each class within itself: class counts fixed
         members = np.flatnonzero(labels == value)
         draws = members[rng.integers(0, members.size, (resamples, members.size))]
         np.add.at(weights, (np.arange(resamples)[:, None], draws), 1.0)
-    estimate = _logistic_slopes(z, labels, np.ones((1, labels.size)))[0]
     slopes = _logistic_slopes(z, labels, weights)
     slopes = slopes[np.isfinite(slopes)]
-
-    def finite(value: float) -> float | None:
-        return float(value) if np.isfinite(value) else None
-
-    if not np.isfinite(estimate):  # separated classes, or a fit that does not settle: no slope to bound
-        return out
+    out["estimate"] = float(estimate)
     if slopes.size:
         low, high = np.quantile(slopes, [0.025, 0.975])
-        out.update(low=finite(low), high=finite(high))
-    out["estimate"] = finite(estimate)
+        out.update(low=float(low), high=float(high))
     return out
 
 
