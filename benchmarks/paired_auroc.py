@@ -4,8 +4,9 @@
         --old OLD_SEED0.parquet OLD_SEED1.parquet [--resamples 2000] [--calibration]
 
 Each file is a predictions table (``mmdx predict`` / ``mmdx evaluate`` output, or a peer's
-``predictions*.csv`` from :mod:`benchmarks.peers.run`: ``case_id``, ``label``, ``probability``); the i-th ``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the
-labelled cases every file holds. Intervals: the paired, class-stratified bootstrap of
+``predictions*.csv`` from :mod:`benchmarks.peers.run`: ``case_id``, ``label``, ``probability``); the i-th
+``--new`` file is paired with the i-th ``--old`` one (the same seed). Scored on the labelled cases every file
+holds. Intervals: the paired, class-stratified bootstrap of
 :func:`benchmarks.peers.report.seed_mean_auroc_difference`, per pair and of the seed-averaged AUROCs.
 ``--calibration`` adds each file's calibration on the same cases: the logistic recalibration slope and
 intercept (bootstrap intervals), the ECE (15 bins) and the ECE a perfectly calibrated model gets with the same
@@ -30,6 +31,7 @@ import pandas as pd
 
 from benchmarks.peers.report import seed_mean_auroc_difference
 from mmdx.metrics import auroc
+from mmdx.training.calibration import TemperatureScaler
 
 
 def common_cases(frames: list[pd.DataFrame]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -74,7 +76,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 def truth_frame(cohort: Path) -> pd.DataFrame:
     """The exact Bayes posterior of a synthetic cohort as a predictions table (``case_id``, ``label``,
-    ``probability``)."""
+    ``probability``, ``split``)."""
     import json
 
     with (cohort / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
@@ -84,6 +86,7 @@ def truth_frame(cohort: Path) -> pd.DataFrame:
             "case_id": [str(r["case_id"]) for r in records],
             "label": [r.get("label") for r in records],
             "probability": [r.get("posterior") for r in records],
+            "split": [r.get("split") for r in records],
         }
     ).dropna(subset=["probability"])
 
@@ -102,10 +105,8 @@ def bayes_gap_lines(new: list[pd.DataFrame], truth: pd.DataFrame, resamples: int
     return lines
 
 
-def _platt_on(posterior: np.ndarray, labels: np.ndarray, prevalence: float):
+def _platt_on(posterior: np.ndarray, labels: np.ndarray, prevalence: float) -> TemperatureScaler:
     from scipy.special import logit
-
-    from mmdx.training.calibration import TemperatureScaler
 
     z = logit(np.clip(posterior, 1e-6, 1 - 1e-6))
     return TemperatureScaler(method="platt").fit(z, labels, prevalence=prevalence)
@@ -116,22 +117,19 @@ def calibration_floor_lines(
 ) -> list[str]:
     """The calibration a perfect model gets from the training cohort's validation split (see the module's
     docstring), scored on the cases of ``truth`` (the scored cohort's exact posterior)."""
-    import json
-
     from scipy.special import logit
 
     from benchmarks.balance import calibration_summary
     from mmdx.audit.statistics import calibration_slope_intercept
 
-    with (training / "ground_truth" / "truth.jsonl").open(encoding="utf-8") as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
-    development = [r for r in records if r.get("split") in ("train", "val") and r.get("label") is not None]
-    val = [r for r in development if r["split"] == "val"]
-    if not val:
+    cohort = truth_frame(training).dropna(subset=["label"])
+    development = cohort[cohort["split"].isin(["train", "val"])]
+    val = development[development["split"] == "val"]
+    if val.empty:
         raise SystemExit(f"{training}: no labelled validation case in ground_truth/truth.jsonl")
-    prevalence = float(np.mean([r["label"] for r in development]))
-    labels = np.asarray([r["label"] for r in val], dtype=np.float64)
-    scaler = _platt_on(np.asarray([r["posterior"] for r in val]), labels, prevalence)
+    prevalence = float(development["label"].mean())
+    labels = val["label"].to_numpy(dtype=np.float64)
+    scaler = _platt_on(val["probability"].to_numpy(dtype=np.float64), labels, prevalence)
     scored = truth.dropna(subset=["label"])
     y, posterior = scored["label"].to_numpy(dtype=np.float64), scored["probability"].to_numpy()
     z = logit(np.clip(posterior, 1e-6, 1 - 1e-6))
