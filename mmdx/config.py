@@ -283,6 +283,14 @@ class TrainConfig(_Strict):
     #: (``mmdx.models.ensemble``): a better ranking and calibration on new cases for K times the training
     #: time. ``1``: one model.
     ensemble: int = Field(default=1, ge=1, le=20)
+    #: How an ensemble's members share the labelled cases. ``shared``: every member trains on the training
+    #: split and early-stops and is calibrated on the validation split. ``folds`` (cross-fitting): the
+    #: labelled training and validation cases are dealt into K folds stratified by label; member k trains on
+    #: the other folds and early-stops and is calibrated on fold k, so the members' calibrations rest on K
+    #: disjoint sets that together hold every labelled case instead of on one shared validation split; the
+    #: validation metrics, the operating threshold and the cross-validated AUROC come from the out-of-fold
+    #: calibrated probabilities (each case scored by the member that did not train on it).
+    ensemble_split: Literal["shared", "folds"] = "shared"
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     strategy: str = "joint"
     early_stopping: Literal["fused", "branches"] = "fused"
@@ -305,6 +313,20 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"ensemble: the members after the first would not be pretrained (pretrain {self.pretrain}); set "
                 "train.pretrain=none or train.ensemble=1"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ensemble_folds(self) -> TrainConfig:
+        if self.ensemble_split == "folds" and self.ensemble < 2:
+            raise ValueError(
+                "ensemble_split: folds deals the labelled cases to the members of an ensemble; set "
+                "train.ensemble to 2 or more, or train.ensemble_split=shared"
+            )
+        if self.ensemble_split == "folds" and self.cross_validation_folds:
+            raise ValueError(
+                "ensemble_split: folds already cross-validates (each case scored by the member that did not "
+                "train on it); set train.cross_validation_folds=0"
             )
         return self
 

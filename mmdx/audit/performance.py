@@ -160,6 +160,7 @@ def calibration_section(
     seed: int,
     reliability_bins: int = 10,
     members: list[dict[str, Any]] | None = None,
+    member_split: str = "shared",
 ) -> dict[str, Any]:
     """Reliability diagrams, ECE (15 uniform bins) and Brier score with bootstrap intervals, calibration
     slope and intercept, before (``sigmoid(logit)``) and after calibration (``probability``).
@@ -167,7 +168,9 @@ def calibration_section(
     ``calibration_card``: the bundle card's ``calibration`` entry (``method``, ``temperature``, ``offset``, and the
     validation NLL before and after, when fitted). ``members``: an ensemble's members (the card's
     ``training.ensemble.members``: seed, temperature, offset), each calibrated on its own; the ensemble's
-    logit is then calibrated already and the two columns agree.
+    logit is then calibrated already and the two columns agree. ``member_split``: the card's
+    ``training.ensemble.split`` (``shared``: each member calibrated on the validation split; ``folds``: on the
+    fold of the training and validation cases it did not train on).
     """
     y, before = evaluation_arrays(frame, split, Column.PROBABILITY_UNCALIBRATED)
     _, after = evaluation_arrays(frame, split, Column.PROBABILITY)
@@ -181,8 +184,10 @@ def calibration_section(
         "fitted_on": "val",
         "validation_nll_before": calibration_card.get("nll_before"),
         "validation_nll_after": calibration_card.get("nll_after"),
+        "member_split": member_split,
         "members": [
-            {k: m.get(k) for k in ("seed", "temperature", "offset", "val_auroc")} for m in members or []
+            {k: m.get(k) for k in ("seed", "held_out_cases", "temperature", "offset", "val_auroc")}
+            for m in members or []
         ],
         "ece_bins": ECE_BINS,
         "ece_strategy": ECE_STRATEGY,
@@ -282,6 +287,7 @@ def _operating_point(inputs: AuditInputs) -> dict[str, Any]:
 
 def _calibration(inputs: AuditInputs) -> dict[str, Any]:
     o = inputs.options
+    ensemble = (inputs.bundle.card.get("training") or {}).get("ensemble") or {}
     return calibration_section(
         inputs.frame,
         o.split,
@@ -290,7 +296,8 @@ def _calibration(inputs: AuditInputs) -> dict[str, Any]:
         o.alpha,
         o.seed,
         o.reliability_bins,
-        members=((inputs.bundle.card.get("training") or {}).get("ensemble") or {}).get("members"),
+        members=ensemble.get("members"),
+        member_split=str(ensemble.get("split", "shared")),
     )
 
 

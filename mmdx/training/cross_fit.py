@@ -43,17 +43,21 @@ log = logging.getLogger(__name__)
 FOLDS_DIR = "folds"
 
 
-def check_folds(labels: np.ndarray, folds: int) -> None:
-    """Fail in one line, before anything trains, when a class of the training ``labels`` has fewer cases
-    than ``folds`` (every fold needs one of each)."""
+def check_folds(
+    labels: np.ndarray,
+    folds: int,
+    key: str = "train.cross_validation_folds",
+    cases: str = "the training split",
+    remedy: str = "lower train.cross_validation_folds or set it to 0 (no cross-validation)",
+) -> None:
+    """Fail in one line, before anything trains, when a class of ``labels`` has fewer cases than ``folds``
+    (every fold needs one of each); the message names the setting ``key``, the ``cases`` and the ``remedy``."""
     labels = np.asarray(labels)
     for value in (0, 1):
         count = int(np.sum(labels == value))
         if count < folds:
             raise ConfigError(
-                f"train.cross_validation_folds {folds}: the training split holds {count} case(s) of class "
-                f"{value}, fewer than the folds; lower train.cross_validation_folds or set it to 0 (no "
-                "cross-validation)"
+                f"{key} {folds}: {cases} holds {count} case(s) of class {value}, fewer than the folds; {remedy}"
             )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from scipy.special import expit
 from torch import nn
 
 from mmdx import __version__
@@ -39,15 +40,15 @@ from mmdx.data.plan import CohortImagePlan, declared_modality, describe_warnings
 from mmdx.data.splits import split_fingerprint
 from mmdx.data.validation import ValidatedCohort, validate_cohort
 from mmdx.errors import MmdxError
-from mmdx.metrics import binary_metrics, choose_threshold, json_ready
+from mmdx.metrics import auroc, binary_metrics, choose_threshold, json_ready
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
 from mmdx.training.calibration import TemperatureScaler, calibration_warnings, validation_slope
 from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
-from mmdx.training.cross_fit import FoldPlan, OutOfFold, check_folds, cross_validate
+from mmdx.training.cross_fit import FoldPlan, OutOfFold, assign_folds, check_folds, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
-from mmdx.training.inference import branch_aurocs, predict_dataset
+from mmdx.training.inference import Predictions, branch_aurocs, predict_dataset
 from mmdx.training.strategies import STRATEGIES, TrainingJob, fit_with_strategy
 from mmdx.training.trainer import BEST_WEIGHTS, FitResult, balanced_pos_weight
 
@@ -288,6 +289,20 @@ def _calibrate(
     output is calibrated already (an ensemble of calibrated members); the calibration is the identity.
     ``slope``: also how precisely the split fixes the calibration slope (``calibration_slope`` in the
     metrics, a warning when not to within 0.9 to 1.1; off for an ensemble's members, whose mean is the model)."""
+    scaler, val = _fit_scaler(model, val_set, config, device, development_labels, fitted)
+    return (scaler, *_operating_point(val.labels, scaler.transform(val.logits), scaler, config, slope))
+
+
+def _fit_scaler(
+    model: nn.Module,
+    val_set: MultimodalDataset,
+    config: Config,
+    device: torch.device,
+    development_labels: np.ndarray,
+    fitted: bool = True,
+) -> tuple[TemperatureScaler, Predictions]:
+    """The calibration of ``model`` fitted on ``val_set`` (the identity when not ``fitted``) and the model's
+    predictions there."""
     val = predict_dataset(
         model, val_set, config.data.loader.eval_batch_size, device, precision=config.train.precision
     )
@@ -297,22 +312,29 @@ def _calibrate(
         # fit keeps the logits as they are and never reads the class rate)
         anchor = config.train.calibration_prevalence == "development"
         scaler.fit(val.logits, val.labels, prevalence=float(np.mean(development_labels)) if anchor else None)
-    val_prob = scaler.transform(val.logits)
+    return scaler, val
+
+
+def _operating_point(
+    labels: np.ndarray, val_prob: np.ndarray, scaler: TemperatureScaler, config: Config, slope: bool
+) -> tuple[float, dict[str, Any], list[str]]:
+    """The operating threshold chosen on calibrated probabilities ``val_prob`` of cases with ``labels``,
+    the metrics there and the calibration's warnings."""
     rule = config.train.threshold
     if rule.rule == "fixed":
         threshold = rule.value
     else:
         threshold = choose_threshold(
-            val.labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
+            labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
         )
-    precision = validation_slope(val.labels, val_prob, seed=config.seed) if slope else None
-    warnings = calibration_warnings(val.labels, scaler, config.train.calibrate, slope=precision)
+    precision = validation_slope(labels, val_prob, seed=config.seed) if slope else None
+    warnings = calibration_warnings(labels, scaler, config.train.calibrate, slope=precision)
     for warning in warnings:
         log.warning("%s", warning)
-    metrics = binary_metrics(val.labels, val_prob, threshold)
+    metrics = binary_metrics(labels, val_prob, threshold)
     if precision is not None:
         metrics["calibration_slope"] = precision
-    return scaler, float(threshold), json_ready(metrics), warnings
+    return float(threshold), json_ready(metrics), warnings
 
 
 def _cross_validate(
@@ -360,12 +382,62 @@ def _cross_validate(
 MEMBER_SEED_STRIDE = 1000
 
 
+@dataclass(frozen=True)
+class _MemberCases:
+    """The rows of the case table one model trains on (``train``) and early-stops and is calibrated on
+    (``held_out``)."""
+
+    train: np.ndarray
+    held_out: np.ndarray
+
+
+def _member_cases(config: Config, table: CaseTable, splits: _Splits) -> list[_MemberCases]:
+    """Per ensemble member (one for a single model), its training and held-out rows: the training and
+    validation splits for every member under ``train.ensemble_split: shared``; under ``folds``, the labelled
+    training and validation rows dealt into K folds stratified by label (with the run's seed), member k
+    holding out fold k."""
+    members = config.train.ensemble
+    if config.train.ensemble_split == "shared":
+        return [_MemberCases(splits.train, splits.val)] * members
+    development = np.concatenate([splits.train, splits.val])
+    labels = table.labels[development]
+    check_folds(
+        labels,
+        members,
+        key="train.ensemble",
+        cases="with train.ensemble_split: folds, the labelled training and validation cases",
+        remedy="lower train.ensemble or set train.ensemble_split=shared",
+    )
+    fold = assign_folds(labels, members, config.seed)
+    return [
+        _MemberCases(np.sort(development[fold != k]), np.sort(development[fold == k])) for k in range(members)
+    ]
+
+
+def _member_job(
+    job: TrainingJob, cases: _MemberCases, table: CaseTable, subset: Callable[[np.ndarray], Any]
+) -> TrainingJob:
+    """``job`` with the member's training and held-out cases (``subset(rows)`` builds a dataset)."""
+    return replace(
+        job,
+        train_set=subset(cases.train),
+        val_set=subset(cases.held_out),
+        pos_weight=balanced_pos_weight(table.labels[cases.train]),
+    )
+
+
 def _train_members(
-    config: Config, job: TrainingJob, make_model: Callable[[], nn.Module], run: RunPaths, dist: DistContext
+    config: Config,
+    job: TrainingJob,
+    make_model: Callable[[], nn.Module],
+    run: RunPaths,
+    dist: DistContext,
+    member_jobs: Callable[[int], TrainingJob],
 ) -> list[tuple[int, Path, FitResult]]:
     """With ``train.ensemble`` K >= 2, members 1 .. K-1 trained like the run's model (member 0) with their
-    own seeds, each in its own directory; ``(seed, directory, fit)`` of each. ``--resume`` resumes each
-    member from its last checkpoint."""
+    own seeds, each in its own directory and on its own cases (``member_jobs(k)``: the job with member k's
+    training and held-out sets); ``(seed, directory, fit)`` of each. ``--resume`` resumes each member from
+    its last checkpoint."""
     out = []
     for index in range(1, config.train.ensemble):
         seed = config.seed + index * MEMBER_SEED_STRIDE
@@ -375,11 +447,26 @@ def _train_members(
             log.info("ensemble member %d of %d (seed %d)", index + 1, config.train.ensemble, seed)
         dist.barrier()
         seed_everything(seed, config.train.deterministic, config.train.threads, dist.world_size)
-        member_job = replace(job, model=make_model(), out_dir=directory, seed=seed)
+        member_job = replace(member_jobs(index), model=make_model(), out_dir=directory, seed=seed)
         fit = fit_with_strategy(member_job)
         dist.barrier()
         out.append((seed, directory, fit))
     return out
+
+
+@dataclass(frozen=True)
+class _Assembled:
+    """The ensemble, its record (``training.json``, the model card) and, under ``train.ensemble_split:
+    folds``, each labelled development case's calibrated probability from the member that held it out
+    (``out_of_fold``: the table rows, the member, the raw and calibrated logits and the labels)."""
+
+    model: nn.Module
+    record: dict[str, Any]
+    rows: np.ndarray
+    member: np.ndarray
+    logits: np.ndarray
+    calibrated: np.ndarray
+    labels: np.ndarray
 
 
 def _assemble(
@@ -388,12 +475,13 @@ def _assemble(
     first_fit: FitResult,
     member_fits: list[tuple[int, Path, FitResult]],
     make_model: Callable[[], nn.Module],
-    val_set: MultimodalDataset,
+    cases: list[_MemberCases],
+    subset: Callable[[np.ndarray], MultimodalDataset],
     dist: DistContext,
     development: np.ndarray,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The ensemble of the run's model and the trained members, each calibrated on the validation split as a
-    single model would be; the members' record (``training.json``, the model card)."""
+) -> _Assembled:
+    """The ensemble of the run's model and the trained members, each calibrated on its held-out cases (the
+    validation split, or its fold) as a single model would be."""
     from mmdx.models.ensemble import EnsembleClassifier
 
     members, records = [first], []
@@ -403,24 +491,75 @@ def _assemble(
         members.append(member.eval().to(dist.device))
     seeds = [config.seed] + [seed for seed, _, _ in member_fits]
     fits = [first_fit] + [fit for _, _, fit in member_fits]
-    scalers = []
-    for seed, member, fit in zip(seeds, members, fits, strict=True):
-        scaler, _, metrics, _ = _calibrate(member, val_set, config, dist.device, development, slope=False)
+    scalers, rows, owner, logits, calibrated, labels = [], [], [], [], [], []
+    for k, (seed, member, fit, held) in enumerate(zip(seeds, members, fits, cases, strict=True)):
+        scaler, predicted = _fit_scaler(member, subset(held.held_out), config, dist.device, development)
         scalers.append(scaler)
+        known = ~np.isnan(predicted.labels)
+        y = predicted.labels[known]
         records.append(
             {
                 "seed": seed,
                 "best_epoch": fit.best_epoch,
                 "epochs_run": fit.epochs_run,
-                "val_auroc": metrics.get("auroc"),
+                "train_cases": int(len(held.train)),
+                "held_out_cases": int(len(held.held_out)),
+                "val_auroc": float(auroc(y, expit(predicted.logits[known])))
+                if 0 < y.sum() < len(y)
+                else None,
                 "temperature": scaler.temperature_,
                 "offset": scaler.offset_,
             }
         )
+        rows.append(held.held_out)
+        owner.append(np.full(len(held.held_out), k))
+        logits.append(predicted.logits)
+        calibrated.append(scaler.calibrated_logit(predicted.logits))
+        labels.append(predicted.labels)
     ensemble = EnsembleClassifier(
         members, [s.temperature_ for s in scalers], [s.offset_ for s in scalers]
     ).to(dist.device)
-    return ensemble.eval(), {"members": records, "combination": "mean of the members' calibrated logits"}
+    record = {
+        "split": config.train.ensemble_split,
+        "members": records,
+        "combination": "mean of the members' calibrated logits",
+    }
+    return _Assembled(
+        ensemble.eval(),
+        record,
+        np.concatenate(rows),
+        np.concatenate(owner),
+        np.concatenate(logits),
+        np.concatenate(calibrated),
+        np.concatenate(labels),
+    )
+
+
+def _out_of_fold_calibration(
+    assembled: _Assembled, config: Config
+) -> tuple[TemperatureScaler, float, dict[str, Any], list[str]]:
+    """Under ``train.ensemble_split: folds``: the ensemble's calibration (the identity: its members are
+    calibrated), and the operating threshold, metrics and warnings on the out-of-fold calibrated
+    probabilities of the labelled development cases (each from the member that held it out)."""
+    known = ~np.isnan(assembled.labels)
+    probabilities = expit(assembled.calibrated[known])
+    scaler = TemperatureScaler(method="ensemble")
+    return (scaler, *_operating_point(assembled.labels[known], probabilities, scaler, config, slope=True))
+
+
+def _ensemble_out_of_fold(assembled: _Assembled, table: CaseTable, fits: list[FitResult]) -> OutOfFold:
+    """The cross-validation a fold ensemble gives for free: each development case's calibrated logit from
+    the member that held it out (pooled AUROC is meaningful: the logits share one calibrated scale)."""
+    order = np.argsort(assembled.rows)
+    return OutOfFold(
+        folds=len(fits),
+        case_ids=[str(table.case_ids[row]) for row in assembled.rows[order]],
+        fold=assembled.member[order],
+        logits=assembled.calibrated[order],
+        labels=assembled.labels[order],
+        best_epochs=[int(fit.best_epoch) for fit in fits],
+        seconds=[float(sum(epoch.seconds for epoch in fit.history)) for fit in fits],
+    )
 
 
 def _auroc_text(value: float | None) -> str:
@@ -433,8 +572,6 @@ def branch_summary(
     """Per modality of the trained model, on the validation split: the AUROC of its encoder's own head
     (``own_val_auroc``, at the chosen weights; ``best_own_val_auroc`` over training) and the fused AUROC
     lost when the modality is removed from every case (``val_auroc_lost_when_removed``)."""
-    from mmdx.metrics import auroc
-
     precision = config.train.precision
     batch = config.data.loader.eval_batch_size
     intact = predict_dataset(model, val_set, batch, device, precision=precision)
@@ -475,6 +612,8 @@ def model_card(
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training (with the cross-validation
     when ``folds`` holds one), operating point, calibration warnings, intended use."""
     scaler, threshold, val_metrics, warnings = calibration
+    folded = ensemble is not None and config.train.ensemble_split == "folds"
+    chosen_on = "out-of-fold train+val" if folded else "val"
     n_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     task = cohort.spec["task"]
@@ -512,7 +651,11 @@ def model_card(
             "cross_validation": folds.summary() if folds is not None else None,
             "ensemble": json_ready(ensemble) if ensemble is not None else None,
         },
-        "operating_point": {"threshold": threshold, "rule": config.train.threshold.rule, "chosen_on": "val"},
+        "operating_point": {
+            "threshold": threshold,
+            "rule": config.train.threshold.rule,
+            "chosen_on": chosen_on,
+        },
         "calibration": scaler.to_dict(),
         "warnings": warnings,
         "metrics": {"val": val_metrics},
@@ -579,6 +722,7 @@ def _train(
     splits = _splits(cohort, table)
     if config.train.cross_validation_folds:
         check_folds(table.labels[splits.train], config.train.cross_validation_folds)
+    cases = _member_cases(config, table, splits)
     cache = _image_cache(preprocessing, cohort, config, table, cache_progress if dist.is_main else None)
     train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
     val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
@@ -610,9 +754,19 @@ def _train(
         resume=resume,
     )
     pretrained = _pretrain(config, job, table, splits, preprocessing, cache, run)
-    fit = fit_with_strategy(job)
+
+    def subset(rows: np.ndarray) -> MultimodalDataset:
+        return MultimodalDataset(table.subset(rows), preprocessing, cache)
+
+    def member_jobs(index: int) -> TrainingJob:
+        return (
+            job if config.train.ensemble_split == "shared" else _member_job(job, cases[index], table, subset)
+        )
+
+    first_job = member_jobs(0)
+    fit = fit_with_strategy(first_job)
     dist.barrier()
-    member_fits = _train_members(config, job, lambda: build_model(**arguments), run, dist)
+    member_fits = _train_members(config, job, lambda: build_model(**arguments), run, dist, member_jobs)
     folds = _cross_validate(job, run, config, lambda: build_model(**arguments), train_set, dist)
     if not dist.is_main:
         return None
@@ -621,22 +775,43 @@ def _train(
     model.eval()
     development = table.labels[np.concatenate([splits.train, splits.val])]
     ensemble = None
+    branch_model, branch_set = model, val_set
     if member_fits:
-        model, ensemble = _assemble(
-            config, model, fit, member_fits, lambda: build_model(**arguments), val_set, dist, development
+        assembled = _assemble(
+            config,
+            model,
+            fit,
+            member_fits,
+            lambda: build_model(**arguments),
+            cases,
+            subset,
+            dist,
+            development,
         )
-        calibration = _calibrate(model, val_set, config, dist.device, development, fitted=False)
+        ensemble = assembled.record
+        if config.train.ensemble_split == "folds":
+            # the development cases are in the training data of every member but one: the ensemble's
+            # validation metrics, threshold and branch summary come from cases a model did not train on
+            calibration = _out_of_fold_calibration(assembled, config)
+            folds = _ensemble_out_of_fold(assembled, table, [fit] + [f for _, _, f in member_fits])
+            run.write_out_of_fold(folds.to_dict())
+            branch_set = first_job.val_set
+        else:
+            calibration = _calibrate(assembled.model, val_set, config, dist.device, development, fitted=False)
+            branch_model = assembled.model
+        model = assembled.model
         ensemble["val_auroc"] = calibration[2].get("auroc")
         log.info(
-            "ensemble of %d: validation AUROC %s (members %s)",
+            "ensemble of %d: %s AUROC %s (members %s)",
             len(ensemble["members"]),
+            "out-of-fold" if config.train.ensemble_split == "folds" else "validation",
             _auroc_text(ensemble["val_auroc"]),
             ", ".join(_auroc_text(m["val_auroc"]) for m in ensemble["members"]),
         )
     else:
         calibration = _calibrate(model, val_set, config, dist.device, development)
     scaler, threshold, val_metrics, warnings = calibration
-    branches = branch_summary(model, val_set, config, dist.device, fit)
+    branches = branch_summary(branch_model, branch_set, config, dist.device, fit)
     card = model_card(
         config,
         cohort,

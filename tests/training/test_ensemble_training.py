@@ -1,6 +1,8 @@
 """``train.ensemble``: K members trained with their own seeds, each calibrated on the validation split; the
 bundle predicts with their calibrated mean, loads back as the same ensemble, and member 0 is the model the
-same settings train alone."""
+same settings train alone. ``train.ensemble_split: folds``: each member trains without one fold of the
+labelled training and validation cases and is calibrated on it; the run's validation metrics and threshold
+come from the out-of-fold calibrated probabilities."""
 
 from __future__ import annotations
 
@@ -26,6 +28,18 @@ def test_an_ensemble_refuses_pretraining_it_would_not_repeat() -> None:
         load_config(config, ["train.ensemble=3", "train.pretrain=contrastive"])
     with pytest.raises(ConfigError, match="train.ensemble"):
         load_config(config, ["train.ensemble=0"])
+
+
+def test_a_fold_ensemble_needs_members_and_no_second_cross_validation() -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    with pytest.raises(ConfigError, match="set train.ensemble to 2 or more"):
+        load_config(config, ["train.ensemble_split=folds"])
+    with pytest.raises(ConfigError, match="train.cross_validation_folds=0"):
+        load_config(
+            config, ["train.ensemble=3", "train.ensemble_split=folds", "train.cross_validation_folds=5"]
+        )
+    with pytest.raises(ConfigError, match="ensemble_split"):
+        load_config(config, ["train.ensemble=3", "train.ensemble_split=bagging"])
 
 
 @pytest.mark.slow
@@ -81,3 +95,72 @@ def test_an_ensemble_run_predicts_with_its_members_calibrated_mean(
     assert [m["seed"] for m in members] == [0, MEMBER_SEED_STRIDE]
     page = files.html.read_text()
     assert "An ensemble of 2 models" in page and f"seeds 0, {MEMBER_SEED_STRIDE}" in page
+
+
+@pytest.mark.slow
+def test_a_fold_ensemble_calibrates_each_member_on_the_fold_it_did_not_train_on(
+    small_cohort_2d: Path, tmp_path: Path, tiny
+) -> None:
+    import pandas as pd
+    from scipy.special import expit, logit
+
+    from mmdx.metrics import binary_metrics
+    from mmdx.training.calibration import TemperatureScaler
+
+    _, tiny_config = tiny
+    config = tiny_config(
+        "train.epochs=2", "train.min_epochs=1", "train.ensemble=3", "train.ensemble_split=folds"
+    )
+    result = train_run(config, small_cohort_2d, tmp_path / "folds", progress=False)
+    run = RunPaths(tmp_path / "folds")
+    cases = pd.read_csv(small_cohort_2d / "cases.csv", dtype={"case_id": str})
+    labelled = cases[cases["label"].notna()]
+    development = set(labelled.loc[labelled["split"].isin(["train", "val"]), "case_id"])
+    test_ids = set(labelled.loc[labelled["split"] == "test", "case_id"])
+    record = result.ensemble
+    assert record["split"] == "folds" and len(record["members"]) == 3
+    # the folds: disjoint, stratified, together every labelled training and validation case and no test case
+    oof = run.read_out_of_fold()
+    assert set(oof["case_ids"]) == development and not set(oof["case_ids"]) & test_ids
+    fold = np.asarray(oof["fold"])
+    assert sorted(np.bincount(fold).tolist()) == sorted(m["held_out_cases"] for m in record["members"])
+    for m in record["members"]:
+        assert m["train_cases"] + m["held_out_cases"] == len(development)
+    positives = [np.asarray(oof["labels"])[fold == k].sum() for k in range(3)]
+    assert max(positives) - min(positives) <= 1
+    # each member's calibration is the one its held-out fold gives, not the validation split's
+    dev_labels = labelled.set_index("case_id").loc[sorted(development), "label"].to_numpy(float)
+    for k, member in enumerate(record["members"]):
+        held = [c for c, f in zip(oof["case_ids"], fold, strict=True) if f == k]
+        assert member["held_out_cases"] == len(held)
+        # the out-of-fold logit of a case is its member's calibrated logit
+        raw = np.asarray(oof["logits"])[fold == k]
+        refit = TemperatureScaler(method="platt")
+        uncalibrated = (raw - member["offset"]) * member["temperature"]
+        refit.fit(uncalibrated, np.asarray(oof["labels"])[fold == k], prevalence=float(dev_labels.mean()))
+        assert refit.temperature_ == pytest.approx(member["temperature"], rel=1e-4)
+        assert refit.offset_ == pytest.approx(member["offset"], abs=1e-4)
+    # the run's validation metrics and threshold: the out-of-fold calibrated probabilities of every
+    # labelled development case
+    assert result.val_metrics["n"] == len(development)
+    expected = binary_metrics(np.asarray(oof["labels"]), expit(np.asarray(oof["logits"])), result.threshold)
+    assert result.val_metrics["auroc"] == pytest.approx(expected["auroc"])
+    assert result.val_metrics["ece"] == pytest.approx(expected["ece"])
+    assert "calibration_slope" in result.val_metrics
+    assert result.cross_validation["folds"] == 3 and result.cross_validation["cases"] == len(development)
+    assert np.allclose(logit(expit(np.asarray(oof["logits"]))), oof["logits"], atol=1e-6)
+    card = json.loads((run.bundle / "card.json").read_text())
+    assert card["operating_point"]["chosen_on"] == "out-of-fold train+val"
+    assert card["training"]["ensemble"]["split"] == "folds"
+    # the audit says how the members were calibrated
+    from mmdx.audit.report import AuditOptions, audit_run
+    from mmdx.workflows.evaluate import evaluate_run
+
+    evaluate_run(run.root, workers=1)
+    document, files = audit_run(run.root, options=AuditOptions(n_resamples=20, robustness=False, workers=1))
+    section = document["sections"]["calibration"]
+    assert section["member_split"] == "folds"
+    assert [m["held_out_cases"] for m in section["members"]] == [
+        m["held_out_cases"] for m in record["members"]
+    ]
+    assert "calibrated on the fold it held out" in files.html.read_text()
