@@ -65,7 +65,9 @@ class TrainResult:
     Attributes:
         run: the run directory; ``cohort``: the cohort trained on.
         fit: the trainer's result (best epoch, epochs run, why it stopped, history).
-        val_metrics: metrics of the calibrated model on the validation split, at ``threshold``.
+        val_metrics: metrics of the calibrated model on the validation split, at ``threshold`` (under
+            ``train.ensemble_split: folds``: of the out-of-fold calibrated probabilities of every labelled
+            training and validation case).
         threshold: the operating threshold on calibrated probabilities; ``temperature`` and ``offset``: the
             calibration (``probability = sigmoid(logit / temperature + offset)``).
         parameters: number of model parameters.
