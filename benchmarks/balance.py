@@ -220,8 +220,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def calibration_summary(y: np.ndarray, p: np.ndarray, resamples: int, seed: int) -> dict:
     """Logistic recalibration slope and intercept (stratified bootstrap intervals), the ECE (15 bins) and the
     ECE of a perfectly calibrated model with the same probabilities (:func:`reference_ece`)."""
-    from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
     from mmdx.metrics import expected_calibration_error
+    from mmdx.statistics import bootstrap_ci, calibration_slope_intercept
 
     def slope(yy, pp):
         return calibration_slope_intercept(yy, pp).slope
@@ -241,8 +241,8 @@ def score_run(
     run: Path, out: dict[str, np.ndarray], cases: np.ndarray, y: np.ndarray, resamples: int
 ) -> dict:
     """One run's scores on the common test cases."""
-    from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
+    from mmdx.statistics import paired_bootstrap_difference
 
     position = {c: i for i, c in enumerate(out["case_id"])}
     rows = np.array([position[c] for c in cases])
@@ -314,8 +314,8 @@ def own_vs_joint(
     """Per run other than the ``baseline`` variant, per modality: its encoder's own test AUROC minus the
     baseline's with the same fusion and seed, on the cases that have the modality (paired stratified bootstrap).
     ``own[key][modality]``: each case's own logit, NaN where the case lacks the modality."""
-    from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
+    from mmdx.statistics import paired_bootstrap_difference
 
     found: dict[str, dict[str, dict]] = {}
     for (strategy, fusion, seed), logits in own.items():
@@ -342,8 +342,8 @@ def score(
 ) -> dict:
     import pandas as pd
 
-    from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
+    from mmdx.statistics import paired_bootstrap_difference
 
     outputs = {key: test_outputs(run, tests, cache_dir) for key, run in runs.items()}
     oracle = pd.concat([oracle_scores(test) for test in tests])

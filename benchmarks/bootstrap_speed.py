@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mmdx.audit.statistics import bootstrap_ci
 from mmdx.metrics import auroc
+from mmdx.statistics import bootstrap_ci
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:

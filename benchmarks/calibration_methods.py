@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.external_validation import verdict
-from mmdx.audit.statistics import calibration_slope_intercept
 from mmdx.metrics import expected_calibration_error
 from mmdx.shift import calibration_in_the_large, perfect_calibration_ece
+from mmdx.statistics import calibration_slope_intercept
 from mmdx.training.calibration import TemperatureScaler
 
 METHODS = ("temperature", "platt", "platt_anchored")

@@ -40,8 +40,8 @@ def compare(
     variant: dict[str, np.ndarray], baseline: dict[str, np.ndarray], resamples: int, seed: int
 ) -> dict:
     """Fused and own test AUROC of ``variant`` minus ``baseline`` (outputs of ``balance.test_outputs``)."""
-    from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.metrics import auroc
+    from mmdx.statistics import paired_bootstrap_difference
 
     rows_a, rows_b, y = _aligned(variant, baseline)
     found = {

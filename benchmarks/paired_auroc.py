@@ -120,7 +120,7 @@ def calibration_floor_lines(
     from scipy.special import logit
 
     from benchmarks.balance import calibration_summary
-    from mmdx.audit.statistics import calibration_slope_intercept
+    from mmdx.statistics import calibration_slope_intercept
 
     cohort = truth_frame(training).dropna(subset=["label"])
     development = cohort[cohort["split"].isin(["train", "val"])]

@@ -138,9 +138,9 @@ def score(
 ) -> dict:
     from scipy.special import expit
 
-    from mmdx.audit.statistics import calibration_slope_intercept, paired_bootstrap_difference
     from mmdx.metrics import auroc, expected_calibration_error
     from mmdx.shift import perfect_calibration_ece
+    from mmdx.statistics import calibration_slope_intercept, paired_bootstrap_difference
 
     oracle = pd.concat([oracle_scores(test) for test in tests])
     frames = {key: pooled_predictions(run, tests) for key, run in runs.items()}

@@ -31,10 +31,10 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from mmdx.audit.statistics import paired_bootstrap_difference
     from mmdx.config import load_config
     from mmdx.data.synth import SynthOptions, synthesize_cohort
     from mmdx.metrics import auroc
+    from mmdx.statistics import paired_bootstrap_difference
     from mmdx.workflows.evaluate import evaluate_run
     from mmdx.workflows.train import train_run
 

@@ -1,10 +1,10 @@
 """Point metrics of a binary classifier: discrimination, calibration and the operating point.
 
 This module is the one home of every number mmdx reports about predictions; the trainer uses it for early
-stopping and ``mmdx evaluate``, and :mod:`mmdx.audit.statistics` builds its intervals, curves and subgroup
+stopping and ``mmdx evaluate``, and :mod:`mmdx.statistics` builds its intervals, curves and subgroup
 tables on top of it.
 
-Conventions shared by every function here and in :mod:`mmdx.audit.statistics`:
+Conventions shared by every function here and in :mod:`mmdx.statistics`:
 
 * ``y_true`` is ``[n]`` labels 0/1 (int, bool, or float 0.0/1.0); ``y_prob`` is ``[n]`` predicted
   probabilities of the positive class in ``[0, 1]``. Both are validated at the boundary by
@@ -68,7 +68,7 @@ class MetricKey(StrEnum):
     BALANCED_ACCURACY = "balanced_accuracy"
     F1 = "f1"
     UNDEFINED = "undefined"  # {metric name: why it is NaN}
-    # subgroup statistics (mmdx.audit.statistics)
+    # subgroup statistics (mmdx.statistics)
     GROUP = "group"
     TOO_SMALL = "too_small"
     REASON = "reason"  # why a group is too small; None otherwise
@@ -618,7 +618,7 @@ def split_by_group(
     y_true: Any, y_prob: Any, groups: Sequence[Any] | np.ndarray
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(group, y [n_g], p [n_g])`` for each group, sorted by name; the one place where per-group metrics
-    (:func:`metrics_by_group` here, :func:`mmdx.audit.statistics.subgroup_table` in the audit) split cases.
+    (:func:`metrics_by_group` here, :func:`mmdx.statistics.subgroup_table` in the audit) split cases.
 
     ``groups`` [n] holds one label per case (None/NaN -> :data:`MISSING_GROUP`)."""
     y, p = check_binary_inputs(y_true, y_prob)

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mmdx.keys",
         "mmdx.registry",
         "mmdx.metrics",
+        "mmdx.statistics",
         "mmdx.shift",
         "mmdx.config",
         "mmdx.owner_only",

@@ -159,7 +159,7 @@ def seed_mean_auroc_difference(
     each of its seeds, on the same cases in the same order. Every replicate resamples the cases once and
     scores every seed of both models on that same resample, so the interval carries the correlation between
     the two models and averages over training seeds. With one seed each it is the paired bootstrap of
-    :func:`mmdx.audit.statistics.paired_bootstrap_difference`. The two-sided p-value inverts the percentile
+    :func:`mmdx.statistics.paired_bootstrap_difference`. The two-sided p-value inverts the percentile
     interval: ``min(1, 2 * (min(#{d <= 0}, #{d >= 0}) + 1) / (B + 1))``.
     """
     probs_a, probs_b = np.atleast_2d(probs_a), np.atleast_2d(probs_b)

@@ -1,1 +1,1 @@
-"""Audit: statistics with confidence intervals and the model audit report."""
+"""Audit: the model audit report (its statistics with confidence intervals: :mod:`mmdx.statistics`)."""

@@ -31,10 +31,10 @@ from mmdx.audit.sections import (
     group_labels,
     subgroup_columns,
 )
-from mmdx.audit.statistics import wilson_interval
 from mmdx.deid.text import NoteScrubber
 from mmdx.keys import Keys
 from mmdx.metrics import MISSING_GROUP
+from mmdx.statistics import wilson_interval
 from mmdx.store import AuditAction, PermissionDenied, Principal, ReviewStore, Verdict, VerdictRecord
 
 

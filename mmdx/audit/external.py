@@ -22,10 +22,10 @@ from mmdx.audit.sections import (
     SectionUnavailable,
     evaluation_arrays,
 )
-from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept
 from mmdx.errors import MmdxError
 from mmdx.metrics import auroc, brier, expected_calibration_error
 from mmdx.shift import calibration_in_the_large
+from mmdx.statistics import bootstrap_ci, calibration_slope_intercept
 
 #: TRIPOD+AI items (Collins et al., BMJ 2024) an external validation answers, and how.
 TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (

@@ -1,6 +1,6 @@
 """The performance sections of the audit report: discrimination, the operating point, calibration, and the
 paired comparison of two runs. Each function reads predictions (``predictions.parquet`` rows) and returns
-plain, strict-JSON data; all statistics come from :mod:`mmdx.audit.statistics`.
+plain, strict-JSON data; all statistics come from :mod:`mmdx.statistics`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,6 @@ from mmdx.audit.sections import (
     evaluation_arrays,
     labelled_split,
 )
-from mmdx.audit.statistics import (
-    bootstrap_ci,
-    calibration_slope_intercept,
-    decision_curve,
-    operating_point_cis,
-    paired_bootstrap_difference,
-    pr_curve_points,
-    reliability_curve,
-    roc_curve_points,
-)
 from mmdx.data.splits import SPLITS
 from mmdx.keys import Keys
 from mmdx.metrics import (
@@ -40,6 +30,16 @@ from mmdx.metrics import (
     confusion_at_threshold,
     expected_calibration_error,
     json_ready,
+)
+from mmdx.statistics import (
+    bootstrap_ci,
+    calibration_slope_intercept,
+    decision_curve,
+    operating_point_cis,
+    paired_bootstrap_difference,
+    pr_curve_points,
+    reliability_curve,
+    roc_curve_points,
 )
 
 #: Bins of the reported expected calibration error (uniform on [0, 1]); the vectorised bootstrap of

@@ -40,12 +40,12 @@ from mmdx.audit.sections import (
     evaluation_arrays,
     labelled_split,
 )
-from mmdx.audit.statistics import bootstrap_ci, paired_bootstrap_difference
 from mmdx.bundle import Bundle
 from mmdx.data.dataset import MultimodalDataset
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
 from mmdx.metrics import auroc, brier, operating_point_metrics
+from mmdx.statistics import bootstrap_ci, paired_bootstrap_difference
 
 DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
 DEFAULT_MISSINGNESS_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)

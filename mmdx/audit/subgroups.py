@@ -22,8 +22,8 @@ from mmdx.audit.sections import (
     labelled_split,
     subgroup_columns,
 )
-from mmdx.audit.statistics import group_gaps, subgroup_table
 from mmdx.metrics import json_ready
+from mmdx.statistics import group_gaps, subgroup_table
 
 
 def subgroup_section(
@@ -38,7 +38,7 @@ def subgroup_section(
     seed: int,
 ) -> dict[str, Any]:
     """One table per attribute of the evaluation ``split``: rows of
-    :func:`~mmdx.audit.statistics.subgroup_table` and the :func:`~mmdx.audit.statistics.group_gaps`.
+    :func:`~mmdx.statistics.subgroup_table` and the :func:`~mmdx.statistics.group_gaps`.
 
     ``attributes``: the cohort's subgroup columns (``cohort.yaml`` ``subgroups``); the modality-presence
     pattern is always added as ``modality_pattern``. An attribute missing from the predictions is listed in

@@ -23,12 +23,15 @@ Bundles written before the offset existed hold ``method: temperature`` and no of
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq, minimize, minimize_scalar
-from scipy.special import expit, log_expit, logit
+from scipy.special import expit, log_expit
+
+from mmdx.statistics import bootstrap_ci, calibration_slope_intercept
 
 #: Bounds of the search over log T: T between e^-4 (0.018) and e^4 (55).
 LOG_T_BOUNDS = (-4.0, 4.0)
@@ -175,35 +178,16 @@ def _offset_for_prevalence(scaled: np.ndarray, prevalence: float) -> float:
     return float(brentq(lambda b: float(expit(scaled + b).mean()) - prevalence, low, high, xtol=1e-10))
 
 
-def _logistic_slopes(z: np.ndarray, y: np.ndarray, weights: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Slopes ``[B]`` of the weighted logistic regressions of ``y`` on ``z`` (intercept and slope; one per row
-    of case weights ``weights`` ``[B, n]``), by Newton's method all at once; NaN where ``z`` separates the
-    classes (the slope is unbounded) or a fit does not settle."""
-    beta = np.zeros((weights.shape[0], 2))
-    for _ in range(iterations):
-        p = expit(beta[:, :1] + beta[:, 1:] * z[None, :])
-        residual, h = weights * (y[None, :] - p), weights * p * (1.0 - p)
-        g0, g1 = residual.sum(1), (residual * z).sum(1)
-        h00, h01, h11 = h.sum(1), (h * z).sum(1), (h * z * z).sum(1)
-        det = h00 * h11 - h01 * h01
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.stack([(h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det], axis=1)
-        beta = beta + np.clip(np.nan_to_num(step, nan=0.0), -5.0, 5.0)
-    slopes = beta[:, 1].copy()
-    present = weights > 0
-    positive, negative = present & (y[None, :] == 1), present & (y[None, :] == 0)
-    separated = (np.where(positive, z, np.inf).min(1) >= np.where(negative, z, -np.inf).max(1)) | (
-        np.where(negative, z, np.inf).min(1) >= np.where(positive, z, -np.inf).max(1)
-    )
-    slopes[separated | ~np.isfinite(slopes) | (np.abs(step[:, 1]) > 1e-6)] = np.nan
-    return slopes
+def _slope(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return calibration_slope_intercept(labels, probabilities).slope
 
 
 def validation_slope(
     labels: np.ndarray, probabilities: np.ndarray, resamples: int = SLOPE_RESAMPLES, seed: int = 0
 ) -> dict[str, float | int | None]:
     """The calibration slope of the calibrated ``probabilities`` on the validation split they were calibrated
-    on (the logistic regression of the labels on their logit), with its 95% percentile interval over
+    on (the logistic regression of the labels on their logit,
+    :func:`~mmdx.statistics.calibration_slope_intercept`), with its 95% percentile interval over
     ``resamples`` bootstrap resamples stratified by class (``estimate``, ``low``, ``high``, ``n``): about 1 for
     a fitted calibration, and the interval is how precisely the split fixes the slope the model will have on
     new cases (about 0.4 wide at 300 cases). ``None`` values where the slope is undefined."""
@@ -211,22 +195,12 @@ def validation_slope(
     out: dict[str, float | int | None] = {"estimate": None, "low": None, "high": None, "n": int(labels.size)}
     if labels.size < 3 or len(np.unique(labels)) < 2:
         return out
-    z = logit(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-9, 1.0 - 1e-9))
-    estimate = _logistic_slopes(z, labels, np.ones((1, labels.size)))[0]
-    if not np.isfinite(estimate):  # separated classes, or a fit that does not settle: no slope to bound
+    interval = bootstrap_ci(_slope, labels, probabilities, n_resamples=resamples, stratified=True, seed=seed)
+    if not math.isfinite(interval.estimate):  # separated classes, or a fit that does not settle
         return out
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((resamples, labels.size))
-    for value in (0.0, 1.0):  # resample each class within itself: class counts fixed
-        members = np.flatnonzero(labels == value)
-        draws = members[rng.integers(0, members.size, (resamples, members.size))]
-        np.add.at(weights, (np.arange(resamples)[:, None], draws), 1.0)
-    slopes = _logistic_slopes(z, labels, weights)
-    slopes = slopes[np.isfinite(slopes)]
-    out["estimate"] = float(estimate)
-    if slopes.size:
-        low, high = np.quantile(slopes, [0.025, 0.975])
-        out.update(low=float(low), high=float(high))
+    out["estimate"] = float(interval.estimate)
+    if math.isfinite(interval.low) and math.isfinite(interval.high):
+        out.update(low=float(interval.low), high=float(interval.high))
     return out
 
 

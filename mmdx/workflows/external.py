@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from mmdx.audit.statistics import bootstrap_ci, calibration_slope_intercept, paired_bootstrap_difference
 from mmdx.bundle import MANIFEST, Bundle, load_bundle, sha256_file
 from mmdx.data.dataset import build_case_table
 from mmdx.data.drift import domain_auroc, drift_report, summarise_cohort, with_values
@@ -61,6 +60,7 @@ from mmdx.shift import (
     perfect_calibration_ece,
     to_logit,
 )
+from mmdx.statistics import bootstrap_ci, calibration_slope_intercept, paired_bootstrap_difference
 from mmdx.training.recalibration import (
     Recalibration,
     next_version_dir,

@@ -23,8 +23,8 @@ from benchmarks.peers.report import (
     targets,
     write_section,
 )
-from mmdx.audit.statistics import paired_bootstrap_difference
 from mmdx.metrics import auroc
+from mmdx.statistics import paired_bootstrap_difference
 
 
 def _scores(rng: np.random.Generator, y: np.ndarray, separation: float) -> np.ndarray:

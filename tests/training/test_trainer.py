@@ -274,9 +274,9 @@ def test_the_run_states_how_precisely_its_validation_split_fixes_the_calibration
     training.json and the model card; a split as small as this one's cannot fix it to 0.9-1.1, and says so."""
     import json
 
-    from mmdx.audit.statistics import calibration_slope_intercept
     from mmdx.bundle import load_bundle
     from mmdx.predict import predictions_frame, prepare_inputs, run_predictions
+    from mmdx.statistics import calibration_slope_intercept
 
     summary = json.loads((tiny_run / "training.json").read_text())
     slope = summary["val"]["calibration_slope"]

@@ -1,4 +1,5 @@
-"""Statistical inference for the audit report: intervals, curves, calibration and subgroup comparisons.
+"""Statistical inference: intervals, curves, calibration and subgroup comparisons, for the audit report, the
+training summary (how precisely a validation split fixes the calibration slope) and the benchmarks.
 
 Built on the point metrics of :mod:`mmdx.metrics` and following its conventions: ``y_true`` [n]
 0/1, ``y_prob`` [n] probabilities in [0, 1], ``y_prob >= threshold`` is positive; bad input raises

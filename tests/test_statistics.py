@@ -12,7 +12,15 @@ from scipy.stats import binomtest, norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from mmdx.audit.statistics import (
+from mmdx.metrics import (
+    MetricInputError,
+    auprc,
+    auroc,
+    brier,
+    expected_calibration_error,
+    operating_point_metrics,
+)
+from mmdx.statistics import (
     IntervalMethod,
     bootstrap_ci,
     calibration_slope_intercept,
@@ -25,14 +33,6 @@ from mmdx.audit.statistics import (
     roc_curve_points,
     subgroup_table,
     wilson_interval,
-)
-from mmdx.metrics import (
-    MetricInputError,
-    auprc,
-    auroc,
-    brier,
-    expected_calibration_error,
-    operating_point_metrics,
 )
 
 
