@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if result is not None:
         fit = result.fit
+        folded = bool(result.ensemble) and result.ensemble.get("split") == "folds"
         calibration = (
-            "each member calibrated on the validation split"
+            f"each member calibrated on {'the fold it did not train on' if folded else 'the validation split'}"
             if result.ensemble
             else f"temperature {result.temperature:.3f}, offset {result.offset:+.3f}"
         )
@@ -99,15 +100,17 @@ def run(args: argparse.Namespace) -> int:
             members = result.ensemble["members"]
             shown = ", ".join("n/a" if m["val_auroc"] is None else f"{m['val_auroc']:.4f}" for m in members)
             value = result.ensemble["val_auroc"]
+            scored = "out-of-fold AUROC" if folded else "val AUROC"
             print(
-                f"ensemble of {len(members)}: val AUROC {'n/a' if value is None else f'{value:.4f}'} (members "
-                f"{shown}); the bundle predicts with the mean of their calibrated logits"
+                f"ensemble of {len(members)}: {scored} {'n/a' if value is None else f'{value:.4f}'} (members "
+                f"{shown}{', each on its own fold' if folded else ''}); the bundle predicts with the mean of "
+                "their calibrated logits"
             )
         if result.cross_validation is not None:
             folds = result.cross_validation
             print(
                 f"cross-validated AUROC {folds['auroc']:.4f} ± {folds['auroc_sd']:.4f} ({folds['folds']} "
-                f"folds over {folds['cases']} training cases)"
+                f"folds over {folds['cases']} {'training and validation' if folded else 'training'} cases)"
             )
         for warning in result.warnings:
             print(f"warning: {warning}")

@@ -254,10 +254,11 @@ TEMPLATE = r"""<!DOCTYPE html>
       class weighting {{ M.training.class_weighting }}; early stopping on {{ M.training.early_stopping }}; seed {{ M.training.seed }}</td></tr>
     <tr><th>Training strategy</th><td class="mono">{{ M.training.strategy or "joint" }}</td></tr>
     {%- if M.training.cross_validation %}{% set CV = M.training.cross_validation %}
-    <tr><th>Cross-validated AUROC (training split)</th><td>{{ CV.auroc | num(3) }} ± {{ CV.auroc_sd | num(3) }}, mean of {{ CV.folds }} folds over {{ CV.cases | count }} training cases (each fold scored by a model trained without it)</td></tr>
+    {%- set FOLDED = M.training.ensemble and M.training.ensemble.split == "folds" %}
+    <tr><th>Cross-validated AUROC ({{ "training and validation splits" if FOLDED else "training split" }})</th><td>{{ CV.auroc | num(3) }} ± {{ CV.auroc_sd | num(3) }}, mean of {{ CV.folds }} folds over {{ CV.cases | count }} {{ "training and validation" if FOLDED else "training" }} cases (each fold scored by {{ "the ensemble member" if FOLDED else "a model" }} trained without it)</td></tr>
     {%- endif %}
     {%- if M.training.ensemble %}{% set E = M.training.ensemble %}
-    <tr><th>Ensemble</th><td>{{ E.members | length }} models with the seeds {% for m in E.members %}{{ m.seed }}{% if not loop.last %}, {% endif %}{% endfor %} (the epochs above are the first's); validation AUROC {% for m in E.members %}{{ m.val_auroc | num(3) }}{% if not loop.last %}, {% endif %}{% endfor %}, of the ensemble {{ E.val_auroc | num(3) }}; prediction: the mean of their calibrated logits</td></tr>
+    <tr><th>Ensemble</th><td>{{ E.members | length }} models with the seeds {% for m in E.members %}{{ m.seed }}{% if not loop.last %}, {% endif %}{% endfor %} (the epochs above are the first's); {{ "AUROC on the fold each held out" if E.split == "folds" else "validation AUROC" }} {% for m in E.members %}{{ m.val_auroc | num(3) }}{% if not loop.last %}, {% endif %}{% endfor %}, {{ "out of fold" if E.split == "folds" else "of the ensemble" }} {{ E.val_auroc | num(3) }}; prediction: the mean of their calibrated logits</td></tr>
     {%- endif %}
   </table>
   {%- if M.branches %}

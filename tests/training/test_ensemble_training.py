@@ -163,4 +163,6 @@ def test_a_fold_ensemble_calibrates_each_member_on_the_fold_it_did_not_train_on(
     assert [m["held_out_cases"] for m in section["members"]] == [
         m["held_out_cases"] for m in record["members"]
     ]
-    assert "calibrated on the fold it held out" in files.html.read_text()
+    page = files.html.read_text()
+    assert "calibrated on the fold it held out" in page and "AUROC on the fold each held out" in page
+    assert "Cross-validated AUROC (training and validation splits)" in page
