@@ -173,6 +173,11 @@ class StagedConfig(_Strict):
 
     branch_epochs: int = Field(default=30, ge=1)
     branch_patience: int = Field(default=6, ge=1)
+    #: ``true``: an encoder's patience counts only once its own validation AUROC has risen above chance (the
+    #: AUROC that scores without signal stay below with 97.5% probability on its validation cases): an
+    #: image encoder that finds a small lesion only after several epochs at chance is not stopped before it
+    #: starts; one that never leaves chance trains for ``branch_epochs``. ``false``: patience from the start.
+    wait_for_signal: bool = True
     finetune_lr_scale: float = Field(default=0.1, ge=0, le=1)
 
 

@@ -259,6 +259,17 @@ def paired_bootstrap_difference(
 # proportions at an operating point
 
 
+def chance_auroc(n_positive: int, n_negative: int, alpha: float = 0.05) -> float:
+    """The AUROC that scores without any signal stay below with probability ``1 - alpha / 2`` on
+    ``n_positive`` and ``n_negative`` cases: ``0.5 + z * sqrt((n + 1) / (12 * n_positive * n_negative))``, the
+    normal approximation to the Mann-Whitney statistic under no association (its exact null variance, no
+    ties). NaN when a class is absent."""
+    if n_positive < 1 or n_negative < 1:
+        return math.nan
+    n = n_positive + n_negative
+    return 0.5 + _z(_check_alpha(alpha)) * math.sqrt((n + 1) / (12.0 * n_positive * n_negative))
+
+
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion ``successes / n``; ``(nan, nan)`` when ``n == 0``.
 

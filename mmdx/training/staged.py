@@ -6,7 +6,11 @@ encoder, so the encoders do not influence each other at all: this is one unimoda
 trained side by side over the same batches. After each epoch every encoder's own validation AUROC is
 measured; an encoder keeps the weights of its best epoch and stops (its parameters get no more gradient)
 once it has not improved for ``train.staged.branch_patience`` epochs (not before ``train.min_epochs``), or
-at ``train.staged.branch_epochs`` (or ``train.epochs`` when that is lower).
+at ``train.staged.branch_epochs`` (or ``train.epochs`` when that is lower). With
+``train.staged.wait_for_signal`` (the default) the patience counts only once the encoder's best own AUROC
+has risen above chance on its validation cases (:func:`mmdx.statistics.chance_auroc`): an encoder whose
+validation AUROC stays near 0.5 for the first epochs is not stopped before it starts to learn (a 3D image
+encoder that trains on fewer cases can take longer than the patience to find a lesion of a few voxels).
 
 The stage ends by loading each encoder's best weights and writing them, with the stage's history, to
 ``checkpoints/branches.safetensors`` and ``checkpoints/branches.json``; a resumed run that finds them
@@ -30,8 +34,9 @@ from torch.utils.data import DataLoader
 from mmdx.data.dataset import collate
 from mmdx.errors import MmdxError
 from mmdx.keys import MODALITIES, Keys
+from mmdx.statistics import chance_auroc
 from mmdx.training.augment import build_augmentation
-from mmdx.training.inference import branch_aurocs, predict_dataset, to_device
+from mmdx.training.inference import Predictions, branch_aurocs, predict_dataset, to_device
 from mmdx.training.trainer import EpochRecord, _lr_factor
 
 if TYPE_CHECKING:
@@ -165,14 +170,17 @@ class _BranchStage:
         self._lr = lr
         return losses, seen, time.perf_counter() - started
 
-    def _end_epoch(self, epoch: int, scores: dict[str, float]) -> None:
+    def _end_epoch(self, epoch: int, scores: dict[str, float], chance: dict[str, float]) -> None:
         for modality in sorted(self.active):
             score = scores.get(modality, math.nan)
             if not math.isnan(score) and score > self.best.get(modality, -math.inf) + 1e-6:
                 self.best[modality] = score
                 self.best_state[modality] = _branch_state(self.model, modality)
                 self.bad[modality] = 0
-            else:
+            elif not (
+                self.cfg.staged.wait_for_signal
+                and self.best.get(modality, -math.inf) <= chance.get(modality, -math.inf)
+            ):
                 self.bad[modality] += 1
             if self.bad[modality] >= self.cfg.staged.branch_patience and epoch + 1 >= self.cfg.min_epochs:
                 self.active.discard(modality)
@@ -197,6 +205,8 @@ class _BranchStage:
                 precision=self.cfg.precision,
             )
             scores = branch_aurocs(preds)
+            if epoch == 0:
+                chance = _chance_levels(preds)
             history.append(
                 EpochRecord(
                     epoch=epoch + 1,
@@ -217,10 +227,21 @@ class _BranchStage:
                     epoch + 1,
                     " ".join(f"{m} {scores.get(m, math.nan):.4f}" for m in self.modalities),
                 )
-            self._end_epoch(epoch, scores)
+            self._end_epoch(epoch, scores, chance)
         for state in self.best_state.values():
             self.model.load_state_dict(state, strict=False)
         return history
+
+
+def _chance_levels(preds: Predictions) -> dict[str, float]:
+    """Per modality, the AUROC above which its own head shows signal on the labelled validation cases that
+    have the modality (:func:`mmdx.statistics.chance_auroc`)."""
+    labelled = ~np.isnan(preds.labels)
+    out = {}
+    for column, modality in enumerate(MODALITIES):
+        y = preds.labels[labelled & preds.presence[:, column]]
+        out[str(modality)] = chance_auroc(int((y == 1).sum()), int((y == 0).sum()))
+    return out
 
 
 def fit_branches(job: TrainingJob) -> list[EpochRecord]:

@@ -152,3 +152,49 @@ def test_the_demo_default_trains_staged_with_augmentation_within_train_epochs(
         stages.count("branches") == 2 and 1 <= stages.count("fused") <= 2
     )  # train.epochs bounds both stages
     assert result.fit.strategy == "staged"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", [True, False])
+def test_an_encoder_at_chance_is_not_stopped_before_it_learns(
+    small_cohort_2d: Path, tmp_path: Path, tiny, monkeypatch, caplog, wait: bool
+) -> None:
+    """The staged strategy's patience counts for an encoder only once its own validation AUROC is above
+    chance on its validation cases (about 0.75 on the ~24 of this cohort): an image head stuck at 0.6
+    trains on, the others stop after their patience."""
+    import logging
+
+    import mmdx.training.staged as staged
+
+    _, tiny_config = tiny
+    monkeypatch.setattr(staged, "branch_aurocs", lambda preds: {"image": 0.6, "tabular": 0.9, "text": 0.9})
+    config = tiny_config(
+        "train.strategy=staged",
+        "train.epochs=4",
+        "train.staged.branch_epochs=4",
+        "train.staged.branch_patience=1",
+        "train.min_epochs=1",
+        f"train.staged.wait_for_signal={str(wait).lower()}",
+    )
+    with caplog.at_level(logging.INFO, logger="mmdx.training.staged"):
+        train_run(config, small_cohort_2d, tmp_path / "run", progress=False)
+    stops = {
+        r.getMessage().split()[0]: r.getMessage() for r in caplog.records if "stops after" in r.getMessage()
+    }
+    assert "stops after epoch 2" in stops["tabular"] and "stops after epoch 2" in stops["text"]
+    if wait:
+        assert "image" not in stops  # trained to the end of the stage
+    else:
+        assert "stops after epoch 2" in stops["image"]
+
+
+def test_chance_auroc_is_the_upper_quantile_of_auroc_without_signal() -> None:
+    from mmdx.metrics import auroc
+    from mmdx.statistics import chance_auroc
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(40), np.zeros(80)]
+    null = [auroc(labels, rng.uniform(size=labels.size)) for _ in range(4000)]
+    assert chance_auroc(40, 80) == pytest.approx(np.quantile(null, 0.975), abs=0.01)
+    assert chance_auroc(98, 211) == pytest.approx(0.569, abs=0.001)
+    assert math.isnan(chance_auroc(0, 10))
