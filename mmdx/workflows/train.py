@@ -458,9 +458,10 @@ def _train_members(
 
 @dataclass(frozen=True)
 class _Assembled:
-    """The ensemble, its record (``training.json``, the model card) and, under ``train.ensemble_split:
-    folds``, each labelled development case's calibrated probability from the member that held it out
-    (``out_of_fold``: the table rows, the member, the raw and calibrated logits and the labels)."""
+    """The ensemble, its record (``training.json``, the model card) and every member's predictions on the
+    cases it held out: their table ``rows``, the ``member`` (its index), its raw and ``calibrated`` logits and
+    the ``labels`` (under ``train.ensemble_split: folds`` one prediction per labelled development case, from
+    the member that did not train on it)."""
 
     model: nn.Module
     record: dict[str, Any]
