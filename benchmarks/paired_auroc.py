@@ -66,8 +66,15 @@ def compare(new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int) ->
 def read_predictions(path: Path) -> pd.DataFrame:
     """A predictions table from parquet (``mmdx predict``) or CSV (a peer's ``predictions*.csv`` of
     :mod:`benchmarks.peers.run`); case ids as strings."""
+    if not path.is_file():
+        raise SystemExit(
+            f"{path}: no such predictions file (write it with `mmdx predict RUN COHORT --out FILE`)"
+        )
     csv = path.suffix.lower() == ".csv"
-    frame = pd.read_csv(path, dtype={"case_id": str}) if csv else pd.read_parquet(path)
+    try:
+        frame = pd.read_csv(path, dtype={"case_id": str}) if csv else pd.read_parquet(path)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"{path}: not a readable {'CSV' if csv else 'parquet'} table ({exc})") from None
     missing = {"case_id", "label", "probability"} - set(frame.columns)
     if missing:
         raise SystemExit(f"{path}: no column {', '.join(sorted(missing))}: not a predictions table")

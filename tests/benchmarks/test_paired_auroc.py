@@ -147,3 +147,8 @@ def test_a_peers_csv_pairs_with_an_mmdx_parquet(tmp_path) -> None:
     pd.DataFrame({"case_id": ids}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(SystemExit, match="bad.csv: no column label, probability"):
         read_predictions(tmp_path / "bad.csv")
+    with pytest.raises(SystemExit, match="absent.parquet: no such predictions file"):
+        read_predictions(tmp_path / "absent.parquet")
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    with pytest.raises(SystemExit, match="broken.parquet: not a readable parquet table"):
+        read_predictions(tmp_path / "broken.parquet")
