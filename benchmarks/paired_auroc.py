@@ -105,10 +105,10 @@ def bayes_gap_lines(new: list[pd.DataFrame], truth: pd.DataFrame, resamples: int
     lines = [f"Bayes-optimal AUROC {auroc(y, probabilities[0]):.3f} on {y.size} cases"]
     for i in range(len(new)):
         d = seed_mean_auroc_difference(y, bayes, models[i : i + 1], n_resamples=resamples)
-        lines.append(f"pair {i}: Bayes − new {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+        lines.append(f"pair {i}: Bayes − new {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]")
     if len(new) > 1:
         d = seed_mean_auroc_difference(y, bayes, models, n_resamples=resamples)
-        lines.append(f"seed mean: Bayes − new {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+        lines.append(f"seed mean: Bayes − new {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]")
     return lines
 
 

@@ -80,7 +80,7 @@ def test_the_bayes_gap_is_read_from_the_cohorts_posterior(tmp_path) -> None:
     assert lines[-1].startswith("seed mean: Bayes − new")
     assert float(lines[-1].split("[")[1].split(",")[0]) > 0  # a noisier model is behind the posterior
     exact = bayes_gap_lines([_frame(ids, y, posterior)], truth, resamples=50)
-    assert "+0.000 [+0.000, +0.000]" in exact[1]
+    assert "+0.0000 [+0.0000, +0.0000]" in exact[1]
 
 
 def _truth_file(directory, posterior, labels, splits) -> None:
