@@ -209,11 +209,14 @@ def calibration_warnings(
     scaler: TemperatureScaler,
     calibrate: bool = True,
     slope: dict[str, float | int | None] | None = None,
+    out_of_fold: bool = False,
 ) -> list[str]:
     """Why the temperature and the operating threshold fitted on the validation ``labels`` ``[N]`` (0/1)
     deserve little trust: a split too small or with too few of one class, a temperature at the bound
     of its search range, or (``slope``: :func:`validation_slope`) a split that fixes the calibration slope
-    only to within an interval wider than :data:`SLOPE_BOUNDS`. ``[]`` when there is nothing to say."""
+    only to within an interval wider than :data:`SLOPE_BOUNDS`. ``[]`` when there is nothing to say.
+    ``out_of_fold``: ``labels`` are those of a fold ensemble's out-of-fold predictions
+    (``train.ensemble_split: folds``), and the messages say so."""
     labels = np.asarray(labels, dtype=np.float64)
     n = int(labels.size)
     positive = int((labels == 1).sum())
@@ -234,12 +237,14 @@ def calibration_warnings(
             f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): the validation split could not determine it, and "
             "calibrated probabilities are unreliable"
         )
+    source = "the out-of-fold predictions" if out_of_fold else "the validation split"
     estimate, low, high = ((slope or {}).get(key) for key in ("estimate", "low", "high"))
     if None not in (estimate, low, high) and (low < SLOPE_BOUNDS[0] or high > SLOPE_BOUNDS[1]):
         out.append(
-            f"the validation split ({n} labelled cases) fixes the calibration slope only to within {low:.2f} to "
-            f"{high:.2f} (95% bootstrap interval of the calibrated probabilities' slope on it, "
-            f"{estimate:.2f}; {SLOPE_BOUNDS[0]:g} to {SLOPE_BOUNDS[1]:g} would need it): on new cases "
-            "the probabilities may be that much too extreme or too timid -- more validation cases narrow it"
+            f"{source} ({n} labelled cases) fix{'' if out_of_fold else 'es'} the calibration slope only to within "
+            f"{low:.2f} to {high:.2f} (95% bootstrap interval of the calibrated probabilities' slope on "
+            f"{'them' if out_of_fold else 'it'}, {estimate:.2f}; {SLOPE_BOUNDS[0]:g} to {SLOPE_BOUNDS[1]:g} would "
+            "need it): on new cases the probabilities may be that much too extreme or too timid -- more "
+            f"{'labelled' if out_of_fold else 'validation'} cases narrow it"
         )
     return out

@@ -318,10 +318,16 @@ def _fit_scaler(
 
 
 def _operating_point(
-    labels: np.ndarray, val_prob: np.ndarray, scaler: TemperatureScaler, config: Config, slope: bool
+    labels: np.ndarray,
+    val_prob: np.ndarray,
+    scaler: TemperatureScaler,
+    config: Config,
+    slope: bool,
+    out_of_fold: bool = False,
 ) -> tuple[float, dict[str, Any], list[str]]:
-    """The operating threshold chosen on calibrated probabilities ``val_prob`` of cases with ``labels``,
-    the metrics there and the calibration's warnings."""
+    """The operating threshold chosen on calibrated probabilities ``val_prob`` of cases with ``labels``
+    (a fold ensemble's ``out_of_fold`` predictions, or the validation split's), the metrics there and the
+    calibration's warnings."""
     rule = config.train.threshold
     if rule.rule == "fixed":
         threshold = rule.value
@@ -330,7 +336,9 @@ def _operating_point(
             labels, val_prob, rule=rule.rule, target=rule.target if rule.rule == "sensitivity" else None
         )
     precision = validation_slope(labels, val_prob, seed=config.seed) if slope else None
-    warnings = calibration_warnings(labels, scaler, config.train.calibrate, slope=precision)
+    warnings = calibration_warnings(
+        labels, scaler, config.train.calibrate, slope=precision, out_of_fold=out_of_fold
+    )
     for warning in warnings:
         log.warning("%s", warning)
     metrics = binary_metrics(labels, val_prob, threshold)
@@ -547,7 +555,12 @@ def _out_of_fold_calibration(
     known = ~np.isnan(assembled.labels)
     probabilities = expit(assembled.calibrated[known])
     scaler = TemperatureScaler(method="ensemble")
-    return (scaler, *_operating_point(assembled.labels[known], probabilities, scaler, config, slope=True))
+    return (
+        scaler,
+        *_operating_point(
+            assembled.labels[known], probabilities, scaler, config, slope=True, out_of_fold=True
+        ),
+    )
 
 
 def _ensemble_out_of_fold(assembled: _Assembled, table: CaseTable, fits: list[FitResult]) -> OutOfFold:

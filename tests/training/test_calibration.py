@@ -204,6 +204,9 @@ def test_the_validation_slope_interval_narrows_with_the_split_and_warns_when_too
     (warning,) = calibration_warnings(labels, TemperatureScaler(), slope=few)
     assert "300 labelled cases" in warning and f"{few['low']:.2f} to {few['high']:.2f}" in warning
     assert calibration_warnings(np.tile([0.0, 1.0], 3000), TemperatureScaler(), slope=many) == []
+    (folded,) = calibration_warnings(labels, TemperatureScaler(), slope=few, out_of_fold=True)
+    assert folded.startswith("the out-of-fold predictions (300 labelled cases) fix the calibration slope")
+    assert folded.endswith("more labelled cases narrow it")
     # one class: no slope, no interval, no slope warning
     one = validation_slope(np.zeros(50), np.full(50, 0.2))
     assert one["estimate"] is None and one["low"] is None
