@@ -294,7 +294,8 @@ class TrainConfig(_Strict):
     #: the other folds and early-stops and is calibrated on fold k, so the members' calibrations rest on K
     #: disjoint sets that together hold every labelled case instead of on one shared validation split; the
     #: validation metrics, the operating threshold and the cross-validated AUROC come from the out-of-fold
-    #: calibrated probabilities (each case scored by the member that did not train on it).
+    #: calibrated probabilities (each case scored by the member that did not train on it). Ignored by one
+    #: model (``ensemble: 1``).
     ensemble_split: Literal["shared", "folds"] = "shared"
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     strategy: str = "joint"
@@ -304,6 +305,11 @@ class TrainConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     pretrain: Literal["none", "contrastive"] = "none"
     contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
+
+    @property
+    def folded_ensemble(self) -> bool:
+        """An ensemble whose members train and are calibrated on folds (``ensemble_split: folds``)."""
+        return self.ensemble > 1 and self.ensemble_split == "folds"
 
     @field_validator("cross_validation_folds")
     @classmethod
@@ -323,12 +329,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _ensemble_folds(self) -> TrainConfig:
-        if self.ensemble_split == "folds" and self.ensemble < 2:
-            raise ValueError(
-                "ensemble_split: folds deals the labelled cases to the members of an ensemble; set "
-                "train.ensemble to 2 or more, or train.ensemble_split=shared"
-            )
-        if self.ensemble_split == "folds" and self.cross_validation_folds:
+        if self.folded_ensemble and self.cross_validation_folds:
             raise ValueError(
                 "ensemble_split: folds already cross-validates (each case scored by the member that did not "
                 "train on it); set train.cross_validation_folds=0"

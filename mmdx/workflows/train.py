@@ -407,7 +407,7 @@ def _member_cases(config: Config, table: CaseTable, splits: _Splits) -> list[_Me
     training and validation rows dealt into K folds stratified by label (with the run's seed), member k
     holding out fold k."""
     members = config.train.ensemble
-    if config.train.ensemble_split == "shared":
+    if not config.train.folded_ensemble:
         return [_MemberCases(splits.train, splits.val)] * members
     development = np.concatenate([splits.train, splits.val])
     labels = table.labels[development]
@@ -628,7 +628,7 @@ def model_card(
     """The bundle's ``card.json``: task, cohort fingerprints, inputs, training (with the cross-validation
     when ``folds`` holds one), operating point, calibration warnings, intended use."""
     scaler, threshold, val_metrics, warnings = calibration
-    folded = ensemble is not None and config.train.ensemble_split == "folds"
+    folded = config.train.folded_ensemble
     chosen_on = "out-of-fold train+val" if folded else "val"
     n_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -775,9 +775,7 @@ def _train(
         return MultimodalDataset(table.subset(rows), preprocessing, cache)
 
     def member_jobs(index: int) -> TrainingJob:
-        return (
-            job if config.train.ensemble_split == "shared" else _member_job(job, cases[index], table, subset)
-        )
+        return _member_job(job, cases[index], table, subset) if config.train.folded_ensemble else job
 
     first_job = member_jobs(0)
     fit = fit_with_strategy(first_job)
@@ -805,7 +803,7 @@ def _train(
             development,
         )
         ensemble = assembled.record
-        if config.train.ensemble_split == "folds":
+        if config.train.folded_ensemble:
             # the development cases are in the training data of every member but one: the ensemble's
             # validation metrics, threshold and branch summary come from cases a model did not train on
             calibration = _out_of_fold_calibration(assembled, config)
@@ -820,7 +818,7 @@ def _train(
         log.info(
             "ensemble of %d: %s AUROC %s (members %s)",
             len(ensemble["members"]),
-            "out-of-fold" if config.train.ensemble_split == "folds" else "validation",
+            "out-of-fold" if config.train.folded_ensemble else "validation",
             _auroc_text(ensemble["val_auroc"]),
             ", ".join(_auroc_text(m["val_auroc"]) for m in ensemble["members"]),
         )

@@ -30,10 +30,10 @@ def test_an_ensemble_refuses_pretraining_it_would_not_repeat() -> None:
         load_config(config, ["train.ensemble=0"])
 
 
-def test_a_fold_ensemble_needs_members_and_no_second_cross_validation() -> None:
+def test_a_fold_ensemble_needs_no_second_cross_validation_and_one_model_ignores_it() -> None:
     config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-    with pytest.raises(ConfigError, match="set train.ensemble to 2 or more"):
-        load_config(config, ["train.ensemble_split=folds"])
+    assert not load_config(config, ["train.ensemble_split=folds"]).train.folded_ensemble  # one model
+    assert load_config(config, ["train.ensemble_split=folds", "train.ensemble=2"]).train.folded_ensemble
     with pytest.raises(ConfigError, match="train.cross_validation_folds=0"):
         load_config(
             config, ["train.ensemble=3", "train.ensemble_split=folds", "train.cross_validation_folds=5"]
