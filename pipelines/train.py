@@ -21,9 +21,12 @@ operating threshold is chosen on the validation split, and the bundle is written
 models, each trained without a fifth of it, score the cases they did not see, and the cross-validated AUROC
 (steadier than a small validation split's) goes into training.json and the model card (five more
 trainings; RUN/out_of_fold.json keeps their predictions). The run's own model does not change.
-With --set train.ensemble=3 (configs/ct3d.yaml's default) three models train with the seeds seed, seed+1000
-and seed+2000 (RUN/ensemble/ holds the second and third's checkpoints), each is calibrated on the validation
-split, and the bundle predicts with the mean of their calibrated logits: three times the training time.
+With --set train.ensemble=3 three models train with the seeds seed, seed+1000 and seed+2000 (RUN/ensemble/
+holds the second and third's checkpoints), each is calibrated on the validation split, and the bundle
+predicts with the mean of their calibrated logits: three times the training time. With
+--set train.ensemble_split=folds as well (configs/ct3d.yaml's default) the labelled training and validation
+cases are dealt into three folds: each model trains without one and is calibrated on it, and the threshold,
+validation metrics and cross-validated AUROC come from the out-of-fold predictions (RUN/out_of_fold.json).
 
 Configs are YAML (configs/*.yaml); override any key with --set, e.g. --set train.epochs=5
 --set model.fusion.name=concat. A misspelled key fails with its path and a suggestion.
