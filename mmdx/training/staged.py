@@ -193,6 +193,9 @@ class _BranchStage:
 
     def run(self) -> list[EpochRecord]:
         history: list[EpochRecord] = []
+        chance: dict[
+            str, float
+        ] = {}  # the chance level of each head, from the first epoch's validation cases
         for epoch in range(self.max_epochs):
             if not self.active:
                 break
@@ -205,8 +208,7 @@ class _BranchStage:
                 precision=self.cfg.precision,
             )
             scores = branch_aurocs(preds)
-            if epoch == 0:
-                chance = _chance_levels(preds)
+            chance = chance or _chance_levels(preds)
             history.append(
                 EpochRecord(
                     epoch=epoch + 1,
