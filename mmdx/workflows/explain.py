@@ -363,9 +363,16 @@ def _image_method_record(job: _Job) -> dict[str, Any]:
             "reason": None,
         }
     row = next((c for c in choice.get("candidates") or [] if c.get("method") == name), {})
+    ensemble = (job.bundle.card.get("training") or {}).get("ensemble") or {}
+    folded = ensemble.get("split") == "folds"
     return {
         "name": name,
-        "chosen_by": "rule on the validation split",
+        "chosen_by": "rule on the validation split"
+        + (
+            f" (a fold ensemble: {len(ensemble.get('members') or []) - 1} of its members trained on these cases)"
+            if folded
+            else ""
+        ),
         "passed": choice.get("passed"),
         "any_passed": choice.get("any_passed"),
         "reason": choice.get("reason"),

@@ -166,3 +166,11 @@ def test_a_fold_ensemble_calibrates_each_member_on_the_fold_it_did_not_train_on(
     page = files.html.read_text()
     assert "calibrated on the fold it held out" in page and "AUROC on the fold each held out" in page
     assert "Cross-validated AUROC (training and validation splits)" in page
+    # the explanations say that the cases the image method was chosen on are not held out from the ensemble
+    from mmdx.workflows.explain import explain_run
+
+    explain_run(run.root, limit=2, check_cases=2, choice_cases=4, image_method="auto", workers=1)
+    summary = json.loads((run.root / "explanations" / "summary.json").read_text())
+    assert summary["image_method"]["chosen_by"] == (
+        "rule on the validation split (a fold ensemble: 2 of its members trained on these cases)"
+    )
