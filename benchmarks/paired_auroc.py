@@ -18,7 +18,10 @@ calibrates, on the validation split of the training cohort: the exact posterior 
 fitted on that split's labels (:class:`mmdx.training.calibration.TemperatureScaler`, the offset anchored to
 the development class rate as by default), applied to the exact posterior of the scored cases; its slope and
 intercept there, and how often such a calibration on a random split of the same size (drawn from the scored
-cases) leaves the slope outside [0.9, 1.1].
+cases) leaves the slope outside [0.9, 1.1]. ``--floor-folds K`` adds the same for ``train.ensemble_split: folds``:
+the training cohort's labelled training and validation cases dealt into K folds as ``mmdx train`` deals them
+(per ``--floor-seeds`` seed), the exact posterior Platt-fitted on each fold and the mean of the K calibrated
+logits scored on the same cases: the calibration's own error, without members that disagree.
 """
 
 from __future__ import annotations
@@ -158,6 +161,49 @@ def calibration_floor_lines(
     ]
 
 
+def fold_floor_lines(
+    training: Path, truth: pd.DataFrame, folds: int, seeds: list[int], resamples: int
+) -> list[str]:
+    """The calibration a perfect model gets from ``train.ensemble_split: folds``: the exact posterior of the
+    training cohort's labelled training and validation cases, dealt into ``folds`` folds the way ``mmdx
+    train`` deals them (stratified, with each of ``seeds``; a run's folds differ where validation rejected
+    cases), Platt-fitted on each fold (the offset anchored to their class
+    rate), and the mean of the ``folds`` calibrated logits scored on the cases of ``truth``. Every "member" is
+    the same exact posterior, so what remains is the calibration's own error, not the averaging of members
+    that disagree."""
+    from scipy.special import expit, logit
+
+    from benchmarks.balance import calibration_summary
+    from mmdx.training.cross_fit import assign_folds
+
+    cohort = truth_frame(training).dropna(subset=["label"])
+    development = pd.concat([cohort[cohort["split"] == "train"], cohort[cohort["split"] == "val"]])
+    if development.empty:
+        raise SystemExit(f"{training}: no labelled training or validation case in ground_truth/truth.jsonl")
+    labels = development["label"].to_numpy(dtype=np.float64)
+    posterior = development["probability"].to_numpy(dtype=np.float64)
+    prevalence = float(labels.mean())
+    scored = truth.dropna(subset=["label"])
+    y = scored["label"].to_numpy(dtype=int)
+    z = logit(np.clip(scored["probability"].to_numpy(dtype=np.float64), 1e-6, 1 - 1e-6))
+    lines = []
+    for seed in seeds:
+        fold = assign_folds(labels, folds, seed)
+        calibrated = [
+            _platt_on(posterior[fold == k], labels[fold == k], prevalence).calibrated_logit(z)
+            for k in range(folds)
+        ]
+        c = calibration_summary(y, expit(np.mean(calibrated, axis=0)), resamples, seed=seed)
+        slope, intercept = c["slope"], c["intercept"]
+        lines.append(
+            f"fold calibration floor, seed {seed}: the exact posterior Platt-fitted on each of {folds} folds of the "
+            f"{labels.size} labelled training and validation cases of {training.name}, mean of the calibrated "
+            f"logits: slope {slope['estimate']:.3f} [{slope['low']:.3f}, {slope['high']:.3f}], intercept "
+            f"{intercept['estimate']:+.3f} [{intercept['low']:+.3f}, {intercept['high']:+.3f}] on {y.size} cases"
+        )
+    return lines
+
+
 def calibration_lines(
     names: list[str], new: list[pd.DataFrame], old: list[pd.DataFrame], resamples: int
 ) -> list[str]:
@@ -199,7 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         help="with --truth: the slope and intercept a perfect model gets when calibrated on the validation "
         "split of TRAINING_COHORT (a synthetic cohort)",
     )
+    parser.add_argument(
+        "--floor-folds",
+        type=int,
+        metavar="K",
+        help="with --calibration-floor: also the floor of train.ensemble_split: folds with K folds, for the "
+        "fold assignment of each --floor-seeds run",
+    )
+    parser.add_argument("--floor-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
+    if args.floor_folds is not None and (args.calibration_floor is None or args.floor_folds < 2):
+        parser.error("--floor-folds needs --calibration-floor and at least 2 folds")
     if args.calibration_floor is not None and args.truth is None:
         parser.error("--calibration-floor needs --truth (the scored cohort's exact posterior)")
     new = [read_predictions(p) for p in args.new]
@@ -213,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibration_floor is not None:
         truth = truth_frame(args.truth)  # scored on the cases every --new file holds
         truth = truth[truth["case_id"].isin(set.intersection(*(set(f["case_id"]) for f in new)))]
-        print(
-            "\n".join(calibration_floor_lines(args.calibration_floor, truth, max(200, args.resamples // 4)))
-        )
+        resamples = max(200, args.resamples // 4)
+        print("\n".join(calibration_floor_lines(args.calibration_floor, truth, resamples)))
+        if args.floor_folds is not None:
+            lines = fold_floor_lines(
+                args.calibration_floor, truth, args.floor_folds, args.floor_seeds, resamples
+            )
+            print("\n".join(lines))
     return 0
 
 

@@ -123,6 +123,27 @@ def test_the_calibration_floor_shows_what_a_lucky_validation_split_does_to_a_per
     assert floor(lambda p: 1 / (1 + np.exp(-2.5 * np.log(p / (1 - p))))) < 0.75
 
 
+def test_the_fold_calibration_floor_averages_a_calibration_per_fold(tmp_path) -> None:
+    from benchmarks.paired_auroc import fold_floor_lines, truth_frame
+
+    rng = np.random.default_rng(5)
+    scored_p = 1 / (1 + np.exp(-rng.normal(-0.5, 2, 4000)))
+    _truth_file(tmp_path / "scored", scored_p, rng.random(4000) < scored_p, ["test"] * 4000)
+    truth = truth_frame(tmp_path / "scored")
+    p = 1 / (1 + np.exp(-rng.normal(-0.5, 2, 1500)))
+    splits = ["train"] * 1200 + ["val"] * 300
+    _truth_file(tmp_path / "fair", p, rng.random(1500) < p, splits)
+    lines = fold_floor_lines(tmp_path / "fair", truth, folds=3, seeds=[0, 1], resamples=100)
+    assert len(lines) == 2 and "seed 1" in lines[1] and "3 folds of the 1500 labelled" in lines[0]
+    slopes = [float(line.split("slope ")[1].split(" ")[0]) for line in lines]
+    assert all(0.85 < s < 1.15 for s in slopes) and slopes[0] != slopes[1]  # the folds differ by seed
+    # development labels sharper than the posterior: every fold calibrates the perfect model over-confident
+    sharp = 1 / (1 + np.exp(-2.5 * np.log(p / (1 - p))))
+    _truth_file(tmp_path / "sharp", p, rng.random(1500) < sharp, splits)
+    (line,) = fold_floor_lines(tmp_path / "sharp", truth, folds=3, seeds=[0], resamples=100)
+    assert float(line.split("slope ")[1].split(" ")[0]) < 0.75
+
+
 def test_a_peers_csv_pairs_with_an_mmdx_parquet(tmp_path) -> None:
     from benchmarks.paired_auroc import main, read_predictions
 
