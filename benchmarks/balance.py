@@ -249,7 +249,11 @@ def score_run(
     p = out["p"][rows]
     summary = json.loads((run / "training.json").read_text())
     result = summary["result"]
-    seconds = json.loads((run / "benchmark_seconds.json").read_text())["seconds"]
+    timed = run / "benchmark_seconds.json"  # written by the benchmarks that train the run
+    if timed.is_file():
+        seconds = json.loads(timed.read_text())["seconds"]
+    else:  # a run trained with `mmdx train`: the training time its model card states
+        seconds = json.loads((run / "bundle" / "card.json").read_text())["training"]["seconds"]
     scored = {
         "auroc": auroc(y, p),
         "best_val_auroc": result["best_val_auroc"],

@@ -122,28 +122,36 @@ def _platt_on(posterior: np.ndarray, labels: np.ndarray, prevalence: float) -> T
     return TemperatureScaler(method="platt").fit(z, labels, prevalence=prevalence)
 
 
+def _floor_inputs(training: Path, truth: pd.DataFrame) -> tuple[pd.DataFrame, float, np.ndarray, np.ndarray]:
+    """The training cohort's labelled training and validation cases (training rows first, as ``mmdx train``
+    orders them) with their class rate, and the scored cases' labels and posterior logits."""
+    from scipy.special import logit
+
+    cohort = truth_frame(training).dropna(subset=["label"])
+    development = pd.concat([cohort[cohort["split"] == "train"], cohort[cohort["split"] == "val"]])
+    scored = truth.dropna(subset=["label"])
+    z = logit(np.clip(scored["probability"].to_numpy(dtype=np.float64), 1e-6, 1 - 1e-6))
+    return development, float(development["label"].mean()), scored["label"].to_numpy(dtype=int), z
+
+
 def calibration_floor_lines(
     training: Path, truth: pd.DataFrame, resamples: int, draws: int = 1000, seed: int = 0
 ) -> list[str]:
     """The calibration a perfect model gets from the training cohort's validation split (see the module's
     docstring), scored on the cases of ``truth`` (the scored cohort's exact posterior)."""
-    from scipy.special import logit
+    from scipy.special import expit
 
     from benchmarks.balance import calibration_summary
     from mmdx.statistics import calibration_slope_intercept
 
-    cohort = truth_frame(training).dropna(subset=["label"])
-    development = cohort[cohort["split"].isin(["train", "val"])]
+    development, prevalence, y, z = _floor_inputs(training, truth)
     val = development[development["split"] == "val"]
     if val.empty:
         raise SystemExit(f"{training}: no labelled validation case in ground_truth/truth.jsonl")
-    prevalence = float(development["label"].mean())
     labels = val["label"].to_numpy(dtype=np.float64)
     scaler = _platt_on(val["probability"].to_numpy(dtype=np.float64), labels, prevalence)
-    scored = truth.dropna(subset=["label"])
-    y, posterior = scored["label"].to_numpy(dtype=np.float64), scored["probability"].to_numpy()
-    z = logit(np.clip(posterior, 1e-6, 1 - 1e-6))
-    c = calibration_summary(y.astype(int), scaler.transform(z), resamples, seed=seed)
+    posterior = expit(z)
+    c = calibration_summary(y, scaler.transform(z), resamples, seed=seed)
     slope, intercept = c["slope"], c["intercept"]
     rng = np.random.default_rng(seed)
     outside = 0
@@ -171,21 +179,16 @@ def fold_floor_lines(
     rate), and the mean of the ``folds`` calibrated logits scored on the cases of ``truth``. Every "member" is
     the same exact posterior, so what remains is the calibration's own error, not the averaging of members
     that disagree."""
-    from scipy.special import expit, logit
+    from scipy.special import expit
 
     from benchmarks.balance import calibration_summary
     from mmdx.training.cross_fit import assign_folds
 
-    cohort = truth_frame(training).dropna(subset=["label"])
-    development = pd.concat([cohort[cohort["split"] == "train"], cohort[cohort["split"] == "val"]])
+    development, prevalence, y, z = _floor_inputs(training, truth)
     if development.empty:
         raise SystemExit(f"{training}: no labelled training or validation case in ground_truth/truth.jsonl")
     labels = development["label"].to_numpy(dtype=np.float64)
     posterior = development["probability"].to_numpy(dtype=np.float64)
-    prevalence = float(labels.mean())
-    scored = truth.dropna(subset=["label"])
-    y = scored["label"].to_numpy(dtype=int)
-    z = logit(np.clip(scored["probability"].to_numpy(dtype=np.float64), 1e-6, 1 - 1e-6))
     lines = []
     for seed in seeds:
         fold = assign_folds(labels, folds, seed)

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if result is not None:
         fit = result.fit
-        folded = bool(result.ensemble) and result.ensemble.get("split") == "folds"
+        folded = config.train.folded_ensemble
         calibration = (
             f"each member calibrated on {'the fold it did not train on' if folded else 'the validation split'}"
             if result.ensemble

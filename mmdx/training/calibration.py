@@ -222,7 +222,14 @@ def calibration_warnings(
     positive = int((labels == 1).sum())
     negative = n - positive
     out = []
-    if n < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
+    if out_of_fold and (n < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS):
+        out.append(
+            f"the out-of-fold predictions are too few to fit the operating threshold reliably, and each member "
+            f"is calibrated on a fold of them only: {n} labelled cases ({positive} positive, {negative} "
+            f"negative), where at least {MIN_VAL_CASES} cases and {MIN_VAL_PER_CLASS} of each class are "
+            "advisable; calibrated probabilities and the threshold are uncertain -- more labelled cases"
+        )
+    elif n < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
         out.append(
             f"the validation split is too small to fit the temperature and the operating threshold reliably: "
             f"{n} labelled cases ({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} "

@@ -467,15 +467,14 @@ def _train_members(
 @dataclass(frozen=True)
 class _Assembled:
     """The ensemble, its record (``training.json``, the model card) and every member's predictions on the
-    cases it held out: their table ``rows``, the ``member`` (its index), its raw and ``calibrated`` logits and
-    the ``labels`` (under ``train.ensemble_split: folds`` one prediction per labelled development case, from
-    the member that did not train on it)."""
+    (labelled) cases it held out: their table ``rows``, the ``member`` (its index), its ``calibrated`` logits
+    and the ``labels`` (under ``train.ensemble_split: folds`` one prediction per labelled development case,
+    from the member that did not train on it)."""
 
     model: nn.Module
     record: dict[str, Any]
     rows: np.ndarray
     member: np.ndarray
-    logits: np.ndarray
     calibrated: np.ndarray
     labels: np.ndarray
 
@@ -502,12 +501,11 @@ def _assemble(
         members.append(member.eval().to(dist.device))
     seeds = [config.seed] + [seed for seed, _, _ in member_fits]
     fits = [first_fit] + [fit for _, _, fit in member_fits]
-    scalers, rows, owner, logits, calibrated, labels = [], [], [], [], [], []
+    scalers, rows, owner, calibrated, labels = [], [], [], [], []
     for k, (seed, member, fit, held) in enumerate(zip(seeds, members, fits, cases, strict=True)):
         scaler, predicted = _fit_scaler(member, subset(held.held_out), config, dist.device, development)
         scalers.append(scaler)
-        known = ~np.isnan(predicted.labels)
-        y = predicted.labels[known]
+        y = predicted.labels  # held-out cases are labelled ones
         records.append(
             {
                 "seed": seed,
@@ -515,16 +513,13 @@ def _assemble(
                 "epochs_run": fit.epochs_run,
                 "train_cases": int(len(held.train)),
                 "held_out_cases": int(len(held.held_out)),
-                "val_auroc": float(auroc(y, expit(predicted.logits[known])))
-                if 0 < y.sum() < len(y)
-                else None,
+                "val_auroc": float(auroc(y, expit(predicted.logits))) if 0 < y.sum() < len(y) else None,
                 "temperature": scaler.temperature_,
                 "offset": scaler.offset_,
             }
         )
         rows.append(held.held_out)
         owner.append(np.full(len(held.held_out), k))
-        logits.append(predicted.logits)
         calibrated.append(scaler.calibrated_logit(predicted.logits))
         labels.append(predicted.labels)
     ensemble = EnsembleClassifier(
@@ -540,7 +535,6 @@ def _assemble(
         record,
         np.concatenate(rows),
         np.concatenate(owner),
-        np.concatenate(logits),
         np.concatenate(calibrated),
         np.concatenate(labels),
     )
@@ -552,14 +546,11 @@ def _out_of_fold_calibration(
     """Under ``train.ensemble_split: folds``: the ensemble's calibration (the identity: its members are
     calibrated), and the operating threshold, metrics and warnings on the out-of-fold calibrated
     probabilities of the labelled development cases (each from the member that held it out)."""
-    known = ~np.isnan(assembled.labels)
-    probabilities = expit(assembled.calibrated[known])
+    probabilities = expit(assembled.calibrated)
     scaler = TemperatureScaler(method="ensemble")
     return (
         scaler,
-        *_operating_point(
-            assembled.labels[known], probabilities, scaler, config, slope=True, out_of_fold=True
-        ),
+        *_operating_point(assembled.labels, probabilities, scaler, config, slope=True, out_of_fold=True),
     )
 
 

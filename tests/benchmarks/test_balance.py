@@ -127,3 +127,24 @@ def test_seed_mean_auroc_averages_the_seeds_with_one_bootstrap_for_all() -> None
     expected = np.mean([auroc(y, probability[("staged", "gated_attention", s)]) for s in (0, 1, 2)])
     assert mean["estimate"] == pytest.approx(expected) and mean["low"] < expected < mean["high"]
     assert 0.02 < mean["high"] - mean["low"] < 0.2
+
+
+def test_a_run_trained_with_mmdx_train_states_its_training_time_from_its_model_card(tmp_path) -> None:
+    import json
+
+    from benchmarks.balance import score_run
+
+    run = tmp_path / "run"
+    (run / "bundle").mkdir(parents=True)
+    result = {"best_val_auroc": 0.8, "epochs_run": 3, "best_epoch": 2, "branches": {}}
+    (run / "training.json").write_text(json.dumps({"result": result}))
+    (run / "bundle" / "card.json").write_text(json.dumps({"training": {"seconds": 123.4}}))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    out = {"case_id": np.array([f"c{i}" for i in range(60)]), "p": rng.random(60)}
+    cases = out["case_id"][::-1]
+    assert score_run(run, out, cases, y, resamples=20)["train_seconds"] == 123.4
+    (run / "benchmark_seconds.json").write_text(
+        json.dumps({"seconds": 99.0})
+    )  # a benchmark's own timing wins
+    assert score_run(run, out, cases, y, resamples=20)["train_seconds"] == 99.0

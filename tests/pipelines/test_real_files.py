@@ -304,7 +304,7 @@ def test_the_synthetic_defects_print_no_traceback(defect_cohort: Path, tmp_path:
     run = tmp_path / "run"
     tiny = [t for t in TINY if not t.startswith("train.epochs")] + ["train.epochs=1"]
     config = str(REPO / "configs" / "ct3d.yaml")
-    in_process(
+    printed = in_process(
         "train",
         "--config",
         config,
@@ -315,4 +315,7 @@ def test_the_synthetic_defects_print_no_traceback(defect_cohort: Path, tmp_path:
         "--quiet",
         *_sets(tiny),
     )
+    # the 3D default: an ensemble whose members each train without one fold and are calibrated on it
+    assert "each member calibrated on the fold it did not train on" in printed
+    assert "out-of-fold AUROC" in printed and "training and validation cases)" in printed
     in_process("predict", str(run), str(defect_cohort), "--out", str(tmp_path / "p.csv"))

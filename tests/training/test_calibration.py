@@ -207,6 +207,12 @@ def test_the_validation_slope_interval_narrows_with_the_split_and_warns_when_too
     (folded,) = calibration_warnings(labels, TemperatureScaler(), slope=few, out_of_fold=True)
     assert folded.startswith("the out-of-fold predictions (300 labelled cases) fix the calibration slope")
     assert folded.endswith("more labelled cases narrow it")
+    small = np.tile([0.0, 1.0], 10)
+    (few_folded,) = calibration_warnings(small, TemperatureScaler(), out_of_fold=True)
+    assert (
+        few_folded.startswith("the out-of-fold predictions are too few") and "20 labelled cases" in few_folded
+    )
+    assert "validation split" not in few_folded
     # one class: no slope, no interval, no slope warning
     one = validation_slope(np.zeros(50), np.full(50, 0.2))
     assert one["estimate"] is None and one["low"] is None
