@@ -44,7 +44,12 @@ from mmdx.metrics import auroc, binary_metrics, choose_threshold, json_ready
 from mmdx.models.classifier import build_model
 from mmdx.models.factory import check_model_config, model_arguments, pretrained_tokenizer
 from mmdx.run import RunPaths
-from mmdx.training.calibration import TemperatureScaler, calibration_warnings, validation_slope
+from mmdx.training.calibration import (
+    LOG_T_BOUNDS,
+    TemperatureScaler,
+    calibration_warnings,
+    validation_slope,
+)
 from mmdx.training.contrastive import PretrainResult, check_pretrain, pretrain_encoders
 from mmdx.training.cross_fit import FoldPlan, OutOfFold, assign_folds, check_folds, cross_validate
 from mmdx.training.distributed import DistContext, init_distributed, shutdown_distributed
@@ -477,6 +482,24 @@ class _Assembled:
     member: np.ndarray
     calibrated: np.ndarray
     labels: np.ndarray
+    warnings: list[str]
+
+
+def member_warnings(
+    scalers: list[TemperatureScaler], records: list[dict[str, Any]], folds: bool, calibrate: bool = True
+) -> list[str]:
+    """Warnings for the ensemble members whose temperature, fitted on their held-out cases (``folds``: each
+    its own fold; else the validation split), lies at the bound of its search range: the ensemble's own
+    calibration is the identity, so the single-model check never sees them."""
+    where = "its fold" if folds else "the validation split"
+    return [
+        f"ensemble member {k + 1} (seed {record['seed']}): the temperature {scaler.temperature_:.4g} fitted on "
+        f"{where} ({record['held_out_cases']} cases) lies at the bound of its search range (e^{LOG_T_BOUNDS[0]:g} "
+        f"to e^{LOG_T_BOUNDS[1]:g}): those cases could not determine it, and the member's calibrated "
+        "probabilities are unreliable"
+        for k, (scaler, record) in enumerate(zip(scalers, records, strict=True))
+        if calibrate and scaler.at_bound
+    ]
 
 
 def _assemble(
@@ -530,6 +553,9 @@ def _assemble(
         "members": records,
         "combination": "mean of the members' calibrated logits",
     }
+    warnings = member_warnings(scalers, records, config.train.folded_ensemble, config.train.calibrate)
+    for warning in warnings:
+        log.warning("%s", warning)
     return _Assembled(
         ensemble.eval(),
         record,
@@ -537,6 +563,7 @@ def _assemble(
         np.concatenate(owner),
         np.concatenate(calibrated),
         np.concatenate(labels),
+        warnings,
     )
 
 
@@ -805,6 +832,7 @@ def _train(
             calibration = _calibrate(assembled.model, val_set, config, dist.device, development, fitted=False)
             branch_model = assembled.model
         model = assembled.model
+        calibration = (*calibration[:3], calibration[3] + assembled.warnings)
         ensemble["val_auroc"] = calibration[2].get("auroc")
         log.info(
             "ensemble of %d: %s AUROC %s (members %s)",

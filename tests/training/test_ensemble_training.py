@@ -30,6 +30,23 @@ def test_an_ensemble_refuses_pretraining_it_would_not_repeat() -> None:
         load_config(config, ["train.ensemble=0"])
 
 
+def test_a_member_whose_temperature_sits_at_its_bound_is_named_in_the_warnings() -> None:
+    import math
+
+    from mmdx.training.calibration import TemperatureScaler
+    from mmdx.workflows.train import member_warnings
+
+    fitted, stuck = TemperatureScaler(), TemperatureScaler()
+    fitted.temperature_, stuck.temperature_ = 1.3, math.exp(4.0)
+    records = [{"seed": 0, "held_out_cases": 560}, {"seed": 1000, "held_out_cases": 561}]
+    (warning,) = member_warnings([fitted, stuck], records, folds=True)
+    assert warning.startswith(
+        "ensemble member 2 (seed 1000): the temperature 54.6 fitted on its fold (561 cases)"
+    )
+    assert "validation split (561 cases)" in member_warnings([fitted, stuck], records, folds=False)[0]
+    assert member_warnings([fitted, stuck], records, folds=True, calibrate=False) == []
+
+
 def test_a_fold_ensemble_needs_no_second_cross_validation_and_one_model_ignores_it() -> None:
     config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
     assert not load_config(config, ["train.ensemble_split=folds"]).train.folded_ensemble  # one model
