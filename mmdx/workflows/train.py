@@ -46,6 +46,8 @@ from mmdx.models.factory import check_model_config, model_arguments, pretrained_
 from mmdx.run import RunPaths
 from mmdx.training.calibration import (
     LOG_T_BOUNDS,
+    MIN_VAL_CASES,
+    MIN_VAL_PER_CLASS,
     TemperatureScaler,
     calibration_warnings,
     validation_slope,
@@ -486,20 +488,43 @@ class _Assembled:
 
 
 def member_warnings(
-    scalers: list[TemperatureScaler], records: list[dict[str, Any]], folds: bool, calibrate: bool = True
+    scalers: list[TemperatureScaler],
+    records: list[dict[str, Any]],
+    folds: bool,
+    calibrate: bool = True,
+    held_out_labels: list[np.ndarray] | None = None,
 ) -> list[str]:
     """Warnings for the ensemble members whose temperature, fitted on their held-out cases (``folds``: each
     its own fold; else the validation split), lies at the bound of its search range: the ensemble's own
-    calibration is the identity, so the single-model check never sees them."""
+    calibration is the identity, so the single-model check never sees them. With ``folds`` and
+    ``held_out_labels`` (each member's fold labels, 0/1), also the members whose fold is too small or too
+    short of one class to calibrate on (the run's own check counts every out-of-fold case, three folds'
+    worth)."""
     where = "its fold" if folds else "the validation split"
-    return [
-        f"ensemble member {k + 1} (seed {record['seed']}): the temperature {scaler.temperature_:.4g} fitted on "
-        f"{where} ({record['held_out_cases']} cases) lies at the bound of its search range (e^{LOG_T_BOUNDS[0]:g} "
-        f"to e^{LOG_T_BOUNDS[1]:g}): those cases could not determine it, and the member's calibrated "
-        "probabilities are unreliable"
-        for k, (scaler, record) in enumerate(zip(scalers, records, strict=True))
-        if calibrate and scaler.at_bound
-    ]
+    out = []
+    for k, (scaler, record) in enumerate(zip(scalers, records, strict=True)):
+        member = f"ensemble member {k + 1} (seed {record['seed']})"
+        if calibrate and scaler.at_bound:
+            out.append(
+                f"{member}: the temperature {scaler.temperature_:.4g} fitted on {where} "
+                f"({record['held_out_cases']} cases) lies at the bound of its search range "
+                f"(e^{LOG_T_BOUNDS[0]:g} to e^{LOG_T_BOUNDS[1]:g}): those cases could not determine it, and the "
+                "member's calibrated probabilities are unreliable"
+            )
+        if not (folds and held_out_labels is not None):
+            continue
+        labels = np.asarray(held_out_labels[k])
+        positive = int((labels == 1).sum())
+        negative = int(labels.size) - positive
+        if labels.size < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
+            out.append(
+                f"{member} is early-stopped{' and calibrated' if calibrate else ''} on its fold of {labels.size} "
+                f"labelled cases "
+                f"({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} cases and "
+                f"{MIN_VAL_PER_CLASS} of each class are advisable: its stopping epoch and probabilities are uncertain "
+                "-- more labelled cases, or a smaller train.ensemble"
+            )
+    return out
 
 
 def _assemble(
@@ -553,7 +578,9 @@ def _assemble(
         "members": records,
         "combination": "mean of the members' calibrated logits",
     }
-    warnings = member_warnings(scalers, records, config.train.folded_ensemble, config.train.calibrate)
+    warnings = member_warnings(
+        scalers, records, config.train.folded_ensemble, config.train.calibrate, held_out_labels=labels
+    )
     for warning in warnings:
         log.warning("%s", warning)
     return _Assembled(

@@ -47,6 +47,27 @@ def test_a_member_whose_temperature_sits_at_its_bound_is_named_in_the_warnings()
     assert member_warnings([fitted, stuck], records, folds=True, calibrate=False) == []
 
 
+def test_a_member_whose_fold_is_too_small_to_calibrate_on_is_named() -> None:
+    import numpy as np
+
+    from mmdx.training.calibration import TemperatureScaler
+    from mmdx.workflows.train import member_warnings
+
+    scalers = [TemperatureScaler(), TemperatureScaler()]
+    records = [{"seed": 0, "held_out_cases": 40}, {"seed": 1000, "held_out_cases": 40}]
+    folds = [np.array([1] * 20 + [0] * 20), np.array([1] * 6 + [0] * 34)]  # the second has 6 positives
+    (warning,) = member_warnings(scalers, records, folds=True, held_out_labels=folds)
+    assert warning.startswith(
+        "ensemble member 2 (seed 1000) is early-stopped and calibrated on its fold of 40 labelled cases "
+        "(6 positive, 34 negative)"
+    )
+    assert (
+        member_warnings(scalers, records, folds=False, held_out_labels=folds) == []
+    )  # the split's own check
+    balanced = [np.array([1] * 20 + [0] * 20)] * 2
+    assert member_warnings(scalers, records, folds=True, held_out_labels=balanced) == []
+
+
 def test_a_fold_ensemble_needs_no_second_cross_validation_and_one_model_ignores_it() -> None:
     config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
     assert not load_config(config, ["train.ensemble_split=folds"]).train.folded_ensemble  # one model
