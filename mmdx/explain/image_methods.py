@@ -8,12 +8,15 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
 
 **Methods** (settings in ``method_options`` of :func:`~mmdx.explain.attribution.explain`):
 
-- ``gradcam`` (Selvaraju et al., ICCV 2017), ``gradcam_pp`` (Chattopadhay et al., WACV 2018) and
-  ``layercam`` (Jiang et al., IEEE TIP 2021) read the feature map of one or more stages of the image
-  encoder (``cam_layer``: a stage name of the encoder's ``cam_layers()``, several joined by ``+``, default
-  the encoder's ``default_cam_layer``). Grad-CAM weighs each channel by its mean gradient, Grad-CAM++ by
-  the positive gradients with the closed-form second-order weights, LayerCAM each location by its own
-  positive gradient (sharper on fine stages). The map is the ReLU of the weighted channel sum, upsampled
+- ``gradcam`` (Selvaraju et al., ICCV 2017), ``gradcam_pp`` (Chattopadhay et al., WACV 2018),
+  ``layercam`` (Jiang et al., IEEE TIP 2021) and ``hirescam`` (Draelos and Carin, 2020) read the feature map
+  of one or more stages of the image encoder (``cam_layer``: a stage name of the encoder's
+  ``cam_layers()``, several joined by ``+``, default the encoder's ``default_cam_layer``). Grad-CAM weighs
+  each channel by its mean gradient, Grad-CAM++ by the positive gradients with the closed-form second-order
+  weights, LayerCAM each location by its own positive gradient (sharper on fine stages), HiResCAM each
+  location by its own signed gradient (gradient times activation: where the following layers are
+  positively homogeneous, as the encoder's average and max pooling are, the sum of its unrectified map is
+  the stage's first-order share of the output). The map is the ReLU of the weighted channel sum, upsampled
   (linear interpolation) to the model grid and then to the original grid; several stages are each scaled
   to a maximum of 1 and averaged. Quality fields: ``cam_grid`` (the stage's cells per axis) and
   ``cam_positive_share`` (share of the channel-weighted sum that was positive before the ReLU).
@@ -45,7 +48,7 @@ from mmdx.errors import MmdxError
 from mmdx.explain.attribution import EXPLANATION_METHODS, ExplanationMethod, MethodCall
 from mmdx.keys import Modality
 
-CAM_VARIANTS = ("gradcam", "gradcam_pp", "layercam")
+CAM_VARIANTS = ("gradcam", "gradcam_pp", "layercam", "hirescam")
 DEFAULT_NT_SAMPLES = 16
 DEFAULT_NOISE = 0.15
 DEFAULT_SHAP_SAMPLES = 16
@@ -165,6 +168,8 @@ def _cam_weights(variant: str, activation: Tensor, gradient: Tensor) -> Tensor:
         return gradient.mean(dim=spatial, keepdim=True).expand_as(activation)
     if variant == "layercam":
         return gradient.clamp(min=0)
+    if variant == "hirescam":
+        return gradient
     # Grad-CAM++: alpha = g^2 / (2 g^2 + sum(A) g^3), the closed form for an exponential of the score
     g2, g3 = gradient.pow(2), gradient.pow(3)
     denominator = 2 * g2 + activation.sum(dim=spatial, keepdim=True) * g3
@@ -423,6 +428,7 @@ def _register() -> None:
         ("gradcam", "Grad-CAM", "Selvaraju et al. 2017"),
         ("gradcam_pp", "Grad-CAM++", "Chattopadhay et al. 2018"),
         ("layercam", "LayerCAM", "Jiang et al. 2021"),
+        ("hirescam", "HiResCAM", "Draelos and Carin 2020"),
     ):
         EXPLANATION_METHODS.register(
             ExplanationMethod(

@@ -33,6 +33,7 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "gradcam_pp": "Grad-CAM++",
     "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
     "smoothgrad_sq": "SmoothGrad-squared",
     "gradient_shap": "GradientShap",
     "gaussian_occlusion": "Gaussian occlusion",

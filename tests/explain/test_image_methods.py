@@ -97,6 +97,25 @@ def test_gradcam_matches_captum_layer_gradcam():
     np.testing.assert_allclose(ours.detach().numpy(), captum.detach().numpy(), rtol=1e-4, atol=1e-7)
 
 
+def test_hirescam_is_the_rectified_channel_sum_of_captums_gradient_times_activation():
+    from captum.attr import LayerAttribution, LayerGradientXActivation
+
+    model = tiny_model()
+    inputs = ExplainInputs.from_batch(random_batch(3))
+    call = _call(model, inputs)
+    ours, _ = class_activation_maps(call, "hirescam", ["stage1"])
+    layer = model.encoders[str(Modality.IMAGE)].cam_layers()["stage1"]
+    wrapped = held_model(call)
+    product = LayerGradientXActivation(lambda x: wrapped(x).squeeze(1), layer).attribute(
+        inputs.image.requires_grad_(True)
+    )
+    theirs = LayerAttribution.interpolate(product.sum(1, keepdim=True).clamp(min=0), (16, 16), "bilinear")
+    assert tuple(inputs.image.shape[2:]) == (16, 16)
+    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-7)
+    gradcam, _ = class_activation_maps(call, "gradcam", ["stage1"])
+    assert not np.allclose(ours.detach().numpy(), gradcam.detach().numpy())  # per location, not per channel
+
+
 def test_gradcam_matches_monai_on_the_wrapped_model():
     from monai.visualize import GradCAM
 
