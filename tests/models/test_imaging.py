@@ -106,6 +106,7 @@ def test_monai_encoders_use_out_of_place_activations() -> None:
         ({"channels": (8, 0)}, "positive integer"),
         ({"norm": "batchnorm"}, "did you mean 'batch'"),
         ({"in_channels": 0}, "in_channels"),
+        ({"pooling": "mean"}, "pooling"),
     ],
 )
 def test_small_cnn_rejects_bad_hyper_parameters(kwargs: dict, message: str) -> None:
@@ -131,3 +132,20 @@ def test_stem_stride_halves_the_first_feature_map() -> None:
     assert strided.min_input_size == 2 * plain.min_input_size
     with pytest.raises(ValueError, match="stem_stride"):
         build_encoder("small_cnn", spatial_dims=3, stem_stride=3)
+
+
+def test_max_pooling_takes_each_channels_evidence_from_one_location() -> None:
+    torch.manual_seed(0)
+    both = SmallCNN(spatial_dims=2, channels=(4, 8), out_dim=6).eval()
+    only_max = SmallCNN(spatial_dims=2, channels=(4, 8), out_dim=6, pooling="max").eval()
+    assert both.project.in_features == 16 and only_max.project.in_features == 8
+    features = {}
+    only_max.stages.register_forward_hook(lambda _m, _i, out: features.__setitem__("last", out))
+    output = only_max(torch.rand(1, 1, 16, 16)).sum()
+    (at_last,) = torch.autograd.grad(output, [features["last"]])
+    # one location per channel receives the gradient (the average would spread it over all of them), except
+    # where the maximum is tied (a channel that is 0 everywhere after its ReLU)
+    last = features["last"].flatten(2)
+    unique = (last == last.amax(2, keepdim=True)).sum(2) == 1
+    per_channel = (at_last.flatten(2) != 0).sum(2)
+    assert unique.any() and bool((per_channel[unique] == 1).all())

@@ -132,14 +132,18 @@ class _ResidualStage(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
+#: The global poolings :class:`SmallCNN` can summarise its last stage with.
+POOLINGS = ("avg+max", "max", "avg")
+
+
 class SmallCNN(ImagingEncoder):
     """A compact residual CNN for 2D images or 3D volumes, small enough to train on a CPU.
 
     A stem convolution is followed by one residual stage per entry of ``channels`` (He et al., "Deep
     Residual Learning for Image Recognition", CVPR 2016); every stage after the first halves the spatial
-    size. The last feature map is summarised by global average *and* global max pooling: the max keeps a
-    small bright lesion visible where the average would dilute it over the whole field of view. A linear
-    layer maps the ``2 * channels[-1]`` pooled features to ``out_dim``.
+    size. The last feature map is summarised by global average *and* global max pooling (``pooling``): the
+    max keeps a small bright lesion visible where the average would dilute it over the whole field of view.
+    A linear layer maps the pooled features (``channels[-1]`` per pooling) to ``out_dim``.
 
     Args:
         spatial_dims: 2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``.
@@ -154,6 +158,9 @@ class SmallCNN(ImagingEncoder):
         dropout: dropout probability on the pooled features, in ``[0, 1)``.
         stem_stride: 1 or 2; 2 halves every side in the stem, which makes a 3D volume about eight times
             cheaper (the choice for CPU training on volumes; lesions must span a few voxels).
+        pooling: ``"avg+max"`` (default), ``"max"`` or ``"avg"``: the global poolings of the last stage.
+            With ``"max"`` alone every channel's evidence comes from one location (a lesion detector that
+            cannot spread credit over the whole field of view, which class-activation maps then show).
 
     Input ``image``: ``[B, C, H, W]`` or ``[B, C, D, H, W]``, each spatial side at least
     ``stem_stride * 2 ** len(channels)``. Output: ``[B, out_dim]``.
@@ -168,6 +175,7 @@ class SmallCNN(ImagingEncoder):
         norm: str = "batch",
         dropout: float = 0.0,
         stem_stride: int = 1,
+        pooling: str = "avg+max",
     ) -> None:
         owner = "SmallCNN"
         spatial_dims = check_spatial_dims(owner, spatial_dims)
@@ -182,10 +190,12 @@ class SmallCNN(ImagingEncoder):
         dropout = check_dropout(owner, "dropout", dropout)
         stem_stride = check_choice(owner, "stem_stride", str(stem_stride), ("1", "2"))
         stem_stride = int(stem_stride)
+        pooling = check_choice(owner, "pooling", pooling, POOLINGS)
         # Instance norm needs more than one voxel per channel in training (batch norm too, with a batch of
         # one), so the last stage must keep at least two voxels per axis.
         super().__init__(spatial_dims, in_channels, out_dim, min_input_size=stem_stride * 2 ** len(channels))
         self.channels = channels
+        self.pooling = pooling
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.stem = nn.Sequential(
             conv(in_channels, channels[0], kernel_size=3, stride=stem_stride, padding=1, bias=False),
@@ -199,7 +209,7 @@ class SmallCNN(ImagingEncoder):
             previous = width
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
-        self.project = nn.Linear(2 * channels[-1], out_dim)
+        self.project = nn.Linear(len(self.pooling.split("+")) * channels[-1], out_dim)
         # the first residual stage, at the stem's resolution (32^2 in the demo, 16^3 on a 32^3 volume with a
         # stride-2 stem, where the last stage is 4^3): every stage passes the randomisation test and this one
         # points best (BENCHMARKS.md, "Explanations by method")
@@ -211,7 +221,8 @@ class SmallCNN(ImagingEncoder):
     def extract(self, image: Tensor) -> Tensor:
         x = self.stages(self.stem(image))
         flat = x.flatten(2)  # [B, C, voxels]
-        pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
+        pools = {"avg": lambda: flat.mean(dim=2), "max": lambda: flat.amax(dim=2)}
+        pooled = torch.cat([pools[name]() for name in self.pooling.split("+")], dim=1)
         return self.project(self.dropout(pooled))
 
 
