@@ -1,6 +1,6 @@
 """Ground-truth attribution scores over several seeds: seed means with intervals, and two sets paired.
 
-    .venv/bin/python -m benchmarks.attribution_seeds --new S0.json S1.json S2.json \\
+    .venv/bin/python -m benchmarks.attribution_seeds --new S0.json S1.json S2a.json+S2b.json \\
         [--old OLD0.json OLD1.json OLD2.json] [--scores tabular_auc signed_phrase_affirmed] \\
         [--method ig_expected] [--resamples 2000]
 
@@ -32,12 +32,20 @@ DEFAULT_SCORES = [
 
 
 def method_rows(path: Path, method: str | None = None) -> list[dict[str, Any]]:
-    """The per-case rows of ``method`` (default: the first) in one ``benchmarks.image_attribution`` JSON."""
-    results = json.loads(Path(path).read_text())
-    for result in results:
-        if method is None or result["label"] == method:
-            return result["rows"]
-    raise SystemExit(f"{path}: no method {method!r}; it holds {', '.join(r['label'] for r in results)}")
+    """The per-case rows of ``method`` (default: the first) in one ``benchmarks.image_attribution`` JSON, or
+    in several joined by ``+`` (one seed's model scored on several runs of cases, ``--skip``)."""
+    rows: list[dict[str, Any]] = []
+    for part in str(path).split("+"):
+        results = json.loads(Path(part).read_text())
+        for result in results:
+            if method is None or result["label"] == method:
+                rows += result["rows"]
+                break
+        else:
+            raise SystemExit(
+                f"{part}: no method {method!r}; it holds {', '.join(r['label'] for r in results)}"
+            )
+    return rows
 
 
 def _matrix(files: list[list[dict]], score: str, cases: list[str]) -> np.ndarray:

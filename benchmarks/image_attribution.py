@@ -59,12 +59,15 @@ def parse_method(text: str) -> tuple[str, str, dict[str, Any]]:
     return text, resolve_method(name), options
 
 
-def select_cases(run: RunPaths, truth: dict, split: str, limit: int | None, every: bool = False) -> list[str]:
+def select_cases(
+    run: RunPaths, truth: dict, split: str, limit: int | None, every: bool = False, skip: int = 0
+) -> list[str]:
+    """The cases to explain, in the predictions' order: after the first ``skip`` eligible ones, ``limit``."""
     predictions = run.read_predictions()
     if split != "all":
         predictions = predictions[predictions["split"] == split]
     if every:
-        chosen = [c for c in predictions["case_id"] if c in truth]
+        chosen = [c for c in predictions["case_id"] if c in truth][skip:]
         return chosen[:limit] if limit else chosen
     chosen = [
         c
@@ -72,7 +75,7 @@ def select_cases(run: RunPaths, truth: dict, split: str, limit: int | None, ever
             predictions["case_id"], predictions["label"], predictions["predicted"], strict=True
         )
         if label == 1 and int(predicted) == 1 and (truth.get(c) or {}).get("lesion")
-    ]
+    ][skip:]
     return chosen[:limit] if limit else chosen
 
 
@@ -253,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cohort", help="cohort of the run's predictions (default: the training cohort)")
     parser.add_argument("--split", default="all")
     parser.add_argument("--limit", type=int, default=80)
+    parser.add_argument(
+        "--skip", type=int, default=0, help="leave out the first N eligible cases (score the next --limit)"
+    )
     parser.add_argument("--check-cases", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=["ig", "gradcam", "layercam"])
     parser.add_argument("--batch-size", type=int, default=4)
@@ -270,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(run.bundle)
     cohort_dir = Path(args.cohort or bundle.card["cohort"]["path"])
     truth = load_truth(cohort_dir) or {}
-    ids = select_cases(run, truth, args.split, args.limit, args.every_case)
+    ids = select_cases(run, truth, args.split, args.limit, args.every_case, args.skip)
     prepared = prepare_lazily(bundle, cohort_dir)
     position = {c: i for i, c in enumerate(prepared.table.case_ids)}
     ids = [c for c in ids if c in position]

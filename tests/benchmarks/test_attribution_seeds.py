@@ -58,3 +58,16 @@ def test_the_command_reads_the_named_method_and_counts_negated_phrases_on_top(tm
         attribution_seeds.main(["--new", str(path), "--method", "gradcam"])
     with pytest.raises(SystemExit, match="pair them seed by seed"):
         attribution_seeds.main(["--new", str(path), str(path), "--old", str(path)])
+
+
+def test_one_seeds_cases_may_come_in_several_files_joined_by_plus(tmp_path, capsys) -> None:
+    first = _file(tmp_path, "first", _rows({"a": 0.9, "b": 0.7}))
+    second = _file(tmp_path, "second", _rows({"c": 0.5}))
+    rows = attribution_seeds.method_rows(f"{first}+{second}", "ig_expected")
+    assert [r["case_id"] for r in rows] == ["a", "b", "c"]
+    attribution_seeds.main(
+        ["--new", f"{first}+{second}", "--method", "ig_expected", "--scores", "tabular_auc"]
+    )
+    assert "tabular_auc (n 3): 0.700" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="first.json: no method .gradcam."):
+        attribution_seeds.method_rows(f"{first}+{second}", "gradcam")

@@ -36,3 +36,26 @@ def test_the_table_has_a_column_per_method_and_says_n():
     ]
     text = table(rows)
     assert "| score | a | b |" in text and "0.500 [0.400, 0.600]" in text and "3 (2)" in text
+
+
+def test_cases_are_chosen_in_order_after_the_skipped_ones():
+    import pandas as pd
+
+    from benchmarks.image_attribution import select_cases
+
+    class Run:
+        def read_predictions(self) -> pd.DataFrame:
+            return pd.DataFrame(
+                {
+                    "case_id": ["a", "b", "c", "d", "e"],
+                    "split": ["test"] * 5,
+                    "label": [1, 1, 0, 1, 1],
+                    "predicted": [1, 1, 1, 0, 1],
+                }
+            )
+
+    truth = {c: {"lesion": c != "b"} for c in "abcde"}
+    assert select_cases(Run(), truth, "all", None) == ["a", "e"]  # true-positive lesion cases
+    assert select_cases(Run(), truth, "all", 1, skip=1) == ["e"]
+    assert select_cases(Run(), truth, "test", 2, every=True, skip=1) == ["b", "c"]
+    assert select_cases(Run(), truth, "all", None, every=True, skip=5) == []
