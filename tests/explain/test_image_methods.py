@@ -81,39 +81,37 @@ def test_the_held_model_keeps_the_case_values():
         np.testing.assert_allclose(wrapped(inputs.image).squeeze(1), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_gradcam_matches_captum_layer_gradcam():
-    from captum.attr import LayerAttribution, LayerGradCam
+def _ours_and_captums(variant: str, captum_method: str) -> tuple[np.ndarray, np.ndarray, object]:
+    """Our CAM ``variant`` on stage1 of a tiny model, and Captum's layer map ``captum_method`` reduced the
+    same way (rectified, summed over channels where Captum keeps them, upsampled to the image grid)."""
+    from captum import attr
 
     model = tiny_model()
     inputs = ExplainInputs.from_batch(random_batch(3))
     call = _call(model, inputs)
-    ours, _ = class_activation_maps(call, "gradcam", ["stage1"])
+    ours, _ = class_activation_maps(call, variant, ["stage1"])
     layer = model.encoders[str(Modality.IMAGE)].cam_layers()["stage1"]
     wrapped = held_model(call)
-    captum = LayerGradCam(lambda x: wrapped(x).squeeze(1), layer).attribute(
-        inputs.image.requires_grad_(True), relu_attributions=True
-    )
-    captum = LayerAttribution.interpolate(captum, tuple(inputs.image.shape[2:]), "bilinear")
-    np.testing.assert_allclose(ours.detach().numpy(), captum.detach().numpy(), rtol=1e-4, atol=1e-7)
+    method = getattr(attr, captum_method)(lambda x: wrapped(x).squeeze(1), layer)
+    image = inputs.image.requires_grad_(True)
+    if captum_method == "LayerGradCam":
+        theirs = method.attribute(image, relu_attributions=True)
+    else:
+        theirs = method.attribute(image).sum(1, keepdim=True).clamp(min=0)
+    theirs = attr.LayerAttribution.interpolate(theirs, tuple(inputs.image.shape[2:]), "bilinear")
+    return ours.detach().numpy(), theirs.detach().numpy(), call
+
+
+def test_gradcam_matches_captum_layer_gradcam():
+    ours, theirs, _ = _ours_and_captums("gradcam", "LayerGradCam")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7)
 
 
 def test_hirescam_is_the_rectified_channel_sum_of_captums_gradient_times_activation():
-    from captum.attr import LayerAttribution, LayerGradientXActivation
-
-    model = tiny_model()
-    inputs = ExplainInputs.from_batch(random_batch(3))
-    call = _call(model, inputs)
-    ours, _ = class_activation_maps(call, "hirescam", ["stage1"])
-    layer = model.encoders[str(Modality.IMAGE)].cam_layers()["stage1"]
-    wrapped = held_model(call)
-    product = LayerGradientXActivation(lambda x: wrapped(x).squeeze(1), layer).attribute(
-        inputs.image.requires_grad_(True)
-    )
-    theirs = LayerAttribution.interpolate(product.sum(1, keepdim=True).clamp(min=0), (16, 16), "bilinear")
-    assert tuple(inputs.image.shape[2:]) == (16, 16)
-    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-7)
+    ours, theirs, call = _ours_and_captums("hirescam", "LayerGradientXActivation")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7)
     gradcam, _ = class_activation_maps(call, "gradcam", ["stage1"])
-    assert not np.allclose(ours.detach().numpy(), gradcam.detach().numpy())  # per location, not per channel
+    assert not np.allclose(ours, gradcam.detach().numpy())  # per location, not per channel
 
 
 def test_gradcam_matches_monai_on_the_wrapped_model():
