@@ -498,8 +498,8 @@ def member_warnings(
     its own fold; else the validation split), lies at the bound of its search range: the ensemble's own
     calibration is the identity, so the single-model check never sees them. With ``folds`` and
     ``held_out_labels`` (each member's fold labels, 0/1), also the members whose fold is too small or too
-    short of one class to calibrate on (the run's own check counts every out-of-fold case, three folds'
-    worth)."""
+    short of one class to calibrate on (the run's own check counts the out-of-fold cases of all folds
+    together)."""
     where = "its fold" if folds else "the validation split"
     out = []
     for k, (scaler, record) in enumerate(zip(scalers, records, strict=True)):
@@ -519,8 +519,7 @@ def member_warnings(
         if labels.size < MIN_VAL_CASES or min(positive, negative) < MIN_VAL_PER_CLASS:
             out.append(
                 f"{member} is early-stopped{' and calibrated' if calibrate else ''} on its fold of {labels.size} "
-                f"labelled cases "
-                f"({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} cases and "
+                f"labelled cases ({positive} positive, {negative} negative), where at least {MIN_VAL_CASES} cases and "
                 f"{MIN_VAL_PER_CLASS} of each class are advisable: its stopping epoch and probabilities are uncertain "
                 "-- more labelled cases, or a smaller train.ensemble"
             )
