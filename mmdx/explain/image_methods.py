@@ -11,7 +11,9 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
 - ``gradcam`` (Selvaraju et al., ICCV 2017), ``gradcam_pp`` (Chattopadhay et al., WACV 2018),
   ``layercam`` (Jiang et al., IEEE TIP 2021) and ``hirescam`` (Draelos and Carin, 2020) read the feature map
   of one or more stages of the image encoder (``cam_layer``: a stage name of the encoder's
-  ``cam_layers()``, several joined by ``+``, default the encoder's ``default_cam_layer``). Grad-CAM weighs
+  ``cam_layers()``, several joined by ``+``; by default the encoder's ``default_cam_layer`` for Grad-CAM
+  and Grad-CAM++, which average over a channel, and its finest stage, ``fine_cam_layer``, for LayerCAM and
+  HiResCAM, which weigh each location by its own gradient). Grad-CAM weighs
   each channel by its mean gradient, Grad-CAM++ by the positive gradients with the closed-form second-order
   weights, LayerCAM each location by its own positive gradient (sharper on fine stages), HiResCAM each
   location by its own signed gradient (gradient times activation: where the following layers are
@@ -49,6 +51,8 @@ from mmdx.explain.attribution import EXPLANATION_METHODS, ExplanationMethod, Met
 from mmdx.keys import Modality
 
 CAM_VARIANTS = ("gradcam", "gradcam_pp", "layercam", "hirescam")
+#: The CAM variants that weigh each location by its own gradient: they read the encoder's finest stage.
+LOCATION_WISE_CAMS = ("layercam", "hirescam")
 DEFAULT_NT_SAMPLES = 16
 DEFAULT_NOISE = 0.15
 DEFAULT_SHAP_SAMPLES = 16
@@ -147,11 +151,13 @@ def image_encoders(model: nn.Module) -> list[nn.Module]:
     return [m.encoders[str(Modality.IMAGE)] for m in models]
 
 
-def cam_layer_names(model: nn.Module, cam_layer: str | None) -> list[str]:
-    """The encoder stages a CAM reads: ``cam_layer`` split at ``+``, or the encoder's default."""
+def cam_layer_names(model: nn.Module, cam_layer: str | None, variant: str = "gradcam") -> list[str]:
+    """The encoder stages the CAM ``variant`` reads: ``cam_layer`` split at ``+``, or the encoder's default
+    for the variant (its finest stage for :data:`LOCATION_WISE_CAMS`)."""
     encoder = image_encoders(model)[0]
     layers = encoder.cam_layers()
-    names = (cam_layer or encoder.default_cam_layer).split("+")
+    default = encoder.fine_cam_layer if variant in LOCATION_WISE_CAMS else encoder.default_cam_layer
+    names = (cam_layer or default).split("+")
     for name in names:
         if name not in layers:
             raise MmdxError(
@@ -230,7 +236,7 @@ def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> t
 
 def _cam_method(variant: str):
     def attribute(call: MethodCall) -> dict[str, Any]:
-        names = cam_layer_names(call.model, call.options.get("cam_layer"))
+        names = cam_layer_names(call.model, call.options.get("cam_layer"), variant)
         cam, quality = class_activation_maps(call, variant, names)
         return _image_result(
             call,

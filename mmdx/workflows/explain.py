@@ -587,13 +587,14 @@ def _choose_image_method(
     return choice
 
 
-def _cam_layer(job: _Job) -> str | None:
-    """The stage(s) the class-activation maps read for this model and these options."""
-    from mmdx.explain.image_methods import cam_layer_names
+def _cam_layer(job: _Job) -> dict[str, str] | None:
+    """The stage(s) each class-activation map reads for this model and these options."""
+    from mmdx.explain.image_methods import CAM_VARIANTS, cam_layer_names
 
     if "image" not in job.bundle.model.modalities:
         return None
-    return "+".join(cam_layer_names(job.bundle.model, job.method_options.get("cam_layer")))
+    chosen = job.method_options.get("cam_layer")
+    return {v: "+".join(cam_layer_names(job.bundle.model, chosen, v)) for v in CAM_VARIANTS}
 
 
 def _json_like(value: Any) -> Any:

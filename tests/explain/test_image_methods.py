@@ -172,6 +172,23 @@ def test_gaussian_occlusion_finds_a_blob_the_model_reads():
     assert e.settings["occlusion_stride"] == 3
 
 
+def test_location_wise_maps_read_the_finest_stage_by_default():
+    model = tiny_model()
+    encoder = model.encoders[str(Modality.IMAGE)]
+    assert encoder.fine_cam_layer == "stem" != encoder.default_cam_layer
+    inputs = ExplainInputs.from_batch(random_batch(2))
+    for method, stage in (
+        ("hirescam", "stem"),
+        ("layercam", "stem"),
+        ("gradcam", encoder.default_cam_layer),
+        ("gradcam_pp", encoder.default_cam_layer),
+    ):
+        (e, _) = explain(model, inputs, method=method)
+        assert e.settings["cam_layer"] == stage, method
+    (e, _) = explain(model, inputs, method="hirescam", method_options={"cam_layer": "stage1"})
+    assert e.settings["cam_layer"] == "stage1"
+
+
 def test_an_unknown_stage_names_the_choices():
     from mmdx.errors import MmdxError
 
@@ -194,3 +211,4 @@ def test_every_image_encoder_names_its_target_stages(name):
         hook.remove()
     sides = [captured[n].shape[-1] for n in layers]
     assert all(captured[n].ndim == 4 for n in layers) and sides == sorted(sides, reverse=True), sides
+    assert captured[encoder.fine_cam_layer].shape[-1] == max(sides)

@@ -65,6 +65,13 @@ class ImagingEncoder(nn.Module):
         whose output is ``[B, C, *spatial]``, from the finest grid to the coarsest."""
         raise NotImplementedError(f"{type(self).__name__} names no target layers for class-activation maps")
 
+    @property
+    def fine_cam_layer(self) -> str:
+        """The finest stage of :meth:`cam_layers`, which the maps that weigh each location by its own
+        gradient (LayerCAM, HiResCAM) read by default: they need no channel average to be specific, so they
+        gain from resolution (BENCHMARKS.md "The stage of the location-wise maps")."""
+        return next(iter(self.cam_layers()))
+
     def check_input(self, image: Tensor) -> None:
         """Raise :class:`~mmdx.errors.MmdxError` when ``image`` does not have the shape this encoder needs."""
         name = type(self).__name__
