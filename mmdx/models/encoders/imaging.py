@@ -217,9 +217,9 @@ class SmallCNN(ImagingEncoder):
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Linear(len(self.pooling.split("+")) * channels[-1], out_dim)
-        # the first residual stage, at the stem's resolution (32^2 in the demo, 16^3 on a 32^3 volume with a
-        # stride-2 stem, where the last stage is 4^3): every stage passes the randomisation test and this one
-        # points best (BENCHMARKS.md, "Explanations by method")
+        # for the maps that average each channel's gradient (Grad-CAM, Grad-CAM++): the first residual stage,
+        # at the stem's resolution (32^2 in the demo, 16^3 on a 32^3 volume with a stride-2 stem, where the
+        # last stage is 4^3), which points best (BENCHMARKS.md, "Explanations by method")
         self.default_cam_layer = "stage0"
 
     def cam_layers(self) -> dict[str, nn.Module]:
