@@ -193,9 +193,8 @@ class _BranchStage:
 
     def run(self) -> list[EpochRecord]:
         history: list[EpochRecord] = []
-        chance: dict[
-            str, float
-        ] = {}  # the chance level of each head, from the first epoch's validation cases
+        # the chance level of each head, from the first epoch's validation cases
+        chance: dict[str, float] = {}
         for epoch in range(self.max_epochs):
             if not self.active:
                 break

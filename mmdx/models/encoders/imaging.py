@@ -203,6 +203,7 @@ class SmallCNN(ImagingEncoder):
         super().__init__(spatial_dims, in_channels, out_dim, min_input_size=stem_stride * 2 ** len(channels))
         self.channels = channels
         self.pooling = pooling
+        self._pool_names = tuple(pooling.split("+"))
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.stem = nn.Sequential(
             conv(in_channels, channels[0], kernel_size=3, stride=stem_stride, padding=1, bias=False),
@@ -216,7 +217,7 @@ class SmallCNN(ImagingEncoder):
             previous = width
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
-        self.project = nn.Linear(len(self.pooling.split("+")) * channels[-1], out_dim)
+        self.project = nn.Linear(len(self._pool_names) * channels[-1], out_dim)
         # for the maps that average each channel's gradient (Grad-CAM, Grad-CAM++): the first residual stage,
         # at the stem's resolution (32^2 in the demo, 16^3 on a 32^3 volume with a stride-2 stem, where the
         # last stage is 4^3), which points best (BENCHMARKS.md, "Explanations by method")
@@ -229,7 +230,7 @@ class SmallCNN(ImagingEncoder):
         x = self.stages(self.stem(image))
         flat = x.flatten(2)  # [B, C, voxels]
         pools = {"avg": lambda: flat.mean(dim=2), "max": lambda: flat.amax(dim=2)}
-        pooled = torch.cat([pools[name]() for name in self.pooling.split("+")], dim=1)
+        pooled = torch.cat([pools[name]() for name in self._pool_names], dim=1)
         return self.project(self.dropout(pooled))
 
 
