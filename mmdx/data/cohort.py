@@ -16,6 +16,7 @@ import yaml
 from mmdx.data import json_limits
 from mmdx.data.issues import Issue, IssueCode
 from mmdx.data.schemas import schema_errors
+from mmdx.data.tabular import read_value
 from mmdx.errors import CohortError
 
 CASES_FILES = ("cases.csv", "cases.parquet")
@@ -132,27 +133,70 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+#: field separators a spreadsheet or hospital export may use; the header line decides which one a file uses
+CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _csv_delimiter(header_line: str) -> str:
+    """The separator of a CSV file from its header line: a comma wherever the header holds one, else the
+    most frequent of ``;``, tab and ``|`` (a European spreadsheet export writes ``;``), else a comma (a
+    one-column table)."""
+    if "," in header_line:
+        return ","
+    counts = {d: header_line.count(d) for d in CSV_DELIMITERS[1:]}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _decode_error(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, in a message a spreadsheet user can act on."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    line = data[: exc.start].count(b"\n") + 1
+    return (
+        f"{path}: line {line} is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8 "
+        "(in a spreadsheet: 'CSV UTF-8') and try again"
+    )
+
+
+def read_csv_text(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV table as written: every cell a string (nothing turned into NaN), and the header as written
+    (pandas renames a repeated column to ``name.1`` without a word).
+
+    Reads UTF-8 with or without a byte-order mark, fields separated by commas, semicolons, tabs or bars
+    (the header line decides). Raises ``UnicodeDecodeError``, ``OSError``, ``csv.Error`` or pandas'
+    ``ParserError``; :func:`read_table_file` turns them into one message naming the file.
+    """
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+    delimiter = _csv_delimiter(first)
+    header = [c.strip() for c in next(csv.reader([first], delimiter=delimiter), [])]
+    frame = pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig", sep=delimiter
+    )
+    return frame, header
+
+
+def read_table_file(
+    path: Path, what: str = "the table", error: type[Exception] = CohortError
+) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV (:func:`read_csv_text`) or Parquet table and its header; ``error`` (a message naming the file
+    and what to do) when it cannot be read."""
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
-            header = [str(c).strip() for c in frame.columns]
-        else:
-            header = _csv_header(path)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
-        raise CohortError(
-            f"{path}: cannot read the table ({exc}); check that it is valid CSV/Parquet"
-        ) from None
+            return frame, [str(c).strip() for c in frame.columns]
+        return read_csv_text(path)
+    except UnicodeDecodeError as exc:
+        raise error(_decode_error(path, exc)) from None
+    except (OSError, ValueError, pd.errors.ParserError, csv.Error) as exc:
+        raise error(f"{path}: cannot read {what} ({exc}); check that it is valid CSV or Parquet") from None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    frame, header = read_table_file(path)
     _refuse_duplicate_columns(path, header)
     frame.columns = header
     return _as_text(frame)
-
-
-def _csv_header(path: Path) -> list[str]:
-    """The column names as written (pandas renames a repeated one to ``name.1`` without a word)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        return [c.strip() for c in next(csv.reader(handle), [])]
 
 
 def _refuse_duplicate_columns(path: Path, header: list[str]) -> None:
@@ -258,6 +302,18 @@ def _read_note_lines(path: Path, issues: list[Issue]) -> list[tuple[int, str]]:
     return lines
 
 
+def parse_number(value: str) -> float:
+    """A number of the cases table as a spreadsheet may write it (``64``, ``70.5``, or with a decimal comma
+    ``70,5``); raises :class:`ValueError` for anything else, an ambiguous ``1,000`` included."""
+    try:
+        return float(value)
+    except ValueError:
+        reading = read_value(str(value))
+        if reading.kind == "decimal-comma" and reading.value is not None:
+            return reading.value
+        raise
+
+
 def case_row_document(row: dict) -> dict:
     """A cases-table row as typed JSON for schema validation (label and age parsed where they are numbers)."""
     doc: dict = {}
@@ -272,7 +328,7 @@ def case_row_document(row: dict) -> dict:
                 doc[key] = value
         elif key == "age":
             try:
-                doc[key] = float(value)
+                doc[key] = parse_number(value)
             except ValueError:
                 doc[key] = value
         else:
@@ -284,9 +340,12 @@ __all__ = [
     "CohortFiles",
     "PathEscapesCohort",
     "case_row_document",
+    "parse_number",
     "load_cohort_spec",
     "parse_label",
+    "read_csv_text",
     "read_cohort",
+    "read_table_file",
     "resolve_in_cohort",
     "schema_errors",
 ]

@@ -30,6 +30,7 @@ from mmdx.data.cohort import (
     PathEscapesCohort,
     case_row_document,
     parse_label,
+    parse_number,
     read_cohort,
     resolve_in_cohort,
 )
@@ -472,7 +473,7 @@ def _cases_frame(
             row[f"has_{modality.value}"] = bool(report.modalities.get(modality.value))
         if row.get("age") is not None:
             try:
-                row["age"] = float(row["age"])
+                row["age"] = parse_number(row["age"])
             except ValueError:
                 row["age"] = float("nan")
         records.append(row)

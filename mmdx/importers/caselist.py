@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmdx.data.cohort import read_table_file
 from mmdx.data.index_time import ENCOUNTER_COLUMN, INDEX_TIME_COLUMN, parse_time
 from mmdx.data.issues import Issue, IssueCode
 from mmdx.errors import MmdxError
@@ -146,13 +147,7 @@ class CaseList:
         path = Path(path)
         if not path.is_file():
             raise MmdxError(f"case list not found: {path}")
-        try:
-            if path.suffix == ".parquet":
-                raw = pd.read_parquet(path)
-            else:
-                raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise MmdxError(f"{path}: cannot read the case list ({exc}); it must be CSV or Parquet") from None
+        raw, _ = read_table_file(path, "the case list", MmdxError)
         return cls.from_frame(raw, path.name)
 
     def __len__(self) -> int:

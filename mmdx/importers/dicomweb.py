@@ -149,14 +149,9 @@ def _cases_path(cohort: Path) -> Path:
 
 
 def _read_cases(path: Path) -> pd.DataFrame:
-    import pandas as pd
+    from mmdx.data.cohort import read_table_file
 
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CohortError(f"{path}: cannot read the table ({exc})") from None
+    return read_table_file(path)[0]
 
 
 def _write_cases(path: Path, cases: pd.DataFrame) -> None:

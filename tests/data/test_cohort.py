@@ -102,6 +102,41 @@ def test_a_duplicated_observation_header_is_refused(tmp_path: Path) -> None:
         read_cohort(root)
 
 
+@pytest.mark.parametrize(("separator", "bom"), [(";", True), ("\t", False), ("|", True), (",", True)])
+def test_spreadsheet_exports_are_read_whatever_the_separator(
+    tmp_path: Path, separator: str, bom: bool
+) -> None:
+    """A European spreadsheet writes ';' and decimal commas, often behind a UTF-8 byte-order mark."""
+    decimal = "," if separator != "," else "."
+    rows = [
+        ["case_id", "patient_id", "label", "age"],
+        ["a", "p1", "1", "64"],
+        ["b", "p2", "0", f"70{decimal}5"],
+    ]
+    cases = "\r\n".join(separator.join(r) for r in rows) + "\r\n"
+    observations = "\n".join(
+        separator.join(r)
+        for r in [["case_id", "code", "value", "unit"], ["a", "8867-4", f"88{decimal}5", "/min"]]
+    )
+    notes = note_lines({"case_id": "a", "text": "cough"}, {"case_id": "b", "text": "no cough"})
+    root = write_cohort(tmp_path / "sheet", ("\ufeff" if bom else "") + cases, notes, observations)
+    cohort = read_cohort(root)
+    assert list(cohort.cases.columns) == ["case_id", "patient_id", "label", "age"]
+    assert list(cohort.cases["age"]) == ["64", f"70{decimal}5"]
+    validated = validate_cohort(root, check_images=False)
+    assert all(c.status != "rejected" for c in validated.report.cases)
+    assert list(validated.cases["age"]) == [64.0, 70.5]
+    assert validated.report.summary["modality_presence"]["tabular"] == 1
+    assert validated.report.summary["observation_rows_used"] == 1
+
+
+def test_a_table_that_is_not_utf8_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    root = write_cohort(tmp_path / "latin1", "case_id,patient_id,label\n")
+    (root / "cases.csv").write_bytes("case_id,patient_id,label\na,p1,1\nb,Müller,0\n".encode("cp1252"))
+    with pytest.raises(CohortError, match=r"cases.csv: line 3 is not UTF-8.*CSV UTF-8"):
+        read_cohort(root)
+
+
 def test_a_folder_named_like_a_cohort_file(tmp_path: Path) -> None:
     root = write_cohort(tmp_path / "dirs", "case_id,patient_id,label\na,p1,1\n", None)
     (root / "notes.jsonl").mkdir()
