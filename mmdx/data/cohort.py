@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from mmdx.data import json_limits
-from mmdx.data.issues import Issue, IssueCode
+from mmdx.data.issues import Issue, IssueCode, Severity
 from mmdx.data.schemas import schema_errors
 from mmdx.data.tabular import read_value
 from mmdx.errors import CohortError
@@ -51,10 +51,14 @@ class PathEscapesCohort(ValueError):
 def resolve_in_cohort(root: Path, relative: str | Path) -> Path:
     """Absolute path of ``relative`` inside ``root``; raises :class:`PathEscapesCohort` if it leaves ``root``.
 
-    Absolute paths, ``..`` components and symlinks that point outside the cohort are all refused.
+    Absolute paths, ``..`` components and symlinks that point outside the cohort are all refused. A path
+    written on Windows (``images\\c1.nii.gz``) is read with ``/`` unless a file of that literal name exists.
     """
     root = root.resolve()
-    rel = Path(str(relative))
+    text = str(relative)
+    if "\\" in text and not (root / text).exists():
+        text = text.replace("\\", "/")
+    rel = Path(text)
     if rel.is_absolute():
         raise PathEscapesCohort(f"'{relative}' is an absolute path; cohort paths must be relative to {root}")
     target = (root / rel).resolve()
@@ -262,6 +266,8 @@ def read_cohort(root: str | Path) -> CohortFiles:
         read_issues.append(_not_regular(notes_path))
     elif notes_path.is_file():
         note_lines = _read_note_lines(notes_path, read_issues)
+    else:
+        read_issues += _notes_in_other_layouts(root)
     return CohortFiles(
         root=root,
         spec=spec,
@@ -272,6 +278,35 @@ def read_cohort(root: str | Path) -> CohortFiles:
         note_lines=note_lines,
         read_issues=read_issues,
     )
+
+
+#: where a hospital export may put its notes instead of notes.jsonl
+OTHER_NOTES_FILES = ("notes.csv", "notes.tsv", "notes.parquet", "notes.json", "notes.txt")
+
+
+def _notes_in_other_layouts(root: Path) -> list[Issue]:
+    """A notes file that mmdx would otherwise pass over in silence: the cohort then has no notes at all."""
+    readers = {
+        ".csv": "pd.read_csv('{name}', dtype=str)",
+        ".tsv": "pd.read_csv('{name}', sep='\\t', dtype=str)",
+        ".parquet": "pd.read_parquet('{name}')",
+    }
+    issues = []
+    for name in OTHER_NOTES_FILES:
+        if not (root / name).is_file():
+            continue
+        reader = readers.get(Path(name).suffix)
+        hint = (
+            f"; with pandas: {reader.format(name=name)}.to_json('{NOTES_FILE}', orient='records', lines=True)"
+            if reader
+            else ""
+        )
+        message = (
+            f"{name} is not read: mmdx reads notes from {NOTES_FILE}, one JSON object per line with case_id "
+            f"and text (note_type, time optional); convert it{hint}"
+        )
+        issues.append(Issue(IssueCode.FILE_NOT_READ, message, name, Severity.WARNING))
+    return issues
 
 
 def _read_note_lines(path: Path, issues: list[Issue]) -> list[tuple[int, str]]:

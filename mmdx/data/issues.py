@@ -23,6 +23,7 @@ class IssueCode(StrEnum):
     UNKNOWN_CASE_ID = "UNKNOWN_CASE_ID"
     NO_USABLE_MODALITY = "NO_USABLE_MODALITY"
     FILE_NOT_REGULAR = "FILE_NOT_REGULAR"
+    FILE_NOT_READ = "FILE_NOT_READ"
     # images
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
     IMAGE_UNREADABLE = "IMAGE_UNREADABLE"
@@ -95,6 +96,8 @@ DESCRIPTIONS: dict[IssueCode, str] = {
     IssueCode.NO_USABLE_MODALITY: "after validation the case has no usable image, observation or note",
     IssueCode.FILE_NOT_REGULAR: "a cohort file (notes.jsonl, the observations table) is a folder or another "
     "non-regular file; it is not read",
+    IssueCode.FILE_NOT_READ: "a file that looks like cohort data in a layout mmdx does not read (notes.csv: notes "
+    "are read from notes.jsonl); it is not used",
     IssueCode.IMAGE_NOT_FOUND: "the image path does not exist",
     IssueCode.IMAGE_UNREADABLE: "the image file exists but cannot be read",
     IssueCode.IMAGE_FORMAT_UNKNOWN: "the image is neither DICOM nor NIfTI",

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmdx.data.cohort import parse_label, read_cohort
+from mmdx.data.cohort import PathEscapesCohort, parse_label, read_cohort, resolve_in_cohort
 from mmdx.data.issues import IssueCode
 from mmdx.data.validation import validate_cohort
 from mmdx.errors import CohortError
@@ -183,3 +183,41 @@ def test_a_notes_line_beyond_the_size_limit_is_skipped_without_reading_it_whole(
     issues = [i for i in cohort.report.files if i.code == IssueCode.NOTE_LIMIT_EXCEEDED]
     assert [i.row for i in issues] == [1] and "bytes" in issues[0].message
     assert cohort.notes["a"] == "ok"
+
+
+@pytest.mark.parametrize("name", ["notes.csv", "notes.tsv", "notes.parquet", "notes.txt"])
+def test_notes_in_another_layout_are_named_not_passed_over(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without notes.jsonl a notes table would leave the cohort without notes and without a word."""
+    root = write_cohort(
+        tmp_path / "table", "case_id,patient_id,label\na,p1,1\n", None, "case_id,code,value,unit\n"
+    )
+    notes = pd.DataFrame({"case_id": ["a"], "text": ["productive cough"]})
+    if name.endswith(".parquet"):
+        notes.to_parquet(root / name)
+    else:
+        notes.to_csv(root / name, index=False, sep="\t" if name.endswith(".tsv") else ",")
+    cohort = validate_cohort(root, check_images=False)
+    (issue,) = [i for i in cohort.report.files if i.code == IssueCode.FILE_NOT_READ]
+    assert issue.file == name and "notes.jsonl" in issue.message
+    if not name.endswith(".txt"):  # the hint converts the file into notes mmdx reads
+        monkeypatch.chdir(root)
+        eval(issue.message.split("with pandas: ")[1], {"pd": pd})
+        again = validate_cohort(root, check_images=False)
+        assert not [i for i in again.report.files if i.code == IssueCode.FILE_NOT_READ]
+        assert again.report.summary["modality_presence"]["text"] == 1
+
+
+def test_a_path_written_on_windows_is_read_and_still_kept_inside(tmp_path: Path) -> None:
+    root = tmp_path / "win"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "c1.nii.gz").write_bytes(b"x")
+    assert resolve_in_cohort(root, "images\\c1.nii.gz") == (root / "images" / "c1.nii.gz").resolve()
+    literal = root / "odd\\name.nii"  # a POSIX file name may hold a backslash: it wins where it exists
+    literal.write_bytes(b"x")
+    assert resolve_in_cohort(root, "odd\\name.nii") == literal.resolve()
+    with pytest.raises(PathEscapesCohort, match="outside"):
+        resolve_in_cohort(root, "..\\..\\etc\\passwd")
+    with pytest.raises(PathEscapesCohort, match="absolute"):
+        resolve_in_cohort(root, "\\\\server\\share\\c1.nii.gz")
