@@ -84,7 +84,8 @@ def check_declared_shape(shape: tuple[int, ...], dims: int | None, label: str, m
         )
 
 
-def _is_gzip(path: Path) -> bool:
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with the gzip magic bytes."""
     with open(path, "rb") as handle:
         return handle.read(2) == b"\x1f\x8b"
 
@@ -117,7 +118,7 @@ def check_nifti_header(path: Path, label: str, dims: int | None, max_voxels: int
     header declares, or more than 4 bytes of voxel data per allowed voxel. A ``.nii.gz`` is decompressed in
     chunks that are counted and dropped, and no further than the declared size, so a decompression bomb
     costs time bounded by the header, not memory."""
-    compressed = _is_gzip(path)
+    compressed = is_gzip(path)
     try:
         with gzip.open(path, "rb") if compressed else open(path, "rb") as stream:
             head = stream.read(max(_NIFTI_HEADER_BYTES))

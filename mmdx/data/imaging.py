@@ -80,7 +80,12 @@ from pydicom.uid import (
     SegmentationStorage,
 )
 
-from mmdx.data.image_headers import check_declared_shape, check_deferred_extents, check_nifti_header
+from mmdx.data.image_headers import (
+    check_declared_shape,
+    check_deferred_extents,
+    check_nifti_header,
+    is_gzip,
+)
 from mmdx.data.issues import ImageReadError, Issue, IssueCode, Severity
 
 #: Largest image, in voxels, that is decoded (512 x 512 x 1024: 1 GiB as float32). Read at call time,
@@ -1361,10 +1366,21 @@ def _read_series(folder: Path, label: str, root: str | Path | None, dims: int | 
 # --------------------------------------------------------------------------------------------------------
 
 
+def _load_nifti(path: Path) -> nib.spatialimages.SpatialImage:
+    """``nib.load``, except that a file named ``.nii.gz`` whose bytes are not gzip-compressed (some tools
+    write them so) is read as the plain ``.nii`` it is; its size was checked against its header before."""
+    if path.name.lower().endswith(".gz") and not is_gzip(path):
+        data = path.read_bytes()
+        for kind in (nib.Nifti1Image, nib.Nifti2Image):
+            with contextlib.suppress(Exception):
+                return kind.from_bytes(data)
+    return nib.load(str(path))
+
+
 def _read_nifti(path: Path, label: str, dims: int | None = None) -> ImageVolume:
     check_nifti_header(path, label, dims, MAX_VOXELS)
     try:
-        image = nib.load(str(path))
+        image = _load_nifti(path)
     except MemoryError:
         raise
     except Exception as exc:
