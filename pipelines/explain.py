@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cam-layer",
         help="Grad-CAM family: the image encoder's stage(s) to read, e.g. stage1 or stage0+stage1 "
-        "(default: the encoder's own choice)",
+        "(averaged; multiscale_cam multiplies them, finest first) (default: the encoder's own choice)",
     )
     p.add_argument(
         "--tabular-baseline",

@@ -1,5 +1,6 @@
-"""Image-only attribution methods: class-activation maps, SmoothGrad-squared, GradientShap and Gaussian
-occlusion. Each is one :class:`~mmdx.explain.attribution.ExplanationMethod` registered below.
+"""Image-only attribution methods: class-activation maps (one stage, or several multiplied),
+SmoothGrad-squared, GradientShap and Gaussian occlusion. Each is one
+:class:`~mmdx.explain.attribution.ExplanationMethod` registered below.
 
 They explain the same output as every method (the calibrated logit of the target class) as a function of
 the image alone: :class:`HeldModalities` wraps the multimodal model so that the case's values and note (and
@@ -22,6 +23,13 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
   (linear interpolation) to the model grid and then to the original grid; several stages are each scaled
   to a maximum of 1 and averaged. Quality fields: ``cam_grid`` (the stage's cells per axis) and
   ``cam_positive_share`` (share of the channel-weighted sum that was positive before the ReLU).
+- ``multiscale_cam``: HiResCAM at the finest stage multiplied by Grad-CAM at every coarser stage, each map
+  scaled to a maximum of 1 (``cam_layer``: the stages, finest first, joined by ``+``; by default every stage
+  of ``cam_layers()``). The fine stage says where in the image the evidence sits, voxel by voxel; the
+  coarse stages, whose channel-averaged weights change wholesale with the model, keep only the regions the
+  deeper network relies on. Multiplying the maps of several depths follows Poly-CAM (Englebert et al.,
+  2024). A location survives only where every stage sees positive evidence; where one stage sees none
+  anywhere the map is empty (quality field ``multiscale_empty``: 1 for such a case).
 - ``smoothgrad_sq`` (Smilkov et al. 2017; the squared form of Hooker et al., NeurIPS 2019): the mean of the
   squared gradient over ``nt_samples`` copies of the image with Gaussian noise of ``noise`` times the
   image's intensity range. Quality field: ``split_half_error``, the relative L2 difference between the
@@ -183,12 +191,16 @@ def _cam_weights(variant: str, activation: Tensor, gradient: Tensor) -> Tensor:
     return (alpha * gradient.clamp(min=0)).sum(dim=spatial, keepdim=True).expand_as(activation)
 
 
-def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> tuple[Tensor, dict[str, Any]]:
-    """``([B, 1, *spatial], quality)``: the CAM of ``variant`` on the image grid, averaged over stages."""
+def stage_maps(
+    call: MethodCall, stages: list[tuple[str, str]]
+) -> tuple[list[Tensor], list[Tensor], dict[str, list[int]]]:
+    """One forward and one backward pass for every ``(stage, variant)``: per stage the rectified map on the
+    image grid ``[B, 1, *spatial]``, the share of its channel-weighted sum that was positive ``[B]``, and
+    the stage's grid. For an ensemble each member's stage gets the gradient of the members' mean output and
+    the members' maps on one stage are summed before the rectification."""
     image = _image(call)
-    # an ensemble's output is the mean of its members' (calibrated) outputs: each member's stage gets the
-    # gradient of that mean, and the members' maps on the same grid are summed before the rectification
     encoders = image_encoders(call.model)
+    names = list(dict.fromkeys(name for name, _ in stages))
     captured: dict[tuple[int, str], Tensor] = {}
     hooks = [
         encoder.cam_layers()[name].register_forward_hook(
@@ -209,9 +221,8 @@ def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> t
             hook.remove()
     spatial = tuple(image.shape[2:])
     mode = "bilinear" if len(spatial) == 2 else "trilinear"
-    combined = torch.zeros(image.shape[0], 1, *spatial, dtype=torch.float32, device=image.device)
-    positive_shares, grids = [], {}
-    for name in names:
+    maps, positive_shares, grids = [], [], {}
+    for name, variant in stages:
         per_encoder = []
         for index in range(len(encoders)):
             activation = captured[(index, name)].detach().float()
@@ -222,16 +233,48 @@ def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> t
         raw = torch.stack(per_encoder).sum(0)
         magnitude = raw.abs().flatten(1).sum(1)
         positive_shares.append(raw.clamp(min=0).flatten(1).sum(1) / magnitude.clamp(min=1e-12))
-        cam = F.interpolate(raw.clamp(min=0), size=spatial, mode=mode, align_corners=False)
-        if len(names) > 1:
-            cam = cam / cam.flatten(1).amax(1).clamp(min=1e-12).view(-1, *([1] * (cam.ndim - 1)))
-        combined += cam / len(names)
-        grids[name] = list(activation.shape[2:])
-    quality = {
-        "cam_grid": grids,
-        "cam_positive_share": torch.stack(positive_shares).mean(0).double(),
-    }
-    return combined, quality
+        maps.append(F.interpolate(raw.clamp(min=0), size=spatial, mode=mode, align_corners=False))
+        grids[name] = list(raw.shape[2:])
+    return maps, positive_shares, grids
+
+
+def _unit_max(cam: Tensor) -> Tensor:
+    """Each case's map divided by its maximum (an all-zero map stays zero)."""
+    return cam / cam.flatten(1).amax(1).clamp(min=1e-12).view(-1, *([1] * (cam.ndim - 1)))
+
+
+def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> tuple[Tensor, dict[str, Any]]:
+    """``([B, 1, *spatial], quality)``: the CAM of ``variant`` on the image grid; several stages are each
+    scaled to a maximum of 1 and averaged."""
+    maps, shares, grids = stage_maps(call, [(name, variant) for name in names])
+    cam = maps[0] if len(maps) == 1 else torch.stack([_unit_max(m) for m in maps]).mean(0)
+    quality = {"cam_grid": grids, "cam_positive_share": torch.stack(shares).mean(0).double()}
+    return cam, quality
+
+
+def multiscale_cam_layers(model: nn.Module, cam_layer: str | None = None) -> list[str]:
+    """The stages the multi-scale map multiplies, finest first: ``cam_layer`` split at ``+``, or every
+    stage of the encoder's ``cam_layers()``."""
+    if cam_layer:
+        return cam_layer_names(model, cam_layer)
+    return list(image_encoders(model)[0].cam_layers())
+
+
+def _multiscale_cam(call: MethodCall) -> dict[str, Any]:
+    names = multiscale_cam_layers(call.model, call.options.get("cam_layer"))
+    variants = ["hirescam"] + ["gradcam"] * (len(names) - 1)
+    maps, shares, grids = stage_maps(call, list(zip(names, variants, strict=True)))
+    cam = _unit_max(maps[0])
+    for coarse in maps[1:]:
+        cam = cam * _unit_max(coarse)
+    empty = (cam.flatten(1).amax(1) <= 0).double()
+    return _image_result(
+        call,
+        cam,
+        layers=names,
+        grid=grids,
+        quality={"cam_positive_share": shares[0].double(), "multiscale_empty": empty},
+    )
 
 
 def _cam_method(variant: str):
@@ -452,6 +495,23 @@ def _register() -> None:
                 modalities=("image",),
             )
         )
+    EXPLANATION_METHODS.register(
+        ExplanationMethod(
+            name="multiscale_cam",
+            short="multiscale_cam",
+            suffix="_multiscale_cam",
+            description="multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at every coarser stage, "
+            "each scaled to a maximum of 1; image only",
+            attribute=_multiscale_cam,
+            settings=lambda call, result: {
+                "cam_layer": "+".join(result["layers"]),
+                "cam_grid": result["grid"],
+            },
+            sums_units=True,
+            integrates=False,
+            modalities=("image",),
+        )
+    )
     EXPLANATION_METHODS.register(
         ExplanationMethod(
             name="smoothgrad_sq",

@@ -34,6 +34,7 @@ METHOD_TITLES = {
     "gradcam_pp": "Grad-CAM++",
     "layercam": "LayerCAM",
     "hirescam": "HiResCAM",
+    "multiscale_cam": "multi-scale CAM",
     "smoothgrad_sq": "SmoothGrad-squared",
     "gradient_shap": "GradientShap",
     "gaussian_occlusion": "Gaussian occlusion",

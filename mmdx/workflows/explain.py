@@ -589,12 +589,13 @@ def _choose_image_method(
 
 def _cam_layer(job: _Job) -> dict[str, str] | None:
     """The stage(s) each class-activation map reads for this model and these options."""
-    from mmdx.explain.image_methods import CAM_VARIANTS, cam_layer_names
+    from mmdx.explain.image_methods import CAM_VARIANTS, cam_layer_names, multiscale_cam_layers
 
     if "image" not in job.bundle.model.modalities:
         return None
-    chosen = job.method_options.get("cam_layer")
-    return {v: "+".join(cam_layer_names(job.bundle.model, chosen, v)) for v in CAM_VARIANTS}
+    model, chosen = job.bundle.model, job.method_options.get("cam_layer")
+    stages = {v: "+".join(cam_layer_names(model, chosen, v)) for v in CAM_VARIANTS}
+    return {**stages, "multiscale_cam": "+".join(multiscale_cam_layers(model, chosen))}
 
 
 def _json_like(value: Any) -> Any:

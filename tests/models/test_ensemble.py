@@ -118,7 +118,7 @@ def test_modality_shapley_of_the_ensemble_is_the_mean_of_its_members() -> None:
     assert whole.values.shape == (4, len(MODALITIES))
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp", "layercam", "hirescam"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp", "layercam", "hirescam", "multiscale_cam"])
 def test_class_activation_maps_read_every_members_encoder(method: str) -> None:
     net = ensemble()
     inputs = ExplainInputs.from_batch(random_batch(2, seed=7))
