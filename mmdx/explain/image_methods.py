@@ -23,10 +23,11 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
   (linear interpolation) to the model grid and then to the original grid; several stages are each scaled
   to a maximum of 1 and averaged. Quality fields: ``cam_grid`` (the stage's cells per axis) and
   ``cam_positive_share`` (share of the channel-weighted sum that was positive before the ReLU).
-- ``multiscale_cam``: HiResCAM at the finest stage multiplied by Grad-CAM at every coarser stage, each map
-  scaled to a maximum of 1 (``cam_layer``: the stages, finest first, joined by ``+``; by default every stage
-  of ``cam_layers()``). The fine stage says where in the image the evidence sits, voxel by voxel; the
-  coarse stages, whose channel-averaged weights change wholesale with the model, keep only the regions the
+- ``multiscale_cam``: HiResCAM at the finest stage multiplied by Grad-CAM at coarser stages, each map
+  scaled to a maximum of 1 (``cam_layer``: the stages, finest first, joined by ``+``; by default the finest
+  and the second-to-last stage of ``cam_layers()``, chosen on the validation splits of nine runs: BENCHMARKS.md
+  "A multi-scale CAM"). The fine stage says where in the image the evidence sits, voxel by voxel; the
+  coarse stage, whose channel-averaged weights change wholesale with the model, keeps only the regions the
   deeper network relies on. Multiplying the maps of several depths follows Poly-CAM (Englebert et al.,
   2024). A location survives only where every stage sees positive evidence; where one stage sees none
   anywhere the map is empty (quality field ``multiscale_empty``: 1 for such a case).
@@ -253,11 +254,13 @@ def class_activation_maps(call: MethodCall, variant: str, names: list[str]) -> t
 
 
 def multiscale_cam_layers(model: nn.Module, cam_layer: str | None = None) -> list[str]:
-    """The stages the multi-scale map multiplies, finest first: ``cam_layer`` split at ``+``, or every
-    stage of the encoder's ``cam_layers()``."""
+    """The stages the multi-scale map multiplies, finest first: ``cam_layer`` split at ``+``, or the
+    encoder's finest stage and its second-to-last one (for ``small_cnn`` the stem and stage1; one stage
+    when the encoder names only two)."""
     if cam_layer:
         return cam_layer_names(model, cam_layer)
-    return list(image_encoders(model)[0].cam_layers())
+    layers = list(image_encoders(model)[0].cam_layers())
+    return [layers[0], layers[-2]] if len(layers) > 2 else layers[:1]
 
 
 def _multiscale_cam(call: MethodCall) -> dict[str, Any]:
@@ -500,7 +503,7 @@ def _register() -> None:
             name="multiscale_cam",
             short="multiscale_cam",
             suffix="_multiscale_cam",
-            description="multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at every coarser stage, "
+            description="multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at a coarser stage, "
             "each scaled to a maximum of 1; image only",
             attribute=_multiscale_cam,
             settings=lambda call, result: {

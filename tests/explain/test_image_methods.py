@@ -194,22 +194,27 @@ def test_multiscale_cam_is_the_fine_hirescam_times_the_coarse_gradcams():
     inputs = ExplainInputs.from_batch(random_batch(3))
     call = _call(model, inputs)
     stages = list(model.encoders[str(Modality.IMAGE)].cam_layers())
+    assert len(stages) >= 3
+
+    def unit(cam):
+        return cam / cam.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
+
+    # by default the finest stage (HiResCAM) times the second-to-last (Grad-CAM)
     (e, *_) = explain(model, inputs, method="multiscale_cam")
-    assert e.settings["cam_layer"] == "+".join(stages) and len(stages) >= 3
-    expected = class_activation_maps(call, "hirescam", stages[:1])[0]
-    expected = expected / expected.flatten(1).amax(1).view(-1, 1, 1, 1)
-    for stage in stages[1:]:
-        coarse = class_activation_maps(call, "gradcam", [stage])[0]
-        expected = expected * coarse / coarse.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
-    np.testing.assert_allclose(e.image_map, expected[0, 0].detach().numpy(), rtol=1e-4, atol=1e-7)
+    assert e.settings["cam_layer"] == f"{stages[0]}+{stages[-2]}"
+    fine = unit(class_activation_maps(call, "hirescam", stages[:1])[0])
+    coarse = unit(class_activation_maps(call, "gradcam", [stages[-2]])[0])
+    np.testing.assert_allclose(e.image_map, (fine * coarse)[0, 0].detach().numpy(), rtol=1e-4, atol=1e-7)
     assert e.image_map.max() <= 1.0 + 1e-6
-    # two stages named: the first read with HiResCAM, the second with Grad-CAM
-    (two, *_) = explain(model, inputs, method="multiscale_cam", method_options={"cam_layer": "stage0+stage1"})
-    fine = class_activation_maps(call, "hirescam", ["stage0"])[0][0, 0].detach().numpy()
-    coarse = class_activation_maps(call, "gradcam", ["stage1"])[0][0, 0].detach().numpy()
-    product = (fine / fine.max()) * (coarse / max(coarse.max(), 1e-12))
-    np.testing.assert_allclose(two.image_map, product, rtol=1e-4, atol=1e-7)
-    assert two.quality["multiscale_empty"] == float(product.max() <= 0)
+    assert e.quality["multiscale_empty"] == float(e.image_map.max() <= 0)
+    # stages named: the first read with HiResCAM, every other with Grad-CAM, all multiplied
+    (three, *_) = explain(
+        model, inputs, method="multiscale_cam", method_options={"cam_layer": "+".join(stages[:3])}
+    )
+    product = unit(class_activation_maps(call, "hirescam", stages[:1])[0])
+    for stage in stages[1:3]:
+        product = product * unit(class_activation_maps(call, "gradcam", [stage])[0])
+    np.testing.assert_allclose(three.image_map, product[0, 0].detach().numpy(), rtol=1e-4, atol=1e-7)
 
 
 def test_an_unknown_stage_names_the_choices():
