@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.attribution_seeds --new S0.json S1.json S2a.json+S2b.json \\
         [--old OLD0.json OLD1.json OLD2.json] [--scores tabular_auc signed_phrase_affirmed] \\
-        [--method ig_expected] [--resamples 2000]
+        [--method ig_expected] [--old-method gradcam] [--resamples 2000]
 
 Each file is the ``--json`` output of :mod:`benchmarks.image_attribution` for one seed's model on the same
 scoring cohort (``--every-case``); ``--method`` picks the method's rows (default: the first). For each score
@@ -125,12 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", type=Path, nargs="*", default=[])
     parser.add_argument("--scores", nargs="+", default=DEFAULT_SCORES)
     parser.add_argument("--method", help="method label in the files (default: each file's first)")
+    parser.add_argument(
+        "--old-method",
+        help="method label of the --old rows (default: --method); --old may then name the --new files "
+        "themselves, to pair two methods on the same cases",
+    )
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args(argv)
     if args.old and len(args.old) != len(args.new):
         raise SystemExit(f"--new has {len(args.new)} files and --old {len(args.old)}: pair them seed by seed")
     new = [method_rows(p, args.method) for p in args.new]
-    old = [method_rows(p, args.method) for p in args.old] or None
+    old = [method_rows(p, args.old_method or args.method) for p in args.old] or None
     for score in args.scores:
         print(report(seed_scores(new, old, score, args.resamples)))
     for path, rows in zip(args.new, new, strict=True):

@@ -476,19 +476,35 @@ def _gaussian_occlusion(call: MethodCall) -> dict[str, Any]:
 
 
 def _register() -> None:
-    for variant, title, paper in (
-        ("gradcam", "Grad-CAM", "Selvaraju et al. 2017"),
-        ("gradcam_pp", "Grad-CAM++", "Chattopadhay et al. 2018"),
-        ("layercam", "LayerCAM", "Jiang et al. 2021"),
-        ("hirescam", "HiResCAM", "Draelos and Carin 2020"),
-    ):
+    cams = [
+        (
+            variant,
+            f"{title} ({paper}) on the image encoder's target stage(s); image only",
+            _cam_method(variant),
+        )
+        for variant, title, paper in (
+            ("gradcam", "Grad-CAM", "Selvaraju et al. 2017"),
+            ("gradcam_pp", "Grad-CAM++", "Chattopadhay et al. 2018"),
+            ("layercam", "LayerCAM", "Jiang et al. 2021"),
+            ("hirescam", "HiResCAM", "Draelos and Carin 2020"),
+        )
+    ]
+    cams.append(
+        (
+            "multiscale_cam",
+            "multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at a coarser stage, each scaled to a "
+            "maximum of 1; image only",
+            _multiscale_cam,
+        )
+    )
+    for name, description, attribute in cams:
         EXPLANATION_METHODS.register(
             ExplanationMethod(
-                name=variant,
-                short=variant,
-                suffix=f"_{variant}",
-                description=f"{title} ({paper}) on the image encoder's target stage(s); image only",
-                attribute=_cam_method(variant),
+                name=name,
+                short=name,
+                suffix=f"_{name}",
+                description=description,
+                attribute=attribute,
                 settings=lambda call, result: {
                     "cam_layer": "+".join(result["layers"]),
                     "cam_grid": result["grid"],
@@ -498,23 +514,6 @@ def _register() -> None:
                 modalities=("image",),
             )
         )
-    EXPLANATION_METHODS.register(
-        ExplanationMethod(
-            name="multiscale_cam",
-            short="multiscale_cam",
-            suffix="_multiscale_cam",
-            description="multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at a coarser stage, "
-            "each scaled to a maximum of 1; image only",
-            attribute=_multiscale_cam,
-            settings=lambda call, result: {
-                "cam_layer": "+".join(result["layers"]),
-                "cam_grid": result["grid"],
-            },
-            sums_units=True,
-            integrates=False,
-            modalities=("image",),
-        )
-    )
     EXPLANATION_METHODS.register(
         ExplanationMethod(
             name="smoothgrad_sq",

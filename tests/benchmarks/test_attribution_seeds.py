@@ -71,3 +71,25 @@ def test_one_seeds_cases_may_come_in_several_files_joined_by_plus(tmp_path, caps
     assert "tabular_auc (n 3): 0.700" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="first.json: no method .gradcam."):
         attribution_seeds.method_rows(f"{first}+{second}", "gradcam")
+
+
+def test_two_methods_of_the_same_files_are_paired_by_case(tmp_path, capsys) -> None:
+    path = tmp_path / "seed0.json"
+    first = _rows({"a": 0.9, "b": 0.7})
+    second = _rows({"a": 0.5, "b": 0.6})
+    path.write_text(json.dumps([{"label": "m1", "rows": first}, {"label": "m2", "rows": second}]))
+    attribution_seeds.main(
+        [
+            "--new",
+            str(path),
+            "--old",
+            str(path),
+            "--method",
+            "m1",
+            "--old-method",
+            "m2",
+            "--scores",
+            "tabular_auc",
+        ]
+    )
+    assert "new − old +0.250" in capsys.readouterr().out

@@ -158,7 +158,10 @@ def test_an_abandoned_screen_is_cleared(browser, review_run, tmp_path: Path, ser
         WebDriverWait(browser, 60).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User name']"))
         )
-        assert "without activity" in browser.find_element(By.TAG_NAME, "body").text
+        # the sign-in form and the sentence saying why may arrive in separate renders of the page
+        WebDriverWait(browser, 20).until(
+            ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "without activity")
+        )
         with ReviewStore(store_url) as store:
             store.add_user("audit.check", Role.AUDITOR, PASSWORD, actor=Operator("tests"))
             auditor = store.authenticate("audit.check", PASSWORD)
