@@ -395,6 +395,11 @@ def _unknown_format_message(path: Path) -> str:
             f"'{path.name}' looks like NIfTI but is not named .nii or .nii.gz; rename it "
             "(a .hdr/.img pair must be converted to a single .nii file)"
         )
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return (
+            f"'{path.name}' is a zip archive; unzip it and point the image column at the folder of one "
+            "series (or at a NIfTI file)"
+        )
     if head[:2] == b"\x1f\x8b":
         return (
             f"'{path.name}' is gzip-compressed but not named .nii.gz; mmdx reads DICOM and NIfTI images only"

@@ -915,6 +915,9 @@ def test_unknown_format(tmp_path: Path) -> None:
         assert info.value.issue.code is code
     assert "rename" in check_image(tmp_path / "volume.img")[0].message
     assert read_image(tmp_path / "scan.dcm").format == ImageFormat.DICOM_FILE
+    shutil.make_archive(str(tmp_path / "series"), "zip", tmp_path, "scan.dcm")  # a series as delivered
+    (issue,) = check_image(tmp_path / "series.zip")
+    assert issue.code is IssueCode.IMAGE_FORMAT_UNKNOWN and "zip archive; unzip it" in issue.message
 
 
 def test_image_volume_properties() -> None:
