@@ -13,7 +13,9 @@ keys (``CODE_UNKNOWN``, with a spelling suggestion).
 
 **Units.** A unit is normalised before lookup (:func:`normalise_unit`): Unicode NFKC (so the micro sign
 ``µ`` and the Greek mu ``μ`` agree), the micro prefix written ``u`` as in UCUM's ASCII form, ``×``/``x``
-before a power of ten dropped and ``^`` written ``*`` (``x10^9/L`` is UCUM ``10*9/L``). Letters keep their
+before a power of ten dropped and ``^`` or a laboratory system's ``E`` written ``*`` (``x10^9/L`` and
+``x10E9/L`` are UCUM ``10*9/L``), the litre ``l`` written ``L`` (UCUM accepts both: ``mmol/l`` is
+``mmol/L``) and a leading ``1/`` dropped (``1/min`` is ``/min``). Other letters keep their
 case: UCUM is case-sensitive (``mg/dL``, not ``MG/DL``), so only spellings the catalogue lists as aliases
 (``mg/dl``, ``K/uL``, ``C`` for a temperature) are accepted besides the UCUM units themselves.
 """
@@ -36,7 +38,9 @@ DEFAULT_CATALOGUE = "feature_catalogue.json"
 
 
 _LOINC = re.compile(r"^(\d{1,7})-(\d)$")
-_POWER_OF_TEN = re.compile(r"^[x×*]\s*(?=10[\^*])")
+_POWER_OF_TEN = re.compile(r"^[x×*]\s*(?=10[\^*eE]\d)")
+#: the litre written ``l``: UCUM knows ``l`` and ``L`` as the same unit (a prefix such as ``d`` or ``m`` kept)
+_LITRE = re.compile(r"(?<![A-Za-z])([munpfdc]?)l\b")
 
 
 def loinc_check_digit(number: str) -> int:
@@ -72,7 +76,9 @@ def normalise_unit(unit: str) -> str:
     text = unicodedata.normalize("NFKC", str(unit)).strip()
     text = text.replace("\u03bc", "u")  # NFKC turns the micro sign into the Greek mu; UCUM writes micro "u"
     text = _POWER_OF_TEN.sub("", text)
-    text = re.sub(r"10\^(\d+)", r"10*\1", text)
+    text = re.sub(r"10[\^eE](\d+)", r"10*\1", text)
+    text = _LITRE.sub(r"\1L", text)
+    text = re.sub(r"^1/", "/", text)  # UCUM's 1/min is /min
     return re.sub(r"\s+", "", text)
 
 

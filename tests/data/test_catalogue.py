@@ -184,6 +184,12 @@ def test_codes_outside_the_catalogue(code: str, reason: IssueCode, says: str, su
         ("temperature", "C", "Cel"),
         ("temperature", "\u00b0C", "Cel"),
         ("glucose", "mg/dl", "mg/dL"),  # a listed alias
+        ("wbc", "x10E9/L", "10*9/L"),  # a laboratory system's power of ten
+        ("wbc", "10e9/l", "10*9/L"),
+        ("platelets", "x10E3/uL", "10*3/uL"),
+        ("sodium", "mmol/l", "mmol/L"),  # UCUM: l and L are both the litre
+        ("creatinine", "\u00b5mol/l", "umol/L"),
+        ("heart_rate", "1/min", "/min"),
     ],
 )
 def test_unit_spellings_resolve(key: str, unit: str, resolved: str) -> None:

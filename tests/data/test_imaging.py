@@ -730,7 +730,6 @@ def test_nifti_round_trip(tmp_path: Path, suffix: str) -> None:
     assert volume.meta["affine_source"] == "sform" and volume.warnings == []
 
 
-
 def test_an_uncompressed_nifti_named_nii_gz_is_read_as_what_it_is(tmp_path: Path) -> None:
     data = np.random.default_rng(1).normal(size=(5, 6, 7)).astype(np.float32)
     save_nifti(tmp_path / "plain.nii", data, OBLIQUE)
@@ -738,6 +737,7 @@ def test_an_uncompressed_nifti_named_nii_gz_is_read_as_what_it_is(tmp_path: Path
     volume = read_image(tmp_path / "plain.nii.gz")
     np.testing.assert_array_equal(volume.array, data)
     np.testing.assert_allclose(volume.affine, OBLIQUE, atol=1e-5)
+
 
 def test_nifti_scaling_is_applied(tmp_path: Path) -> None:
     stored = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
