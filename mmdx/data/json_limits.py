@@ -114,5 +114,7 @@ def read_json_lines(path: Path, max_bytes: int | None = None) -> Iterator[RawLin
                     )
                 continue
             text = text.rstrip("\r\n")
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # the byte-order mark some Windows editors write
             if text.strip():
                 yield RawLine(number, text)

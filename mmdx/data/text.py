@@ -54,6 +54,15 @@ def join_notes(notes: list[Note]) -> str:
     return NOTE_SEPARATOR.join(n.text.strip() for n in sorted(notes, key=key))
 
 
+def note_case_id(document: object) -> str | None:
+    """The ``case_id`` of a parsed notes line as text: a string as written, an integer (``pandas``' JSON
+    export of a numeric id column writes ``"case_id": 3``) as its digits; ``None`` for anything else."""
+    case_id = document.get("case_id") if isinstance(document, dict) else None
+    if isinstance(case_id, int) and not isinstance(case_id, bool):
+        return str(case_id)
+    return case_id if isinstance(case_id, str) else None
+
+
 def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: str) -> ParsedNotes:
     """Parse raw ``notes.jsonl`` lines; every line that cannot be used gets an issue naming its line number."""
     parsed = ParsedNotes(n_lines=len(lines))
@@ -77,11 +86,13 @@ def parse_notes(lines: list[tuple[int, str]], known_case_ids: set[str], file: st
                 )
             )
             continue
+        case_id = note_case_id(doc)
+        if case_id is not None:
+            doc["case_id"] = case_id
         errors = schema_errors("note", doc)
-        case_id = doc.get("case_id") if isinstance(doc, dict) else None
         if errors:
             issue = Issue(IssueCode.NOTE_MALFORMED, f"line {number}: " + "; ".join(errors), file, row=number)
-            if isinstance(case_id, str) and case_id in known_case_ids:
+            if case_id in known_case_ids:
                 parsed.case_issues.setdefault(case_id, []).append(issue)
             else:
                 parsed.unattached.append(issue)

@@ -67,7 +67,7 @@ from mmdx.data.ground_truth import read_defects, read_truth
 from mmdx.data.image_headers import check_nifti_header
 from mmdx.data.issues import ImageReadError
 from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
-from mmdx.data.text import Note, join_notes
+from mmdx.data.text import Note, join_notes, note_case_id
 from mmdx.deid.dicom import (
     DicomDeidentifier,
     DicomOptions,
@@ -849,14 +849,14 @@ class _CohortDeidentification:
                 self.note_counts.update(result.counts)
                 lines.append(result.text)
                 continue
-            cid = doc.get("case_id") if isinstance(doc.get("case_id"), str) else None
+            cid = note_case_id(doc)  # an integer id is an id too, and is pseudonymised like a string one
             identity = self.identity_of_case(cid)
             out = {}
             for field_name, value in doc.items():
                 if field_name not in NOTE_FORMAT_FIELDS:
                     counts[f"field/{self.safe_name(str(field_name))}"] += 1
-                elif field_name == "case_id" and isinstance(value, str):
-                    out[field_name] = self.case(value)
+                elif field_name == "case_id":  # an id that is neither text nor a whole number is not copied
+                    out[field_name] = None if cid is None else self.case(cid)
                 elif field_name == ENCOUNTER_ID and isinstance(value, str):
                     out[field_name] = self.pseudonym("E", value)
                 elif field_name == "time" and isinstance(value, str):

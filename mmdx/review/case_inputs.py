@@ -18,7 +18,7 @@ from mmdx.data.catalogue import Feature, FeatureCatalogue
 from mmdx.data.cohort import GROUND_TRUTH_DIR, NOTES_FILE, PathEscapesCohort, read_cohort, resolve_in_cohort
 from mmdx.data.json_limits import JsonLimitExceeded, parse_json_line
 from mmdx.data.tabular import aggregate_latest, harmonise_observations
-from mmdx.data.text import parse_notes
+from mmdx.data.text import note_case_id, parse_notes
 from mmdx.errors import CohortError, MmdxError
 
 MASKS_DIR = f"{GROUND_TRUTH_DIR}/masks"
@@ -83,8 +83,8 @@ class _NotesIndex:
             except (JsonLimitExceeded, json.JSONDecodeError):
                 unreadable.append(number)
                 continue
-            case_id = document.get("case_id") if isinstance(document, dict) else None
-            if isinstance(case_id, str):
+            case_id = note_case_id(document)
+            if case_id is not None:
                 by_case.setdefault(case_id, []).append((number, raw))
             else:
                 unreadable.append(number)

@@ -221,3 +221,16 @@ def test_a_path_written_on_windows_is_read_and_still_kept_inside(tmp_path: Path)
         resolve_in_cohort(root, "..\\..\\etc\\passwd")
     with pytest.raises(PathEscapesCohort, match="absolute"):
         resolve_in_cohort(root, "\\\\server\\share\\c1.nii.gz")
+
+
+def test_notes_written_by_pandas_or_a_windows_editor_are_read(tmp_path: Path) -> None:
+    """A byte-order mark before the first line, and case ids that pandas wrote as JSON numbers."""
+    lines = [json.dumps({"case_id": 17, "text": "cough"}), json.dumps({"case_id": "18", "text": "fever"})]
+    notes = ("\ufeff" + "\n".join(lines) + "\n").encode("utf-8")
+    root = write_cohort(tmp_path / "pandas", "case_id,patient_id,label\n17,p1,1\n18,p2,0\n", notes)
+    cohort = validate_cohort(root, check_images=False)
+    assert not [i for c in cohort.report.cases for i in c.issues] and not cohort.report.files
+    assert cohort.report.summary["modality_presence"]["text"] == 2
+    (root / "notes.jsonl").write_text(json.dumps({"case_id": True, "text": "x"}) + "\n")
+    (issue,) = validate_cohort(root, check_images=False).report.files
+    assert issue.code == IssueCode.NOTE_MALFORMED and "case_id" in issue.message

@@ -406,3 +406,23 @@ def test_a_deeply_nested_notes_line_does_not_stop_deid(tmp_path: Path) -> None:
         "path": "ground_truth/defects.json",
         "reason": "not JSON within the limits, or not the defects schema: not copied",
     } in report["not_copied"]
+
+
+def test_a_numeric_case_id_in_the_notes_is_pseudonymised_too(tmp_path: Path) -> None:
+    """pandas writes a numeric id column to JSON as numbers; such an id (an MRN, say) must not leave as is."""
+    source = _extra_fields_cohort(tmp_path / "in")
+    cases = pd.read_csv(source / "cases.csv", dtype=str)
+    cases["case_id"] = ["4711093", "4711094"]
+    cases.to_csv(source / "cases.csv", index=False)
+    observations = pd.read_csv(source / "observations.csv", dtype=str)
+    observations["case_id"] = ["4711093", "4711094"]
+    observations.to_csv(source / "observations.csv", index=False)
+    (source / "notes.jsonl").write_text(
+        "\ufeff" + json.dumps({"case_id": 4711093, "text": "Productive cough."}) + "\n"
+    )
+    out = tmp_path / "out"
+    deidentify_cohort(source, out, KEY_A)
+    written = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+    assert "4711093" not in written
+    (note,) = [json.loads(line) for line in (out / "notes.jsonl").read_text().splitlines()]
+    assert note["case_id"] == pd.read_csv(out / "cases.csv", dtype=str)["case_id"][0]
