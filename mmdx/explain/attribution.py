@@ -295,6 +295,7 @@ class ExplanationMethod:
         integrates: reports integration steps and the completeness (convergence) delta.
         modalities: the modalities it attributes (the image-only methods of
             :mod:`mmdx.explain.image_methods` leave the values and the note unattributed).
+        title: the name clinicians read in the dashboard and the audit (``Integrated Gradients``).
 
     ``attribute`` may also return ``"quality"``: name -> ``[B]`` tensor of per-case quality fields.
     """
@@ -308,6 +309,14 @@ class ExplanationMethod:
     sums_units: bool
     integrates: bool
     modalities: tuple[str, ...] = ("image", "tabular", "text")
+    title: str = ""
+
+
+def method_title(name: str) -> str:
+    """The readable title of the method called ``name``; the name itself for a method this version does not
+    know (an explanation written by another version)."""
+    spec = next((s for s in EXPLANATION_METHODS if name in (s.name, s.short)), None)
+    return (spec.title or spec.name) if spec is not None else name
 
 
 #: The attribution methods, in the order ``mmdx explain --method both`` runs them (the first is primary).
@@ -782,6 +791,7 @@ def _feature_attributions(
 EXPLANATION_METHODS.register(
     ExplanationMethod(
         name="integrated_gradients",
+        title="Integrated Gradients",
         short="ig",
         suffix="",
         description="Integrated Gradients, jointly over image, tabular values and token embeddings",
@@ -802,6 +812,7 @@ EXPLANATION_METHODS.register(
 EXPLANATION_METHODS.register(
     ExplanationMethod(
         name="occlusion",
+        title="occlusion",
         short="occlusion",
         suffix="_occlusion",
         description="occlusion of image patches, single features and single tokens",

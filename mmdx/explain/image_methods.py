@@ -479,6 +479,7 @@ def _register() -> None:
     cams = [
         (
             variant,
+            title,
             f"{title} ({paper}) on the image encoder's target stage(s); image only",
             _cam_method(variant),
         )
@@ -492,15 +493,17 @@ def _register() -> None:
     cams.append(
         (
             "multiscale_cam",
+            "multi-scale CAM",
             "multi-scale CAM: HiResCAM at the finest stage times Grad-CAM at a coarser stage, each scaled to a "
             "maximum of 1; image only",
             _multiscale_cam,
         )
     )
-    for name, description, attribute in cams:
+    for name, title, description, attribute in cams:
         EXPLANATION_METHODS.register(
             ExplanationMethod(
                 name=name,
+                title=title,
                 short=name,
                 suffix=f"_{name}",
                 description=description,
@@ -517,6 +520,7 @@ def _register() -> None:
     EXPLANATION_METHODS.register(
         ExplanationMethod(
             name="smoothgrad_sq",
+            title="SmoothGrad-squared",
             short="smoothgrad_sq",
             suffix="_smoothgrad_sq",
             description="SmoothGrad-squared: mean squared gradient over noisy copies of the image; image only",
@@ -530,6 +534,7 @@ def _register() -> None:
     EXPLANATION_METHODS.register(
         ExplanationMethod(
             name="gradient_shap",
+            title="GradientShap",
             short="gradient_shap",
             suffix="_gradient_shap",
             description="GradientShap (expected gradients) from training-split images; image only",
@@ -546,6 +551,7 @@ def _register() -> None:
     EXPLANATION_METHODS.register(
         ExplanationMethod(
             name="gaussian_occlusion",
+            title="Gaussian occlusion",
             short="gaussian_occlusion",
             suffix="_gaussian_occlusion",
             description="occlusion with a lesion-sized Gaussian window blended towards the baseline; image only",

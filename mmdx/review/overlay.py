@@ -27,19 +27,6 @@ if TYPE_CHECKING:
 PROBABILITY_CUTOFF = 0.1
 SHAPLEY_FLOOR = 0.05
 
-METHOD_TITLES = {
-    "integrated_gradients": "Integrated Gradients",
-    "occlusion": "occlusion",
-    "gradcam": "Grad-CAM",
-    "gradcam_pp": "Grad-CAM++",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "multiscale_cam": "multi-scale CAM",
-    "smoothgrad_sq": "SmoothGrad-squared",
-    "gradient_shap": "GradientShap",
-    "gaussian_occlusion": "Gaussian occlusion",
-}
-
 
 @dataclass(frozen=True)
 class OverlayDecision:
@@ -77,7 +64,9 @@ def _method_note(
 ) -> str | None:
     if not method:
         return None
-    title = METHOD_TITLES.get(method, method)
+    from mmdx.explain.attribution import method_title
+
+    title = method_title(method)
     numbers = _numbers(checks)
     if passed is True and (checks or {}).get("verdict") == CheckVerdict.NOT_RESOLVED:
         return (

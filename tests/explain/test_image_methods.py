@@ -240,3 +240,13 @@ def test_every_image_encoder_names_its_target_stages(name):
     sides = [captured[n].shape[-1] for n in layers]
     assert all(captured[n].ndim == 4 for n in layers) and sides == sorted(sides, reverse=True), sides
     assert captured[encoder.fine_cam_layer].shape[-1] == max(sides)
+
+
+def test_every_method_has_a_title_and_an_unknown_one_keeps_its_name():
+    from mmdx.explain.attribution import method_title
+
+    titles = {spec.name: method_title(spec.name) for spec in EXPLANATION_METHODS}
+    assert all(spec.title for spec in EXPLANATION_METHODS)
+    assert titles["multiscale_cam"] == "multi-scale CAM" and method_title("ig") == "Integrated Gradients"
+    assert len(set(titles.values())) == len(titles)
+    assert method_title("a_method_of_a_later_version") == "a_method_of_a_later_version"
