@@ -392,7 +392,7 @@ PSEUDONYM = re.compile(r"\b[PCE]-[0-9a-f]{10}\b")
 #: rejects the case, but nothing of the original path is kept
 ESCAPED_PATH = "../outside-the-cohort"
 _TOKEN = re.compile(r"[^\W_][\w-]*[^\W_]|[^\W_]")
-_CASE_ID_IN_RAW = re.compile(r'"case_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_CASE_ID_IN_RAW = re.compile(r'"case_id"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(\d+)\b)')
 
 
 @dataclass
@@ -842,8 +842,10 @@ class _CohortDeidentification:
             if doc is None:
                 counts["malformed"] += 1
                 found = _CASE_ID_IN_RAW.search(raw)
-                cid = found.group(1) if found else None
+                cid = (found.group(1) if found.group(1) is not None else found.group(2)) if found else None
                 if cid is not None and cid in self.patient_of_case:
+                    if found.group(2) is not None:  # a numeric id: the number itself becomes the pseudonym
+                        raw = raw[: found.start(2)] + f'"{self.case(cid)}"' + raw[found.end(2) :]
                     raw = raw.replace(f'"{cid}"', f'"{self.case(cid)}"')
                 result = self.scrubber.scrub(raw, self.identity_of_case(cid))
                 self.note_counts.update(result.counts)

@@ -418,11 +418,15 @@ def test_a_numeric_case_id_in_the_notes_is_pseudonymised_too(tmp_path: Path) -> 
     observations["case_id"] = ["4711093", "4711094"]
     observations.to_csv(source / "observations.csv", index=False)
     (source / "notes.jsonl").write_text(
-        "\ufeff" + json.dumps({"case_id": 4711093, "text": "Productive cough."}) + "\n"
+        "\ufeff"
+        + json.dumps({"case_id": 4711093, "text": "Productive cough."})
+        + '\n{"case_id": 4711094, "text": "a line that is not JSON",}\n'
     )
     out = tmp_path / "out"
     deidentify_cohort(source, out, KEY_A)
     written = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
-    assert "4711093" not in written
-    (note,) = [json.loads(line) for line in (out / "notes.jsonl").read_text().splitlines()]
-    assert note["case_id"] == pd.read_csv(out / "cases.csv", dtype=str)["case_id"][0]
+    assert "4711093" not in written and "4711094" not in written
+    first, second = (out / "notes.jsonl").read_text().splitlines()
+    pseudonyms = pd.read_csv(out / "cases.csv", dtype=str)["case_id"]
+    assert json.loads(first)["case_id"] == pseudonyms[0]
+    assert f'"case_id": "{pseudonyms[1]}"' in second  # the malformed line keeps its form, not the id
