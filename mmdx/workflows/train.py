@@ -783,15 +783,16 @@ def _train(
     if config.train.cross_validation_folds:
         check_folds(table.labels[splits.train], config.train.cross_validation_folds)
     cases = _member_cases(config, table, splits)
-    cache = _image_cache(preprocessing, cohort, config, table, cache_progress if dist.is_main else None)
-    train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
-    val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
-
+    # the model is built before the images are cached: a config it cannot build fails in seconds, not after
+    # an hour of resampling
     strategy = STRATEGIES.get(config.train.strategy)
     arguments = model_arguments(
         config.model, preprocessing, aux_heads=config.train.aux_loss_weight > 0 or strategy.branch_heads
     )
     model = build_model(**arguments)
+    cache = _image_cache(preprocessing, cohort, config, table, cache_progress if dist.is_main else None)
+    train_set = MultimodalDataset(table.subset(splits.train), preprocessing, cache)
+    val_set = MultimodalDataset(table.subset(splits.val), preprocessing, cache)
     if dist.is_main:
         log.info(
             "model: %s parameters (%s trainable); %d train / %d val cases",

@@ -291,3 +291,17 @@ def test_the_run_states_how_precisely_its_validation_split_fixes_the_calibration
     assert slope["estimate"] == pytest.approx(fitted, abs=1e-3)
     assert any("fixes the calibration slope only to within" in w for w in summary["warnings"])
     assert any("fixes the calibration slope" in w for w in bundle.card["warnings"])
+
+
+def test_a_model_the_config_cannot_build_fails_before_any_image_is_cached(
+    small_cohort_2d: Path, tmp_path: Path, tiny, monkeypatch
+) -> None:
+    from mmdx.data.dataset import ImageCache
+    from mmdx.errors import MmdxError
+
+    _, tiny_config = tiny
+    warmed: list[int] = []
+    monkeypatch.setattr(ImageCache, "warm", lambda self, *a, **k: warmed.append(1))
+    with pytest.raises(MmdxError, match="unknown image encoder 'resnet99'"):
+        train_run(tiny_config("model.image.name=resnet99"), small_cohort_2d, tmp_path / "bad", progress=False)
+    assert warmed == []
