@@ -60,10 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmdx.errors import MmdxError
     from mmdx.workflows.evaluate import evaluate_run
+    from pipelines.progress import caching_progress
 
     if args.name is None and (args.local_sample or args.recalibrate):
         raise MmdxError("--local-sample and --recalibrate belong to an external evaluation: add --name SITE")
@@ -72,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
             raise MmdxError("--name SITE evaluates another site's cohort: pass it with --cohort DIR")
         return _external(args)
 
-    with tqdm(desc="caching images", unit="image", leave=False, disable=None) as bar:
+    with caching_progress() as progress:
         result = evaluate_run(
             args.run,
             args.cohort,
             args.workers,
             args.batch_size,
-            progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
+            progress=progress,
         )
     metrics = result.metrics
     print(f"predictions: {result.predictions_path}\nmetrics: {result.metrics_path}")
@@ -96,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _external(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmdx.workflows.external import evaluate_external
+    from pipelines.progress import caching_progress
 
-    with tqdm(desc="caching images", unit="image", leave=False, disable=None) as bar:
+    with caching_progress() as progress:
         result = evaluate_external(
             args.run,
             args.cohort,
@@ -111,7 +109,7 @@ def _external(args: argparse.Namespace) -> int:
             n_resamples=args.resamples,
             workers=args.workers,
             batch_size=args.batch_size,
-            progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
+            progress=progress,
         )
     print(f"external evaluation '{args.name}': {result.paths.root} (the run's own files are unchanged)")
     metrics, intervals = result.metrics, result.metrics.get("intervals", {})

@@ -35,11 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmdx.workflows.predict import predict_cohort
+    from pipelines.progress import caching_progress
 
-    with tqdm(desc="caching images", unit="image", leave=False, disable=None) as bar:
+    with caching_progress() as progress:
         result = predict_cohort(
             args.bundle,
             args.cohort,
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             batch_size=args.batch_size,
             calibration=args.calibration,
-            progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
+            progress=progress,
         )
     frame = result.predictions
     print(

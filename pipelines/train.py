@@ -63,11 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmdx.config import load_config
     from mmdx.errors import MmdxError
     from mmdx.workflows.train import train_run
+    from pipelines.progress import caching_progress
 
     config = load_config(args.config, args.overrides)
     cohort = args.cohort or config.data.cohort
@@ -75,22 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise MmdxError("no cohort given: pass --cohort DIR or set data.cohort in the config")
     out = args.out or str(Path("runs") / config.name)
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun: only the first process shows progress
-    bars: list[tqdm] = []  # opened when caching starts, not while the cohort is validated
-
-    def cache_progress(done: int, total: int) -> None:
-        if not bars:
-            quiet = args.quiet or not main_process
-            bars.append(tqdm(desc="caching images", unit="image", disable=quiet, leave=False))
-        bars[0].total = total
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with caching_progress(disable=args.quiet or not main_process) as cache_progress:
         result = train_run(
             config, cohort, out, resume=args.resume, progress=not args.quiet, cache_progress=cache_progress
         )
-    finally:
-        for bar in bars:
-            bar.close()
     if result is not None:
         fit = result.fit
         folded = config.train.folded_ensemble
