@@ -77,6 +77,8 @@ EXTRA_STRATEGIES["staged_augment_contrastive"] = [
     *EXTRA_STRATEGIES["staged_augment"],
     "train.pretrain=contrastive",
 ]
+#: the notes' tokens inside a negation's scope marked (data.text.negation)
+EXTRA_STRATEGIES["staged_augment_negation"] = [*EXTRA_STRATEGIES["staged_augment"], "data.text.negation=true"]
 UNIMODAL = {
     "image": ["model.tabular=null", "model.text=null"],
     "tabular": ["model.image=null", "model.text=null"],

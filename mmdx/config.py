@@ -98,11 +98,20 @@ class TabularConfig(_Strict):
 
 class TextConfig(_Strict):
     """Notes are tokenised by a BPE tokenizer trained on the training split's notes (``vocab_size``,
-    ``min_frequency``) -- pretrained text encoders bring their own -- and cut to ``max_length`` tokens."""
+    ``min_frequency``) -- pretrained text encoders bring their own -- and cut to ``max_length`` tokens.
+
+    ``negation``: mark the tokens inside a negation's scope ("no evidence of consolidation", "cough has been
+    ruled out"; cues after NegEx, Chapman et al. 2001) so that the text encoder reads a negated finding as
+    another input than an affirmed one (each marked token: its own embedding plus one learned negation
+    vector). For the encoders trained from scratch (``text_cnn``, ``transformer``); a pretrained encoder reads
+    negation from its own tokens. Off by default: on the demo it changed neither validation nor test AUROC
+    (BENCHMARKS.md, "Notes with the negations marked").
+    """
 
     vocab_size: int = Field(default=3000, ge=100)
     min_frequency: int = Field(default=2, ge=1)
     max_length: int = Field(default=160, ge=8)
+    negation: bool = False
 
 
 class CacheConfig(_Strict):

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -242,11 +243,11 @@ def test_a_bundle_from_before_plans_loads_with_its_fixed_settings(
 def test_a_bundle_from_a_newer_mmdx_fails_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_run / "bundle", copy)
-    _rewrite_preprocessing(copy, lambda document: document.update(schema_version=3))
+    _rewrite_preprocessing(copy, lambda document: document.update(schema_version=4))
     with pytest.raises(BundleError) as info:
         load_bundle(copy)
     message = str(info.value)
-    assert "schema version 3" in message and "upgrade mmdx" in message and "\n" not in message
+    assert "schema version 4" in message and "upgrade mmdx" in message and "\n" not in message
 
 
 def test_the_bundle_carries_the_image_plan_it_was_trained_with(tiny_run: Path) -> None:
@@ -272,3 +273,38 @@ def test_the_identity_is_read_without_the_model_and_only_from_a_verified_bundle(
     (copy / "card.json").write_text("{}")
     with pytest.raises(BundleError, match="card.json"):
         read_bundle_identity(copy)
+
+
+def test_a_run_with_negation_marking_round_trips_and_explains_its_negated_phrases(
+    small_cohort_2d: Path, tmp_path: Path, tiny
+) -> None:
+    from mmdx.explain.artifacts import read_case
+    from mmdx.models.encoders.text import NegationAwareEmbedding
+    from mmdx.workflows.evaluate import evaluate_run
+    from mmdx.workflows.explain import explain_run
+    from mmdx.workflows.train import train_run
+
+    _, make_config = tiny
+    out = tmp_path / "negation"
+    train_run(make_config("train.epochs=1", "data.text.negation=true"), small_cohort_2d, out, progress=False)
+    evaluate_run(out)
+    bundle = load_bundle(out)
+    assert bundle.preprocessing.text_negation
+    assert isinstance(bundle.model.encoders["text"].embedding_layer, NegationAwareEmbedding)
+    inputs = prepare_inputs(bundle, small_cohort_2d, check_images=False)
+    vocabulary = bundle.preprocessing.tokenizer.get_vocab_size()
+    assert (inputs.dataset.table.text_ids >= vocabulary).any()
+    first = predict_dataset(bundle.model, inputs.dataset)
+    again = load_bundle(out / "bundle")
+    second = predict_dataset(again.model, prepare_inputs(again, small_cohort_2d, check_images=False).dataset)
+    assert torch.equal(torch.from_numpy(first.logits), torch.from_numpy(second.logits))
+    table = inputs.dataset.table
+    negated_case = next(
+        c
+        for c, ids, text in zip(table.case_ids, table.text_ids, table.texts, strict=True)
+        if text and (ids >= vocabulary).any()
+    )
+    explain_run(out, cases=[negated_case], n_steps=4, check_cases=0, workers=1, image_method="ig")
+    document = read_case(out / "explanations", negated_case).document
+    phrases = document["phrases"]
+    assert any(p["negated"] for p in phrases) and all(np.isfinite(p["attribution"]) for p in phrases)

@@ -45,7 +45,7 @@ from mmdx.data.plan import (
 from mmdx.data.tabular import HOURS_SINCE, TabularNormaliser, aggregate_latest, hours_since_latest
 from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.data.validation import ValidatedCohort
-from mmdx.errors import MmdxError
+from mmdx.errors import ConfigError, MmdxError
 from mmdx.keys import MODALITIES, Keys, Modality
 from mmdx.workers import ignore_ctrl_c
 
@@ -298,8 +298,10 @@ def _warm_one(args: tuple[str, dict, str, str | None]) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Fitted preprocessing
 # ---------------------------------------------------------------------------------------------------------
-#: ``schema_version`` of ``preprocessing.json``: 1 before image plans existed, 2 with the plan.
-PREPROCESSING_SCHEMA_VERSION = 2
+#: ``schema_version`` of ``preprocessing.json``: 1 before image plans existed, 2 with the plan, 3 when the
+#: notes' negations are marked (written only then, so that an mmdx that cannot mark them refuses the bundle in
+#: one line instead of reading the notes unmarked; every other bundle stays readable by version-2 readers).
+PREPROCESSING_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -321,6 +323,7 @@ class Preprocessing:
     tokenizer: Tokenizer | None
     time_since_measurement: bool = False
     image_fingerprint: dict | None = None
+    text_negation: bool = False
 
     @property
     def image_plan(self) -> ImagePlan | None:
@@ -344,7 +347,7 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         return {
-            "schema_version": PREPROCESSING_SCHEMA_VERSION,
+            "schema_version": PREPROCESSING_SCHEMA_VERSION if self.text_negation else 2,
             "modalities": self.modalities,
             "image": self.image,
             "image_fingerprint": self.image_fingerprint,
@@ -356,6 +359,7 @@ class Preprocessing:
             "text": {
                 "max_length": self.text_max_length,
                 "tokenizer": TOKENIZER_FILE if self.tokenizer else None,
+                "negation": self.text_negation,
             },
         }
 
@@ -396,6 +400,7 @@ class Preprocessing:
             tokenizer=tokenizer,
             time_since_measurement=bool(state.get("time_since_measurement", False)),
             image_fingerprint=state.get("image_fingerprint"),
+            text_negation=bool(state["text"].get("negation", False)),
         )
 
 
@@ -452,8 +457,15 @@ def fit_preprocessing(
         numeric, train.set_index("case_id")[categorical_columns]
     )
     tokenizer = None
+    negation = Modality.TEXT.value in modalities and config.data.text.negation
     if Modality.TEXT.value in modalities:
         if pretrained_tokenizer is not None:
+            if negation:
+                raise ConfigError(
+                    f"data.text.negation: the text encoder {config.model.text.name!r} is pretrained and reads "
+                    "negation from its own tokens; set data.text.negation: false (negation marking is for "
+                    "text_cnn and transformer)"
+                )
             tokenizer = Tokenizer.from_file(str(pretrained_tokenizer))
         else:
             texts = [cohort.notes[c] for c in train["case_id"] if c in cohort.notes]
@@ -472,6 +484,7 @@ def fit_preprocessing(
         tokenizer=tokenizer,
         time_since_measurement=time_since,
         image_fingerprint=images.fingerprint.to_dict() if with_image and images.fingerprint else None,
+        text_negation=negation,
     )
 
 
@@ -551,7 +564,9 @@ def build_case_table(
     categorical = prep.normaliser.transform_categorical(cases.reset_index())
     texts = [cohort.notes.get(c) for c in case_ids]
     if prep.tokenizer is not None:
-        encoded = encode_notes(prep.tokenizer, [t or "" for t in texts], prep.text_max_length)
+        encoded = encode_notes(
+            prep.tokenizer, [t or "" for t in texts], prep.text_max_length, negation=prep.text_negation
+        )
         ids, mask, offsets = encoded.ids, encoded.mask, encoded.offsets
     else:
         ids = np.zeros((len(case_ids), 1), dtype=np.int64)

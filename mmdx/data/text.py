@@ -174,8 +174,16 @@ class EncodedNotes:
     tokens: list[list[str]]
 
 
-def encode_notes(tokenizer: Tokenizer, texts: list[str], max_length: int) -> EncodedNotes:
-    """Tokenise, truncate to ``max_length`` and pad. Empty texts give a row with only special tokens."""
+def encode_notes(
+    tokenizer: Tokenizer, texts: list[str], max_length: int, negation: bool = False
+) -> EncodedNotes:
+    """Tokenise, truncate to ``max_length`` and pad. Empty texts give a row with only special tokens.
+
+    ``negation``: a token inside a negation's scope (:func:`~mmdx.data.note_spans.negated_positions`, after
+    NegEx) gets the id ``vocabulary size + its id``, so that an encoder built with ``negation=True`` reads
+    "consolidation" in "no evidence of consolidation" as another input than in "there is consolidation".
+    ``tokens`` and ``offsets`` are those of the text either way.
+    """
     tok = Tokenizer.from_str(tokenizer.to_str())
     tok.enable_truncation(max_length=max_length)
     tok.enable_padding(
@@ -192,4 +200,10 @@ def encode_notes(tokenizer: Tokenizer, texts: list[str], max_length: int) -> Enc
         mask[i] = enc.attention_mask
         offsets[i] = enc.offsets
         tokens.append(list(enc.tokens))
+    if negation:
+        from mmdx.data.note_spans import negated_positions
+
+        vocabulary = tokenizer.get_vocab_size()
+        for i, text in enumerate(texts):
+            ids[i] += vocabulary * negated_positions(text, offsets[i], mask[i])
     return EncodedNotes(ids=ids, mask=mask, offsets=offsets, tokens=tokens)

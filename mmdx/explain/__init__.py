@@ -9,7 +9,7 @@
   the modalities by masking;
 - :mod:`mmdx.explain.faithfulness`: deletion curves, the model-randomisation test, convergence deltas;
 - :mod:`mmdx.explain.truth`: scores against the planted ground truth of synthetic cohorts;
-- :mod:`mmdx.explain.grids` and :mod:`mmdx.explain.tokens`: attributions back on the original image grid
-  and on character spans of the note;
+- :mod:`mmdx.explain.grids`: attributions back on the original image grid (character spans, words and
+  phrases of a note: :mod:`mmdx.data.note_spans`, which the tokenisation shares);
 - :mod:`mmdx.explain.artifacts`: the ``explanations/`` folder of a run (writing and reading).
 """

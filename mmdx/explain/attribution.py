@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mmdx.data.note_spans import PhraseSpan, TokenSpan, covered_characters, phrase_spans, token_spans
 from mmdx.errors import MmdxError
 from mmdx.explain.grids import ImageGrid, to_original_grid
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
-from mmdx.explain.tokens import PhraseSpan, TokenSpan, covered_characters, phrase_spans, token_spans
 from mmdx.keys import MODALITIES, Modality
 from mmdx.registry import Registry
 
@@ -115,7 +115,7 @@ class CaseExplanation:
         image_original: the map on the original image grid (``image_grid.original_shape``), or ``None``.
         tabular: one :class:`FeatureAttribution` per numeric then categorical column, ``None`` if absent.
         tabular_attributions: ``[F]`` raw attribution of each numeric column.
-        tokens: one :class:`~mmdx.explain.tokens.TokenSpan` per word (or token), ``None`` without text.
+        tokens: one :class:`~mmdx.data.note_spans.TokenSpan` per word (or token), ``None`` without text.
         token_attributions: ``[T]`` raw attribution of each token position.
         modality_totals: modality -> summed attribution (IG) or whole-modality occlusion effect; ``None``
             for a missing modality.

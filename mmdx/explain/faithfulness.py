@@ -43,9 +43,9 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from mmdx.data.note_spans import content_positions
 from mmdx.explain.attribution import CaseExplanation, auto_internal_batch_size, explain
 from mmdx.explain.inputs import Baselines, ExplainInputs, make_baselines
-from mmdx.explain.tokens import content_positions
 from mmdx.keys import MODALITIES, CheckVerdict
 
 DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 11))

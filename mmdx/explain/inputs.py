@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmdx.data.note_spans import special_positions
 from mmdx.errors import MmdxError, look_up_option
 from mmdx.explain.grids import ImageGrid
-from mmdx.explain.tokens import special_positions
 from mmdx.keys import MODALITIES, Keys
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ features are left out, their attribution is 0 by construction):
 
 **Text** (cases with a note whose seen part holds a planted sentence): whether the word with the highest
 ``|attribution|`` lies in a planted sentence, and whether the phrase with the highest ``|attribution|``
-(:func:`~mmdx.explain.tokens.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one,
+(:func:`~mmdx.data.note_spans.phrase_spans`: clauses, a negation with its scope as one unit) overlaps one,
 reported for affirmed and negated sentences separately (a case counts for a status when it has a sentence of
 that status); chance level = the share of the note's words inside those sentences. The *signed* phrase score
 asks the same of the phrase that moves the risk most in the finding's own direction: the largest positive

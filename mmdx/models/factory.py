@@ -27,6 +27,7 @@ DATA_DERIVED = {
     "vocab_size",
     "max_length",
     "pad_id",
+    "negation",
 }
 
 
@@ -111,6 +112,8 @@ def model_arguments(
                 "pad_id": pad_id(preprocessing.tokenizer),
                 **params,
             }
+            if preprocessing.text_negation:  # bundles without negation keep their architecture as it was
+                params["negation"] = True
         args["text"] = {"name": model.text.name, **params}
     args["fusion"] = {"name": model.fusion.name, **model.fusion.params}
     return args

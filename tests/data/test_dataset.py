@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,36 @@ def test_the_fitted_plan_is_saved_with_its_fingerprint(cohort, tmp_path: Path) -
     prep.save(tmp_path)
     again = Preprocessing.load(tmp_path)
     assert again.image_plan == plan and again.image_fingerprint == prep.image_fingerprint
+
+
+def test_negation_marking_is_fitted_saved_and_refused_for_a_pretrained_tokenizer(
+    cohort, tmp_path: Path
+) -> None:
+    from mmdx.data.dataset import Preprocessing
+    from mmdx.errors import ConfigError
+    from mmdx.models.encoders.text import minilm_folder
+
+    off = fit_preprocessing(cohort, load_config(CONFIG))
+    on = fit_preprocessing(cohort, load_config(CONFIG, ["data.text.negation=true"]))
+    assert not off.text_negation and on.text_negation
+    plain, marked = build_case_table(cohort, off), build_case_table(cohort, on)
+    vocabulary = on.tokenizer.get_vocab_size()
+    assert (marked.text_ids >= vocabulary).any() and (plain.text_ids < vocabulary).all()
+    assert np.array_equal(marked.text_ids % vocabulary, plain.text_ids)
+    on.save(tmp_path)
+    assert Preprocessing.load(tmp_path).text_negation
+    # a reader that cannot mark negations refuses such a bundle; every other bundle keeps version 2
+    assert json.loads((tmp_path / "preprocessing.json").read_text())["schema_version"] == 3
+    (tmp_path / "off").mkdir()
+    off.save(tmp_path / "off")
+    legacy = json.loads((tmp_path / "off" / "preprocessing.json").read_text())
+    assert legacy["schema_version"] == 2
+    del legacy["text"]["negation"]  # a bundle written before negation marking existed
+    (tmp_path / "off" / "preprocessing.json").write_text(json.dumps(legacy))
+    assert not Preprocessing.load(tmp_path / "off").text_negation
+    with pytest.raises(ConfigError, match="data.text.negation"):
+        fit_preprocessing(
+            cohort,
+            load_config(CONFIG, ["data.text.negation=true", "model.text.name=minilm"]),
+            pretrained_tokenizer=minilm_folder() / "tokenizer.json",
+        )

@@ -69,3 +69,32 @@ def test_brackets_inside_note_text_do_not_count_as_nesting() -> None:
     text = "Findings: " + "[" * 500 + " (sic) " + "{" * 500
     parsed = parse_notes(_lines({"case_id": "a", "text": text}), {"a"}, "notes.jsonl")
     assert parsed.joined("a") == text and not parsed.unattached
+
+
+def test_negation_marks_the_tokens_in_a_negations_scope() -> None:
+    texts = [
+        "No evidence of consolidation. Rigors noted.",
+        "Consolidation is present. Productive cough has been ruled out.",
+    ]
+    tokenizer = train_note_tokenizer(texts * 5, vocab_size=200, min_frequency=1)
+    plain = encode_notes(tokenizer, texts, max_length=24)
+    marked = encode_notes(tokenizer, texts, max_length=24, negation=True)
+    vocabulary = tokenizer.get_vocab_size()
+    assert marked.tokens == plain.tokens and (marked.offsets == plain.offsets).all()
+    assert ((marked.ids == plain.ids) | (marked.ids == plain.ids + vocabulary)).all()
+    for row in range(2):
+        negated = {
+            token
+            for token, shifted, real in zip(
+                marked.tokens[row], marked.ids[row] >= vocabulary, marked.mask[row], strict=False
+            )
+            if real and shifted
+        }
+        expected = [
+            {"no", "evidence", "of", "consolidation"},
+            {"productive", "cough", "has", "been", "ruled", "out"},
+        ]
+        assert negated == expected[row]
+    # the same finding affirmed keeps its plain id; negated it does not
+    consolidation = [marked.ids[r][marked.tokens[r].index("consolidation")] for r in (0, 1)]
+    assert consolidation[0] == consolidation[1] + vocabulary

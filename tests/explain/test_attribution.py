@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mmdx.data.note_spans import content_positions
 from mmdx.data.text import encode_notes, train_note_tokenizer
 from mmdx.errors import MmdxError
 from mmdx.explain.attribution import explain
 from mmdx.explain.grids import ImageGrid
 from mmdx.explain.inputs import ExplainInputs, FeatureInfo, make_baselines
-from mmdx.explain.tokens import content_positions
 from mmdx.keys import MODALITIES, Keys, Modality
 
 from .toys import linear_model, random_batch, tiny_model

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mmdx.data.note_spans import TokenSpan
 from mmdx.explain.attribution import CaseExplanation, FeatureAttribution
 from mmdx.explain.grids import ImageGrid, to_original_grid
-from mmdx.explain.tokens import TokenSpan
 from mmdx.explain.truth import image_scores, load_truth, score_against_truth, tabular_scores, text_scores
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -133,7 +133,7 @@ def test_text_top_word_by_status(top_word, affirmed, negated):
 def test_signed_phrase_scores_follow_the_direction_of_the_finding(
     cough, negated_phrase, affirmed_phrase, abs_affirmed, signed_affirmed, signed_negated
 ):
-    from mmdx.explain.tokens import PhraseSpan
+    from mmdx.data.note_spans import PhraseSpan
 
     phrases = [
         PhraseSpan("Cough", 0, 5, cough, False, (0,)),

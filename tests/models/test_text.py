@@ -210,3 +210,39 @@ def test_minilm_loads_offline_and_understands_text(monkeypatch) -> None:
     # Pretrained weights put paraphrases together; random weights would not.
     assert similarity[0, 1] > 0.7
     assert similarity[0, 1] > similarity[0, 2] + 0.3
+
+
+@pytest.mark.parametrize("kind", ["transformer", "text_cnn"])
+def test_negation_aware_encoders_read_a_negated_token_as_its_token_plus_one_vector(kind: str) -> None:
+    from mmdx.models.encoders.text import NegationAwareEmbedding, TextCNN
+
+    torch.manual_seed(0)
+    build = TextTransformer if kind == "transformer" else TextCNN
+    encoder = build(
+        vocab_size=40,
+        max_length=16,
+        negation=True,
+        **({"heads": 2, "dim": 16} if kind == "transformer" else {}),
+    )
+    layer = encoder.embedding_layer
+    assert isinstance(layer, NegationAwareEmbedding) and encoder.vocab_size == 80
+    ids, mask = ids_and_mask(length=10)
+    negated = ids.clone()
+    negated[:, 2:5] += 40 * (mask[:, 2:5] > 0)
+    embeds = layer(negated)
+    assert torch.allclose(
+        embeds[:, 2:5] - layer(ids)[:, 2:5], layer.negation.expand(3, 3, -1) * (mask[:, 2:5, None] > 0)
+    )
+    assert (
+        torch.equal(embeds[:, 5:], layer(ids)[:, 5:]) and not layer(torch.zeros(1, 1, dtype=torch.long)).any()
+    )
+    encoder.eval()
+    assert torch.equal(encoder(negated, mask), encoder.forward_embeddings(encoder.embed(negated), mask))
+    assert not torch.allclose(encoder(negated, mask), encoder(ids, mask))
+    with pytest.raises(MmdxError, match="0..79"):
+        encoder(torch.full((1, 3), 80), torch.ones(1, 3))
+    plain = build(vocab_size=40, max_length=16, **({"heads": 2, "dim": 16} if kind == "transformer" else {}))
+    with pytest.raises(MmdxError, match="0..39"):
+        plain(negated, mask)
+    with pytest.raises(HyperParameterError, match="negation must be true or false"):
+        build(vocab_size=40, negation="yes")

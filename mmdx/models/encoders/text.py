@@ -61,6 +61,50 @@ def _attention_mask(mask: Tensor) -> Tensor:
     return real
 
 
+class NegationAwareEmbedding(nn.Module):
+    """Token embeddings that tell a negated token from an affirmed one.
+
+    Ids ``0..V-1`` are the tokenizer's tokens; id ``V + v`` is token ``v`` inside a negation's scope (as
+    :func:`~mmdx.data.text.encode_notes` marks it with ``negation=True``), embedded as token ``v``'s vector
+    plus one learned negation vector shared by every negated token. Behaves as the ``nn.Embedding`` it
+    replaces: ``num_embeddings`` (``2 V``), ``embedding_dim`` and ``weight`` (the token table).
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, padding_idx: int, std: float) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        nn.init.normal_(self.tokens.weight, std=std)
+        with torch.no_grad():
+            self.tokens.weight[padding_idx].zero_()
+        self.negation = nn.Parameter(torch.randn(embedding_dim) * std)
+        self.num_embeddings = 2 * vocab_size
+        self.embedding_dim = embedding_dim
+
+    @property
+    def weight(self) -> Tensor:
+        return self.tokens.weight
+
+    def forward(self, ids: Tensor) -> Tensor:
+        vocabulary = self.tokens.num_embeddings
+        negated = ids >= vocabulary
+        embeds = self.tokens(ids - vocabulary * negated.long())
+        return embeds + negated.unsqueeze(-1).to(embeds.dtype) * self.negation
+
+
+def token_embedding(vocab_size: int, dim: int, pad_id: int, std: float, negation: bool) -> nn.Module:
+    """The token embedding of an encoder trained from scratch: ``nn.Embedding`` (the padding row fixed at
+    zero), or with ``negation`` a :class:`NegationAwareEmbedding` for ids marked by negation scope."""
+    if not isinstance(negation, bool):
+        raise HyperParameterError(f"text encoder: negation must be true or false, got {negation!r}")
+    if negation:
+        return NegationAwareEmbedding(vocab_size, dim, pad_id, std)
+    layer = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+    nn.init.normal_(layer.weight, std=std)
+    with torch.no_grad():
+        layer.weight[pad_id].zero_()
+    return layer
+
+
 class TextEncoder(nn.Module):
     """Contract of the text encoders.
 
@@ -145,6 +189,8 @@ class TextTransformer(TextEncoder):
         heads: attention heads; must divide ``dim``.
         mlp_ratio: hidden width of each feed-forward block, as a multiple of ``dim``.
         dropout: dropout probability in attention, feed-forward blocks and on the embeddings, in ``[0, 1)``.
+        negation: read ids ``vocab_size..2 * vocab_size - 1`` as negated tokens
+            (:class:`NegationAwareEmbedding`; set from ``data.text.negation``).
 
     Inputs: ``ids`` ``[B, T]`` int64, ``mask`` ``[B, T]`` (1 real token, 0 padding). Output: ``[B, dim]``.
     """
@@ -159,6 +205,7 @@ class TextTransformer(TextEncoder):
         heads: int = 4,
         mlp_ratio: int = 2,
         dropout: float = 0.1,
+        negation: bool = False,
     ) -> None:
         owner = "TextTransformer"
         check_positive_int(owner, "vocab_size", vocab_size)
@@ -177,10 +224,7 @@ class TextTransformer(TextEncoder):
         self.out_dim = dim
         self.max_length = max_length
         self.pad_id = pad_id
-        self.embedding_layer = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
-        nn.init.normal_(self.embedding_layer.weight, std=0.02)
-        with torch.no_grad():
-            self.embedding_layer.weight[pad_id].zero_()
+        self.embedding_layer = token_embedding(vocab_size, dim, pad_id, 0.02, negation)
         self.positions = nn.Parameter(torch.randn(max_length, dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
@@ -221,6 +265,8 @@ class TextCNN(TextEncoder):
         channels: filters per width.
         dim: output width ``D``.
         dropout: dropout on the pooled features, in ``[0, 1)``.
+        negation: read ids ``vocab_size..2 * vocab_size - 1`` as negated tokens
+            (:class:`NegationAwareEmbedding`; set from ``data.text.negation``).
 
     Inputs: ``ids`` ``[B, T]`` int64, ``mask`` ``[B, T]``. Output: ``[B, dim]``. A row without real tokens
     gives the output of an all-zero pooled vector (finite).
@@ -236,6 +282,7 @@ class TextCNN(TextEncoder):
         channels: int = 64,
         dim: int = 64,
         dropout: float = 0.1,
+        negation: bool = False,
     ) -> None:
         owner = "TextCNN"
         check_positive_int(owner, "vocab_size", vocab_size)
@@ -258,10 +305,7 @@ class TextCNN(TextEncoder):
         self.out_dim = dim
         self.max_length = max_length
         self.pad_id = pad_id
-        self.embedding_layer = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        nn.init.normal_(self.embedding_layer.weight, std=0.1)
-        with torch.no_grad():
-            self.embedding_layer.weight[pad_id].zero_()
+        self.embedding_layer = token_embedding(vocab_size, embedding_dim, pad_id, 0.1, negation)
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, channels, k) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Linear(channels * len(kernel_sizes), dim), nn.LayerNorm(dim))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmdx.explain.tokens import content_positions, covered_characters, special_positions, token_spans
+from mmdx.data.note_spans import content_positions, covered_characters, special_positions, token_spans
 
 TEXT = "No consolidation. COVID-19 swab"
 # [CLS] no consolid ##ation . covid - 19 swab [SEP] [PAD]
@@ -77,7 +77,7 @@ def test_empty_note_gives_no_span():
 def test_phrases_keep_a_negation_with_its_scope_and_sum_their_words():
     import re
 
-    from mmdx.explain.tokens import TokenSpan, phrase_spans
+    from mmdx.data.note_spans import TokenSpan, phrase_spans
 
     text = (
         "No consolidation. Productive cough has been ruled out. Findings consistent with productive cough, "

@@ -1,4 +1,7 @@
-"""Token attributions mapped back to character spans of the case's joined note text.
+"""Tokens of a case's joined note text mapped back to character spans, words and phrases.
+
+Used by the tokenisation (:func:`negated_positions`: the tokens inside a negation's scope) and by the
+explanations (token attributions summed over words and phrases).
 
 The tokenizers mmdx uses (the cohort's own, trained with ``tokenizers``, or a pretrained model's) give
 every token its character offsets ``(start, end)`` in the original text; special tokens ([CLS], [SEP])
@@ -222,3 +225,16 @@ def phrase_spans(text: str, spans: list[TokenSpan]) -> list[PhraseSpan]:
             total = float(sum(spans[i].attribution for i in part))
             phrases.append(PhraseSpan(text[start:end], start, end, total, negated, tuple(part)))
     return phrases
+
+
+def negated_positions(text: str, offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``[T]`` bool: the token positions inside a negation's scope, cue included ("no evidence of
+    consolidation", "productive cough has been ruled out"), as :func:`phrase_spans` delimits them; special
+    tokens, padding and punctuation are never marked."""
+    spans = token_spans(text, offsets, mask, np.zeros(len(offsets)))
+    marked = np.zeros(len(offsets), dtype=bool)
+    for phrase in phrase_spans(text, spans):
+        if phrase.negated:
+            for word in phrase.words:
+                marked[list(spans[word].positions)] = True
+    return marked
