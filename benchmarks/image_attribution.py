@@ -8,7 +8,8 @@ Run from the repository root (one PyTorch thread; a run evaluated on the cohort 
 
 ``RUN`` holds a bundle and ``predictions.parquet`` for ``--cohort`` (``mmdx evaluate RUN --cohort DIR``); a
 larger cohort from the same generator gives more lesion cases than a training cohort's test split. Every
-method (``name`` or ``name@stage`` for the Grad-CAM family; ``+`` joins stages) explains the same
+method (``name`` or ``name@stage`` for the Grad-CAM family; ``+`` joins stages; ``:blur`` after it for a
+blurred-image baseline instead of air) explains the same
 true-positive lesion cases (label 1, predicted positive at the bundle's threshold, a planted lesion). Per
 case: mass of the positive attribution inside the lesion and its lift over the lesion's share of the image,
 the pointing game (one model voxel of tolerance), and on the first ``--check-cases`` cases the
@@ -38,7 +39,7 @@ from mmdx.data.plan import declared_modality, plan_cohort_images
 from mmdx.data.validation import validate_cohort
 from mmdx.explain.attribution import explain, resolve_method
 from mmdx.explain.faithfulness import bootstrap_mean, deletion_curves, randomisation_check
-from mmdx.explain.inputs import Baselines, air_value, cohort_explain_inputs, make_baselines
+from mmdx.explain.inputs import IMAGE_BASELINES, Baselines, air_value, cohort_explain_inputs, make_baselines
 from mmdx.explain.truth import case_scores, load_truth
 from mmdx.predict import CohortInputs
 from mmdx.run import RunPaths
@@ -51,12 +52,17 @@ def paired_difference(a: list[float | None], b: list[float | None], seed: int = 
 
 
 def parse_method(text: str) -> tuple[str, str, dict[str, Any]]:
-    """``gradcam@stage0`` -> (label, method name, options)."""
-    name, _, layer = text.partition("@")
+    """``gradcam@stage0`` -> (label, method name, options); ``:blur`` after a method (``gaussian_occlusion:blur``)
+    explains against a Gaussian-blurred copy of the image instead of air (``image_baseline``)."""
+    spec, _, baseline = text.partition(":")
+    if baseline and baseline not in IMAGE_BASELINES:
+        raise SystemExit(f"{text}: the image baseline after ':' is one of {', '.join(IMAGE_BASELINES)}")
+    extra = {"image_baseline": baseline} if baseline else {}
+    name, _, layer = spec.partition("@")
     if name == "ig_expected":
-        return text, "integrated_gradients", {"tabular_baseline": "training"}
+        return text, "integrated_gradients", {"tabular_baseline": "training", **extra}
     options = {"cam_layer": layer} if layer else {}
-    return text, resolve_method(name), options
+    return text, resolve_method(name), {**options, **extra}
 
 
 def select_cases(
@@ -142,18 +148,19 @@ def run_method(label, name, options, context, ids) -> dict[str, Any]:
     model, temperature = bundle.model, float(bundle.calibration.temperature_)
     offset = float(bundle.calibration.offset_)
     air = air_value(bundle.preprocessing.image_config.window)
+    image_baseline = options.get("image_baseline", "air")
     kwargs = {
         "temperature": temperature,
         "offset": offset,
         "n_steps": args.steps,
-        "method_options": {"seed": 0, **options},
+        "method_options": {"seed": 0, **{k: v for k, v in options.items() if k != "image_baseline"}},
     }
     seconds, explanations = 0.0, []
     for start in range(0, len(ids), args.batch_size):
         chunk = ids[start : start + args.batch_size]
         inputs = cohort_explain_inputs(bundle, prepared, [position[c] for c in chunk])
         baselines = replace(
-            make_baselines(inputs, image_value=air),
+            make_baselines(inputs, image=image_baseline, image_value=air),
             image_reference=references.image_reference,
             tabular_reference=references.tabular_reference,
         )
@@ -164,7 +171,7 @@ def run_method(label, name, options, context, ids) -> dict[str, Any]:
     checked = ids[: args.check_cases]
     inputs = cohort_explain_inputs(bundle, prepared, [position[c] for c in checked])
     baselines = replace(
-        make_baselines(inputs, image_value=air),
+        make_baselines(inputs, image=image_baseline, image_value=air),
         image_reference=references.image_reference,
         tabular_reference=references.tabular_reference,
     )

@@ -1,5 +1,5 @@
 """Image-only attribution methods: class-activation maps (one stage, or several multiplied),
-SmoothGrad-squared, GradientShap and Gaussian occlusion. Each is one
+SmoothGrad-squared, GradientShap and Gaussian occlusion (plain and per unit of change). Each is one
 :class:`~mmdx.explain.attribution.ExplanationMethod` registered below.
 
 They explain the same output as every method (the calibrated logit of the target class) as a function of
@@ -43,6 +43,13 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
   stride ``2 * occlusion_sigma`` voxels, the image is blended towards its baseline with a Gaussian weight of
   standard deviation ``occlusion_sigma`` (default a sixteenth of the smallest side, i.e. the radius of the
   synthetic lesions); the drop of the output is spread back over the voxels with the same weights.
+- ``normalised_occlusion``: the same windows, each window's drop divided by the size (L2 norm) of the change
+  it made to the image, ``(f(x) - f(x + Δ)) / ||Δ||`` with ``Δ = (baseline - x) * window``: the output's
+  fall per unit of change, a finite-difference derivative along the direction to the baseline, averaged
+  over the window. Plain occlusion is largest wherever there is much tissue to remove, for any network
+  (its map follows the anatomy, and so does a randomised model's); per unit of change, what remains is how
+  sensitive *this* model is to each region. A window that changes nothing (air against an air baseline)
+  contributes 0.
 """
 
 from __future__ import annotations
@@ -445,7 +452,7 @@ def _gaussian_windows(spatial: tuple[int, ...], sigma: float, stride: int) -> tu
     return torch.stack(windows), centres
 
 
-def _gaussian_occlusion(call: MethodCall) -> dict[str, Any]:
+def _occlusion(call: MethodCall, per_unit_change: bool) -> dict[str, Any]:
     image, baseline = call.parts["image"]
     spatial = tuple(image.shape[2:])
     sigma = float(call.options.get("occlusion_sigma") or default_sigma(spatial))
@@ -462,17 +469,32 @@ def _gaussian_occlusion(call: MethodCall) -> dict[str, Any]:
     with torch.no_grad():
         for i in range(image.shape[0]):
             held = [None if h is None else h[i : i + 1] for h in _held_arguments(call)]
-            drops = []
+            drops, sizes = [], []
             for start in range(0, n, per_pass):
                 w = windows[start : start + per_pass].unsqueeze(1)
                 blended = image[i : i + 1] * (1 - w) + baseline[i : i + 1] * w
                 k = blended.shape[0]
                 args = [None if h is None else h.expand(k, *h.shape[1:]) for h in held]
                 drops.append(call.output[i] - output(blended, *args).double())
-            drop = torch.cat(drops).float()
+                if per_unit_change:
+                    change = (baseline[i : i + 1] - image[i : i + 1]) * w
+                    sizes.append(change.flatten(1).norm(dim=1).double())
+            drop = torch.cat(drops)
+            if per_unit_change:  # a window that changes nothing (air against an air baseline) tells nothing
+                size = torch.cat(sizes)
+                drop = torch.where(size > 1e-6, drop / size.clamp(min=1e-6), torch.zeros_like(drop))
+            drop = drop.float()
             spread = (drop.view(-1, *([1] * len(spatial))) * windows).sum(0) / windows.sum(0).clamp(min=1e-6)
             maps.append(spread.unsqueeze(0).expand(image.shape[1], *spatial))
     return _image_result(call, torch.stack(maps), sigma=sigma, stride=stride, windows=n)
+
+
+def _gaussian_occlusion(call: MethodCall) -> dict[str, Any]:
+    return _occlusion(call, per_unit_change=False)
+
+
+def _normalised_occlusion(call: MethodCall) -> dict[str, Any]:
+    return _occlusion(call, per_unit_change=True)
 
 
 def _register() -> None:
@@ -548,24 +570,39 @@ def _register() -> None:
             modalities=("image",),
         )
     )
-    EXPLANATION_METHODS.register(
-        ExplanationMethod(
-            name="gaussian_occlusion",
-            title="Gaussian occlusion",
-            short="gaussian_occlusion",
-            suffix="_gaussian_occlusion",
-            description="occlusion with a lesion-sized Gaussian window blended towards the baseline; image only",
-            attribute=_gaussian_occlusion,
-            settings=lambda call, result: {
-                "occlusion_sigma": result["sigma"],
-                "occlusion_stride": result["stride"],
-                "occlusion_windows": result["windows"],
-            },
-            sums_units=False,
-            integrates=False,
-            modalities=("image",),
+    for name, title, description, attribute in (
+        (
+            "gaussian_occlusion",
+            "Gaussian occlusion",
+            "occlusion with a lesion-sized Gaussian window blended towards the baseline; image only",
+            _gaussian_occlusion,
+        ),
+        (
+            "normalised_occlusion",
+            "normalised occlusion",
+            "Gaussian occlusion per unit of image change: the output's fall when a lesion-sized window is "
+            "blended towards the baseline, divided by the size of that change; image only",
+            _normalised_occlusion,
+        ),
+    ):
+        EXPLANATION_METHODS.register(
+            ExplanationMethod(
+                name=name,
+                title=title,
+                short=name,
+                suffix=f"_{name}",
+                description=description,
+                attribute=attribute,
+                settings=lambda call, result: {
+                    "occlusion_sigma": result["sigma"],
+                    "occlusion_stride": result["stride"],
+                    "occlusion_windows": result["windows"],
+                },
+                sums_units=False,
+                integrates=False,
+                modalities=("image",),
+            )
         )
-    )
 
 
 _register()

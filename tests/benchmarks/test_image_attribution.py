@@ -27,6 +27,14 @@ def test_methods_are_parsed_with_their_stage_and_options():
     )
     assert parse_method("ig") == ("ig", "integrated_gradients", {})
     assert parse_method("ig_expected")[2] == {"tabular_baseline": "training"}
+    assert parse_method("gaussian_occlusion:blur") == (
+        "gaussian_occlusion:blur",
+        "gaussian_occlusion",
+        {"image_baseline": "blur"},
+    )
+    assert parse_method("hirescam@stem:blur")[2] == {"cam_layer": "stem", "image_baseline": "blur"}
+    with pytest.raises(SystemExit, match="one of air, blur"):
+        parse_method("ig:noise")
 
 
 def test_the_table_has_a_column_per_method_and_says_n():

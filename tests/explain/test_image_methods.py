@@ -172,6 +172,39 @@ def test_gaussian_occlusion_finds_a_blob_the_model_reads():
     assert e.settings["occlusion_stride"] == 3
 
 
+def test_normalised_occlusion_is_the_fall_per_unit_of_change():
+    shape = (16, 16)
+    model, _ = _linear(shape)
+    with torch.no_grad():
+        model.encoders[str(Modality.IMAGE)].weight.zero_()
+        model.encoders[str(Modality.IMAGE)].weight[0, 10:13, 3:6] = 1.0
+    data = random_batch(1, image_shape=shape)
+    inputs = ExplainInputs.from_batch(data)
+    brighter = ExplainInputs.from_batch({**data, "image": data["image"] * 3})
+    options = {"occlusion_sigma": 1.5}
+    air = {"image": "air", "image_value": 0.0}
+    plain = [
+        explain(model, x, make_baselines(x, **air), method="gaussian_occlusion", method_options=options)[0]
+        for x in (inputs, brighter)
+    ]
+    normalised = [
+        explain(model, x, make_baselines(x, **air), method="normalised_occlusion", method_options=options)[0]
+        for x in (inputs, brighter)
+    ]
+    # linear in the image: three times the contrast to the baseline, three times the fall, the same per unit
+    np.testing.assert_allclose(plain[1].image_map, 3 * plain[0].image_map, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(normalised[1].image_map, normalised[0].image_map, rtol=1e-4, atol=1e-6)
+    peak = np.unravel_index(np.argmax(normalised[0].image_map), shape)
+    assert 9 <= peak[0] <= 13 and 2 <= peak[1] <= 6
+    assert normalised[0].settings["occlusion_stride"] == 3
+    # an image at its baseline changes nothing anywhere: the map is 0, not a division by zero
+    flat = ExplainInputs.from_batch({**data, "image": torch.zeros_like(data["image"])})
+    (e,) = explain(
+        model, flat, make_baselines(flat, **air), method="normalised_occlusion", method_options=options
+    )
+    assert np.all(e.image_map == 0)
+
+
 def test_location_wise_maps_read_the_finest_stage_by_default():
     model = tiny_model()
     encoder = model.encoders[str(Modality.IMAGE)]
