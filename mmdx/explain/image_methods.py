@@ -55,6 +55,7 @@ The wrapper takes one tensor, as MONAI's ``GradCAM`` and most saliency libraries
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -497,6 +498,31 @@ def _normalised_occlusion(call: MethodCall) -> dict[str, Any]:
     return _occlusion(call, per_unit_change=True)
 
 
+def _image_method(
+    name: str,
+    title: str,
+    description: str,
+    attribute: Callable[[MethodCall], dict[str, Any]],
+    settings: Callable[[MethodCall, dict[str, Any]], dict[str, Any]],
+    sums_units: bool = True,
+) -> None:
+    """Register one image-only method under ``name`` (its short name and suffix follow from it)."""
+    EXPLANATION_METHODS.register(
+        ExplanationMethod(
+            name=name,
+            title=title,
+            short=name,
+            suffix=f"_{name}",
+            description=description,
+            attribute=attribute,
+            settings=settings,
+            sums_units=sums_units,
+            integrates=False,
+            modalities=("image",),
+        )
+    )
+
+
 def _register() -> None:
     cams = [
         (
@@ -522,53 +548,26 @@ def _register() -> None:
         )
     )
     for name, title, description, attribute in cams:
-        EXPLANATION_METHODS.register(
-            ExplanationMethod(
-                name=name,
-                title=title,
-                short=name,
-                suffix=f"_{name}",
-                description=description,
-                attribute=attribute,
-                settings=lambda call, result: {
-                    "cam_layer": "+".join(result["layers"]),
-                    "cam_grid": result["grid"],
-                },
-                sums_units=True,
-                integrates=False,
-                modalities=("image",),
-            )
+        _image_method(
+            name,
+            title,
+            description,
+            attribute,
+            lambda call, result: {"cam_layer": "+".join(result["layers"]), "cam_grid": result["grid"]},
         )
-    EXPLANATION_METHODS.register(
-        ExplanationMethod(
-            name="smoothgrad_sq",
-            title="SmoothGrad-squared",
-            short="smoothgrad_sq",
-            suffix="_smoothgrad_sq",
-            description="SmoothGrad-squared: mean squared gradient over noisy copies of the image; image only",
-            attribute=_smoothgrad_sq,
-            settings=lambda call, result: {"nt_samples": result["samples"], "noise": result["noise"]},
-            sums_units=True,
-            integrates=False,
-            modalities=("image",),
-        )
+    _image_method(
+        "smoothgrad_sq",
+        "SmoothGrad-squared",
+        "SmoothGrad-squared: mean squared gradient over noisy copies of the image; image only",
+        _smoothgrad_sq,
+        lambda call, result: {"nt_samples": result["samples"], "noise": result["noise"]},
     )
-    EXPLANATION_METHODS.register(
-        ExplanationMethod(
-            name="gradient_shap",
-            title="GradientShap",
-            short="gradient_shap",
-            suffix="_gradient_shap",
-            description="GradientShap (expected gradients) from training-split images; image only",
-            attribute=_gradient_shap,
-            settings=lambda call, result: {
-                "shap_samples": result["samples"],
-                "shap_baselines": result["source"],
-            },
-            sums_units=True,
-            integrates=False,
-            modalities=("image",),
-        )
+    _image_method(
+        "gradient_shap",
+        "GradientShap",
+        "GradientShap (expected gradients) from training-split images; image only",
+        _gradient_shap,
+        lambda call, result: {"shap_samples": result["samples"], "shap_baselines": result["source"]},
     )
     for name, title, description, attribute in (
         (
@@ -585,23 +584,17 @@ def _register() -> None:
             _normalised_occlusion,
         ),
     ):
-        EXPLANATION_METHODS.register(
-            ExplanationMethod(
-                name=name,
-                title=title,
-                short=name,
-                suffix=f"_{name}",
-                description=description,
-                attribute=attribute,
-                settings=lambda call, result: {
-                    "occlusion_sigma": result["sigma"],
-                    "occlusion_stride": result["stride"],
-                    "occlusion_windows": result["windows"],
-                },
-                sums_units=False,
-                integrates=False,
-                modalities=("image",),
-            )
+        _image_method(
+            name,
+            title,
+            description,
+            attribute,
+            lambda call, result: {
+                "occlusion_sigma": result["sigma"],
+                "occlusion_stride": result["stride"],
+                "occlusion_windows": result["windows"],
+            },
+            sums_units=False,
         )
 
 
