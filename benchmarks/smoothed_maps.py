@@ -2,8 +2,8 @@
 does it still pass the model-randomisation test?
 
 Registers, for the multi-scale CAM and HiResCAM, the same map blurred with a Gaussian of standard deviation
-1, 2 or 4 voxels of the model grid (``multiscale_cam_g2``, ``hirescam_g1``, ...; replicate padding, the
-kernel cut at 3 sigma and summing to 1), then runs :mod:`benchmarks.image_attribution` with the same
+1, 2 or 4 voxels of the model grid (``multiscale_cam_g2``, ``hirescam_g1``, ...; the blur of the image
+baseline, :func:`mmdx.explain.inputs.blurred`), then runs :mod:`benchmarks.image_attribution` with the same
 arguments::
 
     .venv/bin/python -m benchmarks.smoothed_maps RUN --split val --limit 200 --check-cases 200 \\
@@ -18,33 +18,11 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
 from mmdx.explain.attribution import EXPLANATION_METHODS
+from mmdx.explain.inputs import blurred
 
 SIGMAS = (1, 2, 4)
 SMOOTHED = ("multiscale_cam", "hirescam")
-
-
-def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
-    """``[B, C, *spatial]`` (2D or 3D) blurred along every spatial axis by a Gaussian of ``sigma`` voxels."""
-    dims = maps.ndim - 2
-    radius = max(1, int(3 * sigma + 0.5))
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    conv = F.conv2d if dims == 2 else F.conv3d
-    channels = maps.shape[1]
-    out = maps
-    for axis in range(dims):
-        shape = [channels, 1] + [1] * dims
-        shape[2 + axis] = 2 * radius + 1
-        padding = [0, 0] * dims
-        padding[2 * (dims - 1 - axis)] = padding[2 * (dims - 1 - axis) + 1] = radius
-        out = conv(F.pad(out, padding, mode="replicate"), kernel.view(shape).expand(shape), groups=channels)
-    return out
 
 
 def register() -> list[str]:
@@ -61,7 +39,7 @@ def register() -> list[str]:
             def attribute(call, spec=spec, sigma=sigma):
                 result = spec.attribute(call)
                 image = result["attributions"]["image"]
-                result["attributions"] = {**result["attributions"], "image": gaussian_blur(image, sigma)}
+                result["attributions"] = {**result["attributions"], "image": blurred(image, sigma)}
                 return result
 
             EXPLANATION_METHODS.register(
