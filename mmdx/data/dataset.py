@@ -302,6 +302,7 @@ def _warm_one(args: tuple[str, dict, str, str | None]) -> None:
 #: notes' negations are marked (written only then, so that an mmdx that cannot mark them refuses the bundle in
 #: one line instead of reading the notes unmarked; every other bundle stays readable by version-2 readers).
 PREPROCESSING_SCHEMA_VERSION = 3
+_SCHEMA_WITHOUT_NEGATION = 2
 
 
 @dataclass
@@ -347,7 +348,9 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         return {
-            "schema_version": PREPROCESSING_SCHEMA_VERSION if self.text_negation else 2,
+            "schema_version": PREPROCESSING_SCHEMA_VERSION
+            if self.text_negation
+            else _SCHEMA_WITHOUT_NEGATION,
             "modalities": self.modalities,
             "image": self.image,
             "image_fingerprint": self.image_fingerprint,

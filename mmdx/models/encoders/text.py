@@ -64,21 +64,19 @@ def _attention_mask(mask: Tensor) -> Tensor:
 class NegationAwareEmbedding(nn.Module):
     """Token embeddings that tell a negated token from an affirmed one.
 
-    Ids ``0..V-1`` are the tokenizer's tokens; id ``V + v`` is token ``v`` inside a negation's scope (as
-    :func:`~mmdx.data.text.encode_notes` marks it with ``negation=True``), embedded as token ``v``'s vector
-    plus one learned negation vector shared by every negated token. Behaves as the ``nn.Embedding`` it
-    replaces: ``num_embeddings`` (``2 V``), ``embedding_dim`` and ``weight`` (the token table).
+    Ids ``0..V-1`` are the tokens of ``tokens`` (the encoder's plain token embedding); id ``V + v`` is token
+    ``v`` inside a negation's scope (as :func:`~mmdx.data.text.encode_notes` marks it with ``negation=True``),
+    embedded as token ``v``'s vector plus one learned negation vector (initialised with standard deviation
+    ``std``) shared by every negated token. Behaves as the ``nn.Embedding`` it extends: ``num_embeddings``
+    (``2 V``), ``embedding_dim`` and ``weight`` (the token table).
     """
 
-    def __init__(self, vocab_size: int, embedding_dim: int, padding_idx: int, std: float) -> None:
+    def __init__(self, tokens: nn.Embedding, std: float) -> None:
         super().__init__()
-        self.tokens = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        nn.init.normal_(self.tokens.weight, std=std)
-        with torch.no_grad():
-            self.tokens.weight[padding_idx].zero_()
-        self.negation = nn.Parameter(torch.randn(embedding_dim) * std)
-        self.num_embeddings = 2 * vocab_size
-        self.embedding_dim = embedding_dim
+        self.tokens = tokens
+        self.negation = nn.Parameter(torch.randn(tokens.embedding_dim) * std)
+        self.num_embeddings = 2 * tokens.num_embeddings
+        self.embedding_dim = tokens.embedding_dim
 
     @property
     def weight(self) -> Tensor:
@@ -96,13 +94,11 @@ def token_embedding(vocab_size: int, dim: int, pad_id: int, std: float, negation
     zero), or with ``negation`` a :class:`NegationAwareEmbedding` for ids marked by negation scope."""
     if not isinstance(negation, bool):
         raise HyperParameterError(f"text encoder: negation must be true or false, got {negation!r}")
-    if negation:
-        return NegationAwareEmbedding(vocab_size, dim, pad_id, std)
     layer = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
     nn.init.normal_(layer.weight, std=std)
     with torch.no_grad():
         layer.weight[pad_id].zero_()
-    return layer
+    return NegationAwareEmbedding(layer, std) if negation else layer
 
 
 class TextEncoder(nn.Module):
