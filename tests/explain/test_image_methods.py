@@ -159,12 +159,18 @@ def test_gradient_shap_is_complete_on_a_linear_model_with_training_references():
     assert np.corrcoef(e.image_map.ravel(), expected.ravel())[0, 1] > 0.95
 
 
-def test_gaussian_occlusion_finds_a_blob_the_model_reads():
-    shape = (16, 16)
-    model, weight = _linear(shape)
+def _blob_reader(shape: tuple[int, int]):
+    """A model linear in the image that reads only the 3x3 blob at rows 10-12, columns 3-5."""
+    model, _ = _linear(shape)
     with torch.no_grad():
         model.encoders[str(Modality.IMAGE)].weight.zero_()
         model.encoders[str(Modality.IMAGE)].weight[0, 10:13, 3:6] = 1.0
+    return model
+
+
+def test_gaussian_occlusion_finds_a_blob_the_model_reads():
+    shape = (16, 16)
+    model = _blob_reader(shape)
     inputs = ExplainInputs.from_batch(random_batch(1, image_shape=shape))
     (e,) = explain(model, inputs, method="gaussian_occlusion", method_options={"occlusion_sigma": 1.5})
     peak = np.unravel_index(np.argmax(e.image_map), shape)
@@ -174,10 +180,7 @@ def test_gaussian_occlusion_finds_a_blob_the_model_reads():
 
 def test_normalised_occlusion_is_the_fall_per_unit_of_change():
     shape = (16, 16)
-    model, _ = _linear(shape)
-    with torch.no_grad():
-        model.encoders[str(Modality.IMAGE)].weight.zero_()
-        model.encoders[str(Modality.IMAGE)].weight[0, 10:13, 3:6] = 1.0
+    model = _blob_reader(shape)
     data = random_batch(1, image_shape=shape)
     inputs = ExplainInputs.from_batch(data)
     brighter = ExplainInputs.from_batch({**data, "image": data["image"] * 3})
